@@ -1,0 +1,4 @@
+"""Signaling: the message schema, the FastAPI server and the async Python client.
+
+Independent of ``devices`` and ``media``; the ``telemed`` package composes them.
+"""

@@ -1,0 +1,174 @@
+"""Credentials and tokens: argon2 password/key hashing, signed JWTs, the login rate limiter.
+
+Hashing is deliberately slow (tens of milliseconds), so the async helpers run it in a worker
+thread and the event loop keeps relaying signaling messages meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from signaling.schema import PrincipalKind, Role
+
+_HASHER = PasswordHasher()
+# Verified against when the account does not exist, so that timing does not reveal which
+# usernames are real.
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+_ALGORITHM = "HS256"
+_ISSUER = "telemed"
+
+
+class AuthError(Exception):
+    """Authentication failed; the message is safe to show to the client."""
+
+
+def hash_secret(secret: str) -> str:
+    return _HASHER.hash(secret)
+
+
+def verify_secret(stored_hash: str | None, secret: str) -> bool:
+    """True when ``secret`` matches ``stored_hash``; a missing hash costs the same time."""
+    try:
+        return _HASHER.verify(stored_hash or _DUMMY_HASH, secret) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def hash_secret_async(secret: str) -> str:
+    return await asyncio.to_thread(hash_secret, secret)
+
+
+async def verify_secret_async(stored_hash: str | None, secret: str) -> bool:
+    return await asyncio.to_thread(verify_secret, stored_hash, secret)
+
+
+def new_gateway_key() -> str:
+    """A fresh gateway key: 256 bits, URL-safe. Shown once; only its hash is stored."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a token speaks for."""
+
+    kind: PrincipalKind
+    id: int
+    name: str
+    role: Role
+    site: str
+    session_id: str
+
+    @property
+    def is_clinician(self) -> bool:
+        return self.role in (Role.DOCTOR, Role.TECHNICIAN)
+
+
+class TokenService:
+    """Issues and checks short-lived HS256 tokens naming principal, role, site and session."""
+
+    def __init__(self, secret_key: str, ttl_s: int) -> None:
+        if len(secret_key) < 32:
+            raise ValueError("the token secret key must be at least 32 characters")
+        self._key = secret_key
+        self.ttl_s = ttl_s
+
+    def issue(self, principal: Principal, now: datetime | None = None) -> tuple[str, datetime]:
+        now = now or datetime.now(UTC)
+        expires = now + timedelta(seconds=self.ttl_s)
+        claims = {
+            "iss": _ISSUER,
+            "sub": f"{principal.kind}:{principal.id}",
+            "kind": str(principal.kind),
+            "pid": principal.id,
+            "name": principal.name,
+            "role": str(principal.role),
+            "site": principal.site,
+            "sid": principal.session_id,
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+        }
+        return jwt.encode(claims, self._key, algorithm=_ALGORITHM), expires
+
+    def decode(self, token: str) -> Principal:
+        """The principal of a valid token. Raises :class:`AuthError` otherwise."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[_ALGORITHM],
+                issuer=_ISSUER,
+                options={"require": ["exp", "iat", "sub", "sid"]},
+            )
+            return Principal(
+                kind=PrincipalKind(claims["kind"]),
+                id=int(claims["pid"]),
+                name=str(claims["name"]),
+                role=Role(claims["role"]),
+                site=str(claims["site"]),
+                session_id=str(claims["sid"]),
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except (jwt.InvalidTokenError, KeyError, ValueError, TypeError):
+            raise AuthError("invalid token") from None
+
+
+class LoginLimiter:
+    """Sliding-window limit on failed logins per (account, source address).
+
+    Memory is bounded: at most ``max_keys`` keys are tracked, the least recently failed
+    dropped first. ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        max_failures: int,
+        window_s: float,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._max_keys = max_keys
+        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
+        self._now = clock
+
+    def _recent(self, key: tuple[str, str]) -> deque[float]:
+        window = self._failures.get(key)
+        if window is None:
+            return deque()
+        cutoff = self._now() - self.window_s
+        while window and window[0] <= cutoff:
+            window.popleft()
+        if not window:
+            del self._failures[key]
+        return window
+
+    def retry_after(self, account: str, source: str) -> float:
+        """Seconds until another attempt is allowed (0: allowed now)."""
+        window = self._recent((account.lower(), source))
+        if len(window) < self.max_failures:
+            return 0.0
+        return max(0.0, window[0] + self.window_s - self._now())
+
+    def failed(self, account: str, source: str) -> None:
+        key = (account.lower(), source)
+        window = self._recent(key)
+        window.append(self._now())
+        self._failures[key] = window
+        self._failures.move_to_end(key)
+        while len(self._failures) > self._max_keys:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, account: str, source: str) -> None:
+        self._failures.pop((account.lower(), source), None)

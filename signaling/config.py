@@ -1,0 +1,104 @@
+"""Typed configuration values for the signaling server.
+
+These are plain value objects. The ``telemed`` entry point reads the environment and files once
+and builds a :class:`ServerConfig`; nothing in this package reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class SiteConfig(BaseModel):
+    """One clinic site. ``code`` is the stable identifier used in tokens and the database."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,31}$")
+    name: str
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    language: str = Field(pattern=r"^[a-z]{2}$")
+    timezone: str
+    mains_hz: Literal[50, 60]
+
+
+DEFAULT_SITES: tuple[SiteConfig, ...] = (
+    SiteConfig(
+        code="koriyama",
+        name="Koriyama",
+        country="JP",
+        language="ja",
+        timezone="Asia/Tokyo",
+        mains_hz=50,
+    ),
+    SiteConfig(
+        code="wonju",
+        name="Wonju",
+        country="KR",
+        language="ko",
+        timezone="Asia/Seoul",
+        mains_hz=60,
+    ),
+)
+
+
+class TurnConfig(BaseModel):
+    """A TURN service using coturn's ``use-auth-secret`` (TURN REST credentials)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    urls: tuple[str, ...]
+    secret: SecretStr
+    ttl_s: int = Field(default=3600, ge=60, le=86400)
+
+
+class ServerOptions(BaseModel):
+    """The server's tunables; every one has a sensible default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Lifetime of an access token; clients refresh before it ends.
+    token_ttl_s: int = Field(default=900, ge=10)
+    #: A clinician session with no activity for this long is logged out (gateways are exempt).
+    inactivity_timeout_s: float = Field(default=900.0, gt=0)
+    #: Failed logins allowed per (account, source address) within ``login_window_s``.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_s: float = Field(default=300.0, gt=0)
+    #: Largest accepted WebSocket text message; larger ones get an ``error`` reply.
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Protocol errors a connection may cause before it is closed (policy violation).
+    ws_max_errors: int = Field(default=10, ge=1)
+    #: Seconds a new connection has to authenticate with ``hello``.
+    ws_hello_timeout_s: float = Field(default=10.0, gt=0)
+    #: Outbound messages queued per connection; a consumer that falls this far behind is closed.
+    ws_send_queue: int = Field(default=256, ge=8)
+    #: Messages per second a connection may send on average, and in a burst.
+    ws_rate_per_s: float = Field(default=50.0, gt=0)
+    ws_burst: int = Field(default=200, ge=1)
+    stun_urls: tuple[str, ...] = ()
+    turn: TurnConfig | None = None
+    #: Apply database migrations at start-up (a deployment may run ``telemed db upgrade`` instead).
+    auto_migrate: bool = True
+
+
+class ServerConfig(ServerOptions):
+    """Everything the signaling server needs; built once by the entry point."""
+
+    database_url: str
+    secret_key: SecretStr
+    sites: tuple[SiteConfig, ...] = DEFAULT_SITES
+
+    @field_validator("sites")
+    @classmethod
+    def _unique_sites(cls, sites: tuple[SiteConfig, ...]) -> tuple[SiteConfig, ...]:
+        codes = [s.code for s in sites]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"site codes must be unique, got {codes}")
+        if len(codes) < 2:
+            raise ValueError("a consultation needs at least two sites")
+        return sites
+
+    def site(self, code: str) -> SiteConfig | None:
+        return next((s for s in self.sites if s.code == code), None)

@@ -1,0 +1,44 @@
+"""The consultation life cycle as an explicit state machine.
+
+    requested --accept--> active --close--> closed
+    requested --cancel--> cancelled
+    requested --close---> cancelled   (closing a request nobody accepted cancels it)
+
+Any other (state, event) pair raises :class:`IllegalTransition`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from signaling.schema import ConsultationState
+
+
+class ConsultationEvent(enum.StrEnum):
+    ACCEPT = "accept"
+    CANCEL = "cancel"
+    CLOSE = "close"
+
+
+class IllegalTransition(Exception):
+    def __init__(self, state: ConsultationState, event: ConsultationEvent) -> None:
+        super().__init__(f"cannot {event} a consultation that is {state}")
+        self.state = state
+        self.event = event
+
+
+TRANSITIONS: dict[tuple[ConsultationState, ConsultationEvent], ConsultationState] = {
+    (ConsultationState.REQUESTED, ConsultationEvent.ACCEPT): ConsultationState.ACTIVE,
+    (ConsultationState.REQUESTED, ConsultationEvent.CANCEL): ConsultationState.CANCELLED,
+    (ConsultationState.REQUESTED, ConsultationEvent.CLOSE): ConsultationState.CANCELLED,
+    (ConsultationState.ACTIVE, ConsultationEvent.CLOSE): ConsultationState.CLOSED,
+}
+
+FINAL_STATES = frozenset({ConsultationState.CLOSED, ConsultationState.CANCELLED})
+
+
+def next_state(state: ConsultationState, event: ConsultationEvent) -> ConsultationState:
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(state, event) from None

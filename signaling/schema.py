@@ -1,0 +1,327 @@
+"""The signaling wire protocol, defined once for the server, the Python client and the tests.
+
+Every WebSocket message is one JSON object with a ``type`` discriminator. Version
+:data:`PROTOCOL_VERSION` is announced by the client in ``hello`` and echoed in ``welcome``.
+
+A connection's life: ``hello`` (must be first) -> ``welcome``; ``join`` -> ``joined`` and a
+``peer-joined`` to the others; then ``offer``/``answer``/``candidate``/``chat`` are relayed
+only to peers of the same consultation, the server filling in ``from``; ``leave`` or closing the
+socket sends ``peer-left`` to the others. ``ping``/``pong`` are heartbeats. Anything wrong gets
+an ``error`` with a :class:`ErrorCode`.
+
+This module is sans-I/O: :func:`parse_client_message` turns text into a model or raises
+:class:`ProtocolError`; :func:`encode` turns a model into text.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+
+_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class ErrorCode(enum.StrEnum):
+    """Reason codes carried by ``error`` messages (stable: clients switch on them)."""
+
+    BAD_JSON = "bad_json"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_TYPE = "unknown_type"
+    UNEXPECTED_TYPE = "unexpected_type"
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    NOT_AUTHENTICATED = "not_authenticated"
+    AUTH_FAILED = "auth_failed"
+    SESSION_EXPIRED = "session_expired"
+    ALREADY_AUTHENTICATED = "already_authenticated"
+    NOT_JOINED = "not_joined"
+    ALREADY_JOINED = "already_joined"
+    NOT_FOUND = "not_found"
+    NOT_MEMBER = "not_member"
+    NOT_ACTIVE = "not_active"
+    UNKNOWN_PEER = "unknown_peer"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL = "internal"
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the server uses (RFC 6455 and the 4000-4999 private range)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    UNAUTHORIZED = 4401
+    SESSION_EXPIRED = 4408
+    UNSUPPORTED_VERSION = 4426
+
+
+class PrincipalKind(enum.StrEnum):
+    USER = "user"
+    GATEWAY = "gateway"
+
+
+class Role(enum.StrEnum):
+    DOCTOR = "doctor"
+    TECHNICIAN = "technician"
+    ENGINEER = "engineer"
+    ADMIN = "admin"
+    #: Not a clinician role: what a device gateway's token carries.
+    GATEWAY = "gateway"
+
+
+class ConsultationState(enum.StrEnum):
+    REQUESTED = "requested"
+    ACTIVE = "active"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Peer(_Message):
+    """One online connection in a consultation."""
+
+    peer_id: _ID
+    kind: PrincipalKind
+    principal_id: int
+    name: str
+    role: Role
+    site: str
+
+
+class Member(_Message):
+    """A principal that has joined the consultation, online or not (kept in the database)."""
+
+    kind: PrincipalKind
+    principal_id: int
+    name: str
+    role: Role
+    site: str
+    online: bool
+
+
+class ConsultationInfo(_Message):
+    id: _ID
+    requesting_site: str
+    consulting_site: str
+    state: ConsultationState
+    consent_cross_border: bool
+
+
+class Hello(_Message):
+    type: Literal["hello"] = "hello"
+    v: int
+    token: str = Field(min_length=1, max_length=4096)
+    client: str = Field(default="", max_length=128)
+
+
+class Welcome(_Message):
+    type: Literal["welcome"] = "welcome"
+    v: int = PROTOCOL_VERSION
+    peer_id: _ID
+    kind: PrincipalKind
+    principal_id: int
+    name: str
+    role: Role
+    site: str
+
+
+class Join(_Message):
+    type: Literal["join"] = "join"
+    consultation_id: _ID
+
+
+class Joined(_Message):
+    type: Literal["joined"] = "joined"
+    consultation: ConsultationInfo
+    peers: list[Peer]
+    members: list[Member]
+
+
+class Leave(_Message):
+    type: Literal["leave"] = "leave"
+    consultation_id: _ID
+
+
+class Left(_Message):
+    type: Literal["left"] = "left"
+    consultation_id: _ID
+
+
+class PeerJoined(_Message):
+    type: Literal["peer-joined"] = "peer-joined"
+    consultation_id: _ID
+    peer: Peer
+
+
+class PeerLeft(_Message):
+    type: Literal["peer-left"] = "peer-left"
+    consultation_id: _ID
+    peer_id: _ID
+    #: "left", "disconnected" or "closed" (the consultation ended).
+    reason: str
+
+
+class Offer(_Message):
+    """SDP offer. ``to`` names one peer (None: every other peer); ``from`` is set by the server."""
+
+    type: Literal["offer"] = "offer"
+    to: _ID | None = None
+    sender: _ID | None = Field(default=None, alias="from")
+    sdp: str = Field(min_length=1, max_length=60_000)
+
+
+class Answer(_Message):
+    type: Literal["answer"] = "answer"
+    to: _ID
+    sender: _ID | None = Field(default=None, alias="from")
+    sdp: str = Field(min_length=1, max_length=60_000)
+
+
+class Candidate(_Message):
+    """A trickled ICE candidate; an empty ``candidate`` is end-of-candidates."""
+
+    type: Literal["candidate"] = "candidate"
+    to: _ID
+    sender: _ID | None = Field(default=None, alias="from")
+    candidate: str = Field(max_length=1024)
+    sdp_mid: str | None = Field(default=None, max_length=64)
+    sdp_mline_index: int | None = Field(default=None, ge=0, le=255)
+
+
+class Chat(_Message):
+    type: Literal["chat"] = "chat"
+    text: str = Field(min_length=1, max_length=4000)
+    sender: _ID | None = Field(default=None, alias="from")
+    #: Display name and site of the sender, filled in by the server.
+    sender_name: str | None = None
+    sender_site: str | None = None
+    at: datetime | None = None
+
+
+class ConsultationStateChanged(_Message):
+    type: Literal["consultation-state"] = "consultation-state"
+    consultation: ConsultationInfo
+
+
+class Ping(_Message):
+    type: Literal["ping"] = "ping"
+    nonce: int = Field(ge=0, le=2**53)
+
+
+class Pong(_Message):
+    type: Literal["pong"] = "pong"
+    nonce: int
+
+
+class Error(_Message):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    reason: str
+    #: The ``type`` of the message that caused the error, when known.
+    ref: str | None = None
+
+
+ClientMessage = Hello | Join | Leave | Offer | Answer | Candidate | Chat | Ping
+ServerMessage = (
+    Welcome
+    | Joined
+    | Left
+    | PeerJoined
+    | PeerLeft
+    | Offer
+    | Answer
+    | Candidate
+    | Chat
+    | ConsultationStateChanged
+    | Pong
+    | Error
+)
+Message = ClientMessage | ServerMessage
+
+_CLIENT_ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(
+    Annotated[ClientMessage, Field(discriminator="type")]
+)
+_SERVER_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(
+    Annotated[ServerMessage, Field(discriminator="type")]
+)
+
+
+def _types(adapter_union: Any) -> frozenset[str]:
+    return frozenset(m.model_fields["type"].default for m in adapter_union.__args__)
+
+
+CLIENT_TYPES = _types(ClientMessage)
+SERVER_TYPES = _types(ServerMessage)
+
+
+class ProtocolError(Exception):
+    """A message that cannot be accepted; ``code`` and ``reason`` go back in an ``error``."""
+
+    def __init__(self, code: ErrorCode, reason: str, ref: str | None = None) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+        self.ref = ref
+
+    def to_message(self) -> Error:
+        return Error(code=self.code, reason=self.reason, ref=self.ref)
+
+
+def _load_object(text: str | bytes) -> tuple[dict[str, Any], str]:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "missing string field 'type'")
+    return data, kind
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"][1:]) or "message"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def parse_client_message(text: str | bytes) -> ClientMessage:
+    """Parse what a client sent. Raises :class:`ProtocolError` with the reason on any fault."""
+    data, kind = _load_object(text)
+    if kind not in CLIENT_TYPES:
+        code = ErrorCode.UNEXPECTED_TYPE if kind in SERVER_TYPES else ErrorCode.UNKNOWN_TYPE
+        raise ProtocolError(code, f"type {kind[:40]!r} may not be sent by a client")
+    try:
+        return _CLIENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, _describe(exc), ref=kind) from None
+
+
+def parse_server_message(text: str | bytes) -> ServerMessage:
+    """Parse what the server sent. Raises :class:`ProtocolError` on any fault."""
+    data, kind = _load_object(text)
+    if kind not in SERVER_TYPES:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown server message type {kind[:40]!r}")
+    try:
+        return _SERVER_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, _describe(exc), ref=kind) from None
+
+
+def encode(message: Message) -> str:
+    """Serialise a message to its JSON text (aliases such as ``from`` applied, no nulls)."""
+    return message.model_dump_json(by_alias=True, exclude_none=True)

@@ -1,0 +1,64 @@
+"""The FastAPI application factory. No globals: everything hangs off the app instance."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from signaling.auth import LoginLimiter, TokenService
+from signaling.config import ServerConfig
+from signaling.schema import CloseCode
+from signaling.server import routes_auth, routes_consultations, routes_misc
+from signaling.server.hub import Hub
+from signaling.server.services import Services
+from signaling.server.ws import websocket_endpoint
+from signaling.storage.accounts import sync_sites
+from signaling.storage.audit import AuditLog
+from signaling.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: ServerConfig, static_dir: Path | None = None) -> FastAPI:
+    """Build the server. ``static_dir``, when given, is served at ``/`` (the clinic app)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(config.database_url)
+        try:
+            if config.auto_migrate:
+                await db.migrate()
+            await sync_sites(db, config.sites)
+            hub = Hub()
+            app.state.services = Services(
+                config=config,
+                db=db,
+                tokens=TokenService(config.secret_key.get_secret_value(), config.token_ttl_s),
+                limiter=LoginLimiter(config.login_max_failures, config.login_window_s),
+                audit=AuditLog(db),
+                hub=hub,
+            )
+            log.info("signaling server ready (%s)", db.dialect)
+            yield
+            hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        finally:
+            await db.close()
+
+    app = FastAPI(
+        title="telemed signaling",
+        version="1",
+        summary="Consultations, authentication, ICE servers and WebRTC signaling",
+        lifespan=lifespan,
+    )
+    app.include_router(routes_auth.router)
+    app.include_router(routes_consultations.router)
+    app.include_router(routes_misc.router)
+    app.add_api_websocket_route("/ws", websocket_endpoint)
+    if static_dir is not None:
+        app.mount("/", StaticFiles(directory=static_dir, html=True), name="clinic_ui")
+    return app

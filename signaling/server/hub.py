@@ -1,0 +1,189 @@
+"""Live consultation rooms: who is online where, and delivery of messages between them.
+
+The hub is in-memory and owned by one server process; the database keeps what must survive
+a restart (consultations, members). Each connection has a bounded outbound queue drained by
+its own writer task, so a slow client never delays the others: when its queue is full it is
+closed (1013, try again later) instead of buffering without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from signaling.auth import Principal
+from signaling.schema import (
+    CloseCode,
+    ConsultationInfo,
+    ConsultationStateChanged,
+    Message,
+    Peer,
+    PeerJoined,
+    PeerLeft,
+    PrincipalKind,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CloseRequest:
+    code: CloseCode
+    reason: str
+
+
+class Connection:
+    """One authenticated WebSocket, as the hub sees it."""
+
+    def __init__(self, peer_id: str, principal: Principal, source_addr: str, queue_size: int):
+        self.peer_id = peer_id
+        self.principal = principal
+        self.source_addr = source_addr
+        self.consultation_id: str | None = None
+        # One slot beyond the limit is reserved for the close request on overflow.
+        self._limit = queue_size
+        self.outbox: asyncio.Queue[str | CloseRequest] = asyncio.Queue(maxsize=queue_size + 1)
+        self._closing = False
+
+    @property
+    def peer(self) -> Peer:
+        p = self.principal
+        return Peer(
+            peer_id=self.peer_id,
+            kind=p.kind,
+            principal_id=p.id,
+            name=p.name,
+            role=p.role,
+            site=p.site,
+        )
+
+    def send(self, message: Message) -> None:
+        self.send_text(encode(message))
+
+    def send_text(self, text: str) -> None:
+        """Queue ``text`` for this client without waiting; overflow closes the connection."""
+        if self._closing:
+            return
+        if self.outbox.qsize() >= self._limit:
+            log.warning("peer %s is too slow; closing it", self.peer_id)
+            self.request_close(CloseCode.TRY_AGAIN_LATER, "send queue overflow")
+            return
+        self.outbox.put_nowait(text)
+
+    def request_close(self, code: CloseCode, reason: str) -> None:
+        """Ask the writer to close the socket after what is already queued."""
+        if not self._closing:
+            self._closing = True
+            self.outbox.put_nowait(CloseRequest(code, reason))
+
+
+@dataclass
+class Room:
+    info: ConsultationInfo
+    connections: dict[str, Connection] = field(default_factory=dict)
+
+
+class Hub:
+    """Rooms keyed by consultation id. All methods are synchronous: no awaits, no races."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, Room] = {}
+        self._connections: dict[str, Connection] = {}
+        # Consultations that reached a final state while this process ran: a join racing with
+        # the close must not recreate their room.
+        self._ended: set[str] = set()
+
+    def register(self, conn: Connection) -> None:
+        self._connections[conn.peer_id] = conn
+
+    def unregister(self, conn: Connection, reason: str) -> None:
+        self.leave(conn, reason)
+        self._connections.pop(conn.peer_id, None)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def room(self, consultation_id: str) -> Room | None:
+        return self._rooms.get(consultation_id)
+
+    def online(self, consultation_id: str) -> set[tuple[PrincipalKind, int]]:
+        room = self._rooms.get(consultation_id)
+        if room is None:
+            return set()
+        return {(c.principal.kind, c.principal.id) for c in room.connections.values()}
+
+    def join(self, conn: Connection, info: ConsultationInfo) -> list[Peer] | None:
+        """Add ``conn`` to the room; tell the others. Returns everyone online, ``conn`` too,
+        or None when the consultation has ended meanwhile."""
+        if info.id in self._ended:
+            return None
+        room = self._rooms.setdefault(info.id, Room(info))
+        room.info = info
+        joined = PeerJoined(consultation_id=info.id, peer=conn.peer)
+        for other in room.connections.values():
+            other.send(joined)
+        room.connections[conn.peer_id] = conn
+        conn.consultation_id = info.id
+        return [c.peer for c in room.connections.values()]
+
+    def leave(self, conn: Connection, reason: str) -> None:
+        """Remove ``conn`` from its room (if any) and tell those who stay."""
+        cid = conn.consultation_id
+        if cid is None:
+            return
+        conn.consultation_id = None
+        room = self._rooms.get(cid)
+        if room is None or room.connections.pop(conn.peer_id, None) is None:
+            return
+        left = PeerLeft(consultation_id=cid, peer_id=conn.peer_id, reason=reason)
+        for other in room.connections.values():
+            other.send(left)
+        if not room.connections:
+            del self._rooms[cid]
+
+    def peer_in_room(self, conn: Connection, peer_id: str) -> Connection | None:
+        """The connection ``peer_id`` when it is in the same room as ``conn``; else None."""
+        if conn.consultation_id is None or peer_id == conn.peer_id:
+            return None
+        room = self._rooms.get(conn.consultation_id)
+        return room.connections.get(peer_id) if room else None
+
+    def others(self, conn: Connection) -> list[Connection]:
+        if conn.consultation_id is None:
+            return []
+        room = self._rooms[conn.consultation_id]
+        return [c for pid, c in room.connections.items() if pid != conn.peer_id]
+
+    def everyone(self, conn: Connection) -> list[Connection]:
+        if conn.consultation_id is None:
+            return []
+        return list(self._rooms[conn.consultation_id].connections.values())
+
+    def state_changed(self, info: ConsultationInfo, final: bool) -> None:
+        """A consultation was accepted/closed/cancelled: tell its room; a final state empties it."""
+        if final:
+            self._ended.add(info.id)
+        room = self._rooms.get(info.id)
+        if room is None:
+            return
+        room.info = info
+        notice = ConsultationStateChanged(consultation=info)
+        for conn in room.connections.values():
+            conn.send(notice)
+        if final:
+            for conn in room.connections.values():
+                conn.consultation_id = None
+            del self._rooms[info.id]
+
+    def end_session(self, session_id: str) -> None:
+        """Close every socket opened with a token of this (now ended) session."""
+        for conn in self._connections.values():
+            if conn.principal.session_id == session_id:
+                conn.request_close(CloseCode.SESSION_EXPIRED, "session ended")
+
+    def close_all(self, code: CloseCode, reason: str) -> None:
+        for conn in self._connections.values():
+            conn.request_close(code, reason)

@@ -1,0 +1,128 @@
+"""Login, token refresh and logout for clinicians and gateways."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, Field
+
+from signaling.auth import Principal
+from signaling.schema import PrincipalKind, Role
+from signaling.server.deps import CurrentPrincipal, ServicesDep
+from signaling.server.services import Services, source_addr
+from signaling.storage.accounts import (
+    Account,
+    check_gateway,
+    check_user,
+    end_session,
+    start_session,
+)
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+class UserLogin(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class GatewayLogin(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    key: str = Field(min_length=1, max_length=1024)
+
+
+class PrincipalOut(BaseModel):
+    kind: PrincipalKind
+    id: int
+    name: str
+    role: Role
+    site: str
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires_at: datetime
+    #: A clinician session ends after this many seconds without activity (None: never).
+    idle_timeout_s: float | None
+    principal: PrincipalOut
+
+
+def _principal_out(p: Principal) -> PrincipalOut:
+    return PrincipalOut(kind=p.kind, id=p.id, name=p.name, role=p.role, site=p.site)
+
+
+def _issue(svc: Services, principal: Principal) -> TokenOut:
+    token, expires = svc.tokens.issue(principal)
+    idle = svc.idle_timeout(principal)
+    return TokenOut(
+        token=token,
+        expires_at=expires,
+        idle_timeout_s=idle.total_seconds() if idle else None,
+        principal=_principal_out(principal),
+    )
+
+
+async def _login(
+    svc: Services, request: Request, kind: str, account_name: str, account: Account | None
+) -> TokenOut:
+    addr = source_addr(request)
+    host = request.client.host if request.client else "unknown"
+    if account is None:
+        svc.limiter.failed(f"{kind}:{account_name}", host)
+        await svc.record(f"{kind}.login", None, addr, outcome="denied", account=account_name)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong name or password")
+    svc.limiter.succeeded(f"{kind}:{account_name}", host)
+    session_id = await start_session(svc.db, account, addr)
+    principal = Principal(
+        account.kind, account.id, account.name, account.role, account.site, session_id
+    )
+    await svc.record(f"{kind}.login", principal, addr)
+    return _issue(svc, principal)
+
+
+def _check_rate(svc: Services, request: Request, key: str) -> None:
+    host = request.client.host if request.client else "unknown"
+    wait = svc.limiter.retry_after(key, host)
+    if wait > 0:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed logins; try again later",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+
+
+@router.post("/login", responses={401: {}, 429: {}})
+async def login(body: UserLogin, request: Request, svc: ServicesDep) -> TokenOut:
+    """Clinician login. Repeated failures from one address are refused for a while (429)."""
+    _check_rate(svc, request, f"user:{body.username}")
+    account = await check_user(svc.db, body.username, body.password)
+    return await _login(svc, request, "user", body.username, account)
+
+
+@router.post("/gateway", responses={401: {}, 429: {}})
+async def gateway_login(body: GatewayLogin, request: Request, svc: ServicesDep) -> TokenOut:
+    """Device gateway login with the key printed by ``telemed gateways add``."""
+    _check_rate(svc, request, f"gateway:{body.name}")
+    account = await check_gateway(svc.db, body.name, body.key)
+    return await _login(svc, request, "gateway", body.name, account)
+
+
+@router.post("/refresh")
+async def refresh(principal: CurrentPrincipal, svc: ServicesDep) -> TokenOut:
+    """A fresh token for the same session (call before ``expires_at``)."""
+    return _issue(svc, principal)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(principal: CurrentPrincipal, request: Request, svc: ServicesDep) -> None:
+    """End the session: every token naming it stops working, open sockets are closed."""
+    await end_session(svc.db, principal.session_id, "logout")
+    svc.hub.end_session(principal.session_id)
+    await svc.record("user.logout", principal, source_addr(request))
+
+
+@router.get("/me")
+async def me(principal: CurrentPrincipal) -> PrincipalOut:
+    return _principal_out(principal)

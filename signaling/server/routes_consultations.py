@@ -1,0 +1,149 @@
+"""Consultations over HTTP: request, list, view, accept, cancel, close."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, Field
+
+from signaling.consultation_fsm import FINAL_STATES, ConsultationEvent, IllegalTransition
+from signaling.schema import ConsultationInfo, ConsultationState
+from signaling.server.deps import CurrentPrincipal, ServicesDep
+from signaling.server.services import source_addr
+from signaling.storage import consultations as store
+from signaling.storage.models import ConsultationRow
+
+router = APIRouter(prefix="/api/consultations", tags=["consultations"])
+
+
+class ConsultationRequest(BaseModel):
+    consulting_site: str = Field(min_length=1, max_length=32)
+    #: Whether the patient consented to their data crossing the border; without consent
+    #: images and vitals leave the site de-identified.
+    consent_cross_border: bool
+    reason: str = Field(default="", max_length=2000)
+
+
+class ConsultationOut(ConsultationInfo):
+    reason: str
+    created_at: str
+    accepted_at: str | None
+    ended_at: str | None
+
+
+def _out(row: ConsultationRow) -> ConsultationOut:
+    return ConsultationOut(
+        **store.info(row).model_dump(),
+        reason=row.reason,
+        created_at=row.created_at.isoformat(),
+        accepted_at=row.accepted_at.isoformat() if row.accepted_at else None,
+        ended_at=row.ended_at.isoformat() if row.ended_at else None,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses={403: {}, 422: {}})
+async def create_consultation(
+    body: ConsultationRequest, principal: CurrentPrincipal, request: Request, svc: ServicesDep
+) -> ConsultationOut:
+    """Request a consultation from another site; the caller's site is the requesting site."""
+    try:
+        row = await store.create(
+            svc.db, principal, body.consulting_site, body.consent_cross_border, body.reason
+        )
+    except store.ConsultationError as exc:
+        await svc.record("consultation.create", principal, source_addr(request), outcome="denied")
+        raise HTTPException(exc.status, exc.reason) from None
+    await svc.record(
+        "consultation.create",
+        principal,
+        source_addr(request),
+        consultation_id=row.id,
+        detail={"consent_cross_border": row.consent_cross_border},
+    )
+    return _out(row)
+
+
+@router.get("")
+async def list_consultations(
+    principal: CurrentPrincipal,
+    request: Request,
+    svc: ServicesDep,
+    state: ConsultationState | None = None,
+) -> list[ConsultationOut]:
+    """Consultations involving the caller's site (all of them for an administrator)."""
+    rows = await store.list_visible(svc.db, principal, state)
+    await svc.record(
+        "consultation.list", principal, source_addr(request), detail={"count": len(rows)}
+    )
+    return [_out(r) for r in rows]
+
+
+@router.get("/{consultation_id}", responses={404: {}})
+async def get_consultation(
+    consultation_id: str, principal: CurrentPrincipal, request: Request, svc: ServicesDep
+) -> ConsultationOut:
+    row = await store.get(svc.db, consultation_id)
+    visible = row is not None and store.may_view(principal, row)
+    await svc.record(
+        "consultation.view",
+        principal,
+        source_addr(request),
+        consultation_id=consultation_id[:32],
+        outcome="ok" if visible else "denied",
+    )
+    if row is None or not visible:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such consultation")
+    return _out(row)
+
+
+async def _transition(
+    consultation_id: str,
+    event: ConsultationEvent,
+    principal: CurrentPrincipal,
+    request: Request,
+    svc: ServicesDep,
+) -> ConsultationOut:
+    action = f"consultation.{event}"
+    addr = source_addr(request)
+    try:
+        row = await store.transition(svc.db, principal, consultation_id, event)
+    except store.ConsultationError as exc:
+        await svc.record(
+            action, principal, addr, consultation_id=consultation_id[:32], outcome="denied"
+        )
+        raise HTTPException(exc.status, exc.reason) from None
+    except IllegalTransition as exc:
+        await svc.record(
+            action, principal, addr, consultation_id=consultation_id[:32], outcome="denied"
+        )
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    await svc.record(action, principal, addr, consultation_id=row.id)
+    info = store.info(row)
+    svc.hub.state_changed(info, final=info.state in FINAL_STATES)
+    return _out(row)
+
+
+_TRANSITION_RESPONSES: dict[int | str, dict[str, object]] = {403: {}, 404: {}, 409: {}}
+
+
+@router.post("/{consultation_id}/accept", responses=_TRANSITION_RESPONSES)
+async def accept(
+    consultation_id: str, principal: CurrentPrincipal, request: Request, svc: ServicesDep
+) -> ConsultationOut:
+    """A doctor of the consulting site accepts: the consultation becomes active."""
+    return await _transition(consultation_id, ConsultationEvent.ACCEPT, principal, request, svc)
+
+
+@router.post("/{consultation_id}/cancel", responses=_TRANSITION_RESPONSES)
+async def cancel(
+    consultation_id: str, principal: CurrentPrincipal, request: Request, svc: ServicesDep
+) -> ConsultationOut:
+    """The requesting site withdraws a request that was not yet accepted."""
+    return await _transition(consultation_id, ConsultationEvent.CANCEL, principal, request, svc)
+
+
+@router.post("/{consultation_id}/close", responses=_TRANSITION_RESPONSES)
+async def close(
+    consultation_id: str, principal: CurrentPrincipal, request: Request, svc: ServicesDep
+) -> ConsultationOut:
+    """A doctor of either site ends the consultation; its room is emptied."""
+    return await _transition(consultation_id, ConsultationEvent.CLOSE, principal, request, svc)

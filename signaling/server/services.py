@@ -1,0 +1,68 @@
+"""What the routes share: built once in the app's lifespan, reached through ``app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import cast
+
+from starlette.requests import HTTPConnection
+
+from signaling.auth import LoginLimiter, Principal, TokenService
+from signaling.config import ServerConfig
+from signaling.schema import PrincipalKind
+from signaling.server.hub import Hub
+from signaling.storage.audit import AuditEvent, AuditLog, DetailValue
+from signaling.storage.database import Database
+
+
+@dataclass
+class Services:
+    config: ServerConfig
+    db: Database
+    tokens: TokenService
+    limiter: LoginLimiter
+    audit: AuditLog
+    hub: Hub
+
+    def idle_timeout(self, principal: Principal) -> timedelta | None:
+        """Clinicians are logged out when idle; a gateway is a machine and stays connected."""
+        if principal.kind is PrincipalKind.GATEWAY:
+            return None
+        return timedelta(seconds=self.config.inactivity_timeout_s)
+
+    async def record(
+        self,
+        action: str,
+        principal: Principal | None,
+        source_addr: str,
+        *,
+        consultation_id: str | None = None,
+        outcome: str = "ok",
+        detail: dict[str, DetailValue] | None = None,
+        account: str = "",
+    ) -> None:
+        """Append one audit event. ``account`` names an unauthenticated actor (failed login)."""
+        await self.audit.append(
+            AuditEvent(
+                action=action,
+                actor_kind=str(principal.kind) if principal else "anonymous",
+                actor_id=principal.id if principal else None,
+                actor_name=principal.name if principal else account[:128],
+                role=str(principal.role) if principal else "",
+                site=principal.site if principal else "",
+                source_addr=source_addr,
+                consultation_id=consultation_id,
+                outcome=outcome,
+                detail=detail or {},
+            )
+        )
+
+
+def services_of(conn: HTTPConnection) -> Services:
+    return cast(Services, conn.app.state.services)
+
+
+def source_addr(conn: HTTPConnection) -> str:
+    client = conn.client
+    return f"{client.host}:{client.port}" if client else "unknown"

@@ -1,0 +1,422 @@
+"""The ``/ws`` endpoint: authenticate with ``hello``, join one consultation, relay within it.
+
+Per connection there are two tasks, both owned here: the reader (this handler) and a writer
+draining the connection's bounded outbox. Every protocol fault gets an ``error`` reply and is
+counted; past ``ws_max_errors`` the socket is closed with 1008 (policy violation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from datetime import timedelta
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from signaling.auth import AuthError, Principal
+from signaling.consultation_fsm import FINAL_STATES
+from signaling.schema import (
+    PROTOCOL_VERSION,
+    Answer,
+    Candidate,
+    Chat,
+    ClientMessage,
+    CloseCode,
+    ConsultationState,
+    Error,
+    ErrorCode,
+    Hello,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    Offer,
+    Ping,
+    Pong,
+    ProtocolError,
+    Welcome,
+    encode,
+    parse_client_message,
+)
+from signaling.server.hub import CloseRequest, Connection
+from signaling.server.services import Services, services_of, source_addr
+from signaling.storage import consultations as store
+from signaling.storage.accounts import SessionEnded, touch_session
+from signaling.storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+# A user's socket traffic is written to the session's activity record at most this often.
+_TOUCH_INTERVAL_S = 30.0
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate, self._burst = rate, float(burst)
+        self._tokens = float(burst)
+        self._stamp = asyncio.get_running_loop().time()
+
+    def take(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class _Closing(Exception):
+    """The connection is to be closed after what is queued has been sent."""
+
+
+class WsSession:
+    """One WebSocket connection from accept to close."""
+
+    def __init__(self, ws: WebSocket, svc: Services) -> None:
+        self.ws = ws
+        self.svc = svc
+        self.addr = source_addr(ws)
+        self.errors = 0
+        self.conn: Connection | None = None
+        loop = asyncio.get_running_loop()
+        self._bucket = _TokenBucket(svc.config.ws_rate_per_s, svc.config.ws_burst)
+        self._last_activity = loop.time()
+        self._last_touch = loop.time()
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    async def _receive(self, timeout: float | None) -> ClientMessage | None:
+        """The next valid client message; None when the client has gone.
+
+        Raises ``TimeoutError`` and :class:`ProtocolError` (which the caller answers).
+        """
+        message = await asyncio.wait_for(self.ws.receive(), timeout)
+        if message["type"] == "websocket.disconnect":
+            return None
+        data: str | bytes | None = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        if len(data) > self.svc.config.ws_max_message_bytes:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"message of {len(data)} bytes exceeds {self.svc.config.ws_max_message_bytes}",
+            )
+        if not self._bucket.take():
+            raise ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down")
+        return parse_client_message(data)
+
+    async def _fault(self, exc: ProtocolError) -> None:
+        """Answer a protocol fault; close the socket once there have been too many."""
+        self.errors += 1
+        log.info("ws %s: %s (%d/%d)", self.addr, exc, self.errors, self.svc.config.ws_max_errors)
+        await self._send(exc.to_message())
+        if self.errors >= self.svc.config.ws_max_errors:
+            await self._close(CloseCode.POLICY_VIOLATION, "too many protocol errors")
+            raise _Closing
+
+    async def _send(self, message: Welcome | Error | Pong | Joined | Left | Chat) -> None:
+        if self.conn is None:  # before hello there is no writer yet
+            await self.ws.send_text(encode(message))
+        else:
+            self.conn.send(message)
+
+    async def _close(self, code: CloseCode, reason: str) -> None:
+        if self.conn is None:
+            await self.ws.close(code, reason)
+        else:
+            self.conn.request_close(code, reason)
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        writer: asyncio.Task[None] | None = None
+        reason = "disconnected"
+        try:
+            if not await self._authenticate():
+                return
+            assert self.conn is not None
+            self.svc.hub.register(self.conn)
+            writer = asyncio.create_task(self._write(self.conn), name=f"ws-writer-{self.addr}")
+            await self._serve()
+        except _Closing:
+            reason = "closed"
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await self._finish(writer, reason)
+
+    async def _finish(self, writer: asyncio.Task[None] | None, reason: str) -> None:
+        conn = self.conn
+        if conn is not None:
+            cid = conn.consultation_id
+            self.svc.hub.unregister(conn, "disconnected")
+            if cid is not None:
+                await self.svc.record(
+                    "consultation.leave",
+                    conn.principal,
+                    self.addr,
+                    consultation_id=cid,
+                    detail={"reason": "disconnected"},
+                )
+            await self.svc.record(
+                "ws.disconnect", conn.principal, self.addr, detail={"how": reason}
+            )
+        if writer is not None:
+            if reason == "closed":
+                # Let the writer flush the error and the close frame, but not forever.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(writer), 5.0)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _write(self, conn: Connection) -> None:
+        try:
+            while True:
+                item = await conn.outbox.get()
+                if isinstance(item, CloseRequest):
+                    if self.ws.application_state is WebSocketState.CONNECTED:
+                        await self.ws.close(item.code, item.reason)
+                    return
+                await self.ws.send_text(item)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            # The client went away mid-send; the reader sees the disconnect and cleans up.
+            log.debug("ws %s: writer stopped: %r", self.addr, exc)
+
+    async def _authenticate(self) -> bool:
+        """Wait for a valid ``hello``; on success ``self.conn`` is set."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.svc.config.ws_hello_timeout_s
+        while True:
+            try:
+                message = await self._receive(max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                await self._close(CloseCode.UNAUTHORIZED, "no hello in time")
+                return False
+            except ProtocolError as exc:
+                await self._fault(exc)
+                continue
+            if message is None:
+                return False
+            if not isinstance(message, Hello):
+                await self._send(
+                    Error(
+                        code=ErrorCode.NOT_AUTHENTICATED,
+                        reason="send hello with a token first",
+                        ref=message.type,
+                    )
+                )
+                await self._close(CloseCode.UNAUTHORIZED, "not authenticated")
+                return False
+            return await self._hello(message)
+
+    async def _hello(self, hello: Hello) -> bool:
+        if hello.v != PROTOCOL_VERSION:
+            await self._send(
+                Error(
+                    code=ErrorCode.UNSUPPORTED_VERSION,
+                    reason=f"protocol version {hello.v} unsupported; this server speaks "
+                    f"{PROTOCOL_VERSION}",
+                    ref="hello",
+                )
+            )
+            await self._close(CloseCode.UNSUPPORTED_VERSION, "unsupported protocol version")
+            return False
+        try:
+            principal = self.svc.tokens.decode(hello.token)
+            await touch_session(
+                self.svc.db, principal.session_id, self.svc.idle_timeout(principal), activity=False
+            )
+        except (AuthError, SessionEnded) as exc:
+            expired = isinstance(exc, SessionEnded) or "expired" in str(exc)
+            code = ErrorCode.SESSION_EXPIRED if expired else ErrorCode.AUTH_FAILED
+            await self.svc.record("ws.connect", None, self.addr, outcome="denied")
+            await self._send(Error(code=code, reason=str(exc), ref="hello"))
+            await self._close(
+                CloseCode.SESSION_EXPIRED if expired else CloseCode.UNAUTHORIZED, str(exc)
+            )
+            return False
+        peer_id = f"p-{secrets.token_hex(6)}"
+        self.conn = Connection(peer_id, principal, self.addr, self.svc.config.ws_send_queue)
+        await self.svc.record(
+            "ws.connect", principal, self.addr, detail={"client": hello.client, "peer": peer_id}
+        )
+        self.conn.send(
+            Welcome(
+                peer_id=peer_id,
+                kind=principal.kind,
+                principal_id=principal.id,
+                name=principal.name,
+                role=principal.role,
+                site=principal.site,
+            )
+        )
+        return True
+
+    # -- authenticated ---------------------------------------------------------------------
+
+    def _idle_remaining(self, principal: Principal) -> float | None:
+        idle = self.svc.idle_timeout(principal)
+        if idle is None:
+            return None
+        elapsed = asyncio.get_running_loop().time() - self._last_activity
+        return max(0.0, idle.total_seconds() - elapsed)
+
+    async def _check_session(self, principal: Principal, activity: bool) -> None:
+        """Refresh the session record; close the socket when it has ended or gone idle."""
+        loop = asyncio.get_running_loop()
+        try:
+            last = await touch_session(
+                self.svc.db,
+                principal.session_id,
+                self.svc.idle_timeout(principal),
+                activity=activity,
+            )
+        except SessionEnded as exc:
+            await self.svc.record("session.idle_logout", principal, self.addr)
+            await self._send(
+                Error(code=ErrorCode.SESSION_EXPIRED, reason=f"session ended: {exc.reason}")
+            )
+            await self._close(CloseCode.SESSION_EXPIRED, "session ended")
+            raise _Closing from None
+        self._last_touch = loop.time()
+        # Activity over HTTP counts too: take the later of the two.
+        since = (utcnow() - last) / timedelta(seconds=1)
+        self._last_activity = max(self._last_activity, loop.time() - since)
+
+    async def _serve(self) -> None:
+        conn = self.conn
+        assert conn is not None
+        while True:
+            try:
+                message = await self._receive(self._idle_remaining(conn.principal))
+            except TimeoutError:
+                await self._check_session(conn.principal, activity=False)
+                continue
+            except ProtocolError as exc:
+                await self._fault(exc)
+                continue
+            if message is None:
+                return
+            if not isinstance(message, Ping):
+                loop = asyncio.get_running_loop()
+                self._last_activity = loop.time()
+                if loop.time() - self._last_touch > _TOUCH_INTERVAL_S:
+                    await self._check_session(conn.principal, activity=True)
+            try:
+                await self._handle(conn, message)
+            except ProtocolError as exc:
+                await self._fault(exc)
+
+    async def _handle(self, conn: Connection, message: ClientMessage) -> None:
+        match message:
+            case Ping(nonce=nonce):
+                conn.send(Pong(nonce=nonce))
+            case Hello():
+                raise ProtocolError(ErrorCode.ALREADY_AUTHENTICATED, "hello was sent already")
+            case Join():
+                await self._join(conn, message)
+            case Leave():
+                await self._leave(conn, message)
+            case Offer() | Answer() | Candidate():
+                self._relay(conn, message)
+            case Chat():
+                await self._chat(conn, message)
+
+    async def _join(self, conn: Connection, join: Join) -> None:
+        cid = join.consultation_id
+        if conn.consultation_id is not None:
+            raise ProtocolError(
+                ErrorCode.ALREADY_JOINED, f"already in {conn.consultation_id}; leave first", "join"
+            )
+        row = await store.get(self.svc.db, cid)
+        if row is None or not store.may_view(conn.principal, row):
+            await self.svc.record(
+                "consultation.join",
+                conn.principal,
+                self.addr,
+                consultation_id=cid,
+                outcome="denied",
+            )
+            raise ProtocolError(ErrorCode.NOT_FOUND, "no such consultation", "join")
+        if not store.may_join(conn.principal, row):
+            await self.svc.record(
+                "consultation.join",
+                conn.principal,
+                self.addr,
+                consultation_id=cid,
+                outcome="denied",
+            )
+            raise ProtocolError(ErrorCode.NOT_MEMBER, "not a member of this consultation", "join")
+        info = store.info(row)
+        if info.state in FINAL_STATES:
+            raise ProtocolError(ErrorCode.NOT_ACTIVE, f"consultation is {info.state}", "join")
+        await store.record_member(self.svc.db, cid, conn.principal)
+        peers = self.svc.hub.join(conn, info)
+        if peers is None:
+            raise ProtocolError(ErrorCode.NOT_ACTIVE, "consultation has ended", "join")
+        members = await store.members(self.svc.db, cid, self.svc.hub.online(cid))
+        conn.send(Joined(consultation=info, peers=peers, members=members))
+        await self.svc.record("consultation.join", conn.principal, self.addr, consultation_id=cid)
+
+    async def _leave(self, conn: Connection, leave: Leave) -> None:
+        if conn.consultation_id != leave.consultation_id:
+            raise ProtocolError(ErrorCode.NOT_JOINED, "not in that consultation", "leave")
+        self.svc.hub.leave(conn, "left")
+        conn.send(Left(consultation_id=leave.consultation_id))
+        await self.svc.record(
+            "consultation.leave", conn.principal, self.addr, consultation_id=leave.consultation_id
+        )
+
+    def _relay(self, conn: Connection, message: Offer | Answer | Candidate) -> None:
+        """Forward to peers of the same active consultation only; ``from`` is ours to set."""
+        if conn.consultation_id is None:
+            raise ProtocolError(ErrorCode.NOT_JOINED, "join a consultation first", message.type)
+        room = self.svc.hub.room(conn.consultation_id)
+        if room is None or room.info.state is not ConsultationState.ACTIVE:
+            raise ProtocolError(
+                ErrorCode.NOT_ACTIVE, "the consultation has not been accepted yet", message.type
+            )
+        outgoing = encode(message.model_copy(update={"sender": conn.peer_id}))
+        if message.to is None:
+            for other in self.svc.hub.others(conn):
+                other.send_text(outgoing)
+            return
+        target = self.svc.hub.peer_in_room(conn, message.to)
+        if target is None:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_PEER, f"no peer {message.to} in this consultation", message.type
+            )
+        target.send_text(outgoing)
+
+    async def _chat(self, conn: Connection, chat: Chat) -> None:
+        if conn.consultation_id is None:
+            raise ProtocolError(ErrorCode.NOT_JOINED, "join a consultation first", "chat")
+        stamped = encode(
+            chat.model_copy(
+                update={
+                    "sender": conn.peer_id,
+                    "sender_name": conn.principal.name,
+                    "sender_site": conn.principal.site,
+                    "at": utcnow(),
+                }
+            )
+        )
+        for member in self.svc.hub.everyone(conn):
+            member.send_text(stamped)
+        await self.svc.record(
+            "chat.send",
+            conn.principal,
+            self.addr,
+            consultation_id=conn.consultation_id,
+            detail={"chars": len(chat.text)},
+        )
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    """Signaling socket. Protocol: :mod:`signaling.schema`."""
+    await WsSession(ws, services_of(ws)).run()

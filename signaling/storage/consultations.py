@@ -1,0 +1,206 @@
+"""Consultations and their members, and the access rules that go with them."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import or_, select
+
+from signaling.auth import Principal
+from signaling.consultation_fsm import ConsultationEvent, next_state
+from signaling.schema import ConsultationInfo, ConsultationState, Member, PrincipalKind, Role
+from signaling.storage.database import Database
+from signaling.storage.models import (
+    ConsultationRow,
+    GatewayRow,
+    MemberRow,
+    SiteRow,
+    UserRow,
+    utcnow,
+)
+
+
+class ConsultationError(Exception):
+    """A request about a consultation that cannot be granted; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def info(row: ConsultationRow) -> ConsultationInfo:
+    return ConsultationInfo(
+        id=row.id,
+        requesting_site=row.requesting_site,
+        consulting_site=row.consulting_site,
+        state=ConsultationState(row.state),
+        consent_cross_border=row.consent_cross_border,
+    )
+
+
+def involves(principal: Principal, row: ConsultationRow) -> bool:
+    return principal.site in (row.requesting_site, row.consulting_site)
+
+
+def may_view(principal: Principal, row: ConsultationRow) -> bool:
+    """Admins see every consultation; clinicians and gateways those of their own site."""
+    if principal.role is Role.ADMIN:
+        return True
+    return involves(principal, row) and principal.role is not Role.ENGINEER
+
+
+def may_join(principal: Principal, row: ConsultationRow) -> bool:
+    """Members are the two sites' doctors, technicians and gateways."""
+    allowed = principal.kind is PrincipalKind.GATEWAY or principal.is_clinician
+    return allowed and involves(principal, row)
+
+
+async def create(
+    db: Database,
+    principal: Principal,
+    consulting_site: str,
+    consent_cross_border: bool,
+    reason: str,
+) -> ConsultationRow:
+    """A doctor or technician at the requesting (patient's) site asks another site."""
+    if principal.kind is not PrincipalKind.USER or not principal.is_clinician:
+        raise ConsultationError(403, "only doctors and technicians request consultations")
+    if consulting_site == principal.site:
+        raise ConsultationError(422, "the consulting site must be another site")
+    async with db.session() as session:
+        if await session.get(SiteRow, consulting_site) is None:
+            raise ConsultationError(422, f"unknown site {consulting_site!r}")
+        row = ConsultationRow(
+            id=f"c-{secrets.token_hex(8)}",
+            requesting_site=principal.site,
+            consulting_site=consulting_site,
+            state=str(ConsultationState.REQUESTED),
+            consent_cross_border=consent_cross_border,
+            reason=reason,
+            created_by=principal.id,
+            created_at=utcnow(),
+        )
+        session.add(row)
+    return row
+
+
+async def get(db: Database, consultation_id: str) -> ConsultationRow | None:
+    async with db.session() as session:
+        return await session.get(ConsultationRow, consultation_id)
+
+
+async def list_visible(
+    db: Database, principal: Principal, state: ConsultationState | None = None
+) -> list[ConsultationRow]:
+    query = select(ConsultationRow).order_by(ConsultationRow.created_at.desc())
+    if principal.role is Role.ENGINEER:
+        return []
+    if principal.role is not Role.ADMIN:
+        query = query.where(
+            or_(
+                ConsultationRow.requesting_site == principal.site,
+                ConsultationRow.consulting_site == principal.site,
+            )
+        )
+    if state is not None:
+        query = query.where(ConsultationRow.state == str(state))
+    async with db.session() as session:
+        return list(await session.scalars(query.limit(500)))
+
+
+def _check_may(principal: Principal, row: ConsultationRow, event: ConsultationEvent) -> None:
+    if principal.kind is not PrincipalKind.USER:
+        raise ConsultationError(403, "gateways cannot change a consultation")
+    if event is ConsultationEvent.ACCEPT:
+        if principal.role is not Role.DOCTOR or principal.site != row.consulting_site:
+            raise ConsultationError(403, "only a doctor of the consulting site may accept")
+    elif event is ConsultationEvent.CANCEL:
+        if not principal.is_clinician or principal.site != row.requesting_site:
+            raise ConsultationError(403, "only the requesting site may cancel")
+    elif principal.role is not Role.DOCTOR or not involves(principal, row):
+        raise ConsultationError(403, "only a doctor of either site may close")
+
+
+async def transition(
+    db: Database, principal: Principal, consultation_id: str, event: ConsultationEvent
+) -> ConsultationRow:
+    """Apply ``event``; raises :class:`ConsultationError` (404/403) or
+    :class:`~signaling.consultation_fsm.IllegalTransition`."""
+    async with db.session() as session:
+        row = await session.get(ConsultationRow, consultation_id, with_for_update=True)
+        if row is None or not may_view(principal, row):
+            raise ConsultationError(404, "no such consultation")
+        _check_may(principal, row, event)
+        new = next_state(ConsultationState(row.state), event)
+        row.state = str(new)
+        if new is ConsultationState.ACTIVE:
+            row.accepted_at = utcnow()
+        else:
+            row.ended_at = utcnow()
+    return row
+
+
+async def record_member(db: Database, consultation_id: str, principal: Principal) -> None:
+    now = utcnow()
+    async with db.session() as session:
+        key = (consultation_id, str(principal.kind), principal.id)
+        row = await session.get(MemberRow, key)
+        if row is None:
+            session.add(
+                MemberRow(
+                    consultation_id=consultation_id,
+                    principal_kind=str(principal.kind),
+                    principal_id=principal.id,
+                    first_joined_at=now,
+                    last_joined_at=now,
+                )
+            )
+        else:
+            row.last_joined_at = now
+
+
+async def members(
+    db: Database, consultation_id: str, online: set[tuple[PrincipalKind, int]]
+) -> list[Member]:
+    """Everyone who has ever joined, with ``online`` set from the live room."""
+    async with db.session() as session:
+        users = await session.execute(
+            select(UserRow.id, UserRow.display_name, UserRow.role, UserRow.site_code)
+            .join(MemberRow, MemberRow.principal_id == UserRow.id)
+            .where(
+                MemberRow.consultation_id == consultation_id,
+                MemberRow.principal_kind == str(PrincipalKind.USER),
+            )
+        )
+        gateways = await session.execute(
+            select(GatewayRow.id, GatewayRow.name, GatewayRow.site_code)
+            .join(MemberRow, MemberRow.principal_id == GatewayRow.id)
+            .where(
+                MemberRow.consultation_id == consultation_id,
+                MemberRow.principal_kind == str(PrincipalKind.GATEWAY),
+            )
+        )
+        result = [
+            Member(
+                kind=PrincipalKind.USER,
+                principal_id=uid,
+                name=name,
+                role=Role(role),
+                site=site,
+                online=(PrincipalKind.USER, uid) in online,
+            )
+            for uid, name, role, site in users
+        ]
+        result += [
+            Member(
+                kind=PrincipalKind.GATEWAY,
+                principal_id=gid,
+                name=name,
+                role=Role.GATEWAY,
+                site=site,
+                online=(PrincipalKind.GATEWAY, gid) in online,
+            )
+            for gid, name, site in gateways
+        ]
+    return result

@@ -1,0 +1,91 @@
+"""The database handle: one async engine, a session factory, and schema migrations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of an SQLite file (the embedded default)."""
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers proceed while the server appends audit rows; foreign keys are off by
+    # default in SQLite and the schema relies on them.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+class Database:
+    """Owns the engine. Create one per process at the entry point; ``await close()`` at exit."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed on success, rolled back on an exception."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` (idempotent)."""
+
+        def upgrade(connection: Connection) -> None:
+            command.upgrade(_alembic_config(connection), revision)
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade)
+
+    async def current_revision(self) -> str | None:
+        def read(connection: Connection) -> str | None:
+            return MigrationContext.configure(connection).get_current_revision()
+
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(read)
+
+    @staticmethod
+    def head_revision() -> str | None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        return ScriptDirectory.from_config(config).get_current_head()
+
+    async def close(self) -> None:
+        await self.engine.dispose()

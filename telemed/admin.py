@@ -1,0 +1,97 @@
+"""Administrative commands: accounts, gateways, the audit chain, the database schema."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+
+from signaling.auth import new_gateway_key
+from signaling.schema import Role
+from signaling.storage import accounts
+from signaling.storage.audit import AuditEvent, AuditLog
+from signaling.storage.database import Database
+from telemed.settings import Settings
+
+
+async def _open(settings: Settings) -> Database:
+    db = Database(settings.resolved_database_url())
+    await db.migrate()
+    await accounts.sync_sites(db, settings.sites)
+    return db
+
+
+async def _audit_cli(db: Database, action: str, detail: dict[str, str | int]) -> None:
+    """Account changes made at the console are audited like those made over the API."""
+    await AuditLog(db).append(
+        AuditEvent(
+            action=action,
+            actor_kind="console",
+            actor_id=None,
+            actor_name=getpass.getuser(),
+            role="",
+            site="",
+            source_addr="console",
+            detail=detail,
+        )
+    )
+
+
+async def add_user(
+    settings: Settings, username: str, password: str, role: Role, site: str, name: str
+) -> int:
+    settings.site(site)
+    db = await _open(settings)
+    try:
+        account = await accounts.add_user(db, username, password, role, site, name)
+        await _audit_cli(db, "user.create", {"user": username, "role": str(role), "site": site})
+    except accounts.AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    print(f"user {username} created (id {account.id}, {role} at {site})")
+    return 0
+
+
+async def add_gateway(settings: Settings, name: str, site: str) -> int:
+    settings.site(site)
+    key = new_gateway_key()
+    db = await _open(settings)
+    try:
+        account = await accounts.add_gateway(db, name, site, key)
+        await _audit_cli(db, "gateway.create", {"gateway": name, "site": site})
+    except accounts.AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    print(f"gateway {name} created (id {account.id}, site {site})")
+    print(f"key (shown once; store it in the gateway's settings): {key}")
+    return 0
+
+
+async def verify_audit(settings: Settings) -> int:
+    db = Database(settings.resolved_database_url())
+    try:
+        report = await AuditLog(db).verify()
+    finally:
+        await db.close()
+    if report.ok:
+        print(f"audit chain intact: {report.rows} events, tip {report.tip}")
+        return 0
+    print(
+        f"audit chain BROKEN at event {report.bad_seq}: {report.reason} "
+        f"({report.rows} events verified before it)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+async def upgrade_db(settings: Settings) -> int:
+    db = Database(settings.resolved_database_url())
+    try:
+        await db.migrate()
+        print(f"database at revision {await db.current_revision()}")
+    finally:
+        await db.close()
+    return 0

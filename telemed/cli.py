@@ -1,0 +1,120 @@
+"""The ``telemed`` command. Settings are read here, once, and passed down."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from signaling.schema import Role
+from telemed import __version__, admin, serve
+from telemed.settings import Settings, SettingsError, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telemed", description="Koriyama–Wonju remote-care pilot")
+    parser.add_argument("--version", action="version", version=f"telemed {__version__}")
+    parser.add_argument(
+        "--config", type=Path, help="TOML settings file (default: $TELEMED_CONFIG, if set)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, help_text in (
+        ("serve", "run the signaling server (API, WebSocket, audit log)"),
+        ("demo", "run the server with demo accounts in data_dir/demo"),
+    ):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--host", help="address to listen on (setting: host)")
+        p.add_argument("--port", type=int, help="port to listen on (setting: port)")
+
+    users = sub.add_parser("users", help="clinician accounts").add_subparsers(
+        dest="action", required=True
+    )
+    add = users.add_parser("add", help="create a clinician account")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["doctor", "technician", "engineer", "admin"])
+    add.add_argument("--site", required=True, help="site code, e.g. koriyama or wonju")
+    add.add_argument("--name", default="", help="display name (default: the username)")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+
+    gateways = sub.add_parser("gateways", help="device gateway accounts").add_subparsers(
+        dest="action", required=True
+    )
+    gadd = gateways.add_parser("add", help="create a gateway and print its key once")
+    gadd.add_argument("name")
+    gadd.add_argument("--site", required=True)
+
+    audit = sub.add_parser("audit", help="the tamper-evident audit log").add_subparsers(
+        dest="action", required=True
+    )
+    audit.add_parser("verify", help="check the hash chain; exit 1 if it is broken")
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
+    db.add_parser("upgrade", help="apply schema migrations")
+
+    sub.add_parser("sites", help="list the configured sites")
+    return parser
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SettingsError("the passwords differ")
+    return first
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    match args.command:
+        case "serve":
+            serve.serve(settings, args.host, args.port)
+            return 0
+        case "demo":
+            serve.demo(settings, args.host, args.port)
+            return 0
+        case "users":
+            password = _password(args.password_stdin)
+            return asyncio.run(
+                admin.add_user(
+                    settings, args.username, password, Role(args.role), args.site, args.name
+                )
+            )
+        case "gateways":
+            return asyncio.run(admin.add_gateway(settings, args.name, args.site))
+        case "audit":
+            return asyncio.run(admin.verify_audit(settings))
+        case "db":
+            return asyncio.run(admin.upgrade_db(settings))
+        case "sites":
+            for s in settings.sites:
+                print(
+                    f"{s.code:10} {s.name:12} {s.country} {s.language} {s.timezone} {s.mains_hz} Hz"
+                )
+            return 0
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings(args.config)
+        return _run(args, settings)
+    except SettingsError as exc:
+        print(f"telemed: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Running the signaling server (``telemed serve``) and the seeded demo (``telemed demo``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import uvicorn
+
+from signaling.config import ServerConfig
+from signaling.schema import Role
+from signaling.server.app import create_app
+from signaling.storage import accounts
+from signaling.storage.database import Database
+from telemed.settings import Settings
+
+
+def uvicorn_config(config: ServerConfig, host: str, port: int, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level=log_level,
+        # The protocol limit is checked by the app, which answers with an error message;
+        # this transport limit only stops absurd frames (closed with 1009).
+        ws_max_size=config.ws_max_message_bytes * 4,
+        lifespan="on",
+        proxy_headers=False,
+    )
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    config = settings.server_config()
+    server = uvicorn.Server(
+        uvicorn_config(config, host or settings.host, port or settings.port, settings.log_level)
+    )
+    server.run()
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    password: str
+    role: Role
+    site: str
+
+
+#: Demo accounts, seeded only by ``telemed demo`` into its own data directory.
+DEMO_ACCOUNTS = (
+    DemoAccount("doctor.koriyama", "demo-koriyama-doctor", Role.DOCTOR, "koriyama"),
+    DemoAccount("tech.koriyama", "demo-koriyama-tech", Role.TECHNICIAN, "koriyama"),
+    DemoAccount("doctor.wonju", "demo-wonju-doctor", Role.DOCTOR, "wonju"),
+    DemoAccount("tech.wonju", "demo-wonju-tech", Role.TECHNICIAN, "wonju"),
+    DemoAccount("admin", "demo-admin-password", Role.ADMIN, "koriyama"),
+)
+DEMO_GATEWAY = ("gateway.wonju", "wonju", "demo-gateway-key-wonju-bedside")
+
+
+async def seed_demo(config: ServerConfig) -> None:
+    """Create the demo accounts that do not exist yet."""
+    db = Database(config.database_url)
+    try:
+        await db.migrate()
+        await accounts.sync_sites(db, config.sites)
+        for acc in DEMO_ACCOUNTS:
+            try:
+                await accounts.add_user(
+                    db, acc.username, acc.password, acc.role, acc.site, acc.username
+                )
+            except accounts.AccountError:
+                pass  # seeded by an earlier run
+        name, site, key = DEMO_GATEWAY
+        try:
+            await accounts.add_gateway(db, name, site, key)
+        except accounts.AccountError:
+            pass
+    finally:
+        await db.close()
+
+
+def demo(settings: Settings, host: str | None, port: int | None) -> None:
+    """Serve with demo accounts, keeping demo data apart from real data (``data_dir/demo``)."""
+    demo_settings = settings.model_copy(update={"data_dir": settings.data_dir / "demo"})
+    config = demo_settings.server_config()
+    asyncio.run(seed_demo(config))
+    h, p = host or settings.host, port or settings.port
+    lines = [
+        "",
+        "telemed demo: the signaling server with demo accounts (demo data only)",
+        f"  API and its documentation: http://{h}:{p}/docs",
+        f"  WebSocket signaling:       ws://{h}:{p}/ws",
+        "  accounts (username / password / role / site):",
+        *(f"    {a.username:16} {a.password:22} {a.role:10} {a.site}" for a in DEMO_ACCOUNTS),
+        f"  gateway {DEMO_GATEWAY[0]} key: {DEMO_GATEWAY[2]}",
+        f"  data: {demo_settings.data_dir}",
+        "",
+    ]
+    logging.getLogger("telemed").warning("\n".join(lines))
+    server = uvicorn.Server(uvicorn_config(config, h, p, settings.log_level))
+    server.run()

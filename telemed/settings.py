@@ -1,0 +1,118 @@
+"""Typed settings, read once by the entry point and passed down.
+
+Sources, strongest first: environment variables ``TELEMED_*`` (nested with ``__``, e.g.
+``TELEMED_SERVER__TOKEN_TTL_S=600``), then a TOML file (``--config FILE`` or
+``TELEMED_CONFIG``), then the defaults here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from signaling.config import DEFAULT_SITES, ServerConfig, ServerOptions, SiteConfig
+from signaling.storage.database import sqlite_url
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "telemed"
+
+
+class SettingsError(Exception):
+    """The configuration cannot be used; the message says why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TELEMED_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    #: Where the SQLite database, the generated token key and later DICOM files live.
+    data_dir: Path = Field(default_factory=default_data_dir)
+    #: SQLAlchemy URL; default SQLite under ``data_dir``. PostgreSQL:
+    #: ``postgresql+asyncpg://user:password@host/db``.
+    database_url: str | None = None
+    #: Key signing access tokens (>= 32 characters). Default: generated into
+    #: ``data_dir/secret.key`` on first use. Servers sharing a database must share it.
+    secret_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "info"
+    sites: tuple[SiteConfig, ...] = DEFAULT_SITES
+    server: ServerOptions = ServerOptions()
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return sqlite_url(self.ensure_data_dir() / "telemed.sqlite3")
+
+    def resolved_secret_key(self) -> str:
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.ensure_data_dir() / "secret.key"
+        if not path.exists():
+            # O_EXCL: two processes starting together must not both write a key.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+    def server_config(self) -> ServerConfig:
+        return ServerConfig(
+            **self.server.model_dump(),
+            database_url=self.resolved_database_url(),
+            secret_key=SecretStr(self.resolved_secret_key()),
+            sites=self.sites,
+        )
+
+    def site(self, code: str) -> SiteConfig:
+        for site in self.sites:
+            if site.code == code:
+                return site
+        raise SettingsError(f"unknown site {code!r}; configured: {[s.code for s in self.sites]}")
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Read the settings. ``config_file`` (or ``TELEMED_CONFIG``) names an optional TOML file."""
+    path_text = str(config_file) if config_file else os.environ.get("TELEMED_CONFIG")
+    try:
+        if not path_text:
+            return Settings()
+        path = Path(path_text)
+        if not path.is_file():
+            raise SettingsError(f"config file {path} does not exist")
+
+        class FileSettings(Settings):
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                toml = TomlConfigSettingsSource(settings_cls, toml_file=path)
+                return (init_settings, env_settings, toml)
+
+        return FileSettings()
+    except ValueError as exc:  # pydantic's ValidationError and TOML syntax errors
+        raise SettingsError(f"invalid settings: {exc}") from None
