@@ -1,0 +1,332 @@
+"""The async Python signaling client, used by device gateways, benchmarks and tests.
+
+    async with SignalingClient(url, UserCredentials("doctor.wonju", "...")) as client:
+        joined = await client.join(consultation_id)
+        await client.send(Offer(to=peer_id, sdp=...))
+        message = await client.recv()
+
+The client owns one background task (the supervisor) that keeps a WebSocket open: it logs in
+over HTTP, authenticates with ``hello``, sends a ``ping`` every ``heartbeat_interval_s`` and
+treats a missing ``pong`` as a dead link. After any loss it reconnects with exponential backoff
+and full jitter, logs in again if the token was refused, and re-joins the consultation it was
+in. Each (re)connection is announced by a ``welcome`` in :meth:`recv`, followed by a fresh
+``joined`` when it re-joined: the application renegotiates WebRTC from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from signaling.schema import (
+    PROTOCOL_VERSION,
+    ClientMessage,
+    Error,
+    ErrorCode,
+    Hello,
+    Join,
+    Joined,
+    Leave,
+    Ping,
+    Pong,
+    ProtocolError,
+    ServerMessage,
+    Welcome,
+    encode,
+    parse_server_message,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UserCredentials:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class GatewayCredentials:
+    name: str
+    key: str
+
+
+Credentials = UserCredentials | GatewayCredentials
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    heartbeat_interval_s: float = 5.0
+    #: No pong for this long and the link is taken as dead.
+    heartbeat_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 15.0
+    connect_timeout_s: float = 10.0
+    #: Messages received but not yet taken by :meth:`SignalingClient.recv`. When full, the
+    #: reader waits (backpressure) rather than dropping signaling messages.
+    inbox_size: int = 1024
+    max_message_bytes: int = 1 << 20
+
+
+class SignalingError(Exception):
+    """The server refused something; ``code`` is its :class:`ErrorCode` (or an HTTP status)."""
+
+    def __init__(self, code: ErrorCode | int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class _LinkDead(Exception):
+    pass
+
+
+class SignalingClient:
+    """See the module docstring. Not thread-safe: use it from one event loop."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        options: ClientOptions | None = None,
+        client_name: str = "telemed-python",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.credentials = credentials
+        self.options = options or ClientOptions()
+        self.client_name = client_name
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30.0)
+        self._token: str | None = None
+        self._ws: ClientConnection | None = None
+        self._inbox: asyncio.Queue[ServerMessage] = asyncio.Queue(self.options.inbox_size)
+        self._connected = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._consultation_id: str | None = None
+        self._pending_join: asyncio.Future[Joined] | None = None
+        self._nonces = itertools.count(1)
+        self._last_pong = 0.0
+        self._closed = False
+        self.welcome: Welcome | None = None
+        #: How many times a connection was (re)established; 1 after the first.
+        self.connections = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> SignalingClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self, wait: bool = True) -> None:
+        """Log in and start the supervisor; with ``wait``, return once connected.
+
+        Raises :class:`SignalingError` when the credentials are refused.
+        """
+        if self._token is None:
+            await self.login()
+        self._supervisor = asyncio.create_task(self._supervise(), name="signaling-supervisor")
+        if wait:
+            await self.wait_connected(self.options.connect_timeout_s)
+
+    async def close(self) -> None:
+        """Stop reconnecting, close the socket, and await the supervisor."""
+        self._closed = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        await self._http.aclose()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    @property
+    def peer_id(self) -> str | None:
+        return self.welcome.peer_id if self.welcome else None
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def login(self) -> dict[str, Any]:
+        creds = self.credentials
+        if isinstance(creds, UserCredentials):
+            path, body = "/api/auth/login", {"username": creds.username, "password": creds.password}
+        else:
+            path, body = "/api/auth/gateway", {"name": creds.name, "key": creds.key}
+        response = await self._http.post(path, json=body)
+        if response.status_code != 200:
+            raise SignalingError(response.status_code, _detail(response))
+        data: dict[str, Any] = response.json()
+        self._token = data["token"]
+        return data
+
+    async def api(self, method: str, path: str, json: Any = None) -> Any:
+        """An authenticated API call; logs in again once if the token was refused."""
+        for attempt in range(2):
+            if self._token is None:
+                await self.login()
+            response = await self._http.request(
+                method, path, json=json, headers={"Authorization": f"Bearer {self._token}"}
+            )
+            if response.status_code == 401 and attempt == 0:
+                self._token = None
+                continue
+            if response.status_code >= 400:
+                raise SignalingError(response.status_code, _detail(response))
+            return response.json() if response.content else None
+        raise AssertionError("unreachable")
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def send(self, message: ClientMessage) -> None:
+        """Send on the live socket. Raises :class:`ConnectionError` while disconnected."""
+        ws = self._ws
+        if ws is None or not self._connected.is_set():
+            raise ConnectionError("signaling is not connected")
+        await ws.send(encode(message))
+
+    async def recv(self, timeout: float | None = None) -> ServerMessage:
+        """The next message from the server (pongs are consumed by the heartbeat)."""
+        return await asyncio.wait_for(self._inbox.get(), timeout)
+
+    async def join(self, consultation_id: str, timeout: float = 10.0) -> Joined:
+        """Join a consultation and wait for the server's ``joined``.
+
+        The client re-joins it by itself after every reconnection until :meth:`leave`.
+        Raises :class:`SignalingError` when the server refuses.
+        """
+        loop = asyncio.get_running_loop()
+        self._pending_join = loop.create_future()
+        self._consultation_id = consultation_id
+        try:
+            await self.send(Join(consultation_id=consultation_id))
+            return await asyncio.wait_for(self._pending_join, timeout)
+        except BaseException:
+            self._consultation_id = None
+            raise
+        finally:
+            self._pending_join = None
+
+    async def leave(self) -> None:
+        cid, self._consultation_id = self._consultation_id, None
+        if cid is not None and self.is_connected:
+            await self.send(Leave(consultation_id=cid))
+
+    # -- the supervisor ----------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        attempt = 0
+        while not self._closed:
+            try:
+                await self._connect_once()
+                attempt = 0
+            except SignalingError as exc:
+                log.warning("signaling refused: %s", exc)
+                if exc.code in (ErrorCode.SESSION_EXPIRED, ErrorCode.AUTH_FAILED):
+                    self._token = None
+            except (OSError, TimeoutError, websockets.WebSocketException, _LinkDead) as exc:
+                log.info("signaling link lost: %r", exc)
+            except ProtocolError as exc:
+                log.warning("server sent something unreadable: %s", exc)
+            finally:
+                self._connected.clear()
+                self._ws = None
+            if self._closed:
+                return
+            # Full jitter (AWS architecture blog): spreads the reconnection of many gateways
+            # after a server restart instead of synchronising them.
+            ceiling = min(self.options.backoff_max_s, self.options.backoff_initial_s * 2**attempt)
+            attempt += 1
+            await asyncio.sleep(random.uniform(ceiling / 4, ceiling))
+            if self._token is None:
+                with contextlib.suppress(OSError, httpx.HTTPError, SignalingError):
+                    await self.login()
+
+    async def _connect_once(self) -> None:
+        if self._token is None:
+            await self.login()
+        ws_url = "ws" + self.base_url.removeprefix("http") + "/ws"
+        async with websockets.connect(
+            ws_url,
+            open_timeout=self.options.connect_timeout_s,
+            ping_interval=None,  # the application heartbeat below does this job
+            max_size=self.options.max_message_bytes,
+            close_timeout=2,
+        ) as ws:
+            assert self._token is not None
+            await ws.send(
+                encode(Hello(v=PROTOCOL_VERSION, token=self._token, client=self.client_name))
+            )
+            first = parse_server_message(
+                await asyncio.wait_for(ws.recv(), self.options.connect_timeout_s)
+            )
+            if isinstance(first, Error):
+                raise SignalingError(first.code, first.reason)
+            if not isinstance(first, Welcome):
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"expected welcome, got {first.type}")
+            self.welcome = first
+            self._ws = ws
+            self.connections += 1
+            if self._consultation_id is not None and self._pending_join is None:
+                await ws.send(encode(Join(consultation_id=self._consultation_id)))
+            self._last_pong = asyncio.get_running_loop().time()
+            self._connected.set()
+            await self._inbox.put(first)
+            async with asyncio.TaskGroup() as tasks:
+                beat = tasks.create_task(self._heartbeat(ws))
+                try:
+                    await self._read(ws)
+                finally:
+                    beat.cancel()
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.options.heartbeat_interval_s)
+            if loop.time() - self._last_pong > self.options.heartbeat_timeout_s:
+                log.warning("no pong for %.1f s; reconnecting", loop.time() - self._last_pong)
+                await ws.close(code=1001, reason="heartbeat timeout")
+                return
+            await ws.send(encode(Ping(nonce=next(self._nonces))))
+
+    async def _read(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            message = parse_server_message(raw)
+            if isinstance(message, Pong):
+                self._last_pong = asyncio.get_running_loop().time()
+                continue
+            pending = self._pending_join
+            if pending is not None and not pending.done():
+                if isinstance(message, Joined):
+                    pending.set_result(message)
+                elif isinstance(message, Error) and message.ref == "join":
+                    pending.set_exception(SignalingError(message.code, message.reason))
+            elif isinstance(message, Error) and message.ref == "join":
+                # A re-join after reconnection was refused (the consultation ended meanwhile).
+                self._consultation_id = None
+            await self._inbox.put(message)
+        raise _LinkDead(f"closed by server: {ws.close_code} {ws.close_reason}")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from signaling.storage.database import Database, sqlite_url
+from tests.helpers import LiveServer, make_config, run_server
+
+POSTGRES_URL = os.environ.get("TELEMED_TEST_POSTGRES_URL")
+
+
+@pytest_asyncio.fixture
+async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
+    async with run_server(make_config(tmp_path)) as live:
+        yield live
+
+
+async def _postgres_database() -> AsyncIterator[str]:
+    if not POSTGRES_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the storage tests on PostgreSQL: TELEMED_TEST_POSTGRES_URL")
+        pytest.skip("no PostgreSQL here (scripts/test-postgres sets TELEMED_TEST_POSTGRES_URL)")
+    name = f"telemed_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+        async with admin.connect() as conn:
+            await conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.dispose()
+
+
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh empty database on each backend the storage layer supports."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "storage.sqlite3")
+    else:
+        async for url in _postgres_database():
+            yield url
+
+
+@pytest_asyncio.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    await database.migrate()
+    try:
+        yield database
+    finally:
+        await database.close()

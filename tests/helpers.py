@@ -1,0 +1,98 @@
+"""Shared test helpers: a real signaling server on 127.0.0.1 and account factories."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import httpx
+import uvicorn
+
+from signaling.config import ServerConfig
+from signaling.schema import Role, ServerMessage
+from signaling.server.app import create_app
+from signaling.server.services import Services
+from signaling.storage import accounts
+from signaling.storage.database import sqlite_url
+
+SECRET = "test-secret-key-0123456789abcdef-0123456789"
+PASSWORD = "correct horse battery"
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> ServerConfig:
+    values: dict[str, Any] = {
+        "database_url": sqlite_url(tmp_path / "signaling.sqlite3"),
+        "secret_key": SECRET,
+    }
+    values.update(overrides)
+    return ServerConfig(**values)
+
+
+@dataclass
+class LiveServer:
+    config: ServerConfig
+    base_url: str
+    services: Services
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.base_url.removeprefix("http") + "/ws"
+
+    async def add_user(self, username: str, role: Role, site: str) -> accounts.Account:
+        return await accounts.add_user(self.services.db, username, PASSWORD, role, site, username)
+
+    async def add_gateway(self, name: str, site: str, key: str) -> accounts.Account:
+        return await accounts.add_gateway(self.services.db, name, site, key)
+
+    async def token(self, username: str, password: str = PASSWORD) -> str:
+        async with httpx.AsyncClient(base_url=self.base_url) as http:
+            response = await http.post(
+                "/api/auth/login", json={"username": username, "password": password}
+            )
+            response.raise_for_status()
+            return cast(str, response.json()["token"])
+
+
+@contextlib.asynccontextmanager
+async def run_server(config: ServerConfig) -> AsyncIterator[LiveServer]:
+    """Serve ``config`` with uvicorn on 127.0.0.1 (a free port) in this event loop."""
+    app = create_app(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            ws_max_size=config.ws_max_message_bytes * 4,
+            lifespan="on",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped during start-up")
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield LiveServer(config, f"http://127.0.0.1:{port}", cast(Services, app.state.services))
+    finally:
+        server.should_exit = True
+        await task
+
+
+T = TypeVar("T")
+
+
+async def next_of_type(recv: Any, kind: type[T], timeout: float = 5.0) -> T:
+    """Read messages until one of ``kind`` arrives (others are skipped)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        message: ServerMessage = await recv(timeout=max(0.01, deadline - loop.time()))
+        if isinstance(message, kind):
+            return message
