@@ -289,12 +289,15 @@ class SignalingClient:
             self._last_pong = asyncio.get_running_loop().time()
             self._connected.set()
             await self._inbox.put(first)
-            async with asyncio.TaskGroup() as tasks:
-                beat = tasks.create_task(self._heartbeat(ws))
-                try:
-                    await self._read(ws)
-                finally:
-                    beat.cancel()
+            beat = asyncio.create_task(self._heartbeat(ws), name="signaling-heartbeat")
+            try:
+                await self._read(ws)
+            finally:
+                beat.cancel()
+                with contextlib.suppress(
+                    asyncio.CancelledError, websockets.WebSocketException, OSError
+                ):
+                    await beat
 
     async def _heartbeat(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
