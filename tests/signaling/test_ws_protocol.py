@@ -1,0 +1,271 @@
+"""The /ws protocol on a real server, driven byte for byte with the `websockets` library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import websockets
+from sqlalchemy import select
+from websockets.asyncio.client import ClientConnection
+
+from signaling.schema import PROTOCOL_VERSION, CloseCode, Role
+from signaling.storage.models import AuditEventRow
+from tests.helpers import LiveServer, make_config, run_server
+
+
+async def _recv(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+    return dict(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+
+
+async def _connect(server: LiveServer, token: str) -> ClientConnection:
+    ws = await websockets.connect(server.ws_url)
+    await ws.send(json.dumps({"type": "hello", "v": PROTOCOL_VERSION, "token": token}))
+    welcome = await _recv(ws)
+    assert welcome["type"] == "welcome", welcome
+    return ws
+
+
+async def _closed_with(ws: ClientConnection) -> int | None:
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            await _recv(ws)
+    return ws.close_code
+
+
+class Room:
+    """Two sites in an active consultation, plus an outsider in another one."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.tokens: dict[str, str] = {}
+        self.cid = ""
+        self.other_cid = ""
+
+    async def setup(self, accept: bool = True) -> None:
+        for name, role, site in [
+            ("dw", Role.DOCTOR, "wonju"),
+            ("dk", Role.DOCTOR, "koriyama"),
+            ("ow", Role.DOCTOR, "wonju"),
+            ("ok", Role.DOCTOR, "koriyama"),
+        ]:
+            await self.server.add_user(name, role, site)
+            self.tokens[name] = await self.server.token(name)
+        self.cid = await self.consultation("dw", "dk", accept)
+        self.other_cid = await self.consultation("ow", "ok", True)
+
+    async def consultation(self, requester: str, consultant: str, accept: bool) -> str:
+        async with httpx.AsyncClient(base_url=self.server.base_url) as http:
+            r = await http.post(
+                "/api/consultations",
+                headers={"Authorization": f"Bearer {self.tokens[requester]}"},
+                json={"consulting_site": "koriyama", "consent_cross_border": True},
+            )
+            cid = str(r.json()["id"])
+            if accept:
+                await http.post(
+                    f"/api/consultations/{cid}/accept",
+                    headers={"Authorization": f"Bearer {self.tokens[consultant]}"},
+                )
+        return cid
+
+    async def joined(self, name: str, cid: str) -> tuple[ClientConnection, str]:
+        ws = await _connect(self.server, self.tokens[name])
+        await ws.send(json.dumps({"type": "join", "consultation_id": cid}))
+        joined = await _recv(ws)
+        assert joined["type"] == "joined", joined
+        me = [p for p in joined["peers"] if p["name"] == name]
+        return ws, me[0]["peer_id"]
+
+
+@pytest_asyncio.fixture
+async def room(server: LiveServer) -> AsyncIterator[Room]:
+    r = Room(server)
+    await r.setup()
+    yield r
+
+
+async def test_hello_must_come_first(server: LiveServer) -> None:
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.send(json.dumps({"type": "join", "consultation_id": "c-1"}))
+        error = await _recv(ws)
+        assert (error["type"], error["code"]) == ("error", "not_authenticated")
+        assert await _closed_with(ws) == CloseCode.UNAUTHORIZED
+
+
+@pytest.mark.parametrize(
+    ("hello", "code", "close"),
+    [
+        ({"v": PROTOCOL_VERSION, "token": "forged"}, "auth_failed", CloseCode.UNAUTHORIZED),
+        ({"v": 99, "token": "x"}, "unsupported_version", CloseCode.UNSUPPORTED_VERSION),
+    ],
+)
+async def test_bad_hello_is_refused(
+    server: LiveServer, hello: dict[str, Any], code: str, close: int
+) -> None:
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.send(json.dumps({"type": "hello", **hello}))
+        assert (await _recv(ws))["code"] == code
+        assert await _closed_with(ws) == close
+
+
+async def test_silent_client_is_dropped(tmp_path: Path) -> None:
+    async with (
+        run_server(make_config(tmp_path, ws_hello_timeout_s=0.2)) as server,
+        websockets.connect(server.ws_url) as ws,
+    ):
+        assert await _closed_with(ws) == CloseCode.UNAUTHORIZED
+
+
+async def test_bad_messages_get_reasons_then_the_socket_closes(room: Room) -> None:
+    ws = await _connect(room.server, room.tokens["dw"])
+    limit = room.server.config.ws_max_message_bytes
+    cases = [
+        ("{not json", "bad_json"),
+        ("[1, 2]", "invalid_message"),
+        (json.dumps({"type": "teleport"}), "unknown_type"),
+        (json.dumps({"type": "welcome"}), "unexpected_type"),
+        (json.dumps({"type": "offer"}), "invalid_message"),
+        (json.dumps({"type": "chat", "text": "x" * (limit + 1)}), "too_large"),
+        (json.dumps({"type": "offer", "sdp": "v=0"}), "not_joined"),
+        (json.dumps({"type": "hello", "v": 1, "token": "t"}), "already_authenticated"),
+        (json.dumps({"type": "join", "consultation_id": "c-missing"}), "not_found"),
+    ]
+    for text, code in cases:
+        await ws.send(text)
+        reply = await _recv(ws)
+        assert (reply["type"], reply["code"]) == ("error", code), (text[:40], reply)
+        assert reply["reason"]
+    # Still served: a ping gets its pong.
+    await ws.send(json.dumps({"type": "ping", "nonce": 7}))
+    assert await _recv(ws) == {"type": "pong", "nonce": 7}
+    # Past the limit of errors the server closes with "policy violation".
+    for _ in range(room.server.config.ws_max_errors - len(cases)):
+        await ws.send("nope")
+    assert await _closed_with(ws) == CloseCode.POLICY_VIOLATION
+
+
+async def test_relay_stays_inside_the_consultation(room: Room) -> None:
+    a, a_id = await room.joined("dw", room.cid)
+    b, b_id = await room.joined("dk", room.cid)
+    outsider, outsider_id = await room.joined("ow", room.other_cid)
+    joined_notice = await _recv(a)
+    assert joined_notice["type"] == "peer-joined" and joined_notice["peer"]["peer_id"] == b_id
+
+    candidate = {
+        "type": "candidate",
+        "to": b_id,
+        "from": "p-spoofed",
+        "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host",
+        "sdp_mid": "0",
+        "sdp_mline_index": 0,
+    }
+    await a.send(json.dumps(candidate))
+    relayed = await _recv(b)
+    assert relayed == {**candidate, "from": a_id}  # the server sets "from"
+
+    await a.send(json.dumps({"type": "offer", "to": outsider_id, "sdp": "v=0"}))
+    refused = await _recv(a)
+    assert refused["code"] == "unknown_peer"
+
+    await a.send(json.dumps({"type": "offer", "sdp": "v=0 broadcast"}))
+    assert (await _recv(b))["sdp"] == "v=0 broadcast"
+    await b.send(json.dumps({"type": "answer", "to": a_id, "sdp": "v=0 answer"}))
+    assert (await _recv(a))["sdp"] == "v=0 answer"
+
+    await a.send(json.dumps({"type": "chat", "text": "血圧は? 혈압은?"}))
+    for ws in (a, b):
+        chat = await _recv(ws)
+        assert (chat["text"], chat["sender_name"], chat["from"]) == ("血圧は? 혈압은?", "dw", a_id)
+
+    # The outsider got nothing of it.
+    await outsider.send(json.dumps({"type": "ping", "nonce": 1}))
+    assert await _recv(outsider) == {"type": "pong", "nonce": 1}
+
+    await b.close()
+    left = await _recv(a)
+    assert (left["type"], left["peer_id"], left["reason"]) == ("peer-left", b_id, "disconnected")
+    for ws in (a, outsider):
+        await ws.close()
+
+
+async def test_no_relay_before_accept_and_after_close(server: LiveServer) -> None:
+    r = Room(server)
+    await r.setup(accept=False)
+    a, _ = await r.joined("dw", r.cid)
+    b, b_id = await r.joined("dk", r.cid)
+    await _recv(a)  # peer-joined
+    await a.send(json.dumps({"type": "offer", "to": b_id, "sdp": "v=0"}))
+    assert (await _recv(a))["code"] == "not_active"
+
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        await http.post(
+            f"/api/consultations/{r.cid}/accept",
+            headers={"Authorization": f"Bearer {r.tokens['dk']}"},
+        )
+        for ws in (a, b):
+            state = await _recv(ws)
+            assert (state["type"], state["consultation"]["state"]) == (
+                "consultation-state",
+                "active",
+            )
+        await a.send(json.dumps({"type": "offer", "to": b_id, "sdp": "v=0"}))
+        assert (await _recv(b))["type"] == "offer"
+
+        await http.post(
+            f"/api/consultations/{r.cid}/close",
+            headers={"Authorization": f"Bearer {r.tokens['dk']}"},
+        )
+    for ws in (a, b):
+        assert (await _recv(ws))["consultation"]["state"] == "closed"
+    await a.send(json.dumps({"type": "offer", "to": b_id, "sdp": "v=0"}))
+    assert (await _recv(a))["code"] == "not_joined"
+    await a.send(json.dumps({"type": "join", "consultation_id": r.cid}))
+    assert (await _recv(a))["code"] == "not_active"
+    for ws in (a, b):
+        await ws.close()
+
+
+async def test_non_member_cannot_join(room: Room) -> None:
+    await room.server.add_user("eng", Role.ENGINEER, "wonju")
+    ws = await _connect(room.server, await room.server.token("eng"))
+    await ws.send(json.dumps({"type": "join", "consultation_id": room.cid}))
+    assert (await _recv(ws))["code"] == "not_found"
+    await ws.close()
+    async with room.server.services.db.session() as session:
+        rows = (
+            await session.scalars(
+                select(AuditEventRow).where(AuditEventRow.action == "consultation.join")
+            )
+        ).all()
+    assert [(r.actor_name, r.outcome, r.consultation_id) for r in rows] == [
+        ("eng", "denied", room.cid)
+    ]
+    assert (await room.server.services.audit.verify()).ok
+
+
+async def test_logout_closes_open_sockets(room: Room) -> None:
+    ws, _ = await room.joined("dw", room.cid)
+    async with httpx.AsyncClient(base_url=room.server.base_url) as http:
+        r = await http.post(
+            "/api/auth/logout", headers={"Authorization": f"Bearer {room.tokens['dw']}"}
+        )
+        assert r.status_code == 204
+    assert await _closed_with(ws) == CloseCode.SESSION_EXPIRED
+
+
+async def test_presence_lists_members_who_are_offline(room: Room) -> None:
+    a, _ = await room.joined("dw", room.cid)
+    await a.close()
+    ws = await _connect(room.server, room.tokens["dk"])
+    await ws.send(json.dumps({"type": "join", "consultation_id": room.cid}))
+    joined = await _recv(ws)
+    members = {m["name"]: m["online"] for m in joined["members"]}
+    assert members == {"dw": False, "dk": True}
+    await ws.close()
