@@ -1,0 +1,138 @@
+"""Kill the server process mid-consultation and start it again: the consultation survives in
+the database and both clients reconnect and re-join on their own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from signaling.client import ClientOptions, SignalingClient, UserCredentials
+from signaling.schema import Joined, Offer, Welcome
+from tests.helpers import SECRET, next_of_type
+
+pytestmark = pytest.mark.slow
+FAST = ClientOptions(heartbeat_interval_s=0.5, heartbeat_timeout_s=2.0, backoff_max_s=0.5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.port = port
+        self.env = {
+            **os.environ,
+            "TELEMED_DATA_DIR": str(data_dir),
+            "TELEMED_SECRET_KEY": SECRET,
+            "TELEMED_LOG_LEVEL": "warning",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str, stdin: bytes = b"") -> None:
+        subprocess.run(
+            [sys.executable, "-m", "telemed", *args],
+            env=self.env,
+            input=stdin,
+            check=True,
+            capture_output=True,
+        )
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "telemed", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        async with httpx.AsyncClient() as http:
+            for _ in range(300):
+                try:
+                    await http.get(f"http://127.0.0.1:{self.port}/healthz")
+                    return
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path, _free_port())
+    proc.cli("users", "add", "dw", "--role", "doctor", "--site", "wonju", "--password-stdin",
+             stdin=b"password-wonju\n")
+    proc.cli("users", "add", "dk", "--role", "doctor", "--site", "koriyama", "--password-stdin",
+             stdin=b"password-koriyama\n")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def test_clients_rejoin_after_server_is_killed(server_process: ServerProcess) -> None:
+    await server_process.start()
+    url = f"http://127.0.0.1:{server_process.port}"
+    wonju = SignalingClient(url, UserCredentials("dw", "password-wonju"), options=FAST)
+    koriyama = SignalingClient(url, UserCredentials("dk", "password-koriyama"), options=FAST)
+    try:
+        await wonju.start()
+        await koriyama.start()
+        row = await wonju.api(
+            "POST", "/api/consultations", {"consulting_site": "koriyama", "consent_cross_border": True}
+        )
+        await koriyama.api("POST", f"/api/consultations/{row['id']}/accept")
+        await wonju.join(row["id"])
+        await koriyama.join(row["id"])
+        first_ids = (wonju.peer_id, koriyama.peer_id)
+
+        server_process.kill()
+        await server_process.start()
+
+        for client in (wonju, koriyama):
+            await next_of_type(client.recv, Welcome, timeout=20)
+        # Both re-joined by themselves; wait until each sees the other online again.
+        async with asyncio.timeout(20):
+            while True:
+                joined = await next_of_type(wonju.recv, Joined, timeout=20)
+                if len(joined.peers) == 2 or koriyama.connections >= 2:
+                    break
+        assert wonju.connections == 2 and koriyama.connections == 2
+        assert (wonju.peer_id, koriyama.peer_id) != first_ids
+        assert joined.consultation.id == row["id"]
+        assert joined.consultation.state == "active"
+
+        # Relay works again between the new connections.
+        async with asyncio.timeout(10):
+            while True:
+                assert koriyama.peer_id is not None
+                try:
+                    await wonju.send(Offer(to=koriyama.peer_id, sdp="v=0 after restart"))
+                    offer = await next_of_type(koriyama.recv, Offer, timeout=2)
+                    break
+                except TimeoutError:
+                    continue  # koriyama's re-join was not in yet
+        assert offer.sdp == "v=0 after restart"
+        assert offer.sender == wonju.peer_id
+    finally:
+        await wonju.close()
+        await koriyama.close()
