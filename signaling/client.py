@@ -280,7 +280,9 @@ class SignalingClient:
             if isinstance(first, Error):
                 raise SignalingError(first.code, first.reason)
             if not isinstance(first, Welcome):
-                raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"expected welcome, got {first.type}")
+                raise ProtocolError(
+                    ErrorCode.INVALID_MESSAGE, f"expected welcome, got {first.type}"
+                )
             self.welcome = first
             self._ws = ws
             self.connections += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -64,17 +65,13 @@ async def seed_demo(config: ServerConfig) -> None:
         await db.migrate()
         await accounts.sync_sites(db, config.sites)
         for acc in DEMO_ACCOUNTS:
-            try:
+            with contextlib.suppress(accounts.AccountError):  # seeded by an earlier run
                 await accounts.add_user(
                     db, acc.username, acc.password, acc.role, acc.site, acc.username
                 )
-            except accounts.AccountError:
-                pass  # seeded by an earlier run
         name, site, key = DEMO_GATEWAY
-        try:
+        with contextlib.suppress(accounts.AccountError):
             await accounts.add_gateway(db, name, site, key)
-        except accounts.AccountError:
-            pass
     finally:
         await db.close()
 

@@ -79,10 +79,28 @@ class ServerProcess:
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path, _free_port())
-    proc.cli("users", "add", "dw", "--role", "doctor", "--site", "wonju", "--password-stdin",
-             stdin=b"password-wonju\n")
-    proc.cli("users", "add", "dk", "--role", "doctor", "--site", "koriyama", "--password-stdin",
-             stdin=b"password-koriyama\n")
+    proc.cli(
+        "users",
+        "add",
+        "dw",
+        "--role",
+        "doctor",
+        "--site",
+        "wonju",
+        "--password-stdin",
+        stdin=b"password-wonju\n",
+    )
+    proc.cli(
+        "users",
+        "add",
+        "dk",
+        "--role",
+        "doctor",
+        "--site",
+        "koriyama",
+        "--password-stdin",
+        stdin=b"password-koriyama\n",
+    )
     try:
         yield proc
     finally:
@@ -98,7 +116,9 @@ async def test_clients_rejoin_after_server_is_killed(server_process: ServerProce
         await wonju.start()
         await koriyama.start()
         row = await wonju.api(
-            "POST", "/api/consultations", {"consulting_site": "koriyama", "consent_cross_border": True}
+            "POST",
+            "/api/consultations",
+            {"consulting_site": "koriyama", "consent_cross_border": True},
         )
         await koriyama.api("POST", f"/api/consultations/{row['id']}/accept")
         await wonju.join(row["id"])
@@ -116,7 +136,8 @@ async def test_clients_rejoin_after_server_is_killed(server_process: ServerProce
                 joined = await next_of_type(wonju.recv, Joined, timeout=20)
                 if len(joined.peers) == 2 or koriyama.connections >= 2:
                     break
-        assert wonju.connections == 2 and koriyama.connections == 2
+        assert wonju.connections == 2
+        assert koriyama.connections == 2
         assert (wonju.peer_id, koriyama.peer_id) != first_ids
         assert joined.consultation.id == row["id"]
         assert joined.consultation.state == "active"

@@ -41,7 +41,7 @@ def test_forged_and_altered_tokens_are_refused() -> None:
     claims = jwt.decode(token, options={"verify_signature": False})
     for forged in (
         jwt.encode({**claims, "role": "admin"}, "another key of forty characters...", "HS256"),
-        jwt.encode({**claims, "role": "admin"}, None, algorithm="none"),
+        jwt.encode({**claims, "role": "admin"}, "", algorithm="none"),
         token[:-2] + ("AA" if token[-2:] != "AA" else "BB"),
     ):
         with pytest.raises(AuthError, match="invalid"):

@@ -23,9 +23,7 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize(
-    ("state", "event"), list(itertools.product(S, ConsultationEvent)), ids=str
-)
+@pytest.mark.parametrize(("state", "event"), list(itertools.product(S, ConsultationEvent)), ids=str)
 def test_every_state_event_pair(state: S, event: ConsultationEvent) -> None:
     if (state, event) in EXPECTED:
         assert next_state(state, event) is EXPECTED[(state, event)]

@@ -44,10 +44,12 @@ async def test_login_logout_and_rate_limit(server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         token = await server.token("doctor.wonju")
         me = (await http.get("/api/auth/me", headers=_auth(token))).json()
-        assert me["role"] == "doctor" and me["site"] == "wonju"
+        assert me["role"] == "doctor"
+        assert me["site"] == "wonju"
         assert (await http.post("/api/auth/logout", headers=_auth(token))).status_code == 204
         refused = await http.get("/api/auth/me", headers=_auth(token))
-        assert refused.status_code == 401 and "logout" in refused.json()["detail"]
+        assert refused.status_code == 401
+        assert "logout" in refused.json()["detail"]
 
         bad = {"username": "doctor.wonju", "password": "wrong password"}
         for _ in range(server.config.login_max_failures):
@@ -59,7 +61,8 @@ async def test_login_logout_and_rate_limit(server: LiveServer) -> None:
         good = {"username": "doctor.wonju", "password": PASSWORD}
         assert (await http.post("/api/auth/login", json=good)).status_code == 429
     report = await server.services.audit.verify()
-    assert report.ok and report.rows >= 7
+    assert report.ok
+    assert report.rows >= 7
 
 
 async def test_idle_session_is_logged_out(tmp_path: Path) -> None:
@@ -120,7 +123,8 @@ async def test_consultation_flow_and_permissions(server: LiveServer) -> None:
         listed = (await http.get("/api/consultations", headers=_auth(adm))).json()
         assert [x["id"] for x in listed] == [cid]
         closed = await http.post(f"/api/consultations/{cid}/close", headers=_auth(dw))
-        assert closed.json()["state"] == "closed" and closed.json()["ended_at"]
+        assert closed.json()["state"] == "closed"
+        assert closed.json()["ended_at"]
         missing = await http.post("/api/consultations/c-nothere/close", headers=_auth(dw))
         assert missing.status_code == 404
 

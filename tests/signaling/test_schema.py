@@ -75,8 +75,9 @@ def test_faults_have_codes(text: str | bytes, code: ErrorCode) -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -96,17 +97,21 @@ def test_generated_objects_parse_or_fail_cleanly(kind: str, fields: dict[str, ob
     try:
         message = parse_client_message(text)
     except ProtocolError as exc:
-        assert exc.code in ErrorCode
+        code: ErrorCode | None = exc.code
     else:
+        code = None
         assert message.type == kind
         assert parse_client_message(encode(message)) == message
+    assert code is None or code in set(ErrorCode)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200) | st.text(max_size=200))
 def test_arbitrary_bytes_never_escape_as_other_errors(data: bytes | str) -> None:
-    with pytest.raises(ProtocolError):
+    # Anything but a ProtocolError (a TypeError, a KeyError...) fails the test.
+    try:
         message = parse_client_message(data)
-        # Random text can be a valid message only by a miracle; then it must round-trip.
+    except ProtocolError as exc:
+        assert exc.reason
+    else:  # valid by chance: then it must round-trip
         assert parse_client_message(encode(message)) == message
-        raise ProtocolError(ErrorCode.INTERNAL, "valid by chance")

@@ -156,7 +156,8 @@ async def test_relay_stays_inside_the_consultation(room: Room) -> None:
     b, b_id = await room.joined("dk", room.cid)
     outsider, outsider_id = await room.joined("ow", room.other_cid)
     joined_notice = await _recv(a)
-    assert joined_notice["type"] == "peer-joined" and joined_notice["peer"]["peer_id"] == b_id
+    assert joined_notice["type"] == "peer-joined"
+    assert joined_notice["peer"]["peer_id"] == b_id
 
     candidate = {
         "type": "candidate",

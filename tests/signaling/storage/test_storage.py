@@ -164,4 +164,5 @@ async def test_audit_appends_serialise_under_concurrency(db: Database) -> None:
     log = AuditLog(db)
     await asyncio.gather(*(log.append(_event("ws.connect", i)) for i in range(30)))
     report = await log.verify()
-    assert report.ok and report.rows == 30
+    assert report.ok
+    assert report.rows == 30
