@@ -124,23 +124,23 @@ async def test_clients_rejoin_after_server_is_killed(server_process: ServerProce
         await wonju.join(row["id"])
         await koriyama.join(row["id"])
         first_ids = (wonju.peer_id, koriyama.peer_id)
+        for client in (wonju, koriyama):  # the first connection's announcements
+            await next_of_type(client.recv, Welcome)
+            await next_of_type(client.recv, Joined)
 
         server_process.kill()
         await server_process.start()
 
+        # Each client announces its new connection, then the consultation it re-joined.
         for client in (wonju, koriyama):
             await next_of_type(client.recv, Welcome, timeout=20)
-        # Both re-joined by themselves; wait until each sees the other online again.
-        async with asyncio.timeout(20):
-            while True:
-                joined = await next_of_type(wonju.recv, Joined, timeout=20)
-                if len(joined.peers) == 2 or koriyama.connections >= 2:
-                    break
+            joined = await next_of_type(client.recv, Joined, timeout=20)
+            assert joined.consultation.id == row["id"]
+            assert joined.consultation.state == "active"
+            assert client.peer_id in {p.peer_id for p in joined.peers}
         assert wonju.connections == 2
         assert koriyama.connections == 2
         assert (wonju.peer_id, koriyama.peer_id) != first_ids
-        assert joined.consultation.id == row["id"]
-        assert joined.consultation.state == "active"
 
         # Relay works again between the new connections.
         async with asyncio.timeout(10):
