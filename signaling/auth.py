@@ -25,6 +25,7 @@ _HASHER = PasswordHasher()
 # usernames are real.
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 _ALGORITHM = "HS256"
+_SPRAY_FACTOR = 4
 _ISSUER = "telemed"
 
 
@@ -124,7 +125,8 @@ class TokenService:
 
 
 class LoginLimiter:
-    """Sliding-window limit on failed logins per (account, source address).
+    """Sliding-window limit on failed logins per (account, source address), and per address
+    over all accounts (``_SPRAY_FACTOR`` times as many).
 
     Memory is bounded: at most ``max_keys`` keys are tracked, the least recently failed
     dropped first. ``clock`` is injectable for tests.
@@ -156,17 +158,26 @@ class LoginLimiter:
 
     def retry_after(self, account: str, source: str) -> float:
         """Seconds until another attempt is allowed (0: allowed now)."""
-        window = self._recent((account.lower(), source))
-        if len(window) < self.max_failures:
-            return 0.0
-        return max(0.0, window[0] + self.window_s - self._now())
+        wait = 0.0
+        for key, limit in self._keys(account, source):
+            window = self._recent(key)
+            if len(window) >= limit:
+                wait = max(wait, window[0] + self.window_s - self._now())
+        return max(0.0, wait)
+
+    def _keys(self, account: str, source: str) -> list[tuple[tuple[str, str], int]]:
+        # Per account and address, and per address over all accounts (password spraying).
+        return [
+            ((account.lower(), source), self.max_failures),
+            (("*", source), self.max_failures * _SPRAY_FACTOR),
+        ]
 
     def failed(self, account: str, source: str) -> None:
-        key = (account.lower(), source)
-        window = self._recent(key)
-        window.append(self._now())
-        self._failures[key] = window
-        self._failures.move_to_end(key)
+        for key, _ in self._keys(account, source):
+            window = self._recent(key)
+            window.append(self._now())
+            self._failures[key] = window
+            self._failures.move_to_end(key)
         while len(self._failures) > self._max_keys:
             self._failures.popitem(last=False)
 

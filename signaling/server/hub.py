@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from signaling.auth import Principal
@@ -26,6 +27,7 @@ from signaling.schema import (
 )
 
 log = logging.getLogger(__name__)
+_ENDED_REMEMBERED = 4096
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,10 @@ class Hub:
     def __init__(self) -> None:
         self._rooms: dict[str, Room] = {}
         self._connections: dict[str, Connection] = {}
-        # Consultations that reached a final state while this process ran: a join racing with
-        # the close must not recreate their room.
-        self._ended: set[str] = set()
+        # Consultations that recently reached a final state: a join racing with the close
+        # must not recreate their room. The race spans one database read, so remembering the
+        # last few thousand is plenty, and keeps the set bounded.
+        self._ended: OrderedDict[str, None] = OrderedDict()
 
     def register(self, conn: Connection) -> None:
         self._connections[conn.peer_id] = conn
@@ -165,7 +168,9 @@ class Hub:
     def state_changed(self, info: ConsultationInfo, final: bool) -> None:
         """A consultation was accepted/closed/cancelled: tell its room; a final state empties it."""
         if final:
-            self._ended.add(info.id)
+            self._ended[info.id] = None
+            while len(self._ended) > _ENDED_REMEMBERED:
+                self._ended.popitem(last=False)
         room = self._rooms.get(info.id)
         if room is None:
             return

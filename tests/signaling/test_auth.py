@@ -61,18 +61,34 @@ def test_hashes_verify_only_the_right_secret() -> None:
 
 def test_login_limiter_window() -> None:
     now = [1000.0]
-    limiter = LoginLimiter(max_failures=3, window_s=60, max_keys=2, clock=lambda: now[0])
+    limiter = LoginLimiter(max_failures=3, window_s=60, max_keys=100, clock=lambda: now[0])
     for _ in range(3):
         assert limiter.retry_after("Doc", "10.0.0.1") == 0
         limiter.failed("Doc", "10.0.0.1")
     assert limiter.retry_after("doc", "10.0.0.1") == pytest.approx(60)
     assert limiter.retry_after("doc", "10.0.0.2") == 0  # another address is not blocked
+    assert limiter.retry_after("nurse", "10.0.0.1") == 0  # nor another account
     now[0] += 61
     assert limiter.retry_after("doc", "10.0.0.1") == 0
-    limiter.failed("a", "x")
-    limiter.failed("b", "x")
-    limiter.failed("c", "x")  # over max_keys: the oldest key is forgotten
-    assert len(limiter._failures) == 2
+    limiter.failed("doc", "10.0.0.1")
+    limiter.succeeded("doc", "10.0.0.1")
+    assert limiter.retry_after("doc", "10.0.0.1") == 0
+
+
+def test_login_limiter_stops_password_spraying_from_one_address() -> None:
+    now = [0.0]
+    limiter = LoginLimiter(max_failures=3, window_s=60, clock=lambda: now[0])
+    for i in range(12):  # two failures each on six accounts: never 3 on one account
+        limiter.failed(f"user{i // 2}", "10.0.0.9")
+    assert limiter.retry_after("someone-new", "10.0.0.9") > 0
+    assert limiter.retry_after("someone-new", "10.0.0.8") == 0
+
+
+def test_login_limiter_memory_is_bounded() -> None:
+    limiter = LoginLimiter(max_failures=3, window_s=60, max_keys=4)
+    for i in range(50):
+        limiter.failed(f"user{i}", f"10.0.0.{i}")
+    assert len(limiter._failures) == 4
 
 
 def test_turn_rest_credentials() -> None:

@@ -270,3 +270,31 @@ async def test_presence_lists_members_who_are_offline(room: Room) -> None:
     members = {m["name"]: m["online"] for m in joined["members"]}
     assert members == {"dw": False, "dk": True}
     await ws.close()
+
+
+async def test_idle_clinician_socket_is_closed(tmp_path: Path) -> None:
+    async with run_server(make_config(tmp_path, inactivity_timeout_s=0.5)) as server:
+        await server.add_user("dw", Role.DOCTOR, "wonju")
+        ws = await _connect(server, await server.token("dw"))
+        # Pings keep the link alive but are not clinician activity.
+        for nonce in range(3):
+            await ws.send(json.dumps({"type": "ping", "nonce": nonce}))
+            assert (await _recv(ws))["type"] == "pong"
+            await asyncio.sleep(0.1)
+        error = await _recv(ws, timeout=3)
+        assert (error["type"], error["code"]) == ("error", "session_expired")
+        assert await _closed_with(ws) == CloseCode.SESSION_EXPIRED
+
+
+async def test_gateway_socket_is_not_logged_out_when_idle(tmp_path: Path) -> None:
+    async with run_server(make_config(tmp_path, inactivity_timeout_s=0.3)) as server:
+        await server.add_gateway("bedside-1", "wonju", "k" * 40)
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            login = await http.post(
+                "/api/auth/gateway", json={"name": "bedside-1", "key": "k" * 40}
+            )
+        ws = await _connect(server, login.json()["token"])
+        await asyncio.sleep(0.6)
+        await ws.send(json.dumps({"type": "ping", "nonce": 1}))
+        assert await _recv(ws) == {"type": "pong", "nonce": 1}
+        await ws.close()
