@@ -198,12 +198,15 @@ async def _ours(n: int, rounds: int, data_dir: Path) -> Result:
 
 async def _drain(pairs: list[Pair]) -> None:
     """Discard the presence messages that joining produced (peer-joined)."""
-    for a, _, _ in pairs:
+
+    async def drain(ws: ClientConnection) -> None:
         while True:
             try:
-                await asyncio.wait_for(a.recv(), 0.2)
+                await asyncio.wait_for(ws.recv(), 0.5)
             except TimeoutError:
-                break
+                return
+
+    await asyncio.gather(*(drain(a) for a, _, _ in pairs))
 
 
 async def _baseline(n: int, rounds: int) -> Result:

@@ -63,6 +63,8 @@ class ServerOptions(BaseModel):
     token_ttl_s: int = Field(default=900, ge=10)
     #: A clinician session with no activity for this long is logged out (gateways are exempt).
     inactivity_timeout_s: float = Field(default=900.0, gt=0)
+    #: How often activity seen on sockets is written to the session records.
+    activity_flush_s: float = Field(default=5.0, gt=0)
     #: Failed logins allowed per (account, source address) within ``login_window_s``.
     login_max_failures: int = Field(default=5, ge=1)
     login_window_s: float = Field(default=300.0, gt=0)

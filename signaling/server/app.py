@@ -14,6 +14,7 @@ from signaling.auth import LoginLimiter, TokenService
 from signaling.config import ServerConfig
 from signaling.schema import CloseCode
 from signaling.server import routes_auth, routes_consultations, routes_misc
+from signaling.server.activity import ActivityRecorder
 from signaling.server.hub import Hub
 from signaling.server.services import Services
 from signaling.server.ws import websocket_endpoint
@@ -35,6 +36,7 @@ def create_app(config: ServerConfig, static_dir: Path | None = None) -> FastAPI:
                 await db.migrate()
             await sync_sites(db, config.sites)
             hub = Hub()
+            activity = ActivityRecorder(db, config.activity_flush_s)
             app.state.services = Services(
                 config=config,
                 db=db,
@@ -42,10 +44,15 @@ def create_app(config: ServerConfig, static_dir: Path | None = None) -> FastAPI:
                 limiter=LoginLimiter(config.login_max_failures, config.login_window_s),
                 audit=AuditLog(db),
                 hub=hub,
+                activity=activity,
             )
+            activity.start()
             log.info("signaling server ready (%s)", db.dialect)
-            yield
-            hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+            try:
+                yield
+            finally:
+                hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+                await activity.stop()
         finally:
             await db.close()
 

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from signaling.auth import LoginLimiter, Principal, TokenService
 from signaling.config import ServerConfig
 from signaling.schema import PrincipalKind
+from signaling.server.activity import ActivityRecorder
 from signaling.server.hub import Hub
 from signaling.storage.audit import AuditEvent, AuditLog, DetailValue
 from signaling.storage.database import Database
@@ -24,6 +25,7 @@ class Services:
     limiter: LoginLimiter
     audit: AuditLog
     hub: Hub
+    activity: ActivityRecorder
 
     def idle_timeout(self, principal: Principal) -> timedelta | None:
         """Clinicians are logged out when idle; a gateway is a machine and stays connected."""

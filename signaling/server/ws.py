@@ -48,9 +48,6 @@ from signaling.storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
-# A user's socket traffic is written to the session's activity record at most this often.
-_TOUCH_INTERVAL_S = 30.0
-
 
 class _TokenBucket:
     def __init__(self, rate: float, burst: int) -> None:
@@ -84,7 +81,6 @@ class WsSession:
         loop = asyncio.get_running_loop()
         self._bucket = _TokenBucket(svc.config.ws_rate_per_s, svc.config.ws_burst)
         self._last_activity = loop.time()
-        self._last_touch = loop.time()
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -266,15 +262,13 @@ class WsSession:
         elapsed = asyncio.get_running_loop().time() - self._last_activity
         return max(0.0, idle.total_seconds() - elapsed)
 
-    async def _check_session(self, principal: Principal, activity: bool) -> None:
-        """Refresh the session record; close the socket when it has ended or gone idle."""
+    async def _check_session(self, principal: Principal) -> None:
+        """Called when the socket has been idle for the timeout: the session may still have
+        been active over HTTP; if not, it is ended and the socket closed."""
         loop = asyncio.get_running_loop()
         try:
             last = await touch_session(
-                self.svc.db,
-                principal.session_id,
-                self.svc.idle_timeout(principal),
-                activity=activity,
+                self.svc.db, principal.session_id, self.svc.idle_timeout(principal), activity=False
             )
         except SessionEnded as exc:
             await self.svc.record("session.idle_logout", principal, self.addr)
@@ -283,7 +277,6 @@ class WsSession:
             )
             await self._close(CloseCode.SESSION_EXPIRED, "session ended")
             raise _Closing from None
-        self._last_touch = loop.time()
         # Activity over HTTP counts too: take the later of the two.
         since = (utcnow() - last) / timedelta(seconds=1)
         self._last_activity = max(self._last_activity, loop.time() - since)
@@ -295,7 +288,7 @@ class WsSession:
             try:
                 message = await self._receive(self._idle_remaining(conn.principal))
             except TimeoutError:
-                await self._check_session(conn.principal, activity=False)
+                await self._check_session(conn.principal)
                 continue
             except ProtocolError as exc:
                 await self._fault(exc)
@@ -303,10 +296,10 @@ class WsSession:
             if message is None:
                 return
             if not isinstance(message, Ping):
-                loop = asyncio.get_running_loop()
-                self._last_activity = loop.time()
-                if loop.time() - self._last_touch > _TOUCH_INTERVAL_S:
-                    await self._check_session(conn.principal, activity=True)
+                # Noted in memory now, written to the database in a batch later: the relay
+                # path never waits for the database.
+                self._last_activity = asyncio.get_running_loop().time()
+                self.svc.activity.mark(conn.principal.session_id, utcnow())
             try:
                 await self._handle(conn, message)
             except ProtocolError as exc:

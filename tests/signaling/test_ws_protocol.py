@@ -298,3 +298,19 @@ async def test_gateway_socket_is_not_logged_out_when_idle(tmp_path: Path) -> Non
         await ws.send(json.dumps({"type": "ping", "nonce": 1}))
         assert await _recv(ws) == {"type": "pong", "nonce": 1}
         await ws.close()
+
+
+async def test_socket_activity_keeps_the_session_alive_for_http(tmp_path: Path) -> None:
+    config = make_config(tmp_path, inactivity_timeout_s=1.0, activity_flush_s=0.1)
+    async with run_server(config) as server:
+        await server.add_user("dw", Role.DOCTOR, "wonju")
+        token = await server.token("dw")
+        ws = await _connect(server, token)
+        for _ in range(8):  # 1.6 s of socket-only activity, longer than the idle timeout
+            await ws.send(json.dumps({"type": "leave", "consultation_id": "c-none"}))
+            assert (await _recv(ws))["code"] == "not_joined"
+            await asyncio.sleep(0.2)
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            me = await http.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200, me.text
+        await ws.close()
