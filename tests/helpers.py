@@ -18,6 +18,7 @@ from signaling.server.app import create_app
 from signaling.server.services import Services
 from signaling.storage import accounts
 from signaling.storage.database import sqlite_url
+from telemed.serve import uvicorn_config
 
 SECRET = "test-secret-key-0123456789abcdef-0123456789"
 PASSWORD = "correct horse battery"
@@ -61,16 +62,7 @@ class LiveServer:
 async def run_server(config: ServerConfig) -> AsyncIterator[LiveServer]:
     """Serve ``config`` with uvicorn on 127.0.0.1 (a free port) in this event loop."""
     app = create_app(config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            ws_max_size=config.ws_max_message_bytes * 4,
-            lifespan="on",
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, config, "127.0.0.1", 0, "warning"))
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:
