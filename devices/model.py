@@ -1,0 +1,112 @@
+"""The device data model every codec decodes into.
+
+Times are seconds since the Unix epoch (floats). ``device_time`` is the device's own clock
+when it has one (else None); ``receive_time`` is the gateway's clock when the bytes arrived.
+The two are never mixed: devices drift, and the gateway's clock is the one we trust for
+latency, the device's the one that orders samples.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from devices.codes import VitalCode
+
+
+class Quality(enum.Flag):
+    """Why a value may not be trusted. An empty flag set means nothing is known to be wrong."""
+
+    OK = 0
+    INVALID = enum.auto()
+    PROBE_OFF = enum.auto()
+    SEARCHING = enum.auto()
+    ARTIFACT = enum.auto()
+    LOW_PERFUSION = enum.auto()
+    OUT_OF_TRACK = enum.auto()
+    LOW_SIGNAL = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One numeric value. ``value`` is None when the device sent a sentinel or flagged it
+    invalid: the sentinel itself is never passed on."""
+
+    code: VitalCode
+    value: float | None
+    device_id: str
+    receive_time: float
+    device_time: float | None = None
+    quality: Quality = Quality.OK
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class WaveformChunk:
+    """Consecutive samples of one channel. Missing samples are NaN (a gap is marked, never
+    filled with zeros); ``first_sample_time`` is on the device clock when the device has one,
+    else estimated from the gateway's receive time."""
+
+    code: VitalCode
+    sample_rate: float
+    first_sample_time: float
+    samples: NDArray[np.float32]
+    device_id: str
+    receive_time: float
+    quality: Quality = Quality.OK
+
+    @property
+    def gap_mask(self) -> NDArray[np.bool_]:
+        return np.isnan(self.samples)
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+class DeviceState(enum.StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    SEARCHING = "searching"
+    PROBE_OFF = "probe_off"
+    SILENT = "silent"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    device_id: str
+    state: DeviceState
+    receive_time: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError:
+    """Bytes that could not be decoded; they were skipped and the stream resynchronised."""
+
+    device_id: str
+    reason: str
+    skipped: int
+    receive_time: float
+
+
+DeviceEvent = Observation | WaveformChunk | DeviceStatus | FrameError
+
+
+@dataclass
+class DecoderStats:
+    """Counters every decoder keeps; ``errors`` by reason."""
+
+    bytes_in: int = 0
+    frames: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
