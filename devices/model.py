@@ -85,12 +85,14 @@ class DeviceStatus:
 
 @dataclass(frozen=True, slots=True)
 class FrameError:
-    """Bytes that could not be decoded; they were skipped and the stream resynchronised."""
+    """Bytes that could not be decoded; they were skipped and the stream resynchronised.
+    ``reason`` is a stable category (what the stats count); ``detail`` the specifics."""
 
     device_id: str
     reason: str
     skipped: int
     receive_time: float
+    detail: str = ""
 
 
 DeviceEvent = Observation | WaveformChunk | DeviceStatus | FrameError

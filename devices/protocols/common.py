@@ -19,10 +19,12 @@ class DecoderBase:
         self.device_id = device_id
         self.stats = DecoderStats()
 
-    def _error(self, events: list[DeviceEvent], reason: str, skipped: int, now: float) -> None:
+    def _error(
+        self, events: list[DeviceEvent], reason: str, skipped: int, now: float, detail: str = ""
+    ) -> None:
         self.stats.error(reason)
-        log.info("%s: %s (%d bytes skipped)", self.device_id, reason, skipped)
-        events.append(FrameError(self.device_id, reason, skipped, now))
+        log.info("%s: %s %s(%d bytes skipped)", self.device_id, reason, detail, skipped)
+        events.append(FrameError(self.device_id, reason, skipped, now, detail[:200]))
 
 
 class NumericThrottle:

@@ -1,0 +1,118 @@
+"""Masimo Radical / Rad-8 ASCII serial output (9600 8N1): one line a second, e.g.::
+
+    03/17/16 19:19:36 SN=---------- SPO2=098% BPM=123 PI=00.55 SPCO=--.-% SPMET=--.-% ...
+        ALARM=000000 EXC=0000C00
+
+Fields are ``KEY=value``; dashes mean "no value". The time is the device's local clock; the
+decoder is told the device's time zone.
+
+EXC is a hexadecimal exception bit set; the bits this decoder maps (others are kept only as
+"some exception" in the line's quality): 0x001 no sensor, 0x002 defective sensor, 0x004 low
+perfusion, 0x008 pulse search, 0x010 interference, 0x020 sensor off, 0x040 ambient light,
+0x080 unrecognised sensor, 0x200 low signal IQ.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
+
+from devices.codes import PERFUSION_INDEX, PULSE_RATE, SPO2, VitalCode
+from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
+from devices.protocols.common import DecoderBase
+
+MAX_LINE = 512
+_FIELDS: dict[str, VitalCode] = {"SPO2": SPO2, "BPM": PULSE_RATE, "PI": PERFUSION_INDEX}
+_EXC: tuple[tuple[int, Quality], ...] = (
+    (0x001, Quality.PROBE_OFF),
+    (0x002, Quality.INVALID),
+    (0x004, Quality.LOW_PERFUSION),
+    (0x008, Quality.SEARCHING),
+    (0x010, Quality.ARTIFACT),
+    (0x020, Quality.PROBE_OFF),
+    (0x040, Quality.ARTIFACT),
+    (0x080, Quality.INVALID),
+    (0x200, Quality.LOW_SIGNAL),
+)
+
+
+def encode_line(
+    when: datetime, spo2: int | None, bpm: int | None, pi: float | None, exc: int = 0
+) -> bytes:
+    spo2_text = "---" if spo2 is None else f"{spo2:03d}"
+    bpm_text = "---" if bpm is None else f"{bpm:03d}"
+    pi_text = "--.--" if pi is None else f"{pi:05.2f}"
+    return (
+        f"{when:%m/%d/%y %H:%M:%S} SN=0000012345 SPO2={spo2_text}% BPM={bpm_text} "
+        f"PI={pi_text} SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=000000 "
+        f"EXC={exc:07X}\r\n"
+    ).encode("ascii")
+
+
+class MasimoDecoder(DecoderBase):
+    def __init__(self, device_id: str, device_tz: tzinfo | str = "UTC") -> None:
+        super().__init__(device_id)
+        self._tz = ZoneInfo(device_tz) if isinstance(device_tz, str) else device_tz
+        self._buf = bytearray()
+        self._state: DeviceState | None = None
+
+    def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]:
+        self.stats.bytes_in += len(data)
+        self._buf += data
+        events: list[DeviceEvent] = []
+        while True:
+            end = self._buf.find(b"\n")
+            if end < 0:
+                if len(self._buf) > MAX_LINE:
+                    self._error(events, "line too long", len(self._buf), now)
+                    self._buf.clear()
+                break
+            line = bytes(self._buf[:end]).strip(b"\r")
+            del self._buf[: end + 1]
+            if line:
+                self._line(line, events, now)
+        return events
+
+    def _line(self, raw: bytes, events: list[DeviceEvent], now: float) -> None:
+        try:
+            text = raw.decode("ascii")
+            date, clock, *pairs = text.split()
+            device_time = (
+                datetime.strptime(f"{date} {clock}", "%m/%d/%y %H:%M:%S")
+                .replace(tzinfo=self._tz)
+                .timestamp()
+            )
+            fields = dict(p.split("=", 1) for p in pairs)
+            exc = int(fields.get("EXC", "0"), 16)
+            values = {key: self._number(fields[key]) for key in _FIELDS if key in fields}
+        except (UnicodeDecodeError, ValueError) as exc_info:
+            self._error(events, "unreadable line", len(raw) + 1, now, str(exc_info))
+            return
+        self.stats.frames += 1
+        quality = Quality.OK
+        for bit, flag in _EXC:
+            if exc & bit:
+                quality |= flag
+        state = (
+            DeviceState.PROBE_OFF
+            if quality & Quality.PROBE_OFF
+            else DeviceState.SEARCHING
+            if quality & Quality.SEARCHING
+            else DeviceState.CONNECTED
+        )
+        if state is not self._state:
+            self._state = state
+            events.append(DeviceStatus(self.device_id, state, now, f"EXC={exc:X}"))
+        for key, code in _FIELDS.items():
+            if key not in values:
+                continue
+            value = values[key]
+            q = quality | (Quality.INVALID if value is None else Quality.OK)
+            events.append(Observation(code, value, self.device_id, now, device_time, q))
+
+    @staticmethod
+    def _number(text: str) -> float | None:
+        text = text.rstrip("%")
+        if not text or set(text) <= {"-", ".", "+"}:
+            return None
+        return float(text)
