@@ -1,0 +1,73 @@
+"""Per-protocol link facts: serial settings, the handshake, keep-alives, and the decoder.
+
+The reader (:mod:`devices.reader`) is protocol-agnostic; everything a protocol needs beyond
+its codec is stated here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from devices.model import DecoderStats, DeviceEvent
+from devices.protocols import cms50, masimo, nonin
+from devices.transports.serial_port import SerialParams
+
+
+class Decoder(Protocol):
+    stats: DecoderStats
+
+    def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]: ...
+
+
+@dataclass(frozen=True)
+class Driver:
+    name: str
+    description: str
+    serial: SerialParams
+    make_decoder: Callable[[str], Decoder]
+    #: Sent once the port is open (e.g. "start live data").
+    hello: bytes = b""
+    #: Sent every ``keepalive_s`` while connected (0: never).
+    keepalive: bytes = b""
+    keepalive_s: float = 0.0
+    #: No bytes for this long: the device is taken as gone and the link is reopened.
+    silence_s: float = 5.0
+
+
+DRIVERS: dict[str, Driver] = {
+    "cms50": Driver(
+        "cms50",
+        "Contec CMS50D+/CMS50E pulse oximeter, protocol V7.0",
+        SerialParams(115200),
+        lambda device_id: cms50.Cms50Decoder(device_id),
+        hello=cms50.encode_command(cms50.Command.START_LIVE),
+        keepalive=cms50.encode_command(cms50.Command.STILL_CONNECTED),
+        # The device drops the live stream without a regular "still connected".
+        keepalive_s=1.0,
+        silence_s=3.0,
+    ),
+    "cms50-legacy": Driver(
+        "cms50-legacy",
+        "Contec CMS50 with older firmware (5-byte packets, streams unasked)",
+        SerialParams(19200, parity="O"),
+        lambda device_id: cms50.Cms50LegacyDecoder(device_id),
+        silence_s=3.0,
+    ),
+    "nonin": Driver(
+        "nonin",
+        "Nonin OEM pulse oximeter, serial data format #2",
+        SerialParams(9600),
+        lambda device_id: nonin.NoninDecoder(device_id, nonin.Format.PLETH_8),
+        hello=nonin.select_format(nonin.Format.PLETH_8),
+        silence_s=3.0,
+    ),
+    "masimo": Driver(
+        "masimo",
+        "Masimo Radical/Rad-8 ASCII serial output (one line a second)",
+        SerialParams(9600),
+        lambda device_id: masimo.MasimoDecoder(device_id),
+        silence_s=5.0,
+    ),
+}

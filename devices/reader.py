@@ -1,0 +1,129 @@
+"""Keeps one device connected and decoded: open, handshake, keep-alive, silence detection,
+reconnection with backoff. A device unplugged and plugged back in resumes by itself.
+
+Events go to a bounded queue. When the consumer falls behind, the oldest events are dropped
+(and counted): on a live vital-signs path fresh data matters more than complete old data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from devices.drivers import Driver
+from devices.model import DeviceEvent, DeviceState, DeviceStatus
+from devices.transports.serial_port import SerialError, open_serial
+
+log = logging.getLogger(__name__)
+
+Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    queue_size: int = 1024
+    read_size: int = 4096
+
+
+class DeviceReader:
+    """Reads one device on ``port`` with ``driver``. Call :meth:`run` in a task you own;
+    cancel it to stop. Read events with ``await reader.events.get()``."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        port: str,
+        device_id: str | None = None,
+        options: ReaderOptions | None = None,
+        opener: Opener | None = None,
+    ) -> None:
+        self.driver = driver
+        self.port = port
+        self.device_id = device_id or f"{driver.name}@{port}"
+        self.options = options or ReaderOptions()
+        self.events: asyncio.Queue[DeviceEvent] = asyncio.Queue(self.options.queue_size)
+        self.dropped = 0
+        self.connections = 0
+        self._open = opener or (lambda: open_serial(port, driver.serial))
+
+    def _put(self, event: DeviceEvent) -> None:
+        if self.events.full():
+            self.events.get_nowait()
+            self.dropped += 1
+        self.events.put_nowait(event)
+
+    def _status(self, state: DeviceState, detail: str = "") -> None:
+        self._put(DeviceStatus(self.device_id, state, time.time(), detail))
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            self._status(DeviceState.CONNECTING, self.port)
+            try:
+                reader, writer = await self._open()
+            except SerialError as exc:
+                self._status(DeviceState.DISCONNECTED, f"cannot open: {exc}")
+            else:
+                self.connections += 1
+                try:
+                    if await self._session(reader, writer):
+                        attempt = 0
+                finally:
+                    writer.close()
+                    with contextlib.suppress(*SerialError, ConnectionError):
+                        await writer.wait_closed()
+            ceiling = min(self.options.backoff_max_s, self.options.backoff_initial_s * 2**attempt)
+            attempt += 1
+            await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one open link until it fails; True if any data arrived."""
+        driver = self.driver
+        decoder = driver.make_decoder(self.device_id)
+        got_data = False
+        if driver.hello:
+            writer.write(driver.hello)
+        keepalive = (
+            asyncio.create_task(self._keepalive(writer), name=f"keepalive-{self.device_id}")
+            if driver.keepalive_s > 0
+            else None
+        )
+        try:
+            while True:
+                try:
+                    data = await asyncio.wait_for(
+                        reader.read(self.options.read_size), driver.silence_s
+                    )
+                except TimeoutError:
+                    self._status(DeviceState.SILENT, f"no data for {driver.silence_s:g} s")
+                    return got_data
+                if not data:
+                    self._status(DeviceState.DISCONNECTED, "end of stream")
+                    return got_data
+                got_data = True
+                for event in decoder.receive_data(data, time.time()):
+                    self._put(event)
+        except (*SerialError, ConnectionError) as exc:
+            self._status(DeviceState.DISCONNECTED, f"link lost: {exc}")
+            return got_data
+        finally:
+            if keepalive is not None:
+                keepalive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keepalive
+
+    async def _keepalive(self, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.driver.keepalive_s)
+                writer.write(self.driver.keepalive)
+        except (*SerialError, ConnectionError) as exc:
+            # The read side notices the same failure and reconnects.
+            log.debug("%s: keep-alive stopped: %r", self.device_id, exc)

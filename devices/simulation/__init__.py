@@ -1,0 +1,1 @@
+"""Protocol-accurate device simulators and the synthetic patient that drives them."""

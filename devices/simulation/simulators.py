@@ -1,0 +1,253 @@
+"""Simulators that speak each protocol byte for byte, including the handshake the real
+device expects, driven by a synthetic :class:`~devices.simulation.patient.Patient`.
+
+A simulator writes through a :class:`~devices.simulation.pty_link.PtyLink`; :meth:`run` paces
+frames by the clock (no drift) until cancelled. Faults can be switched at any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from devices.protocols import cms50, masimo, nonin
+from devices.simulation.patient import Patient
+from devices.simulation.pty_link import PtyLink
+
+
+@dataclass
+class Faults:
+    """Faults on demand: probe off, line noise (garbage bursts a second), dropped bytes."""
+
+    probe_off: bool = False
+    noise_per_s: float = 0.0
+    drop_probability: float = 0.0
+    seed: int = 1
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def spoil(self, data: bytes, dt: float) -> bytes:
+        if self.drop_probability > 0:
+            data = bytes(b for b in data if self._rng.random() >= self.drop_probability)
+        if self.noise_per_s > 0 and self._rng.random() < self.noise_per_s * dt:
+            data += bytes(self._rng.randrange(256) for _ in range(self._rng.randrange(1, 12)))
+        return data
+
+
+class Simulator:
+    """Base: paces ``frames_per_tick`` frames every ``tick_s`` seconds."""
+
+    name = "base"
+    tick_s = 0.05
+
+    def __init__(
+        self, link: PtyLink, patient: Patient | None = None, faults: Faults | None = None
+    ) -> None:
+        self.link = link
+        self.patient = patient or Patient()
+        self.faults = faults or Faults()
+        self.frames_sent = 0
+
+    def on_host_bytes(self, data: bytes) -> None:
+        """What the host wrote (commands)."""
+
+    def streaming(self) -> bool:
+        return True
+
+    def frames_due(self, elapsed: float) -> int:
+        raise NotImplementedError
+
+    def frames(self, count: int) -> bytes:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        """Plug in and stream until cancelled; the link is unplugged on the way out."""
+        if not self.link.plugged:
+            self.link.plug(self.on_host_bytes)
+        start = time.monotonic()
+        try:
+            while True:
+                await asyncio.sleep(self.tick_s)
+                due = self.frames_due(time.monotonic() - start) - self.frames_sent
+                if due <= 0:
+                    continue
+                data = self.frames(due)
+                self.frames_sent += due
+                if self.streaming():
+                    self.link.write(self.faults.spoil(data, self.tick_s))
+        finally:
+            self.link.unplug()
+
+
+class Cms50Simulator(Simulator):
+    """CMS50D+/E, protocol V7.0: streams live data at 60 packets/s after "start live data",
+    and stops when the host's "still connected" stops coming for ``keepalive_timeout_s``."""
+
+    name = "cms50"
+
+    def __init__(
+        self,
+        link: PtyLink,
+        patient: Patient | None = None,
+        faults: Faults | None = None,
+        *,
+        keepalive_timeout_s: float = 3.0,
+    ) -> None:
+        super().__init__(link, patient, faults)
+        self._commands = cms50.Cms50CommandDecoder()
+        self.keepalive_timeout_s = keepalive_timeout_s
+        self.live = False
+        self._last_command = 0.0
+        self.commands_seen: list[cms50.Command | int] = []
+
+    def on_host_bytes(self, data: bytes) -> None:
+        for command in self._commands.receive_data(data):
+            self.commands_seen.append(command)
+            self._last_command = time.monotonic()
+            if command == cms50.Command.START_LIVE:
+                self.live = True
+            elif command == cms50.Command.STOP_LIVE:
+                self.live = False
+
+    def streaming(self) -> bool:
+        if self.live and time.monotonic() - self._last_command > self.keepalive_timeout_s:
+            self.live = False  # the host went quiet: the device drops the live stream
+        return self.live
+
+    def frames_due(self, elapsed: float) -> int:
+        return int(elapsed * cms50.SAMPLE_RATE)
+
+    def sample(self, pleth: float) -> cms50.LiveSample:
+        if self.faults.probe_off:
+            return cms50.LiveSample(0, None, None, None, probe_error=True)
+        return cms50.LiveSample(
+            pleth=int(pleth * 120),
+            pulse_rate=round(self.patient.heart_rate),
+            spo2=round(self.patient.spo2),
+            perfusion_index=3.2,
+            signal_strength=6,
+            bar_graph=int(pleth * 15),
+        )
+
+    def frames(self, count: int) -> bytes:
+        pleth = self.patient.pleth(count, cms50.SAMPLE_RATE)
+        return b"".join(self.encode(self.sample(float(p))) for p in pleth)
+
+    @staticmethod
+    def encode(sample: cms50.LiveSample) -> bytes:
+        return cms50.encode_live(sample)
+
+
+class Cms50LegacySimulator(Cms50Simulator):
+    """Older CMS50 firmware: 5-byte packets, streaming from power-on, no commands."""
+
+    name = "cms50-legacy"
+
+    def streaming(self) -> bool:
+        return True
+
+    @staticmethod
+    def encode(sample: cms50.LiveSample) -> bytes:
+        return cms50.encode_legacy(sample)
+
+
+class NoninSimulator(Simulator):
+    """Nonin OEM module: streams format #2 (or what the host selects: ACK/NAK)."""
+
+    name = "nonin"
+
+    def __init__(
+        self, link: PtyLink, patient: Patient | None = None, faults: Faults | None = None
+    ) -> None:
+        super().__init__(link, patient, faults)
+        self.format = nonin.Format.PLETH_8
+        self._pending = bytearray()
+        self._floats: list[int] = []
+
+    def on_host_bytes(self, data: bytes) -> None:
+        self._pending += data
+        while len(self._pending) >= 6:
+            start = self._pending.find(b"\x02\x70")
+            if start < 0:
+                self._pending.clear()
+                return
+            command = bytes(self._pending[start : start + 6])
+            if len(command) < 6:
+                return
+            del self._pending[: start + 6]
+            fmt = nonin.parse_select(command)
+            if fmt is None:
+                self.link.write(bytes([nonin.NAK]))
+            else:
+                self.format = fmt
+                self.link.write(bytes([nonin.ACK]))
+
+    def frames_due(self, elapsed: float) -> int:
+        if self.format is nonin.Format.NUMERICS:
+            return int(elapsed)
+        return int(elapsed * nonin.FRAME_RATE)
+
+    def frames(self, count: int) -> bytes:
+        status = nonin.Status.GREEN_PERFUSION
+        hr: int | None = round(self.patient.heart_rate)
+        spo2: int | None = round(self.patient.spo2)
+        if self.faults.probe_off:
+            status, hr, spo2 = nonin.Status.SENSOR_DISCONNECTED, None, None
+        if self.format is nonin.Format.NUMERICS:
+            self.patient.pleth(75 * count, nonin.FRAME_RATE)  # keep the patient's time going
+            return nonin.encode_numerics(status, hr, spo2) * count
+        pleth = self.patient.pleth(count, nonin.FRAME_RATE)
+        top = 255 if self.format is nonin.Format.PLETH_8 else 65535
+        out = bytearray()
+        for k, p in enumerate(pleth):
+            position = (self.frames_sent + k) % nonin.FRAMES_PER_PACKET
+            if position == 0:
+                self._floats = nonin.packet_floats(hr, spo2)
+            frame_status = status | (nonin.Status.SYNC if position == 0 else nonin.Status(0))
+            value = 0 if self.faults.probe_off else int(float(p) * top)
+            out += nonin.encode_frame(
+                self.format, nonin.Frame(frame_status, value, self._floats[position])
+            )
+        return bytes(out)
+
+
+class MasimoSimulator(Simulator):
+    """Masimo Radical/Rad-8: one ASCII line a second, device clock in ``timezone``."""
+
+    name = "masimo"
+    tick_s = 0.1
+
+    def __init__(
+        self,
+        link: PtyLink,
+        patient: Patient | None = None,
+        faults: Faults | None = None,
+        *,
+        timezone: str = "UTC",
+    ) -> None:
+        super().__init__(link, patient, faults)
+        self._tz = ZoneInfo(timezone)
+
+    def frames_due(self, elapsed: float) -> int:
+        return int(elapsed)
+
+    def frames(self, count: int) -> bytes:
+        self.patient.pleth(60 * count, 60.0)
+        now = datetime.now(self._tz).replace(tzinfo=None)
+        if self.faults.probe_off:
+            return masimo.encode_line(now, None, None, None, exc=0x020) * count
+        line = masimo.encode_line(
+            now, round(self.patient.spo2), round(self.patient.heart_rate), 1.45
+        )
+        return line * count
+
+
+SIMULATORS: dict[str, type[Simulator]] = {
+    cls.name: cls for cls in (Cms50Simulator, Cms50LegacySimulator, NoninSimulator, MasimoSimulator)
+}

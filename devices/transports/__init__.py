@@ -1,0 +1,1 @@
+"""Byte transports for device links: serial ports (real or pseudo-terminals), TCP, UDP."""

@@ -1,0 +1,139 @@
+"""Simulator -> pseudo-terminal -> serial transport -> codec -> observations, for every
+protocol, with the cable pulled out and put back in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from devices.drivers import DRIVERS
+from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, WaveformChunk
+from devices.protocols.cms50 import Command, encode_command
+from devices.reader import DeviceReader, ReaderOptions
+from devices.simulation.patient import Patient, PatientParameters
+from devices.simulation.pty_link import PtyLink
+from devices.simulation.simulators import SIMULATORS, Cms50Simulator, Faults, Simulator
+from devices.transports.serial_port import open_serial
+
+FAST = ReaderOptions(backoff_initial_s=0.05, backoff_max_s=0.3)
+
+
+async def _until(
+    reader: DeviceReader, predicate: Callable[[DeviceEvent], bool], timeout: float = 8.0
+) -> DeviceEvent:
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await reader.events.get()
+            if predicate(event):
+                return event
+
+
+def _is(code: str, near: float, tolerance: float) -> Callable[[DeviceEvent], bool]:
+    return lambda e: (
+        isinstance(e, Observation)
+        and e.code.key == code
+        and e.value is not None
+        and abs(e.value - near) <= tolerance
+    )
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    protocol: str, tmp_path: Path, faults: Faults | None = None
+) -> AsyncIterator[tuple[Simulator, DeviceReader, PtyLink]]:
+    link = PtyLink(tmp_path / f"tty-{protocol}")
+    patient = Patient(PatientParameters(heart_rate=80, spo2=96, rsa_bpm=0))
+    simulator = SIMULATORS[protocol](link, patient, faults)
+    sim_task = asyncio.create_task(simulator.run())
+    await asyncio.sleep(0)  # let it plug in
+    reader = DeviceReader(DRIVERS[protocol], link.path, options=FAST)
+    read_task = asyncio.create_task(reader.run())
+    try:
+        yield simulator, reader, link
+    finally:
+        for task in (read_task, sim_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest.mark.parametrize("protocol", sorted(SIMULATORS))
+async def test_device_over_pty_survives_unplug_and_replug(protocol: str, tmp_path: Path) -> None:
+    async with _running(protocol, tmp_path) as (_, reader, link):
+        await _until(reader, _is("spo2", 96, 2))
+        await _until(reader, _is("pulse_rate", 80, 6))
+
+        link.unplug()
+        lost = await _until(
+            reader, lambda e: isinstance(e, DeviceStatus) and e.state is DeviceState.DISCONNECTED
+        )
+        assert isinstance(lost, DeviceStatus)
+        connections = reader.connections
+        link.replug()
+        await _until(reader, _is("spo2", 96, 2))
+        assert reader.connections > connections
+        assert reader.dropped == 0
+
+
+async def test_cms50_waveform_rate_and_handshake(tmp_path: Path) -> None:
+    async with _running("cms50", tmp_path) as (simulator, reader, _):
+        samples = 0
+        async with asyncio.timeout(8):
+            while samples < 120:  # two seconds of pleth
+                event = await reader.events.get()
+                if isinstance(event, WaveformChunk):
+                    assert event.sample_rate == 60.0
+                    samples += len(event.samples)
+        assert isinstance(simulator, Cms50Simulator)
+        seen = simulator.commands_seen
+        assert seen[0] is Command.START_LIVE
+        assert Command.STILL_CONNECTED in seen  # the gateway's keep-alives
+
+
+async def test_probe_off_and_line_noise_are_reported(tmp_path: Path) -> None:
+    faults = Faults(noise_per_s=5.0)
+    async with _running("cms50", tmp_path, faults) as (_, reader, _):
+        await _until(reader, _is("spo2", 96, 2))
+        faults.probe_off = True
+        event = await _until(
+            reader, lambda e: isinstance(e, DeviceStatus) and e.state is DeviceState.PROBE_OFF
+        )
+        assert isinstance(event, DeviceStatus)
+        await _until(
+            reader,
+            lambda e: isinstance(e, Observation) and e.code.key == "spo2" and e.value is None,
+        )
+        faults.probe_off = False
+        await _until(reader, _is("spo2", 96, 2))
+
+
+async def test_cms50_stops_streaming_without_keepalives(tmp_path: Path) -> None:
+    """The device streams only after "start live data" and drops the stream when the host's
+    "still connected" stops coming."""
+    link = PtyLink(tmp_path / "tty")
+    simulator = Cms50Simulator(link, keepalive_timeout_s=0.4)
+    task = asyncio.create_task(simulator.run())
+    await asyncio.sleep(0)
+    reader, writer = await open_serial(link.path, DRIVERS["cms50"].serial)
+    try:
+        with pytest.raises(TimeoutError):  # silent until asked
+            await asyncio.wait_for(reader.read(100), 0.3)
+        writer.write(encode_command(Command.START_LIVE))
+        assert len(await asyncio.wait_for(reader.read(100), 2)) > 0
+        await asyncio.sleep(0.6)  # no keep-alive: the stream stops
+        while True:
+            try:
+                await asyncio.wait_for(reader.read(4096), 0.3)  # what was already sent
+            except TimeoutError:
+                break
+        writer.write(encode_command(Command.START_LIVE))
+        assert len(await asyncio.wait_for(reader.read(100), 2)) > 0
+    finally:
+        writer.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
