@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from signaling.schema import Role
-from telemed import __version__, admin, serve
+from telemed import __version__, admin, devices_cli, serve
 from telemed.settings import Settings, SettingsError, load_settings
 
 
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="apply schema migrations")
 
     sub.add_parser("sites", help="list the configured sites")
+    devices_cli.add_parser(sub)
     return parser
 
 
@@ -92,6 +93,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return asyncio.run(admin.verify_audit(settings))
         case "db":
             return asyncio.run(admin.upgrade_db(settings))
+        case "devices":
+            return devices_cli.run(args)
         case "sites":
             for s in settings.sites:
                 print(

@@ -1,0 +1,86 @@
+"""Device events as plain JSON-ready dicts and as readable one-line text."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from devices.model import DeviceEvent, DeviceStatus, FrameError, Observation, Quality, WaveformChunk
+
+
+def _quality(q: Quality) -> list[str]:
+    return [flag.name.lower() for flag in Quality if flag and flag in q and flag.name]
+
+
+def to_dict(event: DeviceEvent) -> dict[str, Any]:
+    """One event as a dict with MDC code, reference id, LOINC and UCUM unit where it has a
+    code. NaN samples (gaps) become None."""
+    match event:
+        case Observation():
+            c = event.code
+            return {
+                "kind": "observation",
+                "device": event.device_id,
+                "code": c.key,
+                "mdc": c.mdc,
+                "refid": c.refid,
+                "loinc": c.loinc,
+                "unit": c.ucum,
+                "value": event.value,
+                "device_time": event.device_time,
+                "receive_time": event.receive_time,
+                "quality": _quality(event.quality),
+            }
+        case WaveformChunk():
+            c = event.code
+            return {
+                "kind": "waveform",
+                "device": event.device_id,
+                "code": c.key,
+                "mdc": c.mdc,
+                "refid": c.refid,
+                "unit": c.ucum,
+                "sample_rate": event.sample_rate,
+                "first_sample_time": event.first_sample_time,
+                "receive_time": event.receive_time,
+                "samples": [None if math.isnan(x) else float(x) for x in event.samples.tolist()],
+            }
+        case DeviceStatus():
+            return {
+                "kind": "status",
+                "device": event.device_id,
+                "state": str(event.state),
+                "detail": event.detail,
+                "receive_time": event.receive_time,
+            }
+        case FrameError():
+            return {
+                "kind": "frame_error",
+                "device": event.device_id,
+                "reason": event.reason,
+                "detail": event.detail,
+                "skipped": event.skipped,
+                "receive_time": event.receive_time,
+            }
+
+
+def to_text(event: DeviceEvent) -> str:
+    match event:
+        case Observation():
+            value = "—" if event.value is None else f"{event.value:g}"
+            flags = ",".join(_quality(event.quality))
+            return (
+                f"{event.code.refid:28} {event.code.mdc:>7} {value:>8} {event.code.ucum:7} {flags}"
+            ).rstrip()
+        case WaveformChunk():
+            valid = event.samples[~event.gap_mask]
+            span = f"{valid.min():g}..{valid.max():g}" if len(valid) else "—"
+            gaps = int(event.gap_mask.sum())
+            return (
+                f"{event.code.refid:28} {event.code.mdc:>7} {len(event.samples):>4} samples"
+                f" @ {event.sample_rate:g} Hz  range {span}" + (f"  gaps {gaps}" if gaps else "")
+            )
+        case DeviceStatus():
+            return f"status {event.state}" + (f": {event.detail}" if event.detail else "")
+        case FrameError():
+            return f"frame error: {event.reason} ({event.skipped} bytes skipped) {event.detail}"

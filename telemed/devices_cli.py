@@ -1,0 +1,137 @@
+"""``telemed devices``: list ports, simulate a device, read one live, decode a capture."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import string
+import sys
+from pathlib import Path
+
+from devices.drivers import DRIVERS
+from devices.export import to_dict, to_text
+from devices.model import DeviceEvent, FrameError
+from devices.reader import DeviceReader
+from devices.simulation.patient import Patient, PatientParameters
+from devices.simulation.pty_link import PtyLink
+from devices.simulation.simulators import SIMULATORS, Faults
+from devices.transports.serial_port import list_serial_ports
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    devices = sub.add_parser("devices", help="bedside devices: list, simulate, read, decode")
+    actions = devices.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="serial ports with USB ids and a suggested protocol")
+
+    sim = actions.add_parser("simulate", help="simulate a device on a pseudo-terminal")
+    sim.add_argument("protocol", choices=sorted(SIMULATORS))
+    sim.add_argument("--link", type=Path, help="stable symlink to the pty (like /dev/ttyUSB0)")
+    sim.add_argument("--heart-rate", type=float, default=72.0)
+    sim.add_argument("--spo2", type=float, default=97.0)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--probe-off", action="store_true", help="start with the probe off")
+    sim.add_argument("--noise", type=float, default=0.0, help="garbage bursts a second")
+    sim.add_argument("--drop", type=float, default=0.0, help="probability a byte is lost")
+
+    read = actions.add_parser("read", help="read a device live and print what it says")
+    read.add_argument("protocol", choices=sorted(DRIVERS))
+    read.add_argument("port", help="e.g. /dev/ttyUSB0, or the path `simulate` printed")
+    read.add_argument("--json", action="store_true", help="JSON lines")
+    read.add_argument("--seconds", type=float, help="stop after this long")
+
+    decode = actions.add_parser("decode", help="decode a capture file (raw bytes or hex text)")
+    decode.add_argument("protocol", choices=sorted(DRIVERS))
+    decode.add_argument("file", type=Path)
+    decode.add_argument("--json", action="store_true", help="JSON lines")
+
+
+def _print(event: DeviceEvent, as_json: bool) -> None:
+    print(json.dumps(to_dict(event), ensure_ascii=False) if as_json else to_text(event))
+
+
+def load_capture(path: Path) -> bytes:
+    """The bytes of a capture: raw, or hex text (whitespace and ``0x`` prefixes allowed)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return data
+    cleaned = "".join(text.replace("0x", " ").replace("0X", " ").split())
+    if cleaned and len(cleaned) % 2 == 0 and set(cleaned) <= set(string.hexdigits):
+        return bytes.fromhex(cleaned)
+    return data
+
+
+def decode_file(protocol: str, path: Path, as_json: bool) -> int:
+    decoder = DRIVERS[protocol].make_decoder(path.name)
+    data = load_capture(path)
+    # Block by block, as a port would deliver it: waveform chunks stay small. A file has no
+    # receive time: it is given as 0.
+    for start in range(0, len(data), 4096):
+        for event in decoder.receive_data(data[start : start + 4096], 0.0):
+            if not isinstance(event, FrameError):
+                _print(event, as_json)
+    stats = decoder.stats
+    print(
+        f"{stats.frames} frames, {stats.bytes_in} bytes, {stats.error_count} frame errors",
+        file=sys.stderr,
+    )
+    for reason, count in sorted(stats.errors.items()):
+        print(f"  {count:6d}  {reason}", file=sys.stderr)
+    return 1 if stats.error_count else 0
+
+
+async def simulate(args: argparse.Namespace) -> int:
+    link = PtyLink(args.link)
+    patient = Patient(PatientParameters(heart_rate=args.heart_rate, spo2=args.spo2, seed=args.seed))
+    faults = Faults(probe_off=args.probe_off, noise_per_s=args.noise, drop_probability=args.drop)
+    simulator = SIMULATORS[args.protocol](link, patient, faults)
+    task = asyncio.create_task(simulator.run())
+    await asyncio.sleep(0)
+    print(link.path, flush=True)
+    print(f"simulating {args.protocol}; Ctrl-C to stop", file=sys.stderr)
+    try:
+        await task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return 0
+
+
+async def read_live(args: argparse.Namespace) -> int:
+    reader = DeviceReader(DRIVERS[args.protocol], args.port)
+    task = asyncio.create_task(reader.run())
+    try:
+        async with asyncio.timeout(args.seconds):
+            while True:
+                _print(await reader.events.get(), args.json)
+    except TimeoutError:
+        pass
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    match args.action:
+        case "list":
+            ports = list_serial_ports()
+            for p in ports:
+                ids = f"{p.vid:04x}:{p.pid:04x}" if p.vid is not None and p.pid is not None else "-"
+                suggestion = p.suggested_protocol or "?"
+                print(f"{p.device:20} {ids:10} {suggestion:8} {p.hint or p.description}")
+            if not ports:
+                print("no serial ports found", file=sys.stderr)
+            return 0
+        case "simulate":
+            return asyncio.run(simulate(args))
+        case "read":
+            return asyncio.run(read_live(args))
+        case "decode":
+            return decode_file(args.protocol, args.file, args.json)
+    raise AssertionError(args.action)
