@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from devices.model import DecoderStats, DeviceEvent
-from devices.protocols import cms50, masimo, nonin
+from devices.protocols import cms50, hl7_pcd, masimo, nonin
 from devices.transports.serial_port import SerialParams
 
 
@@ -70,4 +70,15 @@ DRIVERS: dict[str, Driver] = {
         lambda device_id: masimo.MasimoDecoder(device_id),
         silence_s=5.0,
     ),
+}
+
+
+def _hl7_decoder(device_id: str) -> Decoder:
+    return hl7_pcd.Hl7Decoder(device_id)
+
+
+#: Every protocol's decoder by name (serial or network), for decoding captures.
+DECODERS: dict[str, Callable[[str], Decoder]] = {
+    **{name: driver.make_decoder for name, driver in DRIVERS.items()},
+    "hl7": _hl7_decoder,
 }

@@ -10,13 +10,15 @@ import string
 import sys
 from pathlib import Path
 
-from devices.drivers import DRIVERS
+from devices.drivers import DECODERS, DRIVERS
 from devices.export import to_dict, to_text
 from devices.model import DeviceEvent, FrameError
 from devices.reader import DeviceReader
+from devices.simulation.hl7_monitor import Hl7MonitorSimulator
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.simulators import SIMULATORS, Faults
+from devices.transports.mllp_tcp import Hl7Listener
 from devices.transports.serial_port import list_serial_ports
 
 
@@ -25,9 +27,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     actions = devices.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="serial ports with USB ids and a suggested protocol")
 
-    sim = actions.add_parser("simulate", help="simulate a device on a pseudo-terminal")
-    sim.add_argument("protocol", choices=sorted(SIMULATORS))
+    sim = actions.add_parser(
+        "simulate",
+        help="simulate a device: serial ones on a pseudo-terminal (prints its path), "
+        "hl7 as a monitor gateway sending to --to HOST:PORT",
+    )
+    sim.add_argument("protocol", choices=sorted([*SIMULATORS, "hl7"]))
     sim.add_argument("--link", type=Path, help="stable symlink to the pty (like /dev/ttyUSB0)")
+    sim.add_argument("--to", default="127.0.0.1:2575", help="hl7: the listener to send to")
     sim.add_argument("--heart-rate", type=float, default=72.0)
     sim.add_argument("--spo2", type=float, default=97.0)
     sim.add_argument("--seed", type=int, default=7)
@@ -36,13 +43,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sim.add_argument("--drop", type=float, default=0.0, help="probability a byte is lost")
 
     read = actions.add_parser("read", help="read a device live and print what it says")
-    read.add_argument("protocol", choices=sorted(DRIVERS))
-    read.add_argument("port", help="e.g. /dev/ttyUSB0, or the path `simulate` printed")
+    read.add_argument("protocol", choices=sorted([*DRIVERS, "hl7"]))
+    read.add_argument(
+        "port", help="serial: e.g. /dev/ttyUSB0 or the path `simulate` printed; hl7: TCP port"
+    )
     read.add_argument("--json", action="store_true", help="JSON lines")
     read.add_argument("--seconds", type=float, help="stop after this long")
 
     decode = actions.add_parser("decode", help="decode a capture file (raw bytes or hex text)")
-    decode.add_argument("protocol", choices=sorted(DRIVERS))
+    decode.add_argument("protocol", choices=sorted(DECODERS))
     decode.add_argument("file", type=Path)
     decode.add_argument("--json", action="store_true", help="JSON lines")
 
@@ -65,7 +74,7 @@ def load_capture(path: Path) -> bytes:
 
 
 def decode_file(protocol: str, path: Path, as_json: bool) -> int:
-    decoder = DRIVERS[protocol].make_decoder(path.name)
+    decoder = DECODERS[protocol](path.name)
     data = load_capture(path)
     # Block by block, as a port would deliver it: waveform chunks stay small. A file has no
     # receive time: it is given as 0.
@@ -84,13 +93,18 @@ def decode_file(protocol: str, path: Path, as_json: bool) -> int:
 
 
 async def simulate(args: argparse.Namespace) -> int:
-    link = PtyLink(args.link)
     patient = Patient(PatientParameters(heart_rate=args.heart_rate, spo2=args.spo2, seed=args.seed))
     faults = Faults(probe_off=args.probe_off, noise_per_s=args.noise, drop_probability=args.drop)
-    simulator = SIMULATORS[args.protocol](link, patient, faults)
-    task = asyncio.create_task(simulator.run())
-    await asyncio.sleep(0)
-    print(link.path, flush=True)
+    if args.protocol == "hl7":
+        host, _, port = args.to.rpartition(":")
+        monitor = Hl7MonitorSimulator(host, int(port), patient, faults)
+        task = asyncio.create_task(monitor.run())
+        print(f"sending ORU^R01 to {host}:{port}", flush=True)
+    else:
+        link = PtyLink(args.link)
+        task = asyncio.create_task(SIMULATORS[args.protocol](link, patient, faults).run())
+        await asyncio.sleep(0)
+        print(link.path, flush=True)
     print(f"simulating {args.protocol}; Ctrl-C to stop", file=sys.stderr)
     try:
         await task
@@ -102,12 +116,16 @@ async def simulate(args: argparse.Namespace) -> int:
 
 
 async def read_live(args: argparse.Namespace) -> int:
-    reader = DeviceReader(DRIVERS[args.protocol], args.port)
-    task = asyncio.create_task(reader.run())
+    source: DeviceReader | Hl7Listener
+    if args.protocol == "hl7":
+        source = Hl7Listener("0.0.0.0", int(args.port))  # noqa: S104 (monitors connect in)
+    else:
+        source = DeviceReader(DRIVERS[args.protocol], args.port)
+    task = asyncio.create_task(source.run())
     try:
         async with asyncio.timeout(args.seconds):
             while True:
-                _print(await reader.events.get(), args.json)
+                _print(await source.events.get(), args.json)
     except TimeoutError:
         pass
     finally:
