@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from devices.model import DecoderStats, DeviceEvent
-from devices.protocols import cms50, hl7_pcd, masimo, nonin
+from devices.protocols import cms50, datex, hl7_pcd, masimo, nonin
 from devices.transports.serial_port import SerialParams
 
 
@@ -62,6 +62,15 @@ DRIVERS: dict[str, Driver] = {
         lambda device_id: nonin.NoninDecoder(device_id, nonin.Format.PLETH_8),
         hello=nonin.select_format(nonin.Format.PLETH_8),
         silence_s=3.0,
+    ),
+    "datex": Driver(
+        "datex",
+        "GE Datex-Ohmeda S/5 computer interface (displayed values and ECG/pleth waves)",
+        SerialParams(19200, parity="E", rtscts=True),
+        lambda device_id: datex.DatexDecoder(device_id),
+        hello=datex.frame(datex.phdb_request(5))
+        + datex.frame(datex.wave_request([datex.WaveType.ECG1, datex.WaveType.PLETH])),
+        silence_s=5.0,
     ),
     "masimo": Driver(
         "masimo",

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from devices.protocols import cms50, masimo, nonin
+import numpy as np
+
+from devices.protocols import cms50, datex, masimo, nonin
 from devices.simulation.patient import Patient
 from devices.simulation.pty_link import PtyLink
 
@@ -251,3 +253,73 @@ class MasimoSimulator(Simulator):
 SIMULATORS: dict[str, type[Simulator]] = {
     cls.name: cls for cls in (Cms50Simulator, Cms50LegacySimulator, NoninSimulator, MasimoSimulator)
 }
+
+
+class DatexSimulator(Simulator):
+    """S/5 monitor computer interface: sends nothing until asked; then displayed values
+    every requested interval and the requested waves (ECG1 300/s, pleth 100/s) in records
+    every 100 ms."""
+
+    name = "datex"
+    tick_s = 0.1
+
+    def __init__(
+        self, link: PtyLink, patient: Patient | None = None, faults: Faults | None = None
+    ) -> None:
+        super().__init__(link, patient, faults)
+        self._unframer = datex.Unframer()
+        self.phdb_interval: int | None = None
+        self.waves: list[datex.WaveType] = []
+        self._last_phdb = -1e9
+        self.requests: list[datex.PhdbRequest | datex.WaveRequest] = []
+
+    def on_host_bytes(self, data: bytes) -> None:
+        for record, error, _ in self._unframer.receive_data(data):
+            request = None if error is not None else datex.parse_request(record)
+            if request is None:
+                continue
+            self.requests.append(request)
+            if isinstance(request, datex.PhdbRequest):
+                self.phdb_interval = max(1, request.interval_s)
+                self._last_phdb = -1e9
+            else:
+                self.waves = list(request.types) if request.start else []
+
+    def frames_due(self, elapsed: float) -> int:
+        return int(elapsed / self.tick_s)
+
+    def frames(self, count: int) -> bytes:
+        out = b""
+        p = self.patient
+        now = int(time.time())
+        for _ in range(count):
+            t0 = p.time
+            ecg = p.ecg_at(t0 + np.arange(30) / 300.0)
+            pleth = p.pleth(10, 100.0)  # advances the patient by one tick
+            waves: dict[datex.WaveType, list[int]] = {}
+            if datex.WaveType.ECG1 in self.waves:
+                waves[datex.WaveType.ECG1] = [int(v * 1000) for v in ecg]
+            if datex.WaveType.PLETH in self.waves:
+                waves[datex.WaveType.PLETH] = (
+                    [-32767] * 10 if self.faults.probe_off else [int(v * 10000) for v in pleth]
+                )
+            if waves:
+                out += datex.frame(datex.encode_waves(now, waves))
+            if self.phdb_interval and p.time - self._last_phdb >= self.phdb_interval:
+                self._last_phdb = p.time
+                off = self.faults.probe_off
+                values: dict[str, float | None] = {
+                    "heart_rate": round(p.heart_rate),
+                    "spo2": None if off else round(p.spo2, 1),
+                    "pulse_rate": None if off else round(p.heart_rate),
+                    "nibp_sys": 115,
+                    "nibp_dia": 55,
+                    "nibp_mean": 79,
+                    "temperature": 36.8,
+                    "resp_rate": round(p.resp_rate),
+                }
+                out += datex.frame(datex.encode_phdb(datex.PhdbValues(now, values)))
+        return out
+
+
+SIMULATORS[DatexSimulator.name] = DatexSimulator

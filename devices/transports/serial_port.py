@@ -32,18 +32,18 @@ async def open_serial(
     port: str, params: SerialParams
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Open ``port``. Raises one of :data:`SerialError` when it cannot."""
-    parity = params.parity
+    parity, rtscts = params.parity, params.rtscts
     if is_pseudo_terminal(port):
-        # A pty carries bytes, not bits on a wire: parity means nothing there, and Linux
-        # refuses odd parity on one (EINVAL), which older CMS50 firmware would need.
-        parity = "N"
+        # A pty carries bytes, not bits on a wire: parity and hardware flow control mean
+        # nothing there, and Linux refuses some of them on one (EINVAL).
+        parity, rtscts = "N", False
     reader, writer = await serial_asyncio_fast.open_serial_connection(
         url=port,
         baudrate=params.baudrate,
         bytesize=params.bytesize,
         parity=parity,
         stopbits=params.stopbits,
-        rtscts=params.rtscts,
+        rtscts=rtscts,
     )
     return reader, writer
 
