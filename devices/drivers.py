@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from devices.model import DecoderStats, DeviceEvent
 from devices.protocols import cms50, datex, hl7_pcd, masimo, nonin
+from devices.protocols.intellivue.host import IntelliVueHost
 from devices.transports.serial_port import SerialParams
 
 
@@ -19,6 +20,15 @@ class Decoder(Protocol):
     stats: DecoderStats
 
     def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]: ...
+
+
+@runtime_checkable
+class Conversation(Decoder, Protocol):
+    """A decoder that also talks: it answers and keeps timers (sans-I/O, like the decoders)."""
+
+    def tick(self, now: float) -> None: ...
+
+    def data_to_send(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,8 @@ class Driver:
     keepalive_s: float = 0.0
     #: No bytes for this long: the device is taken as gone and the link is reopened.
     silence_s: float = 5.0
+    #: For conversations: how often ``tick`` runs.
+    tick_s: float = 0.0
 
 
 DRIVERS: dict[str, Driver] = {
@@ -71,6 +83,14 @@ DRIVERS: dict[str, Driver] = {
         hello=datex.frame(datex.phdb_request(5))
         + datex.frame(datex.wave_request([datex.WaveType.ECG1, datex.WaveType.PLETH])),
         silence_s=5.0,
+    ),
+    "intellivue": Driver(
+        "intellivue",
+        "Philips IntelliVue Data Export over MIB/RS232 (numerics and ECG/pleth waves)",
+        SerialParams(115200),
+        lambda device_id: IntelliVueHost(device_id),
+        silence_s=10.0,
+        tick_s=0.1,
     ),
     "masimo": Driver(
         "masimo",

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from devices.drivers import Driver
+from devices.drivers import Conversation, Driver
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
 from devices.transports.serial_port import SerialError, open_serial
 
@@ -90,9 +90,12 @@ class DeviceReader:
         got_data = False
         if driver.hello:
             writer.write(driver.hello)
+        talks = decoder if isinstance(decoder, Conversation) else None
         keepalive = (
             asyncio.create_task(self._keepalive(writer), name=f"keepalive-{self.device_id}")
             if driver.keepalive_s > 0
+            else asyncio.create_task(self._converse(writer, talks), name=f"tick-{self.device_id}")
+            if talks is not None and driver.tick_s > 0
             else None
         )
         try:
@@ -110,6 +113,8 @@ class DeviceReader:
                 got_data = True
                 for event in decoder.receive_data(data, time.time()):
                     self._put(event)
+                if talks is not None:  # answers go out at once (an event acknowledgement)
+                    writer.write(talks.data_to_send())
         except (*SerialError, ConnectionError) as exc:
             self._status(DeviceState.DISCONNECTED, f"link lost: {exc}")
             return got_data
@@ -118,6 +123,16 @@ class DeviceReader:
                 keepalive.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await keepalive
+
+    async def _converse(self, writer: asyncio.StreamWriter, decoder: Conversation) -> None:
+        """Drive a conversation's timers and send what it has to say."""
+        try:
+            while True:
+                decoder.tick(time.time())
+                writer.write(decoder.data_to_send())
+                await asyncio.sleep(self.driver.tick_s)
+        except (*SerialError, ConnectionError) as exc:
+            log.debug("%s: conversation stopped: %r", self.device_id, exc)
 
     async def _keepalive(self, writer: asyncio.StreamWriter) -> None:
         try:

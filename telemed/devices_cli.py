@@ -17,7 +17,8 @@ from devices.reader import DeviceReader
 from devices.simulation.hl7_monitor import Hl7MonitorSimulator
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
-from devices.simulation.simulators import SIMULATORS, Faults
+from devices.simulation.registry import SIMULATORS
+from devices.simulation.simulators import Faults
 from devices.transports.mllp_tcp import Hl7Listener
 from devices.transports.serial_port import list_serial_ports
 

@@ -250,11 +250,6 @@ class MasimoSimulator(Simulator):
         return line * count
 
 
-SIMULATORS: dict[str, type[Simulator]] = {
-    cls.name: cls for cls in (Cms50Simulator, Cms50LegacySimulator, NoninSimulator, MasimoSimulator)
-}
-
-
 class DatexSimulator(Simulator):
     """S/5 monitor computer interface: sends nothing until asked; then displayed values
     every requested interval and the requested waves (ECG1 300/s, pleth 100/s) in records
@@ -320,6 +315,3 @@ class DatexSimulator(Simulator):
                 }
                 out += datex.frame(datex.encode_phdb(datex.PhdbValues(now, values)))
         return out
-
-
-SIMULATORS[DatexSimulator.name] = DatexSimulator

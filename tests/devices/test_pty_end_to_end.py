@@ -16,7 +16,8 @@ from devices.protocols.cms50 import Command, encode_command
 from devices.reader import DeviceReader, ReaderOptions
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
-from devices.simulation.simulators import SIMULATORS, Cms50Simulator, Faults, Simulator
+from devices.simulation.registry import SIMULATORS
+from devices.simulation.simulators import Cms50Simulator, Faults, Simulator
 from devices.transports.serial_port import open_serial
 
 FAST = ReaderOptions(backoff_initial_s=0.05, backoff_max_s=0.3)
