@@ -3,8 +3,11 @@ gateway's session state machine against the monitor side's own encoders."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import re
+import socket
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +21,8 @@ from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue import types as t
 from devices.protocols.intellivue.framing import Deframer, FramingError, crc16_x25, encode_frame
 from devices.protocols.intellivue.host import HostState, IntelliVueHost
+from devices.simulation.intellivue_monitor import IntelliVueLanSimulator
+from devices.transports.intellivue_lan import IntelliVueLanReader
 
 
 def _payloads(data: bytes) -> tuple[list[bytes], list[FramingError]]:
@@ -262,3 +267,46 @@ def test_numerics_and_compound_nibp() -> None:
     ]
     malformed = host.receive_data(encode_frame(b"\xe1\x00\x00\x02\x00\x02\x00\x40"), 1.0)
     assert [e.reason for e in malformed if isinstance(e, FrameError)] == ["malformed message"]
+
+
+def test_real_lan_connect_indication(captures: Path) -> None:
+    text = (captures / "philips-intellivue-lan" / "my_assoc.hexdump.txt").read_text()
+    frame_bytes = bytes.fromhex("".join(line[7:54] for line in text.splitlines() if line.strip()))
+    udp_payload = frame_bytes[14 + 20 + 8 :]  # Ethernet, IPv4, UDP headers
+    assert frame_bytes[36:38] == (24005).to_bytes(2, "big")  # destination port
+    indication = m.parse_connect_indication(udp_payload)
+    assert (indication.manufacturer, indication.model) == ("Philips", "866062")
+    assert (indication.mac, indication.ip) == ("00:09:fb:88:c1:bd", "192.168.247.101")
+    assert len(indication.attributes) == 16
+    with pytest.raises(m.MessageError):
+        m.parse_connect_indication(udp_payload[:30])
+
+
+async def test_lan_monitor_over_udp() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        indication_port = probe.getsockname()[1]
+    monitor = IntelliVueLanSimulator("127.0.0.1", 0, ("127.0.0.1", indication_port), announce_s=0.2)
+    sim_task = asyncio.create_task(monitor.run())
+    await monitor.ready.wait()
+    reader = IntelliVueLanReader(
+        None, monitor_port=monitor.port, bind="127.0.0.1", indication_port=indication_port
+    )
+    read_task = asyncio.create_task(reader.run())
+    try:
+        seen: set[str] = set()
+        async with asyncio.timeout(10):
+            while not {"spo2", "pleth", "ecg_ii", "nibp_sys"} <= seen:
+                event = await reader.events.get()
+                if isinstance(event, Observation) and event.value is not None:
+                    seen.add(event.code.key)
+                elif isinstance(event, WaveformChunk):
+                    assert event.sample_rate in (500.0, 125.0)
+                    seen.add(event.code.key)
+        assert reader.indication is not None
+        assert reader.indication.model == "MX450"
+    finally:
+        for task in (read_task, sim_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

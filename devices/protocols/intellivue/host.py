@@ -3,12 +3,14 @@
     IDLE --start--> ASSOCIATING --AARE--> AWAIT_MDS --MDS create event--> POLLING
     POLLING --release/abort/silence--> IDLE (and association starts again)
 
-Feed monitor bytes to :meth:`receive_data`, call :meth:`tick` regularly, and send what
-:meth:`data_to_send` returns. While associating the request is repeated every
-``association_retry_s`` (Philips' own test tool waits about 4.4 s). While polling, numerics
-are polled every ``numerics_period_s`` (which also keeps the association alive: the monitor
-drops a silent host), and an extended wave poll is renewed before its period runs out. Wave
-sample periods and scales are read from the monitor's attributes, never assumed.
+Over MIB/RS232, feed monitor bytes to :meth:`receive_data`, call :meth:`tick` regularly, and
+send what :meth:`data_to_send` returns (framed). Over the LAN the same session runs on UDP
+datagrams: :meth:`receive_datagram` and :meth:`datagrams_to_send` (no serial framing).
+While associating, the request is repeated every ``association_retry_s`` (Philips' own test
+tool waits about 4.4 s). While polling, numerics are polled every ``numerics_period_s``
+(which also keeps the association alive: the monitor drops a silent host), and an extended
+wave poll is renewed before its period runs out. Wave sample periods and scales are read
+from the monitor's attributes, never assumed.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class IntelliVueHost(DecoderBase):
         self.silence_s = silence_s
         self.state = HostState.IDLE
         self._deframer = Deframer()
-        self._out = bytearray()
+        self._out: list[bytes] = []
         self._sent_at = -math.inf
         self._heard_at = -math.inf
         self._next_numerics = 0.0
@@ -80,11 +82,16 @@ class IntelliVueHost(DecoderBase):
     # -- driving ---------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        out, self._out = bytes(self._out), bytearray()
+        """Pending messages in MIB/RS232 frames."""
+        return b"".join(encode_frame(p) for p in self.datagrams_to_send())
+
+    def datagrams_to_send(self) -> list[bytes]:
+        """Pending messages as bare payloads (one UDP datagram each)."""
+        out, self._out = self._out, []
         return out
 
     def _send(self, payload: bytes, now: float) -> None:
-        self._out += encode_frame(payload)
+        self._out.append(payload)
         self._sent_at = now
 
     def start(self, now: float) -> None:
@@ -135,16 +142,26 @@ class IntelliVueHost(DecoderBase):
         for item in self._deframer.receive_data(data):
             if isinstance(item, FramingError):
                 self._error(events, item.reason, item.skipped, now)
-                continue
-            try:
-                message = m.parse_monitor(item)
-            except m.MessageError as exc:
-                self._error(events, "malformed message", len(item), now, str(exc))
-                continue
-            self.stats.frames += 1
-            self._heard_at = now
-            self._handle(message, events, now)
+            else:
+                self._payload(item, events, now)
         return events
+
+    def receive_datagram(self, payload: bytes, now: float) -> list[DeviceEvent]:
+        """One UDP datagram from the monitor (LAN)."""
+        self.stats.bytes_in += len(payload)
+        events: list[DeviceEvent] = []
+        self._payload(payload, events, now)
+        return events
+
+    def _payload(self, payload: bytes, events: list[DeviceEvent], now: float) -> None:
+        try:
+            message = m.parse_monitor(payload)
+        except m.MessageError as exc:
+            self._error(events, "malformed message", len(payload), now, str(exc))
+            return
+        self.stats.frames += 1
+        self._heard_at = now
+        self._handle(message, events, now)
 
     def _handle(self, message: m.MonitorMessage, events: list[DeviceEvent], now: float) -> None:
         match message:

@@ -350,6 +350,74 @@ def parse_monitor(payload: bytes) -> MonitorMessage:
         raise MessageError(str(exc)) from None
 
 
+NOM_ATTR_ID_MODEL = 0x0928
+NOM_ATTR_NET_ADDR_INFO = 0xF100
+
+
+@dataclass(frozen=True)
+class ConnectIndication:
+    """What a monitor broadcasts on the LAN (UDP 24005) to say it can be associated with."""
+
+    manufacturer: str
+    model: str
+    mac: str
+    ip: str
+    attributes: tuple[Ava, ...]
+
+
+def _strings(value: bytes) -> list[str]:
+    r, out = Reader(value), []
+    while r.pos < r.end:
+        out.append(r.take(r.u16()).rstrip(b"\x00").decode("ascii", errors="replace"))
+    return out
+
+
+def parse_connect_indication(payload: bytes) -> ConnectIndication:
+    """The Connect Indication: a 4-byte nomenclature version, then an EVENT_REPORT of
+    NOM_NOTI_MDS_CONNECT_INDIC carrying the monitor's attributes. Raises MessageError."""
+    try:
+        r = Reader(payload)
+        r.take(4)  # nomenclature version
+        ro_type, length = r.u16(), r.u16()
+        body = r.sub(length)
+        _invoke, command, size = body.u16(), body.u16(), body.u16()
+        op = body.sub(size)
+        if ro_type != t.ROIV or command != t.CMD_EVENT_REPORT:
+            raise MessageError("not an event report")
+        _managed_object(op)
+        op.u32()
+        event, size = op.u16(), op.u16()
+        if event != t.NOM_NOTI_MDS_CONNECT_INDIC:
+            raise MessageError(f"event 0x{event:04X} is not a connect indication")
+        avas = op.sub(size).attribute_list()
+    except ValueError as exc:
+        raise MessageError(str(exc)) from None
+    manufacturer = model = mac = ip = ""
+    for ava in avas:
+        if ava.attribute_id == NOM_ATTR_ID_MODEL:
+            names = _strings(ava.value)
+            manufacturer, model = [*names, "", ""][:2]
+        elif ava.attribute_id == NOM_ATTR_NET_ADDR_INFO and len(ava.value) >= 10:
+            mac = ":".join(f"{b:02x}" for b in ava.value[:6])
+            ip = ".".join(str(b) for b in ava.value[6:10])
+    return ConnectIndication(manufacturer, model, mac, ip, tuple(avas))
+
+
+def connect_indication(model: str, mac: bytes, ip: str) -> bytes:
+    attrs = [
+        Ava(NOM_ATTR_ID_MODEL, _text("Philips") + _text(model)),
+        Ava(
+            NOM_ATTR_NET_ADDR_INFO, mac + bytes(int(x) for x in ip.split(".")) + b"\xff\xff\x00\x00"
+        ),
+    ]
+    info = t.attribute_list(attrs)
+    argument = (
+        struct.pack(">HHHIHH", 0x0023, 0, 0, 0, t.NOM_NOTI_MDS_CONNECT_INDIC, len(info)) + info
+    )
+    operation = struct.pack(">HHH", 0, t.CMD_EVENT_REPORT, len(argument)) + argument
+    return b"\x00\x00\x01\x00" + struct.pack(">HH", t.ROIV, len(operation)) + operation
+
+
 def numeric_value(physio: int, value: float | None, unit: int, valid: bool = True) -> bytes:
     """A NuObsValue: physio id, measurement state, unit code, FLOAT value."""
     state = 0 if valid and value is not None else t.STATE_INVALID

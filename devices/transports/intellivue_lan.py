@@ -1,0 +1,120 @@
+"""IntelliVue Data Export over the LAN: Connect Indications on UDP 24005, association and
+data on UDP 24105, one message a datagram, no serial framing. The session itself is the same
+sans-I/O :class:`~devices.protocols.intellivue.host.IntelliVueHost`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from devices.model import DeviceEvent, DeviceState, DeviceStatus
+from devices.protocols.intellivue import messages as m
+from devices.protocols.intellivue.host import IntelliVueHost
+
+log = logging.getLogger(__name__)
+
+INDICATION_PORT = 24005
+DATA_PORT = 24105
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, sink: asyncio.Queue[tuple[bytes, tuple[str, int]]]) -> None:
+        self.sink = sink
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.sink.full():
+            self.sink.get_nowait()  # a live link: the newest data wins
+        self.sink.put_nowait((data, addr))
+
+
+class IntelliVueLanReader:
+    """Associates with one monitor and polls it. With ``monitor`` unset, waits for the first
+    Connect Indication on ``indication_port`` and uses the address it announces."""
+
+    def __init__(
+        self,
+        monitor: str | None = None,
+        *,
+        monitor_port: int = DATA_PORT,
+        bind: str = "0.0.0.0",  # noqa: S104 (monitors are on the clinic LAN)
+        indication_port: int = INDICATION_PORT,
+        device_id: str = "intellivue-lan",
+        device_tz: str = "UTC",
+        tick_s: float = 0.1,
+        queue_size: int = 1024,
+    ) -> None:
+        self.monitor = monitor
+        self.monitor_port = monitor_port
+        self.bind = bind
+        self.indication_port = indication_port
+        self.device_id = device_id
+        self.device_tz = device_tz
+        self.tick_s = tick_s
+        self.events: asyncio.Queue[DeviceEvent] = asyncio.Queue(queue_size)
+        self.dropped = 0
+        self.indication: m.ConnectIndication | None = None
+
+    def _put(self, event: DeviceEvent) -> None:
+        if self.events.full():
+            self.events.get_nowait()
+            self.dropped += 1
+        self.events.put_nowait(event)
+
+    async def _wait_for_indication(self) -> str:
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue(64)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(inbox), local_addr=(self.bind, self.indication_port)
+        )
+        try:
+            while True:
+                data, addr = await inbox.get()
+                try:
+                    self.indication = m.parse_connect_indication(data)
+                except m.MessageError as exc:
+                    log.info("not a connect indication from %s: %s", addr, exc)
+                    continue
+                self._put(
+                    DeviceStatus(
+                        self.device_id,
+                        DeviceState.CONNECTING,
+                        time.time(),
+                        f"{self.indication.manufacturer} {self.indication.model} at "
+                        f"{self.indication.ip}",
+                    )
+                )
+                return self.indication.ip
+        finally:
+            transport.close()
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        monitor = self.monitor or await self._wait_for_indication()
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue(1024)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(inbox), local_addr=(self.bind, 0)
+        )
+        host = IntelliVueHost(self.device_id, self.device_tz)
+        target = (monitor, self.monitor_port)
+        try:
+            while True:
+                host.tick(time.time())
+                for datagram in host.datagrams_to_send():
+                    transport.sendto(datagram, target)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.tick_s):
+                        while True:
+                            data, addr = await inbox.get()
+                            if addr[0] != monitor:
+                                continue  # only the monitor we associate with
+                            for event in host.receive_datagram(data, time.time()):
+                                self._put(event)
+                            for datagram in host.datagrams_to_send():
+                                transport.sendto(datagram, target)
+        finally:
+            with contextlib.suppress(OSError):
+                transport.sendto(m.RELEASE_REQUEST, target)
+            transport.close()
