@@ -93,7 +93,9 @@ class Patient:
         self._beats = [b for b in self._beats if b > t - 10.0]
 
     def _beats_near(self, t: NDArray[np.float64]) -> list[float]:
-        self.advance_to(float(t[-1]) if len(t) else self._clock)
+        if not len(t):
+            return []
+        self.advance_to(float(t[-1]))
         lo, hi = float(t[0]) - 1.5, float(t[-1]) + 1.0
         return [b for b in self._beats if lo <= b <= hi]
 

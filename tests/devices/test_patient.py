@@ -42,3 +42,10 @@ def test_numerics_drift_but_stay_plausible() -> None:
     again = Patient(PatientParameters(heart_rate=70, spo2=96))
     again.advance_to(599.0)
     assert again.heart_rate == rates[-1]  # deterministic for a seed
+
+
+def test_an_empty_window_is_empty() -> None:
+    patient = Patient()
+    nothing = np.arange(0.0)
+    assert len(patient.ecg_at(nothing)) == 0
+    assert len(patient.pleth_at(nothing)) == 0
