@@ -14,9 +14,11 @@ from devices.drivers import DECODERS, DRIVERS
 from devices.export import to_dict, to_text
 from devices.model import DeviceEvent, FrameError
 from devices.reader import DeviceReader
+from devices.recordings import RecordError
 from devices.simulation.hl7_monitor import Hl7MonitorSimulator
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
+from devices.simulation.recorded import RecordedPatient
 from devices.simulation.registry import SIMULATORS
 from devices.simulation.simulators import Faults
 from devices.transports.mllp_tcp import Hl7Listener
@@ -39,6 +41,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sim.add_argument("--heart-rate", type=float, default=72.0)
     sim.add_argument("--spo2", type=float, default=97.0)
     sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument(
+        "--record",
+        type=Path,
+        help="replay a WFDB record (path without extension, e.g. a MIT-BIH record) instead "
+        "of the synthetic patient",
+    )
     sim.add_argument("--probe-off", action="store_true", help="start with the probe off")
     sim.add_argument("--noise", type=float, default=0.0, help="garbage bursts a second")
     sim.add_argument("--drop", type=float, default=0.0, help="probability a byte is lost")
@@ -94,7 +102,8 @@ def decode_file(protocol: str, path: Path, as_json: bool) -> int:
 
 
 async def simulate(args: argparse.Namespace) -> int:
-    patient = Patient(PatientParameters(heart_rate=args.heart_rate, spo2=args.spo2, seed=args.seed))
+    params = PatientParameters(heart_rate=args.heart_rate, spo2=args.spo2, seed=args.seed)
+    patient = RecordedPatient.from_path(args.record, params) if args.record else Patient(params)
     faults = Faults(probe_off=args.probe_off, noise_per_s=args.noise, drop_probability=args.drop)
     if args.protocol == "hl7":
         host, _, port = args.to.rpartition(":")
@@ -148,7 +157,11 @@ def run(args: argparse.Namespace) -> int:
                 print("no serial ports found", file=sys.stderr)
             return 0
         case "simulate":
-            return asyncio.run(simulate(args))
+            try:
+                return asyncio.run(simulate(args))
+            except (RecordError, OSError) as exc:
+                print(f"telemed: cannot replay {args.record}: {exc}", file=sys.stderr)
+                return 2
         case "read":
             return asyncio.run(read_live(args))
         case "decode":
