@@ -92,6 +92,22 @@ DRIVERS: dict[str, Driver] = {
         silence_s=10.0,
         tick_s=0.1,
     ),
+    "nonin-7": Driver(
+        "nonin-7",
+        "Nonin OEM pulse oximeter, serial data format #7 (16-bit pleth)",
+        SerialParams(9600),
+        lambda device_id: nonin.NoninDecoder(device_id, nonin.Format.PLETH_16),
+        hello=nonin.select_format(nonin.Format.PLETH_16),
+        silence_s=3.0,
+    ),
+    "nonin-8": Driver(
+        "nonin-8",
+        "Nonin OEM pulse oximeter, serial data format #8 (numerics once a second)",
+        SerialParams(9600),
+        lambda device_id: nonin.NoninDecoder(device_id, nonin.Format.NUMERICS),
+        hello=nonin.select_format(nonin.Format.NUMERICS),
+        silence_s=5.0,
+    ),
     "masimo": Driver(
         "masimo",
         "Masimo Radical/Rad-8 ASCII serial output (one line a second)",

@@ -51,21 +51,29 @@ class DeviceReader:
         self.events: asyncio.Queue[DeviceEvent] = asyncio.Queue(self.options.queue_size)
         self.dropped = 0
         self.connections = 0
+        self._last_state: DeviceState | None = None
         self._open = opener or (lambda: open_serial(port, driver.serial))
 
     def _put(self, event: DeviceEvent) -> None:
+        if isinstance(event, DeviceStatus):
+            self._last_state = event.state
         if self.events.full():
             self.events.get_nowait()
             self.dropped += 1
         self.events.put_nowait(event)
 
     def _status(self, state: DeviceState, detail: str = "") -> None:
+        """Report a change of state; a retry that changes nothing says nothing (an outage
+        is one DISCONNECTED, not one a retry)."""
+        if state is self._last_state:
+            return
         self._put(DeviceStatus(self.device_id, state, time.time(), detail))
 
     async def run(self) -> None:
         attempt = 0
         while True:
-            self._status(DeviceState.CONNECTING, self.port)
+            if self._last_state is None:
+                self._status(DeviceState.CONNECTING, self.port)
             try:
                 reader, writer = await self._open()
             except SerialError as exc:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import string
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from devices.drivers import DECODERS, DRIVERS
@@ -50,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sim.add_argument("--probe-off", action="store_true", help="start with the probe off")
     sim.add_argument("--noise", type=float, default=0.0, help="garbage bursts a second")
     sim.add_argument("--drop", type=float, default=0.0, help="probability a byte is lost")
+    sim.add_argument(
+        "--unplug-every",
+        type=float,
+        metavar="SECONDS",
+        help="pull the cable out for a second every SECONDS (serial simulators)",
+    )
 
     read = actions.add_parser("read", help="read a device live and print what it says")
     read.add_argument("protocol", choices=sorted([*DRIVERS, "hl7"]))
@@ -58,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     read.add_argument("--json", action="store_true", help="JSON lines")
     read.add_argument("--seconds", type=float, help="stop after this long")
+    read.add_argument("--baud", type=int, help="override the protocol's baud rate")
 
     decode = actions.add_parser("decode", help="decode a capture file (raw bytes or hex text)")
     decode.add_argument("protocol", choices=sorted(DECODERS))
@@ -115,6 +123,9 @@ async def simulate(args: argparse.Namespace) -> int:
         task = asyncio.create_task(SIMULATORS[args.protocol](link, patient, faults).run())
         await asyncio.sleep(0)
         print(link.path, flush=True)
+        if args.unplug_every:
+            unplugger = asyncio.create_task(_unplug_every(link, args.unplug_every))
+            task.add_done_callback(lambda _: unplugger.cancel())
     print(f"simulating {args.protocol}; Ctrl-C to stop", file=sys.stderr)
     try:
         await task
@@ -125,12 +136,25 @@ async def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _unplug_every(link: PtyLink, period: float) -> None:
+    while True:
+        await asyncio.sleep(period)
+        link.unplug()
+        print("unplugged", file=sys.stderr, flush=True)
+        await asyncio.sleep(1.0)
+        link.replug()
+        print("plugged in again", file=sys.stderr, flush=True)
+
+
 async def read_live(args: argparse.Namespace) -> int:
     source: DeviceReader | Hl7Listener
     if args.protocol == "hl7":
         source = Hl7Listener("0.0.0.0", int(args.port))  # noqa: S104 (monitors connect in)
     else:
-        source = DeviceReader(DRIVERS[args.protocol], args.port)
+        driver = DRIVERS[args.protocol]
+        if args.baud:
+            driver = replace(driver, serial=replace(driver.serial, baudrate=args.baud))
+        source = DeviceReader(driver, args.port)
     task = asyncio.create_task(source.run())
     try:
         async with asyncio.timeout(args.seconds):

@@ -74,9 +74,19 @@ async def test_device_over_pty_survives_unplug_and_replug(protocol: str, tmp_pat
         )
         assert isinstance(lost, DeviceStatus)
         connections = reader.connections
+        await asyncio.sleep(0.8)  # several reopen attempts fail while the cable is out
         link.replug()
-        await _until(reader, _is("spo2", 96, 2))
+        statuses: list[DeviceState] = []
+
+        def spo2_or_status(event: DeviceEvent) -> bool:
+            if isinstance(event, DeviceStatus):
+                statuses.append(event.state)
+            return _is("spo2", 96, 2)(event)
+
+        await _until(reader, spo2_or_status)
         assert reader.connections > connections
+        # One outage is one DISCONNECTED (already seen), then CONNECTED: no retry chatter.
+        assert statuses == [DeviceState.CONNECTED]
         assert reader.dropped == 0
 
 
