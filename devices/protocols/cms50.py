@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from devices.codes import PERFUSION_INDEX, PLETH, PULSE_RATE, SPO2
 from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
-from devices.protocols.common import DecoderBase, NumericThrottle, chunk
+from devices.protocols.common import DecoderBase, NumericThrottle, bit7_frames, chunk
 
 SAMPLE_RATE = 60.0
 LIVE_DATA = 0x01
@@ -246,23 +246,11 @@ class Cms50LegacyDecoder(_Cms50Base):
         buf += data
         events: list[DeviceEvent] = []
         samples: list[float] = []
-        i, n = 0, len(buf)
-        while i < n:
-            if not buf[i] & 0x80:
-                start = i
-                while i < n and not buf[i] & 0x80:
-                    i += 1
-                self._error(events, "bytes outside a packet (no sync byte)", i - start, now)
-                continue
-            if n - i < 5:
-                break
-            body = buf[i + 1 : i + 5]
-            bad = next((k for k, b in enumerate(body) if b & 0x80), None)
-            if bad is not None:
-                self._error(events, "truncated packet", bad + 1, now)
-                i += bad + 1
-                continue
-            b0, b1, b2, b3, b4 = buf[i : i + 5]
+        frames, faults, consumed = bit7_frames(buf, 5, start_bit=True)
+        for reason, skipped in faults:
+            self._error(events, reason, skipped, now)
+        for frame in frames:
+            b0, b1, b2, b3, b4 = frame
             pr = b3 | (0x80 if b2 & 0x40 else 0)
             sample = LiveSample(
                 pleth=b1,
@@ -277,8 +265,7 @@ class Cms50LegacyDecoder(_Cms50Base):
                 pulse_beep=bool(b0 & 0x40),
             )
             self._emit(sample, events, samples, now)
-            i += 5
-        del buf[:i]
+        del buf[:consumed]
         self._finish(events, samples, now)
         return events
 

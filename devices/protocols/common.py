@@ -27,6 +27,35 @@ class DecoderBase:
         events.append(FrameError(self.device_id, reason, skipped, now, detail[:200]))
 
 
+def bit7_frames(
+    buf: bytearray, length: int, start_bit: bool
+) -> tuple[list[bytes], list[tuple[str, int]], int]:
+    """Split ``buf`` into frames of ``length`` bytes that are framed by bit 7 alone: the first
+    byte has bit 7 == ``start_bit``, every other byte the opposite (Contec's legacy stream,
+    Nonin #8). Returns the frames, the faults as (reason, bytes skipped), and how many bytes
+    were consumed (the rest may be a frame still arriving)."""
+    frames: list[bytes] = []
+    faults: list[tuple[str, int]] = []
+    i, n = 0, len(buf)
+    while i < n:
+        if bool(buf[i] & 0x80) != start_bit:
+            start = i
+            while i < n and bool(buf[i] & 0x80) != start_bit:
+                i += 1
+            faults.append(("bytes outside a frame (no start byte)", i - start))
+            continue
+        if n - i < length:
+            break
+        bad = next((k for k in range(1, length) if bool(buf[i + k] & 0x80) == start_bit), None)
+        if bad is not None:
+            faults.append(("truncated frame", bad))
+            i += bad
+            continue
+        frames.append(bytes(buf[i : i + length]))
+        i += length
+    return frames, faults, i
+
+
 class NumericThrottle:
     """Passes a numeric on when it changes, and otherwise once every ``every`` frames, so a
     60 Hz device yields about one observation a second per code while changes go out at once.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from devices.codes import PLETH, PULSE_RATE, SPO2
 from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
-from devices.protocols.common import DecoderBase, NumericThrottle, chunk
+from devices.protocols.common import DecoderBase, NumericThrottle, bit7_frames, chunk
 
 FRAME_RATE = 75.0
 FRAMES_PER_PACKET = 25
@@ -218,26 +218,13 @@ class NoninDecoder(DecoderBase):
             )
 
     def _numerics(self, events: list[DeviceEvent], now: float) -> None:
-        buf, i, n = self._buf, 0, len(self._buf)
-        while i < n:
-            if not buf[i] & 0x80:
-                start = i
-                while i < n and not buf[i] & 0x80:
-                    i += 1
-                self._error(events, "bytes outside a frame (no status byte)", i - start, now)
-                continue
-            if n - i < 4:
-                break
-            body = buf[i + 1 : i + 4]
-            bad = next((k for k, b in enumerate(body) if b & 0x80), None)
-            if bad is not None:
-                self._error(events, "truncated frame", bad + 1, now)
-                i += bad + 1
-                continue
-            status = Status(buf[i])
+        frames, faults, consumed = bit7_frames(self._buf, 4, start_bit=True)
+        for reason, skipped in faults:
+            self._error(events, reason, skipped, now)
+        for frame in frames:
+            status = Status(frame[0])
             self.stats.frames += 1
             self._status(events, status, now)
-            hr = ((body[0] & 0x03) << 7) | body[1]
-            self._numeric(events, hr, body[2], status, now)
-            i += 4
-        del buf[:i]
+            hr = ((frame[1] & 0x03) << 7) | frame[2]
+            self._numeric(events, hr, frame[3], status, now)
+        del self._buf[:consumed]

@@ -202,7 +202,7 @@ def test_legacy_stream_round_trip(samples: list[LiveSample]) -> None:
     data = b"".join(encode_legacy(s) for s in legacy)
     decoder = Cms50LegacyDecoder("legacy", numerics_every=1)
     events = decoder.receive_data(b"\x00\x01" + data, now=0.0)  # leading noise
-    assert decoder.stats.errors == {"bytes outside a packet (no sync byte)": 1}
+    assert decoder.stats.errors == {"bytes outside a frame (no start byte)": 1}
     expected = [float("nan") if s.probe_error else float(s.pleth) for s in legacy]
     assert _same(_samples(events), expected)
     observed = [v for k, v, _ in _observations(events) if k == "pulse_rate"]
