@@ -3,11 +3,11 @@ and pleth waveforms drawn from the same beats.
 
 Deterministic for a given seed, cheap enough to run simulators at device rate without a data
 file. Heart rate follows a mean-reverting random walk with respiratory sinus arrhythmia;
-SpO2 a slower one, clipped to 0-100. Each beat yields an ECG complex (P, Q, R, S and T waves
-as Gaussians at their usual offsets from the R peak, after the morphology of McSharry's
-ECGSYN) and, one pulse transit time later, a pleth pulse (systolic peak and dicrotic wave).
-Waveforms are functions of absolute time, so several consumers at different sample rates
-see the same patient.
+SpO2 a slower one, clipped to 0-100. The ECG comes from McSharry's dynamical model
+(:mod:`devices.simulation.ecgsyn`) driven by that heart rate and the respiration; each R peak
+it produces yields, one pulse transit time later, a pleth pulse (systolic peak and dicrotic
+wave). Waveforms are functions of absolute time, so several consumers at different sample
+rates see the same patient.
 """
 
 from __future__ import annotations
@@ -18,16 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-_DRIFT_STEP_S = 0.1
+from devices.simulation.ecgsyn import EcgSyn
 
-# (offset from the R peak in s, amplitude in mV, width in s): P, Q, R, S, T.
-_ECG_WAVES = (
-    (-0.20, 0.15, 0.025),
-    (-0.035, -0.12, 0.010),
-    (0.0, 1.20, 0.010),
-    (0.035, -0.25, 0.012),
-    (0.28, 0.30, 0.045),
-)
+_DRIFT_STEP_S = 0.1
 
 
 @dataclass
@@ -56,13 +49,22 @@ class Patient:
         self._ticks = 0
         self._hr_offset = 0.0
         self._spo2 = self.params.spo2
-        self._next_beat = 0.3
-        self._beats: list[float] = []
+        # Heart-rate offset of each drift tick (recent ones), so that the heart rate at any
+        # time is the same however the patient is queried.
+        self._offsets: dict[int, float] = {0: 0.0}
+        self._ecg = EcgSyn(self.heart_rate_at, self.params.resp_rate)
 
     @property
     def heart_rate(self) -> float:
-        breath = math.sin(2 * math.pi * self.params.resp_rate / 60 * self._clock)
-        return self.params.heart_rate + self._hr_offset + self.params.rsa_bpm / 2 * breath
+        return self.heart_rate_at(self._clock)
+
+    def heart_rate_at(self, t: float) -> float:
+        """Beats a minute at time ``t``: the drifting rate of its tick, with the
+        respiratory sinus arrhythmia."""
+        self.advance_to(t)
+        offset = self._offsets.get(math.floor(t / _DRIFT_STEP_S), self._hr_offset)
+        breath = math.sin(2 * math.pi * self.params.resp_rate / 60 * t)
+        return self.params.heart_rate + offset + self.params.rsa_bpm / 2 * breath
 
     @property
     def spo2(self) -> float:
@@ -86,27 +88,22 @@ class Patient:
             self._spo2 = min(100.0, max(0.0, self._spo2))
             self._ticks += 1
             self._clock = self._ticks * dt
-        while self._next_beat < t + 1.5:
-            self._beats.append(self._next_beat)
-            self._next_beat += 60.0 / max(30.0, self.heart_rate)
-        # Older beats no longer shape any sample a consumer can still ask for.
-        self._beats = [b for b in self._beats if b > t - 10.0]
+            self._offsets[self._ticks] = self._hr_offset
+            self._offsets.pop(self._ticks - 3000, None)  # keep five minutes
 
     def _beats_near(self, t: NDArray[np.float64]) -> list[float]:
         if not len(t):
             return []
         self.advance_to(float(t[-1]))
-        lo, hi = float(t[0]) - 1.5, float(t[-1]) + 1.0
-        return [b for b in self._beats if lo <= b <= hi]
+        self._ecg.extend(float(t[-1]))  # the R peaks up to the last sample
+        lo, hi = float(t[0]) - 1.5, float(t[-1])
+        return [b for b in self._ecg.r_peaks if lo <= b <= hi]
 
     def ecg_at(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Lead II in mV at times ``t`` (ascending), with a respiratory baseline."""
-        out = 0.05 * np.sin(2 * np.pi * self.params.resp_rate / 60 * t)
-        for beat in self._beats_near(t):
-            x = t - beat
-            for offset, amplitude, width in _ECG_WAVES:
-                out += amplitude * np.exp(-((x - offset) ** 2) / (2 * width**2))
-        return out
+        """Lead II in mV at times ``t`` (ascending; at most 30 s back)."""
+        if len(t):
+            self.advance_to(float(t[-1]))
+        return self._ecg.at(t)
 
     def pleth_at(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
         """Pleth in 0..1 at times ``t`` (ascending)."""

@@ -34,7 +34,7 @@ class RecordedPatient(Patient):
         self.record = record
         self.duration = len(record.adc) / record.fs
         ecg = record.index("II", "MLII", "ECG", "ECG II")
-        self._ecg = _fill_gaps(record.physical(0 if ecg is None else ecg))
+        self._ecg_signal = _fill_gaps(record.physical(0 if ecg is None else ecg))
         pleth = record.index("PLETH", "PPG")
         self._pleth: NDArray[np.float64] | None = None
         if pleth is not None:
@@ -61,7 +61,7 @@ class RecordedPatient(Patient):
     def ecg_at(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
         if len(t):
             self.advance_to(float(t[-1]))
-        return self._sample(self._ecg, t)
+        return self._sample(self._ecg_signal, t)
 
     def pleth_at(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
         if self._pleth is None:
@@ -70,9 +70,9 @@ class RecordedPatient(Patient):
             self.advance_to(float(t[-1]))
         return self._sample(self._pleth, t)
 
-    @property
-    def heart_rate(self) -> float:
-        t = self._clock % self.duration
+    def heart_rate_at(self, t: float) -> float:
+        self.advance_to(t)
+        t = t % self.duration
         if self._beats_s is not None:
             i = int(np.searchsorted(self._beats_s, t))
             window = self._beats_s[max(0, i - 4) : i + 4]
@@ -83,7 +83,7 @@ class RecordedPatient(Patient):
         """The dominant beat period of an 8-second window (autocorrelation)."""
         fs = self.record.fs
         start = int(max(0.0, t - 8.0) * fs)
-        x = self._ecg[start : start + int(8 * fs)]
+        x = self._ecg_signal[start : start + int(8 * fs)]
         x = x - x.mean()
         spectrum = np.fft.rfft(x, 2 * len(x))
         ac = np.fft.irfft(spectrum * np.conj(spectrum))[: len(x)]

@@ -49,3 +49,28 @@ def test_an_empty_window_is_empty() -> None:
     nothing = np.arange(0.0)
     assert len(patient.ecg_at(nothing)) == 0
     assert len(patient.pleth_at(nothing)) == 0
+
+
+@pytest.mark.parametrize("rate", [45.0, 72.0, 140.0])
+def test_dynamical_ecg_beats_at_the_set_rate_within_its_range(rate: float) -> None:
+    patient = Patient(PatientParameters(heart_rate=rate, rsa_bpm=0, seed=1))
+    t = np.arange(0, 30, 1 / 500)
+    ecg = patient.ecg_at(t)
+    peaks = np.array([r for r in patient._ecg.r_peaks if 2 < r < 30])
+    assert 60 / np.diff(peaks).mean() == pytest.approx(rate, rel=0.08)
+    steady = ecg[1000:]
+    assert -0.7 < steady.min() < -0.2  # S/Q troughs
+    assert 0.9 < steady.max() < 1.5  # R peaks, in millivolts
+    # Every detected R peak is a local maximum of the trace.
+    for r in peaks:
+        i = round(float(r) * 500)
+        window = ecg[max(0, i - 15) : i + 15]
+        assert ecg[i] >= window.max() - 0.05
+
+
+def test_the_same_patient_whatever_the_query_pattern() -> None:
+    t = np.arange(0, 6, 1 / 500)
+    whole = Patient(PatientParameters(seed=5)).ecg_at(t)
+    pieces = Patient(PatientParameters(seed=5))
+    parts = np.concatenate([pieces.ecg_at(chunk) for chunk in np.array_split(t, 17)])
+    assert np.array_equal(whole, parts)
