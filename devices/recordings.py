@@ -175,7 +175,9 @@ def read_annotations(base: Path, extension: str = "atr") -> tuple[NDArray[np.int
         if code == _SKIP:
             if i + 2 > len(words):
                 raise RecordError("annotation file ends inside a SKIP")
-            t += (int(words[i]) << 16) | int(words[i + 1])
+            # A signed 32-bit interval, high half first (PDP-11 order); it may go backwards.
+            skip = (int(words[i]) << 16) | int(words[i + 1])
+            t += skip - (1 << 32) if skip & 0x80000000 else skip
             i += 2
         elif code in (_NUM, _SUB, _CHN):
             continue

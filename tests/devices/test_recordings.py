@@ -73,3 +73,12 @@ def test_cms50_simulator_replays_the_recorded_pleth(records: Path) -> None:
     decoded = np.concatenate([e.samples for e in events if isinstance(e, WaveformChunk)])
     expected = RecordedPatient.from_path(records / "wfdb-python" / "v102s").pleth(600, 60.0)
     assert decoded.tolist() == (expected * 120).astype(int).tolist()
+
+
+def test_annotation_skips_are_signed(records: Path) -> None:
+    # tpcp's files begin with a SKIP of -1: beats must still land inside the record.
+    samples, symbols = read_annotations(records / "tpcp-mitdb" / "102")
+    beats = [s for s, y in zip(samples, symbols, strict=True) if y in BEAT_SYMBOLS]
+    assert len(beats) == 2188
+    assert 0 <= min(beats)
+    assert max(beats) < 650000
