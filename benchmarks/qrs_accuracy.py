@@ -94,7 +94,8 @@ def main() -> None:
     bases = sorted(p.with_suffix("") for p in args.records.glob("*/*.atr"))
     scores = [score(b, args.chunk_s) for b in bases]
     print(
-        f"{'record':8} {'beats':>6} {'TP':>6} {'FN':>5} {'FP':>5} {'Se %':>7} {'+P %':>7} {'max lat ms':>10}"
+        f"{'record':8} {'beats':>6} {'TP':>6} {'FN':>5} {'FP':>5} {'Se %':>7} {'+P %':>7} "
+        f"{'max lat ms':>10}"
     )
     for s in scores:
         print(

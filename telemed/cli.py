@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from signaling.schema import Role
-from telemed import __version__, admin, devices_cli, serve
+from telemed import __version__, admin, devices_cli, serve, waveform_cli
 from telemed.settings import Settings, SettingsError, load_settings
 
 
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sites", help="list the configured sites")
     devices_cli.add_parser(sub)
+    waveform_cli.add_parser(sub)
     return parser
 
 
@@ -95,6 +97,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return asyncio.run(admin.upgrade_db(settings))
         case "devices":
             return devices_cli.run(args)
+        case "waveform":
+            return waveform_cli.run(args)
         case "sites":
             for s in settings.sites:
                 print(
@@ -117,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stdout for the rest of the exit)
+        return 0
 
 
 if __name__ == "__main__":

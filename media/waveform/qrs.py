@@ -9,7 +9,8 @@ adaptive signal/noise levels (Pan-Tompkins), with a lowered threshold when a bea
 at the largest band-passed deflection before the integration peak.
 
 The integration peak trails the R peak by 90 ms (up to about 170 ms for a wide QRS), so a
-beat is reported at most about 270 ms after its R peak. Decisions wait for ``LEARN_S`` of signal to set the first levels.
+beat is reported at most about 270 ms after its R peak. Decisions wait for ``LEARN_S`` of
+signal to set the first levels.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from media.waveform.filters import bandpass
 #: Candidates must be the largest integration peak within +-this: also the decision delay.
 LOOKAHEAD_S = 0.10
 REFRACTORY_S = 0.20
+#: Where between the noise and signal levels the detection threshold sits.
+THRESHOLD_FRACTION = 0.2
+#: How far before the integration peak the R peak is searched (wide and paced QRS need it).
+R_SEARCH_S = 0.19
 T_WAVE_S = 0.36
 LEARN_S = 2.0
 _HISTORY_S = 3.0
@@ -61,6 +66,8 @@ class QrsDetector:
         self._pending: list[int] = []  # candidate indices awaiting their decision
         self._spk = 0.0
         self._npk = 0.0
+        self._signal_peaks: list[float] = []
+        self._noise_peaks: list[float] = []
         self._learned = False
         self._last_beat: int | None = None
         self._last_slope = 0.0
@@ -126,6 +133,8 @@ class QrsDetector:
             halves = learn[: len(learn) // 4 * 4].reshape(4, -1).max(axis=1)
             self._spk = float(np.median(halves)) / 2.0
             self._npk = float(np.median(learn)) / 2.0
+            self._signal_peaks = [self._spk]
+            self._noise_peaks = [self._npk]
             self._learned = True
         out: list[Beat] = []
         while self._pending and self._pending[0] + self._delay <= n - 1:
@@ -138,7 +147,7 @@ class QrsDetector:
 
     def _judge(self, j: int, decided_at: int) -> Beat | None:
         value = float(self._feat[j - self._start])
-        threshold = self._npk + 0.25 * (self._spk - self._npk)
+        threshold = self._npk + THRESHOLD_FRACTION * (self._spk - self._npk)
         last = self._last_beat
         overdue = False
         if last is not None:
@@ -150,27 +159,36 @@ class QrsDetector:
                 overdue = True
                 threshold = max(self._npk, threshold * 0.5 ** (1.0 + late))
         if value <= threshold or (last is not None and j - last < self._refractory):
-            self._npk = 0.125 * value + 0.875 * self._npk
+            self._noise(value)
             return None
         # The QRS lies before the integration peak: search the band-passed signal there.
-        lo = max(self._start, j - self._window - round(0.05 * self.fs))
+        lo = max(self._start, j - round(R_SEARCH_S * self.fs))
         seg = self._band[lo - self._start : j - self._start + 1]
         r = lo + int(np.argmax(np.abs(seg)))
         slope = float(np.max(np.abs(np.diff(seg)))) if len(seg) > 1 else 0.0
         if last is not None and j - last < self._t_wave and slope < 0.5 * self._last_slope:
-            self._npk = 0.125 * value + 0.875 * self._npk  # a T wave
+            self._noise(value)  # a T wave
             return None
-        weight = 0.25 if overdue else 0.125
-        self._spk = weight * value + (1 - weight) * self._spk
+        if overdue:
+            # Found by the lowered threshold: let it pull the signal level down at once.
+            self._signal_peaks.append(value)
+        self._signal_peaks.append(value)
+        del self._signal_peaks[:-8]
+        self._spk = float(np.median(self._signal_peaks))
         if last is not None:
             self._rr.append(j - last)
             del self._rr[:-16]
         self._last_beat, self._last_slope = j, slope
         return Beat(r, decided_at)
 
+    def _noise(self, value: float) -> None:
+        self._noise_peaks.append(value)
+        del self._noise_peaks[:-8]
+        self._npk = float(np.median(self._noise_peaks))
+
     def _trim(self) -> None:
         excess = len(self._feat) - self._keep
-        oldest_needed = min([*self._pending, self._n]) - self._window - round(0.05 * self.fs)
+        oldest_needed = min([*self._pending, self._n]) - round(R_SEARCH_S * self.fs)
         excess = min(excess, oldest_needed - self._start - self._nms - 2)
         if excess > 0:
             self._band = self._band[excess:]

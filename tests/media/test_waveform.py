@@ -1,0 +1,88 @@
+"""Streaming filters and the QRS detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from media.waveform.filters import EcgConditioner, highpass, mains_notch
+from media.waveform.qrs import QrsDetector
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "ecg-records"
+
+
+def _chunked(process: object, x: np.ndarray, sizes: list[int]) -> np.ndarray:
+    out, i, k = [], 0, 0
+    while i < len(x):
+        n = sizes[k % len(sizes)]
+        out.append(process(x[i : i + n]))  # type: ignore[operator]
+        i, k = i + n, k + 1
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize(("fs", "mains"), [(500.0, 50.0), (500.0, 60.0), (360.0, 60.0)])
+def test_mains_notch_removes_the_site_frequency_and_harmonics(fs: float, mains: float) -> None:
+    t = np.arange(0, 6, 1 / fs)
+    ecg_band = np.sin(2 * np.pi * 7 * t)
+    hum = 0.5 * np.sin(2 * np.pi * mains * t) + 0.2 * np.sin(2 * np.pi * 2 * mains * t)
+    y = mains_notch(fs, mains).process(ecg_band + hum)
+    tail = slice(int(3 * fs), None)
+    assert np.std(y[tail] - ecg_band[tail]) < 0.02  # hum gone, 7 Hz untouched
+    other = 60.0 if mains == 50.0 else 50.0
+    kept = mains_notch(fs, mains).process(np.sin(2 * np.pi * other * t))
+    assert np.std(kept[tail]) > 0.6  # the other country's mains is not notched
+
+
+def test_filters_do_not_depend_on_chunking() -> None:
+    rng = np.random.default_rng(1)
+    x = np.cumsum(rng.normal(size=5000)) * 0.01 + rng.normal(size=5000)
+    whole = EcgConditioner(500.0, 50.0).process(x)
+    pieces = _chunked(EcgConditioner(500.0, 50.0).process, x, [1, 7, 333, 2, 1000])
+    assert np.allclose(whole, pieces, atol=1e-12)
+    drift = highpass(500.0).process(np.full(20000, 3.0))
+    assert abs(drift[-1]) < 1e-3  # a constant offset (baseline) decays away
+
+
+def _record(name: str, seconds: float) -> tuple[np.ndarray, float, np.ndarray]:
+    from devices.recordings import BEAT_SYMBOLS, read_annotations, read_record
+
+    base = SHARED / name
+    if not base.with_suffix(".hea").exists():
+        pytest.skip("../shared/ecg-records is not here")
+    record = read_record(base)
+    n = int(seconds * record.fs)
+    samples, symbols = read_annotations(base)
+    ref = np.array([s for s, y in zip(samples, symbols, strict=True) if y in BEAT_SYMBOLS])
+    return record.physical(0)[:n], record.fs, ref[ref < n]
+
+
+def _beats(x: np.ndarray, fs: float, sizes: list[int]) -> list[tuple[int, int]]:
+    detector = QrsDetector(fs)
+    i, k = 0, 0
+    while i < len(x):
+        detector.process(x[i : i + sizes[k % len(sizes)]])
+        i, k = i + sizes[k % len(sizes)], k + 1
+    return [(b.index, b.decided_at) for b in detector.beats]
+
+
+def test_detection_is_identical_for_any_chunking() -> None:
+    x, fs, _ = _record("tpcp-mitdb/105", 40)  # a noisy record
+    whole = _beats(x, fs, [len(x)])
+    assert len(whole) > 40
+    assert _beats(x, fs, [1]) == whole
+    assert _beats(x, fs, [1, 2, 37, 360, 5, 1000]) == whole
+
+
+def test_beats_are_found_and_reported_within_300_ms() -> None:
+    from benchmarks.qrs_accuracy import match
+
+    x, fs, ref = _record("wfdb-python/100", 300)
+    beats = _beats(x, fs, [int(fs / 4)])
+    detected = np.array([b for b, _ in beats])
+    skip = int(10 * fs)
+    tp, fn, fp = match(ref[ref >= skip], detected[detected >= skip], round(0.15 * fs))
+    assert tp / (tp + fn) > 0.995
+    assert tp / (tp + fp) > 0.995
+    assert max((decided - index) / fs for index, decided in beats) <= 0.300
