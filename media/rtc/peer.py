@@ -1,0 +1,152 @@
+"""One aiortc peer connection carrying what the other site sees, and what it owns.
+
+Two data channels are negotiated out of band (fixed ids, so both sides have them before any
+``datachannel`` event): ``waveforms`` unordered with ``maxRetransmits=0`` (a late sample is
+worthless), ``events`` reliable and ordered (numerics, alarms, chat, the heartbeat). ICE
+servers come from the caller only: never aiortc's default public STUN server.
+
+The peer owns one task (started by :meth:`start`, cancelled and awaited by :meth:`close`)
+that sends heartbeats, declares the peer dead after silence, and releases reordered
+waveform packets. Everything the caller needs to know arrives on :attr:`events`, a bounded
+queue (oldest dropped when nobody reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from dataclasses import dataclass
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from media.rtc.heartbeat import Heartbeat
+from media.rtc.reorder import Reorderer
+from media.rtc.wire import WireError, WirePacket, decode, encode
+
+log = logging.getLogger(__name__)
+WAVEFORM_CHANNEL_ID = 1
+EVENT_CHANNEL_ID = 2
+_PUMP_S = 0.05
+
+
+class PeerEventKind(enum.StrEnum):
+    WAVEFORM = "waveform"
+    MESSAGE = "message"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class PeerEvent:
+    kind: PeerEventKind
+    packet: WirePacket | None = None
+    text: str | None = None
+
+
+class MediaPeer:
+    def __init__(
+        self,
+        ice_servers: list[RTCIceServer],
+        heartbeat: Heartbeat | None = None,
+        reorderer: Reorderer | None = None,
+        queue_size: int = 1024,
+    ) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
+        self.heartbeat = heartbeat or Heartbeat()
+        self.reorderer = reorderer or Reorderer()
+        self.events: asyncio.Queue[PeerEvent] = asyncio.Queue(queue_size)
+        self.dropped_events = 0
+        self.bad_packets = 0
+        self.waveforms = self.pc.createDataChannel(
+            "waveforms", ordered=False, maxRetransmits=0, negotiated=True, id=WAVEFORM_CHANNEL_ID
+        )
+        self.channel = self.pc.createDataChannel("events", negotiated=True, id=EVENT_CHANNEL_ID)
+        self.waveforms.on("message", self._on_waveform)
+        self.channel.on("message", self._on_event)
+        self._task: asyncio.Task[None] | None = None
+        self._declared_dead = False
+
+    # -- negotiation (the SDP travels through signaling) -----------------------------------
+
+    async def create_offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept_offer(self, sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept_answer(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+
+    # -- running ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the heartbeat and release loop (call once the connection is set up)."""
+        if self._task is None:
+            self.heartbeat.start(time.time())
+            self._task = asyncio.create_task(self._pump(), name="media-peer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.pc.close()
+
+    def send_waveform(self, packet: WirePacket) -> bool:
+        """Send if the channel is open; False (and nothing queued) otherwise."""
+        if self.waveforms.readyState != "open":
+            return False
+        self.waveforms.send(encode(packet))
+        return True
+
+    def send_event(self, text: str) -> bool:
+        if self.channel.readyState != "open":
+            return False
+        self.channel.send(text)
+        return True
+
+    def _put(self, event: PeerEvent) -> None:
+        if self.events.full():
+            self.events.get_nowait()
+            self.dropped_events += 1
+        self.events.put_nowait(event)
+
+    def _on_waveform(self, message: bytes | str) -> None:
+        if isinstance(message, str):
+            self.bad_packets += 1
+            return
+        try:
+            packet = decode(message)
+        except WireError as exc:
+            self.bad_packets += 1
+            log.info("bad waveform packet: %s", exc)
+            return
+        self.heartbeat.received("", time.time())
+        self.reorderer.push(packet, time.time())
+
+    def _on_event(self, message: bytes | str) -> None:
+        text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+        now = time.time()
+        reply = self.heartbeat.received(text, now)
+        if reply is not None:
+            self.send_event(reply)
+        elif not self.heartbeat.is_heartbeat(text):
+            self._put(PeerEvent(PeerEventKind.MESSAGE, text=text))
+
+    async def _pump(self) -> None:
+        while True:
+            now = time.time()
+            if self.channel.readyState == "open":
+                for ping in self.heartbeat.tick(now):
+                    self.channel.send(ping)
+            if self.heartbeat.dead(now) and not self._declared_dead:
+                self._declared_dead = True
+                self._put(PeerEvent(PeerEventKind.DEAD))
+            for packet in self.reorderer.pop(now):
+                self._put(PeerEvent(PeerEventKind.WAVEFORM, packet=packet))
+            await asyncio.sleep(_PUMP_S)

@@ -1,0 +1,78 @@
+"""Real aiortc peers on loopback: waveform packets both ways, and a dead peer noticed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from media.rtc.peer import MediaPeer, PeerEventKind
+from media.rtc.wire import WirePacket
+
+pytestmark = pytest.mark.slow
+
+
+async def _remote() -> tuple[subprocess.Popen[str], MediaPeer]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.media.remote_peer"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    local = MediaPeer([])  # loopback host candidates only: no STUN
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps({"sdp": await local.create_offer()}) + "\n")
+    proc.stdin.flush()
+    line = await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
+    await local.accept_answer(json.loads(line)["sdp"])
+    async with asyncio.timeout(20):
+        while local.channel.readyState != "open" or local.waveforms.readyState != "open":
+            await asyncio.sleep(0.02)
+    local.start()
+    return proc, local
+
+
+async def test_waveforms_echo_and_a_frozen_peer_is_declared_dead_within_3_s() -> None:
+    proc, local = await _remote()
+    try:
+        t0 = time.time()
+        for k in range(20):
+            samples = np.sin(np.arange(50) / 10 + k).astype(np.float32)
+            assert local.send_waveform(WirePacket(131330, k, 500.0, t0 + k * 0.1, samples))
+        echoed: list[WirePacket] = []
+        async with asyncio.timeout(10):
+            while len(echoed) < 20:
+                event = await local.events.get()
+                assert event.kind is not PeerEventKind.DEAD
+                if event.packet is not None:
+                    echoed.append(event.packet)
+        assert [p.sequence for p in echoed] == list(range(20))  # in order after reordering
+        assert np.allclose(echoed[3].samples, np.sin(np.arange(50) / 10 + 3), atol=1e-3)
+        await asyncio.sleep(2.0)  # heartbeats flow: no false alarm
+        assert local.heartbeat.rtt_s is not None
+        assert local.heartbeat.rtt_s < 0.5
+
+        proc.send_signal(signal.SIGSTOP)  # the far side freezes; its socket stays open
+        stopped = time.monotonic()
+        async with asyncio.timeout(10):
+            while (await local.events.get()).kind is not PeerEventKind.DEAD:
+                pass
+        assert time.monotonic() - stopped <= 3.0
+        assert local.channel.readyState == "open"  # aiortc itself has not noticed
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait(10)
+        if proc.stdin:
+            proc.stdin.close()
+        if proc.stdout:
+            proc.stdout.close()
+        await local.close()
