@@ -1,0 +1,156 @@
+"""Capturing frames in a thread of their own, handing the newest to the event loop.
+
+A USB camera or video grabber (OpenCV ``VideoCapture``: device index, path or URL), a file,
+or a synthetic source. The capture thread never waits for the consumer: the hand-over is a
+mailbox of one frame, so a slow consumer always gets the newest frame and the frames it
+missed are dropped and counted (a live view must not fall behind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class CapturedFrame:
+    frame_id: int
+    #: Wall-clock capture time (s since the epoch): what the latency stamp carries.
+    capture_time: float
+    image: NDArray[np.uint8]  # H x W x 3, BGR
+
+
+class FrameSource(Protocol):
+    def read(self) -> NDArray[np.uint8] | None:
+        """The next frame (BGR), blocking until it is there; None at the end or on failure."""
+
+    def close(self) -> None: ...
+
+
+class SyntheticSource:
+    """A moving test pattern at ``fps``: no camera needed."""
+
+    def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0) -> None:
+        self.width, self.height, self.fps = width, height, fps
+        self._n = 0
+        self._next = time.monotonic()
+        yy, xx = np.mgrid[0:height, 0:width]
+        self._base = np.stack(
+            [
+                (xx * 255 // max(1, width - 1)),
+                (yy * 255 // max(1, height - 1)),
+                np.full_like(xx, 96),
+            ],
+            axis=2,
+        ).astype(np.uint8)
+
+    def read(self) -> NDArray[np.uint8] | None:
+        delay = self._next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._next = max(self._next + 1 / self.fps, time.monotonic())
+        frame = self._base.copy()
+        x = (self._n * 8) % max(1, self.width - 60)
+        frame[self.height // 2 - 30 : self.height // 2 + 30, x : x + 60] = (255, 255, 255)
+        self._n += 1
+        return frame
+
+    def close(self) -> None:
+        pass
+
+
+class OpenCvSource:
+    """A camera (device index), a video file or a stream URL through OpenCV."""
+
+    def __init__(self, target: int | str, width: int | None = None, height: int | None = None):
+        self._cap = cv2.VideoCapture(target)
+        if not self._cap.isOpened():
+            raise OSError(f"cannot open video source {target!r}")
+        if width:
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        if height:
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+
+    def read(self) -> NDArray[np.uint8] | None:
+        ok, frame = self._cap.read()
+        return np.asarray(frame, dtype=np.uint8) if ok else None
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class LatestFrame:
+    """A one-frame mailbox from a thread to the event loop. ``put`` never blocks; ``get``
+    waits for a frame newer than the last one taken."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._frame: CapturedFrame | None = None
+        self._ready = asyncio.Event()
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, frame: CapturedFrame | None) -> None:
+        """From the capture thread. None means the source ended."""
+        with self._lock:
+            if self._frame is not None:
+                self.dropped += 1  # never taken: the newer frame replaces it
+            self._frame = frame
+            if frame is None:
+                self.closed = True
+        self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def get(self) -> CapturedFrame | None:
+        """The newest frame; None once the source has ended."""
+        while True:
+            with self._lock:
+                frame, self._frame = self._frame, None
+                if frame is not None or self.closed:
+                    self._ready.clear()
+                    return frame
+                self._ready.clear()
+            await self._ready.wait()
+
+
+class CaptureThread:
+    """Reads ``source`` in a daemon thread into a :class:`LatestFrame` until :meth:`stop`."""
+
+    def __init__(self, source: FrameSource, mailbox: LatestFrame) -> None:
+        self.source = source
+        self.mailbox = mailbox
+        self.frames = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                image = self.source.read()
+                if image is None:
+                    break
+                self.frames += 1
+                self.mailbox.put(CapturedFrame(self.frames, time.time(), image))
+        except Exception:  # a driver failure ends the capture; the reason goes to the log
+            log.exception("capture failed")
+        finally:
+            self.source.close()
+            self.mailbox.put(None)
+
+    async def stop(self) -> None:
+        """Stop and wait for the thread (without blocking the event loop)."""
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, 5.0)

@@ -1,0 +1,131 @@
+"""The frame pipeline: the newest-frame mailbox, capture threads, processing, and the latency
+stamp through real codecs."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from aiortc.codecs.h264 import H264Decoder, H264Encoder, h264_depayload
+from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, vp8_depayload
+from aiortc.jitterbuffer import JitterFrame
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from media.video.capture import (
+    CapturedFrame,
+    CaptureThread,
+    LatestFrame,
+    OpenCvSource,
+    SyntheticSource,
+)
+from media.video.processing import FrameProcessor, ProcessingSettings, process_frame
+from media.video.stamp import draw_stamp, read_stamp
+
+
+def _through_codec(image: np.ndarray, codec: str) -> np.ndarray:
+    frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+    frame.pts, frame.time_base = 0, fractions.Fraction(1, 90000)
+    decoder: Vp8Decoder | H264Decoder
+    if codec == "vp8":
+        payloads, ts = Vp8Encoder().encode(frame)
+        data, decoder = b"".join(vp8_depayload(p) for p in payloads), Vp8Decoder()
+    else:
+        payloads, ts = H264Encoder().encode(frame)
+        data, decoder = b"".join(h264_depayload(p) for p in payloads), H264Decoder()
+    (decoded,) = decoder.decode(JitterFrame(data=data, timestamp=ts))
+    assert isinstance(decoded, av.VideoFrame)
+    return np.asarray(decoded.to_ndarray(format="bgr24"))
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 255))
+def test_stamp_survives_real_codecs(codec: str, frame_id: int, ms: int, background: int) -> None:
+    rng = np.random.default_rng(frame_id % 1000)
+    image = np.clip(rng.normal(background, 40, (480, 640, 3)), 0, 255).astype(np.uint8)
+    draw_stamp(image, frame_id, ms)
+    assert read_stamp(_through_codec(image, codec)) == (frame_id, ms)
+
+
+def test_a_damaged_or_missing_stamp_reads_as_none() -> None:
+    for level in (0, 128, 255):
+        assert read_stamp(np.full((240, 320, 3), level, np.uint8)) is None
+    image = np.full((240, 320, 3), 128, np.uint8)
+    draw_stamp(image, 7, 8)
+    image[10:18, 10:18] = 255 - image[10:18, 10:18]  # flip one whole block (row 1, col 1)
+    assert read_stamp(image) is None
+
+
+async def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted() -> None:
+    mailbox = LatestFrame(asyncio.get_running_loop())
+    image = np.zeros((4, 4, 3), np.uint8)
+    for k in range(1, 6):
+        mailbox.put(CapturedFrame(k, time.time(), image))
+    newest = await mailbox.get()
+    assert newest is not None
+    assert newest.frame_id == 5
+    assert mailbox.dropped == 4
+    mailbox.put(None)
+    assert await mailbox.get() is None
+
+
+async def test_capture_thread_with_a_synthetic_source() -> None:
+    mailbox = LatestFrame(asyncio.get_running_loop())
+    capture = CaptureThread(SyntheticSource(320, 240, fps=100.0), mailbox)
+    capture.start()
+    ids = []
+    try:
+        for _ in range(5):
+            frame = await asyncio.wait_for(mailbox.get(), 2)
+            assert frame is not None
+            assert frame.image.shape == (240, 320, 3)
+            ids.append(frame.frame_id)
+    finally:
+        await capture.stop()
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+
+
+async def test_capture_from_a_video_file(tmp_path: Path) -> None:
+    path = tmp_path / "grabber.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25, (160, 120))
+    for k in range(12):
+        writer.write(np.full((120, 160, 3), k * 20, np.uint8))
+    writer.release()
+    mailbox = LatestFrame(asyncio.get_running_loop())
+    capture = CaptureThread(OpenCvSource(str(path)), mailbox)
+    capture.start()
+    seen = 0
+    while (frame := await asyncio.wait_for(mailbox.get(), 5)) is not None:
+        seen += 1
+        assert frame.image.shape == (120, 160, 3)
+    await capture.stop()
+    assert capture.frames == 12
+    assert seen >= 1
+    with pytest.raises(OSError, match="cannot open"):
+        OpenCvSource(str(tmp_path / "absent.avi"))
+
+
+async def test_processing_scales_enhances_overlays_and_stamps_off_the_loop() -> None:
+    low_contrast = np.clip(np.random.default_rng(2).normal(120, 6, (720, 1280, 3)), 0, 255)
+    frame = CapturedFrame(42, 1_795_000_000.25, low_contrast.astype(np.uint8))
+    plain = process_frame(frame, ProcessingSettings(640, 480, stamp=False))
+    assert plain.shape == (480, 640, 3)
+    processor = FrameProcessor(
+        ProcessingSettings(640, 480, clahe=True, overlay="Wonju", timezone="Asia/Seoul")
+    )
+    try:
+        out = await processor.process(frame)
+    finally:
+        processor.close()
+    assert out[100:, :].std() > 2 * plain[100:, :].std()  # CLAHE spread the histogram
+    assert read_stamp(out) == (42, 1_795_000_000_250 & 0xFFFFFFFF)
+    caption = out[-30:, :300]
+    assert (caption > 240).any()  # white overlay text in the bottom-left corner
