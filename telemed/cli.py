@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import logging
 import os
+import runpy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("sites", help="list the configured sites")
     devices_cli.add_parser(sub)
     waveform_cli.add_parser(sub)
+    bench = sub.add_parser("bench", help="latency and throughput benchmarks")
+    bench.add_argument("suite", choices=["latency", "relay", "decode", "qrs"])
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="passed to the suite (--help)")
     return parser
 
 
@@ -72,6 +76,19 @@ def _password(from_stdin: bool) -> str:
     if getpass.getpass("again: ") != first:
         raise SettingsError("the passwords differ")
     return first
+
+
+def _bench(suite: str, options: list[str]) -> int:
+    """Benchmarks load only when asked for: they pull in the whole media stack."""
+    module = {
+        "latency": "benchmarks.latency",
+        "relay": "benchmarks.signaling_relay",
+        "decode": "benchmarks.device_decode",
+        "qrs": "benchmarks.qrs_accuracy",
+    }[suite]
+    sys.argv = [f"telemed bench {suite}", *options]
+    runpy.run_module(module, run_name="__main__")
+    return 0
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,6 +116,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return devices_cli.run(args)
         case "waveform":
             return waveform_cli.run(args)
+        case "bench":
+            return _bench(args.suite, args.options)
         case "sites":
             for s in settings.sites:
                 print(

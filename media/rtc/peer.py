@@ -126,8 +126,12 @@ class MediaPeer:
             self.bad_packets += 1
             log.info("bad waveform packet: %s", exc)
             return
-        self.heartbeat.received("", time.time())
-        self.reorderer.push(packet, time.time())
+        now = time.time()
+        self.heartbeat.received("", now)
+        self.reorderer.push(packet, now)
+        # In-order packets go out at once; the pump only declares gaps after waiting.
+        for ready in self.reorderer.pop(now):
+            self._put(PeerEvent(PeerEventKind.WAVEFORM, packet=ready))
 
     def _on_event(self, message: bytes | str) -> None:
         text = message if isinstance(message, str) else message.decode("utf-8", "replace")
