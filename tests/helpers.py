@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,9 @@ from signaling.server.services import Services
 from signaling.storage import accounts
 from signaling.storage.database import sqlite_url
 from telemed.serve import uvicorn_config
+
+#: The shared recordings and device captures beside the checkout (absent from a user's clone).
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 SECRET = "test-secret-key-0123456789abcdef-0123456789"
 PASSWORD = "correct horse battery"
@@ -88,3 +94,21 @@ async def next_of_type(recv: Any, kind: type[T], timeout: float = 5.0) -> T:
         message: ServerMessage = await recv(timeout=max(0.01, deadline - loop.time()))
         if isinstance(message, kind):
             return message
+
+
+def run_telemed(
+    *args: str, data_dir: Path | None = None, stdin: str = "", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``telemed`` command as a user would (a subprocess), capturing its output."""
+    env = {**os.environ}
+    if data_dir is not None:
+        env["TELEMED_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "telemed", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )

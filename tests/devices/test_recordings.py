@@ -14,15 +14,16 @@ from devices.recordings import BEAT_SYMBOLS, RecordError, read_annotations, read
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.recorded import RecordedPatient
 from devices.simulation.simulators import Cms50Simulator
+from tests.helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "ecg-records"
+RECORDS = SHARED / "ecg-records"
 
 
 @pytest.fixture
 def records() -> Path:
-    if not SHARED.is_dir():
+    if not RECORDS.is_dir():
         pytest.skip("../shared/ecg-records is not here (only CI and developers have it)")
-    return SHARED
+    return RECORDS
 
 
 def test_every_record_matches_its_header_checksums(records: Path) -> None:

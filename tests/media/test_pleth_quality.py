@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,8 +9,9 @@ from devices.simulation.patient import Patient, PatientParameters
 from media.waveform.pleth import PulseDetector
 from media.waveform.qrs import QrsDetector
 from media.waveform.quality import Kind, SignalQuality, score_window
+from tests.helpers import SHARED
 
-V102S = Path(__file__).resolve().parents[3] / "shared" / "ecg-records" / "wfdb-python" / "v102s"
+V102S = SHARED / "ecg-records" / "wfdb-python" / "v102s"
 
 
 @pytest.mark.parametrize("rate", [50.0, 75.0, 120.0])

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from media.waveform.filters import EcgConditioner, highpass, mains_notch
 from media.waveform.qrs import QrsDetector
+from tests.helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "ecg-records"
+RECORDS = SHARED / "ecg-records"
 
 
 def _chunked(process: object, x: np.ndarray, sizes: list[int]) -> np.ndarray:
@@ -48,7 +47,7 @@ def test_filters_do_not_depend_on_chunking() -> None:
 def _record(name: str, seconds: float) -> tuple[np.ndarray, float, np.ndarray]:
     from devices.recordings import BEAT_SYMBOLS, read_annotations, read_record
 
-    base = SHARED / name
+    base = RECORDS / name
     if not base.with_suffix(".hea").exists():
         pytest.skip("../shared/ecg-records is not here")
     record = read_record(base)

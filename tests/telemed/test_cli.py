@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from telemed.settings import SettingsError, load_settings
+from tests.helpers import run_telemed
 
 
 def _telemed(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TELEMED_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "telemed", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_telemed(*args, data_dir=data_dir, stdin=stdin)
 
 
 def test_accounts_and_a_tampered_audit_log(tmp_path: Path) -> None:

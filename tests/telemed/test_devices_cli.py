@@ -12,22 +12,17 @@ from pathlib import Path
 import pytest
 
 from devices.protocols.cms50 import LiveSample, encode_live
+from tests.helpers import SHARED, run_telemed
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "device-captures"
+CAPTURES = SHARED / "device-captures"
 
 
 def _telemed(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telemed", "devices", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return run_telemed("devices", *args, timeout=60)
 
 
 def test_decode_real_capture_to_json_lines() -> None:
-    capture = SHARED / "contec-cms50" / "titinho11_cms50e_raw_stream.hex.txt"
+    capture = CAPTURES / "contec-cms50" / "titinho11_cms50e_raw_stream.hex.txt"
     if not capture.exists():
         pytest.skip("../shared/device-captures is not here")
     result = _telemed("decode", "cms50", str(capture), "--json")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +10,13 @@ import pytest
 
 from benchmarks.qrs_accuracy import match
 from devices.recordings import BEAT_SYMBOLS, read_annotations
+from tests.helpers import SHARED, run_telemed
 
-RECORD = Path(__file__).resolve().parents[3] / "shared" / "ecg-records" / "tpcp-mitdb" / "119"
+RECORD = SHARED / "ecg-records" / "tpcp-mitdb" / "119"
 
 
 def _telemed(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telemed", "waveform", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    return run_telemed("waveform", *args)
 
 
 def test_qrs_prints_r_peak_indices() -> None:
