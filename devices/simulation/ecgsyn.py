@@ -1,5 +1,4 @@
-"""McSharry's dynamical ECG model (ECGSYN; McSharry, Clifford, Tarassenko, Smith, IEEE Trans
-Biomed Eng 50(3):289-294, 2003).
+"""The ECGSYN dynamical ECG model (IEEE Trans Biomed Eng 50(3):289-294, 2003).
 
 A trajectory circles the unit limit cycle in the (x, y) plane at the angular speed of the
 heart rate; each wave of the complex (P, Q, R, S, T) is a Gaussian event at a fixed angle

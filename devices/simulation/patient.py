@@ -3,7 +3,7 @@ and pleth waveforms drawn from the same beats.
 
 Deterministic for a given seed, cheap enough to run simulators at device rate without a data
 file. Heart rate follows a mean-reverting random walk with respiratory sinus arrhythmia;
-SpO2 a slower one, clipped to 0-100. The ECG comes from McSharry's dynamical model
+SpO2 a slower one, clipped to 0-100. The ECG comes from the ECGSYN dynamical model
 (:mod:`devices.simulation.ecgsyn`) driven by that heart rate and the respiration; each R peak
 it produces yields, one pulse transit time later, a pleth pulse (systolic peak and dicrotic
 wave). Waveforms are functions of absolute time, so several consumers at different sample

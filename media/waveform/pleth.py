@@ -1,7 +1,8 @@
 """A streaming pleth pulse detector and pulse rate.
 
-Per chunk, vectorised: band-pass 0.5-8 Hz, then the slope sum function (Zong et al., 2003:
-the sum of the rising slope over 125 ms), which peaks on each pulse's upstroke. Candidates are
+Per chunk, vectorised: band-pass 0.5-8 Hz, then the slope sum function (Computers in
+Cardiology 2003: the sum of the rising slope over 125 ms), which peaks on each pulse's
+upstroke. Candidates are
 slope-sum peaks that are the largest within +-``LOOKAHEAD_S`` (stateless, so the result
 never depends on chunking); each is decided ``LOOKAHEAD_S`` later against a fraction of the
 median of recent pulses, lowered when a pulse is overdue. The reported instant is the

@@ -5,8 +5,8 @@ sample so chunking never matters) gets a score in [0, 1], the product of:
 
 - *flat*: a flat line or a lost lead (no variation) scores 0;
 - *clipped*: samples stuck at the window's extremes (ADC saturation) lower the score;
-- *shape*: ECG is spiky (kurtosis well above 3; Li, Mark, Clifford 2008), pleth is skewed
-  (skewness above 0; Elgendi 2016); noise is neither.
+- *shape*: ECG is spiky (kurtosis well above 3; Physiol Meas 29:15, 2008), pleth is skewed
+  (skewness above 0; Bioengineering 3:21, 2016); noise is neither.
 """
 
 from __future__ import annotations
