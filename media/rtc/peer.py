@@ -20,9 +20,18 @@ import logging
 import time
 from dataclasses import dataclass
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
 
 from media.rtc.heartbeat import Heartbeat
+from media.rtc.jitter import MarkerJitterBuffer, use_marker_release
 from media.rtc.reorder import Reorderer
 from media.rtc.wire import WireError, WirePacket, decode, encode
 
@@ -52,8 +61,23 @@ class MediaPeer:
         heartbeat: Heartbeat | None = None,
         reorderer: Reorderer | None = None,
         queue_size: int = 1024,
+        video: MediaStreamTrack | None = None,
+        receive_video: bool = False,
     ) -> None:
+        """``video``: a track to send (e.g. a PipelineVideoTrack); ``receive_video``: ask
+        for the other side's video, delivered to :attr:`video_frames` (newest frame only)."""
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
+        if video is not None:
+            self.pc.addTrack(video)
+        if receive_video and video is None:
+            self.pc.addTransceiver("video", direction="recvonly")
+        #: The newest decoded frame from the other side (older ones are dropped, counted).
+        self.video_frames: asyncio.Queue[av.VideoFrame] = asyncio.Queue(1)
+        self.video_dropped = 0
+        self.jitter_buffers: list[MarkerJitterBuffer] = []
+        self._marked: list[object] = []
+        self._video_task: asyncio.Task[None] | None = None
+        self.pc.on("track", self._on_track)
         self.heartbeat = heartbeat or Heartbeat()
         self.reorderer = reorderer or Reorderer()
         self.events: asyncio.Queue[PeerEvent] = asyncio.Queue(queue_size)
@@ -71,13 +95,37 @@ class MediaPeer:
     # -- negotiation (the SDP travels through signaling) -----------------------------------
 
     async def create_offer(self) -> str:
+        self._release_video_on_marker()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return str(self.pc.localDescription.sdp)
 
     async def accept_offer(self, sdp: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        self._release_video_on_marker()  # before the answer: no media can have arrived
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return str(self.pc.localDescription.sdp)
+
+    def _release_video_on_marker(self) -> None:
+        for transceiver in self.pc.getTransceivers():
+            receiver = transceiver.receiver
+            if transceiver.kind == "video" and receiver not in self._marked:
+                self.jitter_buffers.append(use_marker_release(receiver))
+                self._marked.append(receiver)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video" and self._video_task is None:
+            self._video_task = asyncio.create_task(self._read_video(track), name="video-in")
+
+    async def _read_video(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                if self.video_frames.full():
+                    self.video_frames.get_nowait()
+                    self.video_dropped += 1
+                self.video_frames.put_nowait(frame)  # type: ignore[arg-type]
+        except MediaStreamError:
+            pass  # the other side stopped sending
 
     async def accept_answer(self, sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
@@ -91,10 +139,11 @@ class MediaPeer:
             self._task = asyncio.create_task(self._pump(), name="media-peer")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._video_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.pc.close()
 
     def send_waveform(self, packet: WirePacket) -> bool:
