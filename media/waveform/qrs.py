@@ -17,6 +17,7 @@ Decisions wait for ``LEARN_S`` of signal to set the first levels.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,13 +89,13 @@ class QrsDetector:
         """Beats a minute over the last eight RR intervals (median), if there are some."""
         if len(self._rr) < 2:
             return None
-        return 60.0 * self.fs / float(np.median(self._rr[-8:]))
+        return 60.0 * self.fs / statistics.median(self._rr[-8:])
 
     def process(self, x: NDArray[np.float64]) -> list[Beat]:
         x = np.asarray(x, dtype=np.float64)
         if len(x) == 0:
             return []
-        band = self._bp.process(np.nan_to_num(x))
+        band = self._bp.process(np.nan_to_num(x) if np.isnan(x).any() else x)
         ext = np.concatenate([self._bp_tail, band])
         deriv = (2 * ext[4:] + ext[3:-1] - ext[1:-3] - 2 * ext[:-4]) / 8.0
         self._bp_tail = ext[-4:]
@@ -157,7 +158,7 @@ class QrsDetector:
         last = self._last_beat
         overdue = False
         if last is not None:
-            rr = float(np.mean(self._rr[-8:])) if self._rr else self.fs
+            rr = statistics.fmean(self._rr[-8:]) if self._rr else self.fs
             late = (j - last) / rr - 1.66
             if late > 0:
                 # A beat is due: halve the threshold, and again for every further interval
@@ -185,7 +186,7 @@ class QrsDetector:
             self._signal_peaks.append(value)
         self._signal_peaks.append(value)
         del self._signal_peaks[:-8]
-        self._spk = float(np.median(self._signal_peaks))
+        self._spk = statistics.median(self._signal_peaks)
         if last is not None:
             self._rr.append(j - last)
             del self._rr[:-16]
@@ -195,7 +196,7 @@ class QrsDetector:
     def _noise(self, value: float) -> None:
         self._noise_peaks.append(value)
         del self._noise_peaks[:-8]
-        self._npk = float(np.median(self._noise_peaks))
+        self._npk = statistics.median(self._noise_peaks)
 
     def _trim(self) -> None:
         excess = len(self._feat) - self._keep

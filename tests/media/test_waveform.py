@@ -85,3 +85,20 @@ def test_beats_are_found_and_reported_within_300_ms() -> None:
     assert tp / (tp + fn) > 0.995
     assert tp / (tp + fp) > 0.995
     assert max((decided - index) / fs for index, decided in beats) <= 0.300
+
+
+def test_section_by_section_equals_scipy_sosfilt() -> None:
+    from scipy import signal
+
+    from media.waveform.filters import SosFilter
+
+    sos = np.vstack(
+        [
+            signal.butter(4, [5, 15], "bandpass", fs=360, output="sos"),
+            signal.tf2sos(*signal.iirnotch(60, 30, fs=360)),
+        ]
+    )
+    x = np.random.default_rng(7).normal(size=3000)
+    ours = SosFilter(sos)
+    chunks = np.concatenate([ours.process(x[k : k + 97]) for k in range(0, len(x), 97)])
+    assert np.allclose(chunks, signal.sosfilt(sos, x), atol=1e-12)
