@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import maximum_filter1d
 
 from media.waveform.filters import bandpass
+from media.waveform.peaks import new_candidates
 
 LOOKAHEAD_S = 0.25
 REFRACTORY_S = 0.30
@@ -79,25 +79,8 @@ class PulseDetector:
         return out
 
     def _find_candidates(self) -> None:
-        f, start = self._ssf, self._start
-        last = self._n - 1 - self._nms
-        first = max(self._scanned, start + self._nms + 1)
-        if last < first:
-            return
-        lo, hi = first - start, last - start
-        window = f[lo - self._nms : hi + self._nms + 1]
-        local_max = maximum_filter1d(window, 2 * self._nms + 1, mode="nearest")[
-            self._nms : -self._nms
-        ]
-        segment = f[lo : hi + 1]
-        is_peak = (
-            (segment > f[lo - 1 : hi])
-            & (segment >= f[lo + 1 : hi + 2])
-            & (segment >= local_max)
-            & (segment > 0)
-        )
-        self._pending.extend((np.flatnonzero(is_peak) + first).tolist())
-        self._scanned = last + 1
+        found, self._scanned = new_candidates(self._ssf, self._start, self._scanned, self._nms)
+        self._pending.extend(found)
 
     def _decide(self) -> list[int]:
         if self._n < self._learn:

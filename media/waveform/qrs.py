@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import maximum_filter1d
 
 from media.waveform.filters import bandpass
+from media.waveform.peaks import new_candidates
 
 #: Candidates must be the largest integration peak within +-this: also the decision delay.
 LOOKAHEAD_S = 0.11
@@ -113,22 +113,8 @@ class QrsDetector:
         return out
 
     def _find_candidates(self) -> None:
-        """Local maxima that are the largest within +-REFRACTORY, once both sides are known."""
-        f, start, n = self._feat, self._start, self._n
-        last = n - 1 - self._nms  # a candidate needs NMS samples after it
-        first = max(self._scanned, start + self._nms + 1)
-        if last < first:
-            return
-        lo, hi = first - start, last - start
-        window = f[lo - self._nms : hi + self._nms + 1]
-        peak_max = maximum_filter1d(window, 2 * self._nms + 1, mode="nearest")[
-            self._nms : -self._nms
-        ]
-        segment = f[lo : hi + 1]
-        rising = segment > f[lo - 1 : hi]
-        is_peak = rising & (segment >= f[lo + 1 : hi + 2]) & (segment >= peak_max) & (segment > 0)
-        self._pending.extend((np.flatnonzero(is_peak) + first).tolist())
-        self._scanned = last + 1
+        found, self._scanned = new_candidates(self._feat, self._start, self._scanned, self._nms)
+        self._pending.extend(found)
 
     def _decide(self) -> list[Beat]:
         n = self._n
