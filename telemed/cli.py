@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from signaling.schema import Role
-from telemed import __version__, admin, devices_cli, serve, waveform_cli
+from telemed import __version__, admin, devices_cli, gateway_cli, serve, waveform_cli
 from telemed.settings import Settings, SettingsError, load_settings
 
 
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sites", help="list the configured sites")
     devices_cli.add_parser(sub)
+    gateway_cli.add_parser(sub)
     waveform_cli.add_parser(sub)
     bench = sub.add_parser("bench", help="latency and throughput benchmarks")
     bench.add_argument("suite", choices=["latency", "relay", "decode", "qrs"])
@@ -114,6 +115,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return asyncio.run(admin.upgrade_db(settings))
         case "devices":
             return devices_cli.run(args)
+        case "gateway":
+            return gateway_cli.run(args, settings)
         case "waveform":
             return waveform_cli.run(args)
         case "bench":

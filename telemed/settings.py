@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,6 +32,29 @@ class SettingsError(Exception):
     """The configuration cannot be used; the message says why."""
 
 
+class GatewayOptions(BaseModel):
+    """``telemed gateway``: the bedside process (command-line flags override these)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The server's base URL; default: this machine's ``host`` and ``port``.
+    server_url: str | None = None
+    name: str | None = None
+    #: The key ``telemed gateways add`` printed. Prefer the environment
+    #: (``TELEMED_GATEWAY__KEY``) or a file to the command line, which others can read.
+    key: SecretStr | None = None
+    #: The bedside's site: its mains frequency sets the ECG notch.
+    site: str | None = None
+    #: ``PROTOCOL:PORT`` each, e.g. ``cms50:/dev/ttyUSB0``, ``hl7:2575``.
+    devices: tuple[str, ...] = ()
+    #: ``synthetic``, a camera index, a device path, a file or a URL; unset: no video.
+    camera: str | None = None
+    width: int = Field(default=640, ge=16, le=3840)
+    height: int = Field(default=480, ge=16, le=2160)
+    #: Join this consultation; unset: follow the site's newest active consultation.
+    consultation: str | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TELEMED_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -50,6 +73,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     sites: tuple[SiteConfig, ...] = DEFAULT_SITES
     server: ServerOptions = ServerOptions()
+    gateway: GatewayOptions = GatewayOptions()
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import candidate_from_sdp
 
 from media.rtc.heartbeat import Heartbeat
 from media.rtc.jitter import MarkerJitterBuffer, use_marker_release
@@ -129,6 +130,24 @@ class MediaPeer:
 
     async def accept_answer(self, sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+
+    async def add_candidate(
+        self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        """A candidate the other side trickled (a browser does; aiortc puts all of its own
+        in the SDP). An empty string is end-of-candidates, which aiortc needs no word of.
+
+        Raises ValueError for a line that is not an ICE candidate."""
+        line = candidate.strip().removeprefix("a=").removeprefix("candidate:")
+        if not line:
+            return
+        try:
+            parsed = candidate_from_sdp(line)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"not an ICE candidate: {candidate[:80]!r}") from exc
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        await self.pc.addIceCandidate(parsed)
 
     # -- running ---------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The bedside gateway, composed from devices, media and the signaling client."""

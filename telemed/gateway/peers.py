@@ -1,0 +1,202 @@
+"""The gateway's WebRTC connections: one MediaPeer per clinician in the consultation.
+
+The gateway is the offering side: it has the media. It offers to every clinician peer it
+learns of (the ``joined`` peer list, ``peer-joined``), applies their answers and trickled
+candidates, and closes a connection when its clinician leaves or its heartbeat dies. After a
+death it offers again while the clinician is still in the consultation: aiortc has no ICE
+restart, so a new connection is the way back.
+
+Each connection has one supervising task, owned here: :meth:`PeerSet.close` cancels and
+awaits them all. Dead connections are replaced by :meth:`PeerSet.run`, which the gateway runs
+in a task it owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiortc import MediaStreamTrack, RTCIceServer
+from aiortc.contrib.media import MediaRelay
+
+from media.rtc.peer import MediaPeer, PeerEventKind
+from media.rtc.wire import WirePacket
+from signaling.schema import Answer, Candidate, ClientMessage, Offer, Peer, PrincipalKind
+
+log = logging.getLogger(__name__)
+
+#: How long to wait before offering again to a clinician whose connection died.
+REOFFER_DELAY_S = 1.0
+
+Send = Callable[[ClientMessage], Awaitable[None]]
+
+
+@dataclass
+class _Connection:
+    peer: Peer
+    media: MediaPeer
+    task: asyncio.Task[None] | None = None
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PeerSet:
+    """``send`` puts a message on the signaling socket; ``video`` is the track to show (None:
+    no camera); ``greeting`` gives the messages a newly opened connection receives first
+    (channel metadata, the latest numerics)."""
+
+    def __init__(
+        self,
+        send: Send,
+        ice_servers: Callable[[], Awaitable[list[RTCIceServer]]],
+        video: MediaStreamTrack | None,
+        greeting: Callable[[], list[str]],
+    ) -> None:
+        self._send = send
+        self._ice_servers = ice_servers
+        self._video = video
+        self._relay = MediaRelay() if video is not None else None
+        self._greeting = greeting
+        self._connections: dict[str, _Connection] = {}
+        self._present: dict[str, Peer] = {}
+        self._dead: asyncio.Queue[_Connection] = asyncio.Queue(64)
+        self.opened_total = 0
+        self.deaths = 0
+
+    @property
+    def open_peers(self) -> list[str]:
+        return [pid for pid, c in self._connections.items() if c.opened.is_set()]
+
+    # -- the consultation's membership -----------------------------------------------------
+
+    async def sync(self, peers: list[Peer]) -> None:
+        """The consultation's online peers (a ``joined``): connect to new clinicians, drop
+        connections to peers no longer there (their ids change when they reconnect)."""
+        self._present = {p.peer_id: p for p in peers if _is_clinician(p)}
+        for peer_id in list(self._connections):
+            if peer_id not in self._present:
+                await self._drop(peer_id)
+        for peer in self._present.values():
+            if peer.peer_id not in self._connections:
+                await self._connect(peer)
+
+    async def peer_joined(self, peer: Peer) -> None:
+        if _is_clinician(peer):
+            self._present[peer.peer_id] = peer
+            if peer.peer_id not in self._connections:
+                await self._connect(peer)
+
+    async def peer_left(self, peer_id: str) -> None:
+        self._present.pop(peer_id, None)
+        await self._drop(peer_id)
+
+    async def left_consultation(self) -> None:
+        self._present.clear()
+        for peer_id in list(self._connections):
+            await self._drop(peer_id)
+
+    # -- negotiation ---------------------------------------------------------------------------
+
+    async def answer(self, message: Answer) -> None:
+        connection = self._connections.get(message.sender or "")
+        if connection is None:
+            log.info("answer from %s, to whom no offer is open: ignored", message.sender)
+            return
+        await connection.media.accept_answer(message.sdp)
+
+    async def candidate(self, message: Candidate) -> None:
+        connection = self._connections.get(message.sender or "")
+        if connection is None:
+            return
+        try:
+            await connection.media.add_candidate(
+                message.candidate, message.sdp_mid, message.sdp_mline_index
+            )
+        except ValueError as exc:
+            log.warning("candidate from %s rejected: %s", message.sender, exc)
+
+    async def offer(self, message: Offer) -> None:
+        # Clinicians answer; they do not offer to the gateway. Say so rather than hang.
+        log.warning("offer from %s ignored: the gateway is the offering side", message.sender)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send_waveform(self, packet: WirePacket) -> None:
+        for connection in self._connections.values():
+            if connection.opened.is_set():
+                connection.media.send_waveform(packet)
+
+    def send_event(self, text: str) -> None:
+        for connection in self._connections.values():
+            if connection.opened.is_set():
+                connection.media.send_event(text)
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def _connect(self, peer: Peer) -> None:
+        video = None
+        if self._relay is not None and self._video is not None:
+            video = self._relay.subscribe(self._video, buffered=False)
+        media = MediaPeer(await self._ice_servers(), video=video)
+        connection = _Connection(peer, media)
+        self._connections[peer.peer_id] = connection
+        media.channel.on("open", lambda: self._on_open(connection))
+        connection.task = asyncio.create_task(
+            self._supervise(connection), name=f"peer-{peer.peer_id}"
+        )
+        sdp = await media.create_offer()
+        await self._send(Offer(to=peer.peer_id, sdp=sdp))
+        log.info("offered to %s (%s, %s)", peer.peer_id, peer.name, peer.site)
+
+    def _on_open(self, connection: _Connection) -> None:
+        connection.media.start()  # heartbeat from now on
+        for text in self._greeting():
+            connection.media.send_event(text)
+        connection.opened.set()
+        self.opened_total += 1
+        log.info("connected to %s (%s)", connection.peer.peer_id, connection.peer.name)
+
+    async def _supervise(self, connection: _Connection) -> None:
+        """Drain the peer's events (doctors' messages are logged); on death, reconnect."""
+        while True:
+            event = await connection.media.events.get()
+            if event.kind is PeerEventKind.DEAD:
+                break
+            if event.kind is PeerEventKind.MESSAGE:
+                log.info("message from %s: %.200s", connection.peer.peer_id, event.text)
+        self.deaths += 1
+        log.warning("connection to %s died; offering again", connection.peer.peer_id)
+        with contextlib.suppress(asyncio.QueueFull):  # full: a restart of it is queued
+            self._dead.put_nowait(connection)
+
+    async def run(self) -> None:
+        """Replace dead connections (run it in a task the gateway owns)."""
+        while True:
+            dead = await self._dead.get()
+            peer_id = dead.peer.peer_id
+            if self._connections.get(peer_id) is not dead:
+                continue  # already dropped (the clinician left)
+            await self._drop(peer_id)
+            await asyncio.sleep(REOFFER_DELAY_S)
+            peer = self._present.get(peer_id)
+            if peer is not None and peer_id not in self._connections:
+                await self._connect(peer)
+
+    async def _drop(self, peer_id: str) -> None:
+        connection = self._connections.pop(peer_id, None)
+        if connection is None:
+            return
+        if connection.task is not None:
+            connection.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connection.task
+        await connection.media.close()
+
+    async def close(self) -> None:
+        await self.left_consultation()
+
+
+def _is_clinician(peer: Peer) -> bool:
+    return peer.kind is PrincipalKind.USER and peer.role.value in ("doctor", "technician")

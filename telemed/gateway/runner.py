@@ -1,0 +1,298 @@
+"""The bedside gateway: devices -> media -> the other site, through signaling.
+
+:class:`Gateway` owns everything it starts: one reader task per device, a pump per reader,
+the camera thread and frame worker, the vitals worker thread, the signaling client, the
+consultation follower and the peer set. :meth:`Gateway.run` runs until cancelled and then
+stops all of it, in that task.
+
+Which consultation: the one named in the configuration, or else ("follow") the newest active
+consultation requested by the gateway's own site, joined when it starts and left when it
+ends (the bedside requests; the other site consults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+
+from aiortc import MediaStreamTrack, RTCIceServer
+
+from devices.drivers import DRIVERS
+from devices.model import DeviceEvent
+from devices.reader import DeviceReader
+from devices.transports.mllp_tcp import Hl7Listener
+from media.rtc.tracks import PipelineVideoTrack
+from media.rtc.wire import WirePacket
+from media.video.capture import (
+    CaptureThread,
+    FrameSource,
+    LatestFrame,
+    OpenCvSource,
+    SyntheticSource,
+)
+from media.video.processing import FrameProcessor, ProcessingSettings
+from signaling.client import GatewayCredentials, SignalingClient, SignalingError
+from signaling.schema import (
+    Answer,
+    Candidate,
+    ConsultationState,
+    ConsultationStateChanged,
+    Error,
+    Joined,
+    Offer,
+    PeerJoined,
+    PeerLeft,
+    ServerMessage,
+)
+from telemed.gateway.peers import PeerSet
+from telemed.gateway.vitals import VitalsProcessor
+
+log = logging.getLogger(__name__)
+
+#: How often a following gateway looks for a consultation to join.
+FOLLOW_POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A device to read: ``protocol`` (a name in DRIVERS, or ``hl7``) and ``port`` (a serial
+    port path, or for hl7 the TCP port to listen on)."""
+
+    protocol: str
+    port: str
+    device_id: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> DeviceSpec:
+        """``PROTOCOL:PORT`` (e.g. ``cms50:/dev/ttyUSB0``, ``hl7:2575``)."""
+        protocol, sep, port = text.partition(":")
+        if not sep or not port:
+            raise ValueError(f"{text!r}: a device is PROTOCOL:PORT")
+        if protocol != "hl7" and protocol not in DRIVERS:
+            known = ", ".join(sorted([*DRIVERS, "hl7"]))
+            raise ValueError(f"{text!r}: unknown protocol {protocol!r} (known: {known})")
+        return cls(protocol, port)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    server_url: str
+    name: str
+    key: str
+    #: The site's mains frequency: the ECG notch.
+    mains_hz: float
+    devices: tuple[DeviceSpec, ...] = ()
+    #: ``synthetic``, a camera index (``0``), a device path, a file or a URL; None: no video.
+    camera: str | None = None
+    video: ProcessingSettings = field(default_factory=ProcessingSettings)
+    #: Join this consultation; None: follow the site's newest active consultation.
+    consultation_id: str | None = None
+    #: Where the HL7 listener binds (monitors connect in).
+    hl7_host: str = "0.0.0.0"  # noqa: S104
+
+
+Source = DeviceReader | Hl7Listener
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.client = SignalingClient(
+            config.server_url,
+            GatewayCredentials(config.name, config.key),
+            client_name="telemed-gateway",
+        )
+        self.vitals = VitalsProcessor(config.mains_hz)
+        self.sources: list[Source] = [self._source(spec) for spec in config.devices]
+        self.consultation_id: str | None = None
+        #: Messages a newly connected clinician gets first: channel metadata, the latest
+        #: value of each numeric, each device's state. Touched on the event loop only.
+        self._retained: dict[tuple[str, ...], str] = {}
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vitals")
+        self._capture: CaptureThread | None = None
+        self._frames: FrameProcessor | None = None
+        self.peers: PeerSet | None = None
+        self.ready = asyncio.Event()
+        self.packets_sent = 0
+        self.events_sent = 0
+
+    def _source(self, spec: DeviceSpec) -> Source:
+        if spec.protocol == "hl7":
+            return Hl7Listener(self.config.hl7_host, int(spec.port), spec.device_id or "hl7")
+        return DeviceReader(DRIVERS[spec.protocol], spec.port, spec.device_id)
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled; raises SignalingError when the gateway's key is refused."""
+        video = self._start_video()
+        try:
+            await self.client.start()
+            self.peers = PeerSet(self.client.send, self._ice_servers, video, self.greeting)
+            async with asyncio.TaskGroup() as tasks:
+                for source in self.sources:
+                    tasks.create_task(source.run(), name=f"device-{_name(source)}")
+                    tasks.create_task(self._pump(source), name=f"pump-{_name(source)}")
+                tasks.create_task(self.peers.run(), name="peer-restarts")
+                tasks.create_task(self._signaling(), name="signaling")
+                tasks.create_task(self._follow(), name="consultation")
+                self.ready.set()
+        finally:
+            await self._stop(video)
+
+    async def _stop(self, video: MediaStreamTrack | None) -> None:
+        if self.peers is not None:
+            await self.peers.close()
+        with contextlib.suppress(Exception):
+            await self.client.leave()
+        await self.client.close()
+        if video is not None:
+            video.stop()
+        if self._capture is not None:
+            await self._capture.stop()
+        if self._frames is not None:
+            self._frames.close()
+        self._worker.shutdown(wait=True, cancel_futures=True)
+
+    def _start_video(self) -> MediaStreamTrack | None:
+        camera = self.config.camera
+        if camera is None:
+            return None
+        settings = self.config.video
+        source: FrameSource
+        if camera == "synthetic":
+            source = SyntheticSource(settings.width, settings.height)
+        else:
+            source = OpenCvSource(int(camera) if camera.isdigit() else camera)
+        mailbox = LatestFrame(asyncio.get_running_loop())
+        self._capture = CaptureThread(source, mailbox)
+        self._capture.start()
+        self._frames = FrameProcessor(settings)
+        return PipelineVideoTrack(mailbox, self._frames)
+
+    async def _ice_servers(self) -> list[RTCIceServer]:
+        try:
+            body = await self.client.api("GET", "/api/ice-servers")
+        except (SignalingError, OSError) as exc:
+            log.warning("no ICE servers from the server (%s): host candidates only", exc)
+            return []
+        return [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in body["ice_servers"]
+        ]
+
+    def greeting(self) -> list[str]:
+        return list(self._retained.values())
+
+    # -- devices -> peers --------------------------------------------------------------------
+
+    async def _pump(self, source: Source) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            event: DeviceEvent = await source.events.get()
+            # Filtering and beat detection run in the worker thread, in arrival order.
+            outgoing = await loop.run_in_executor(self._worker, self.vitals.handle, event)
+            for item in outgoing:
+                if isinstance(item, WirePacket):
+                    self.packets_sent += 1
+                    if self.peers is not None:
+                        self.peers.send_waveform(item)
+                else:
+                    self._retain(item)
+                    self.events_sent += 1
+                    if self.peers is not None:
+                        self.peers.send_event(item)
+
+    def _retain(self, text: str) -> None:
+        message = json.loads(text)
+        match message["type"]:
+            case "channel":
+                self._retained[("channel", message["device"], str(message["channel"]))] = text
+            case "numeric":
+                self._retained[("numeric", message["device"], message["code"])] = text
+            case "status":
+                self._retained[("status", message["device"])] = text
+
+    # -- signaling -------------------------------------------------------------------------
+
+    async def _signaling(self) -> None:
+        while True:
+            await self._on_message(await self.client.recv())
+
+    async def _on_message(self, message: ServerMessage) -> None:
+        peers = self.peers
+        assert peers is not None
+        match message:
+            case Joined():
+                self.consultation_id = message.consultation.id
+                own = self.client.peer_id
+                await peers.sync([p for p in message.peers if p.peer_id != own])
+            case PeerJoined():
+                await peers.peer_joined(message.peer)
+            case PeerLeft():
+                await peers.peer_left(message.peer_id)
+            case Answer():
+                await peers.answer(message)
+            case Candidate():
+                await peers.candidate(message)
+            case Offer():
+                await peers.offer(message)
+            case ConsultationStateChanged():
+                if message.consultation.state in (
+                    ConsultationState.CLOSED,
+                    ConsultationState.CANCELLED,
+                ):
+                    log.info("consultation %s ended", message.consultation.id)
+                    await self._left()
+            case Error():
+                log.warning("server error %s: %s", message.code, message.reason)
+                if message.ref == "join":
+                    await self._left()
+
+    async def _left(self) -> None:
+        self.consultation_id = None
+        if self.peers is not None:
+            await self.peers.left_consultation()
+        with contextlib.suppress(OSError, SignalingError):
+            await self.client.leave()
+
+    async def _follow(self) -> None:
+        """Join the configured consultation, or the site's newest active one; rejoin after one
+        ends when following."""
+        while True:
+            if self.consultation_id is None:
+                target = self.config.consultation_id or await self._newest_active()
+                if target is not None:
+                    try:
+                        joined = await self.client.join(target)
+                    except (SignalingError, TimeoutError) as exc:
+                        log.warning("cannot join %s: %s", target, exc)
+                    else:
+                        self.consultation_id = joined.consultation.id
+                        log.info("joined consultation %s", target)
+            await asyncio.sleep(FOLLOW_POLL_S)
+
+    async def _newest_active(self) -> str | None:
+        welcome = self.client.welcome
+        if welcome is None:
+            return None
+        try:
+            rows = await self.client.api("GET", "/api/consultations")
+        except (SignalingError, OSError) as exc:
+            log.info("cannot list consultations: %s", exc)
+            return None
+        mine = [
+            r
+            for r in rows
+            if r["state"] == ConsultationState.ACTIVE and r["requesting_site"] == welcome.site
+        ]
+        mine.sort(key=lambda r: str(r.get("created_at", "")))
+        return str(mine[-1]["id"]) if mine else None
+
+
+def _name(source: Source) -> str:
+    return source.device_id if isinstance(source, DeviceReader) else f"hl7:{source.port}"

@@ -1,0 +1,207 @@
+"""Device events -> what travels to the other site: waveform packets and JSON event messages.
+
+Pure and synchronous (the gateway runs it in its worker thread, off the event loop). The
+messages on the reliable ``events`` channel are JSON objects with a ``type``:
+
+- ``channel``: a waveform channel's metadata, sent before its first packet and again when
+  asked (:meth:`VitalsProcessor.announcements`): ``channel`` (the MDC code the wire packets
+  carry), ``code``, ``refid``, ``unit``, ``sample_rate``, ``device``.
+- ``numeric``: one value: ``code``, ``mdc``, ``refid``, ``loinc``, ``unit``, ``value`` (null
+  when the device had none), ``time`` (gateway clock), ``device_time``, ``device``,
+  ``quality`` (flag names), ``derived`` (true when the gateway computed it from a waveform:
+  heart rate from ECG, pulse rate from pleth).
+- ``beats``: R peaks or pulse peaks: ``channel`` and ``times`` (s since the epoch, device
+  clock of the waveform).
+- ``status``: a device's state: ``device``, ``state``, ``detail``, ``time``.
+- ``quality``: a waveform's signal quality, 0..1: ``channel``, ``score``, ``time``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from devices.codes import ECG_II, HEART_RATE, PLETH, PULSE_RATE, VitalCode
+from devices.export import to_dict
+from devices.model import DeviceEvent, DeviceStatus, FrameError, Observation, WaveformChunk
+from media.rtc.wire import MAX_SAMPLES, WirePacket
+from media.waveform.channel import ChannelOutput, EcgChannel, PlethChannel
+
+#: A derived rate is sent at most this often per channel.
+DERIVED_EVERY_S = 1.0
+
+Outgoing = WirePacket | str
+
+
+@dataclass
+class _Channel:
+    code: VitalCode
+    device_id: str
+    sample_rate: float
+    sequence: itertools.count[int] = field(default_factory=itertools.count)
+    process: Callable[[np.ndarray], ChannelOutput] | None = None
+    samples_seen: int = 0
+    last_derived: float = float("-inf")
+
+    def announcement(self) -> str:
+        return _json(
+            {
+                "type": "channel",
+                "channel": self.code.mdc,
+                "code": self.code.key,
+                "refid": self.code.refid,
+                "unit": self.code.ucum,
+                "sample_rate": self.sample_rate,
+                "device": self.device_id,
+            }
+        )
+
+
+def _json(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), allow_nan=False)
+
+
+class VitalsProcessor:
+    """Turns each device event into outgoing packets and messages. ``mains_hz`` is the
+    site's mains frequency (the ECG notch)."""
+
+    def __init__(self, mains_hz: float) -> None:
+        self.mains_hz = mains_hz
+        self._channels: dict[tuple[str, int], _Channel] = {}
+        self.frame_errors = 0
+
+    def announcements(self) -> list[str]:
+        """The ``channel`` message of every channel seen so far (for a peer that just joined)."""
+        return [c.announcement() for c in self._channels.values()]
+
+    def handle(self, event: DeviceEvent) -> list[Outgoing]:
+        match event:
+            case WaveformChunk():
+                return self._waveform(event)
+            case Observation():
+                return [_numeric(event)]
+            case DeviceStatus():
+                message = to_dict(event)
+                return [
+                    _json(
+                        {
+                            "type": "status",
+                            "device": message["device"],
+                            "state": message["state"],
+                            "detail": message["detail"],
+                            "time": message["receive_time"],
+                        }
+                    )
+                ]
+            case FrameError():
+                self.frame_errors += 1  # counted and logged by the reader; nothing to send
+                return []
+        raise TypeError(f"not a device event: {event!r}")
+
+    def _waveform(self, chunk: WaveformChunk) -> list[Outgoing]:
+        key = (chunk.device_id, chunk.code.mdc)
+        channel = self._channels.get(key)
+        out: list[Outgoing] = []
+        if channel is None or channel.sample_rate != chunk.sample_rate:
+            channel = _Channel(chunk.code, chunk.device_id, chunk.sample_rate)
+            channel.process = _pipeline(chunk.code, chunk.sample_rate, self.mains_hz)
+            self._channels[key] = channel
+            out.append(channel.announcement())
+        samples = np.asarray(chunk.samples, dtype=np.float32)
+        shown = samples
+        if channel.process is not None and len(samples):
+            result = channel.process(samples.astype(np.float64))
+            shown = result.samples
+            out.extend(self._derived(channel, chunk, result))
+        for k in range(0, len(shown), MAX_SAMPLES):
+            part = shown[k : k + MAX_SAMPLES]
+            out.append(
+                WirePacket(
+                    channel=chunk.code.mdc,
+                    sequence=next(channel.sequence) & 0xFFFFFFFF,
+                    sample_rate=chunk.sample_rate,
+                    first_time=chunk.first_sample_time + k / chunk.sample_rate,
+                    samples=part,
+                )
+            )
+        channel.samples_seen += len(samples)
+        return out
+
+    def _derived(
+        self, channel: _Channel, chunk: WaveformChunk, result: ChannelOutput
+    ) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        # Beat times on the waveform's own clock: stream index -> time of that sample.
+        origin = chunk.first_sample_time - channel.samples_seen / chunk.sample_rate
+        if result.beats:
+            times = [round(origin + b / chunk.sample_rate, 4) for b in result.beats]
+            out.append(_json({"type": "beats", "channel": chunk.code.mdc, "times": times}))
+        for score in result.quality:
+            out.append(
+                _json(
+                    {
+                        "type": "quality",
+                        "channel": chunk.code.mdc,
+                        "score": round(score.score, 3),
+                        "time": round(origin + score.end / chunk.sample_rate, 4),
+                    }
+                )
+            )
+        rate_code = HEART_RATE if chunk.code is ECG_II else PULSE_RATE
+        if result.beats and chunk.receive_time - channel.last_derived >= DERIVED_EVERY_S:
+            channel.last_derived = chunk.receive_time
+            rate = None if result.rate is None else round(result.rate, 1)
+            out.append(
+                _json(
+                    {
+                        "type": "numeric",
+                        "code": rate_code.key,
+                        "mdc": rate_code.mdc,
+                        "refid": rate_code.refid,
+                        "loinc": rate_code.loinc,
+                        "unit": rate_code.ucum,
+                        "value": rate,
+                        "time": chunk.receive_time,
+                        "device_time": None,
+                        "device": chunk.device_id,
+                        "quality": [],
+                        "derived": True,
+                    }
+                )
+            )
+        return out
+
+
+def _pipeline(
+    code: VitalCode, fs: float, mains_hz: float
+) -> Callable[[np.ndarray], ChannelOutput] | None:
+    if code is ECG_II:
+        return EcgChannel(fs, mains_hz).process
+    if code is PLETH:
+        return PlethChannel(fs).process
+    return None  # other waveforms (respiration, pressure) travel as the device sent them
+
+
+def _numeric(observation: Observation) -> str:
+    message = to_dict(observation)
+    return _json(
+        {
+            "type": "numeric",
+            "code": message["code"],
+            "mdc": message["mdc"],
+            "refid": message["refid"],
+            "loinc": message["loinc"],
+            "unit": message["unit"],
+            "value": message["value"],
+            "time": message["receive_time"],
+            "device_time": message["device_time"],
+            "device": message["device"],
+            "quality": message["quality"],
+            "derived": False,
+        }
+    )

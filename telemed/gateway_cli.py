@@ -1,0 +1,137 @@
+"""``telemed gateway``: run the bedside gateway (devices and camera -> the other site)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from devices.simulation.patient import Patient, PatientParameters
+from devices.simulation.pty_link import PtyLink
+from devices.simulation.registry import SIMULATORS
+from media.video.processing import ProcessingSettings
+from signaling.client import SignalingError
+from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
+from telemed.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "run the bedside gateway: read devices and the camera, send them to the other site"
+    p = sub.add_parser("gateway", help=text, description=text)
+    p.add_argument("--server", help="server base URL (setting gateway.server_url)")
+    p.add_argument("--name", help="gateway account name (setting gateway.name)")
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        help="file holding the gateway key (else setting gateway.key, e.g. TELEMED_GATEWAY__KEY)",
+    )
+    p.add_argument("--site", help="the bedside's site: sets the ECG mains notch")
+    p.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="PROTOCOL:PORT",
+        help="a device to read, e.g. cms50:/dev/ttyUSB0 or hl7:2575 (repeatable)",
+    )
+    p.add_argument(
+        "--simulate",
+        action="append",
+        default=[],
+        metavar="PROTOCOL",
+        choices=sorted(SIMULATORS),
+        help="also start a simulated device on a pseudo-terminal and read it (repeatable)",
+    )
+    p.add_argument("--camera", help="synthetic, a camera index, a device path, a file or a URL")
+    p.add_argument("--size", help="video size WIDTHxHEIGHT (default 640x480)")
+    p.add_argument("--consultation", help="join this consultation (default: follow the site's)")
+    p.add_argument("--seconds", type=float, help="stop after this long (default: run until ^C)")
+
+
+def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
+    """The gateway's configuration: flags first, then settings. Raises SettingsError."""
+    options = settings.gateway
+    name = args.name or options.name
+    if not name:
+        raise SettingsError("the gateway needs a name: --name or setting gateway.name")
+    if args.key_file is not None:
+        try:
+            key = args.key_file.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(f"cannot read the key file: {exc}") from None
+    elif options.key is not None:
+        key = options.key.get_secret_value()
+    else:
+        raise SettingsError("the gateway needs its key: --key-file or TELEMED_GATEWAY__KEY")
+    site_code = args.site or options.site
+    if not site_code:
+        raise SettingsError("the gateway needs its site: --site or setting gateway.site")
+    site = settings.site(site_code)
+    width, height = options.width, options.height
+    if args.size:
+        try:
+            w, _, h = args.size.lower().partition("x")
+            width, height = int(w), int(h)
+        except ValueError:
+            raise SettingsError(f"--size {args.size!r}: expected WIDTHxHEIGHT") from None
+    try:
+        devices = tuple(DeviceSpec.parse(d) for d in (*options.devices, *args.device))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    server = args.server or options.server_url or f"http://{settings.host}:{settings.port}"
+    return GatewayConfig(
+        server_url=server,
+        name=name,
+        key=key,
+        mains_hz=site.mains_hz,
+        devices=devices,
+        camera=args.camera or options.camera,
+        video=ProcessingSettings(
+            width=width, height=height, overlay=site.name, timezone=site.timezone
+        ),
+        consultation_id=args.consultation or options.consultation,
+    )
+
+
+async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None) -> int:
+    with tempfile.TemporaryDirectory(prefix="telemed-sim-") as tmp:
+        simulators = []
+        for k, protocol in enumerate(simulate):
+            link = PtyLink(Path(tmp) / f"{protocol}-{k}")
+            simulators.append(SIMULATORS[protocol](link, Patient(PatientParameters(seed=k))))
+            spec = DeviceSpec(protocol, link.path, f"{protocol}-sim-{k}")
+            config = replace(config, devices=(*config.devices, spec))
+        gateway = Gateway(config)
+        tasks = [asyncio.create_task(s.run(), name=f"simulator-{s.name}") for s in simulators]
+        main = asyncio.create_task(gateway.run(), name="gateway")
+        tasks.append(main)
+        try:
+            await asyncio.wait_for(asyncio.shield(main), seconds)
+        except TimeoutError:
+            pass
+        except SignalingError as exc:
+            print(f"telemed: the server refused the gateway: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, SignalingError):
+                    await task
+        print(
+            f"gateway stopped: {gateway.packets_sent} waveform packets, "
+            f"{gateway.events_sent} event messages",
+            file=sys.stderr,
+        )
+        return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    config = config_from(args, settings)
+    return asyncio.run(_run(config, args.simulate, args.seconds))
