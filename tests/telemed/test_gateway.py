@@ -1,0 +1,160 @@
+"""The gateway's vitals processing, and `telemed gateway` as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from devices.codes import ECG_II, PLETH, SPO2
+from devices.model import DeviceState, DeviceStatus, FrameError, Observation, WaveformChunk
+from media.rtc.wire import MAX_SAMPLES, WirePacket, decode, encode
+from media.waveform.channel import EcgChannel
+from telemed.gateway.runner import DeviceSpec
+from telemed.gateway.vitals import VitalsProcessor
+from tests.helpers import LiveServer
+
+
+def _ecg(seconds: float, fs: float = 250.0, rate: float = 75.0) -> np.ndarray:
+    """Narrow spikes at ``rate`` a minute over 60 Hz hum: enough of an ECG for the detector."""
+    t = np.arange(0, seconds, 1 / fs)
+    beats = np.arange(0.4, seconds, 60.0 / rate)
+    x = sum(np.exp(-0.5 * ((t - b) / 0.012) ** 2) for b in beats)
+    return np.asarray(x + 0.2 * np.sin(2 * np.pi * 60 * t), dtype=np.float64)
+
+
+def _chunks(x: np.ndarray, fs: float, n: int, start: float = 1000.0) -> list[WaveformChunk]:
+    return [
+        WaveformChunk(
+            ECG_II, fs, start + k / fs, x[k : k + n].astype(np.float32), "monitor", start + k / fs
+        )
+        for k in range(0, len(x), n)
+    ]
+
+
+def _messages(out: list[WirePacket | str]) -> list[dict[str, object]]:
+    return [json.loads(o) for o in out if isinstance(o, str)]
+
+
+def test_ecg_becomes_announced_packets_beats_and_a_derived_heart_rate() -> None:
+    fs = 250.0
+    processor = VitalsProcessor(mains_hz=60.0)
+    out: list[WirePacket | str] = []
+    for chunk in _chunks(_ecg(20.0), fs, 125):
+        out.extend(processor.handle(chunk))
+    messages = _messages(out)
+    assert messages[0] == {
+        "type": "channel",
+        "channel": ECG_II.mdc,
+        "code": "ecg_ii",
+        "refid": ECG_II.refid,
+        "unit": "mV",
+        "sample_rate": fs,
+        "device": "monitor",
+    }
+    assert sum(m["type"] == "channel" for m in messages) == 1
+    packets = [o for o in out if isinstance(o, WirePacket)]
+    assert [p.sequence for p in packets] == list(range(len(packets)))
+    shown = np.concatenate([p.samples for p in packets])
+    tail = shown[int(5 * fs) :]
+    spectrum = np.abs(np.fft.rfft(tail - tail.mean()))
+    freqs = np.fft.rfftfreq(len(tail), 1 / fs)
+    hum = spectrum[np.argmin(np.abs(freqs - 60.0))]
+    assert hum < 0.05 * spectrum.max()  # the site's mains notched out of what is shown
+    beat_times = [t for m in messages if m["type"] == "beats" for t in m["times"]]  # type: ignore[attr-defined]
+    expected = 1000.0 + np.arange(0.4, 20.0, 0.8)
+    found = [min(abs(expected - t)) for t in beat_times]
+    assert len(beat_times) >= len(expected) - 4 and max(found) < 0.03
+    rates = [m for m in messages if m["type"] == "numeric"]
+    assert rates and all(m["code"] == "heart_rate" and m["derived"] for m in rates)
+    assert all(abs(float(m["value"]) - 75.0) < 2 for m in rates if m["value"] is not None)  # type: ignore[arg-type]
+    for packet in packets[:3]:  # what goes on the wire decodes to the same
+        again = decode(encode(packet))
+        assert np.allclose(again.samples, packet.samples, atol=1e-3 * np.abs(packet.samples).max())
+
+
+def test_gaps_stay_gaps_and_do_not_poison_the_filters() -> None:
+    fs = 250.0
+    x = _ecg(12.0)
+    x[1000:1100] = np.nan  # the lead came off for 0.4 s
+    channel = EcgChannel(fs, 60.0)
+    shown = np.concatenate([channel.process(x[k : k + 50]).samples for k in range(0, len(x), 50)])
+    assert np.isnan(shown[1000:1100]).all()
+    assert not np.isnan(shown[:1000]).any() and not np.isnan(shown[1100:]).any()
+    assert np.nanmax(np.abs(shown[1500:])) < 5  # the filters recovered
+
+
+def test_long_chunks_are_split_and_other_events_pass_as_messages() -> None:
+    processor = VitalsProcessor(mains_hz=50.0)
+    long = WaveformChunk(PLETH, 125.0, 10.0, np.zeros(MAX_SAMPLES + 5, np.float32), "ox", 11.0)
+    packets = [o for o in processor.handle(long) if isinstance(o, WirePacket)]
+    assert [len(p.samples) for p in packets] == [MAX_SAMPLES, 5]
+    assert packets[1].first_time == pytest.approx(10.0 + MAX_SAMPLES / 125.0)
+    (numeric,) = _messages(processor.handle(Observation(SPO2, None, "ox", 12.0, 11.5)))
+    assert numeric["value"] is None and numeric["code"] == "spo2" and numeric["derived"] is False
+    (status,) = _messages(processor.handle(DeviceStatus("ox", DeviceState.PROBE_OFF, 13.0)))
+    assert status == {
+        "type": "status",
+        "device": "ox",
+        "state": "probe_off",
+        "detail": "",
+        "time": 13.0,
+    }
+    assert processor.handle(FrameError("ox", "bad checksum", 1, 14.0)) == []
+    assert processor.frame_errors == 1
+
+
+def test_device_specs_name_known_protocols() -> None:
+    assert DeviceSpec.parse("cms50:/dev/ttyUSB0") == DeviceSpec("cms50", "/dev/ttyUSB0")
+    assert DeviceSpec.parse("hl7:2575").port == "2575"
+    for bad in ("cms50", "nosuch:/dev/ttyS0", "datex:"):
+        with pytest.raises(ValueError, match=r"PROTOCOL:PORT|unknown protocol"):
+            DeviceSpec.parse(bad)
+
+
+@pytest.mark.slow
+async def test_telemed_gateway_command_sends_a_simulated_oximeter(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    await server.add_gateway("bed-2.wonju", "wonju", "bed-2-key-0123456789abcdef0123456789")
+    key_file = tmp_path / "key"
+    key_file.write_text("bed-2-key-0123456789abcdef0123456789\n")
+    args = ["gateway", "--server", server.base_url, "--name", "bed-2.wonju"]
+    args += ["--key-file", str(key_file), "--site", "wonju", "--simulate", "cms50"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "telemed",
+        *args,
+        "--seconds",
+        "6",
+        env={**os.environ, "TELEMED_DATA_DIR": str(tmp_path)},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode()
+    assert proc.returncode == 0, text
+    packets = int(text.split("gateway stopped: ")[1].split(" waveform packets")[0])
+    # 60 pleth packets a second once the process is up and the pty opened (a few seconds).
+    assert packets > 60
+    assert "Traceback" not in text
+
+    # A wrong key: a clear refusal and exit status 1, not a traceback.
+    key_file.write_text("not-the-key")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "telemed",
+        *args,
+        env={**os.environ, "TELEMED_DATA_DIR": str(tmp_path)},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1, err.decode()
+    assert "refused" in err.decode()
+    assert "Traceback" not in err.decode()
