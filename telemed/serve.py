@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
+from clinic_ui import STATIC_DIR
 from signaling.config import ServerConfig
 from signaling.schema import Role
 from signaling.server.app import create_app
@@ -42,7 +43,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     config = settings.server_config()
     server = uvicorn.Server(
         uvicorn_config(
-            create_app(config),
+            create_app(config, static_dir=STATIC_DIR),
             config,
             host or settings.host,
             port or settings.port,
@@ -107,5 +108,7 @@ def demo(settings: Settings, host: str | None, port: int | None) -> None:
         "",
     ]
     logging.getLogger("telemed").warning("\n".join(lines))
-    server = uvicorn.Server(uvicorn_config(create_app(config), config, h, p, settings.log_level))
+    server = uvicorn.Server(
+        uvicorn_config(create_app(config, static_dir=STATIC_DIR), config, h, p, settings.log_level)
+    )
     server.run()

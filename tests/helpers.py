@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 import httpx
 import uvicorn
 
+from clinic_ui import STATIC_DIR
 from signaling.config import ServerConfig
 from signaling.schema import Role, ServerMessage
 from signaling.server.app import create_app
@@ -67,7 +68,7 @@ class LiveServer:
 @contextlib.asynccontextmanager
 async def run_server(config: ServerConfig) -> AsyncIterator[LiveServer]:
     """Serve ``config`` with uvicorn on 127.0.0.1 (a free port) in this event loop."""
-    app = create_app(config)
+    app = create_app(config, static_dir=STATIC_DIR)
     server = uvicorn.Server(uvicorn_config(app, config, "127.0.0.1", 0, "warning"))
     task = asyncio.create_task(server.serve())
     try:

@@ -1,0 +1,129 @@
+// The bedside link: the WebRTC connection the gateway offers to this browser. Two data
+// channels are negotiated with fixed ids (media/rtc/peer.py): 1 "waveforms", unordered and
+// never retransmitted; 2 "events", reliable (numerics, statuses, the heartbeat).
+import { decode, WireError } from "./wire.js";
+
+const WAVEFORM_CHANNEL_ID = 1;
+const EVENT_CHANNEL_ID = 2;
+/** Nothing heard on the events channel for this long: the link is taken as lost. */
+const SILENCE_MS = 3000;
+
+export class BedsideLink extends EventTarget {
+  constructor(signaling, iceServers) {
+    super();
+    this.signaling = signaling;
+    this.iceServers = iceServers;
+    this.pc = null;
+    this.remote = null; // the gateway's peer id
+    this.lastHeard = 0;
+    this.badPackets = 0;
+    this.lastSequence = new Map();
+    this.state = "waiting";
+    this._watch = setInterval(() => this._checkSilence(), 500);
+  }
+
+  _setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: state }));
+  }
+
+  async acceptOffer(message) {
+    this.closeConnection();
+    this.remote = message.from;
+    this.lastSequence.clear();
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    this.pc = pc;
+    this._setState("connecting");
+    const waves = pc.createDataChannel("waveforms", {
+      ordered: false, maxRetransmits: 0, negotiated: true, id: WAVEFORM_CHANNEL_ID,
+    });
+    waves.binaryType = "arraybuffer";
+    waves.onmessage = (event) => this._onWaveform(event.data);
+    const events = pc.createDataChannel("events", { negotiated: true, id: EVENT_CHANNEL_ID });
+    events.onmessage = (event) => this._onEvent(events, event.data);
+    events.onopen = () => { this.lastHeard = Date.now(); this._setState("connected"); };
+    pc.ontrack = (event) => {
+      const stream = event.streams[0] || new MediaStream([event.track]);
+      this.dispatchEvent(new CustomEvent("video", { detail: stream }));
+    };
+    pc.onicecandidate = (event) => {
+      const c = event.candidate;
+      // mDNS host names (*.local) mean nothing to the gateway; its checks find us anyway.
+      if (!c || !c.candidate || c.candidate.includes(".local")) return;
+      this.signaling.send({
+        type: "candidate", to: this.remote, candidate: c.candidate,
+        sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex,
+      });
+    };
+    await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.signaling.send({ type: "answer", to: this.remote, sdp: pc.localDescription.sdp });
+  }
+
+  async addCandidate(message) {
+    if (!this.pc || message.from !== this.remote || !message.candidate) return;
+    try {
+      await this.pc.addIceCandidate({
+        candidate: message.candidate, sdpMid: message.sdp_mid, sdpMLineIndex: message.sdp_mline_index,
+      });
+    } catch (err) {
+      console.warn("candidate rejected", err);
+    }
+  }
+
+  peerLeft(peerId) {
+    if (peerId === this.remote) {
+      this.closeConnection();
+      this._setState("waiting");
+    }
+  }
+
+  _onEvent(channel, text) {
+    this.lastHeard = Date.now();
+    if (typeof text !== "string") return;
+    if (text.startsWith('{"t": "hb')) {
+      // The gateway's heartbeat (media/rtc/heartbeat.py): answer each ping in its format.
+      const ping = JSON.parse(text);
+      if (ping.t === "hb") channel.send(`{"t": "hb-ack", "seq": ${ping.seq}, "at": ${ping.at}}`);
+      return;
+    }
+    let message;
+    try { message = JSON.parse(text); } catch { return; }
+    this.dispatchEvent(new CustomEvent("event", { detail: message }));
+  }
+
+  _onWaveform(data) {
+    let packet;
+    try {
+      packet = decode(data);
+    } catch (err) {
+      if (err instanceof WireError) { this.badPackets++; return; }
+      throw err;
+    }
+    // Unordered channel: a packet older than one already shown is too late to draw.
+    const last = this.lastSequence.get(packet.channel);
+    if (last !== undefined) {
+      const ahead = (packet.sequence - last) >>> 0;
+      if (ahead === 0 || ahead > 0x7fffffff) return;
+    }
+    this.lastSequence.set(packet.channel, packet.sequence);
+    this.dispatchEvent(new CustomEvent("waveform", { detail: packet }));
+  }
+
+  _checkSilence() {
+    if (this.state === "connected" && Date.now() - this.lastHeard > SILENCE_MS) {
+      this._setState("lost"); // the gateway notices too and offers a new connection
+    }
+  }
+
+  closeConnection() {
+    if (this.pc) this.pc.close();
+    this.pc = null;
+  }
+
+  close() {
+    clearInterval(this._watch);
+    this.closeConnection();
+  }
+}

@@ -1,0 +1,40 @@
+// The waveform wire format, version 1 (media/rtc/wire.py is the reference): a 28-byte
+// little-endian header, n int16 counts scaled by `scale`, then an optional gap bitmap.
+export const VERSION = 1;
+export const HEADER_SIZE = 28;
+export const MAX_SAMPLES = 8192;
+const FLAG_GAPS = 0x01;
+
+export class WireError extends Error {}
+
+/** Decode one packet (an ArrayBuffer) to {channel, sequence, sampleRate, firstTime, samples};
+ *  samples is a Float32Array with NaN where the device had no value. Throws WireError. */
+export function decode(buffer) {
+  if (buffer.byteLength < HEADER_SIZE) {
+    throw new WireError(`${buffer.byteLength} bytes is shorter than the header`);
+  }
+  const view = new DataView(buffer);
+  const version = view.getUint8(0);
+  if (version !== VERSION) throw new WireError(`wire format version ${version}`);
+  const flags = view.getUint8(1);
+  const n = view.getUint16(2, true);
+  if (n < 1 || n > MAX_SAMPLES) throw new WireError(`sample count ${n}`);
+  const gapBytes = flags & FLAG_GAPS ? Math.ceil(n / 8) : 0;
+  if (buffer.byteLength !== HEADER_SIZE + 2 * n + gapBytes) {
+    throw new WireError(`${buffer.byteLength} bytes does not match the header`);
+  }
+  const channel = view.getUint32(4, true);
+  const sequence = view.getUint32(8, true);
+  const sampleRate = view.getFloat32(12, true);
+  const firstTime = view.getFloat64(16, true);
+  const scale = view.getFloat32(24, true);
+  if (!(sampleRate > 0) || !Number.isFinite(firstTime) || !Number.isFinite(scale)) {
+    throw new WireError("sample rate, time or scale is not a finite number");
+  }
+  const samples = new Float32Array(n);
+  for (let k = 0; k < n; k++) samples[k] = view.getInt16(HEADER_SIZE + 2 * k, true) * scale;
+  for (let k = 0; k < n && gapBytes; k++) {
+    if (view.getUint8(HEADER_SIZE + 2 * n + (k >> 3)) & (1 << (k & 7))) samples[k] = NaN;
+  }
+  return { channel, sequence, sampleRate, firstTime, samples };
+}
