@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from signaling.schema import Role
-from telemed import __version__, admin, devices_cli, gateway_cli, serve, waveform_cli
+from telemed import __version__, admin, demo, devices_cli, gateway_cli, serve, waveform_cli
 from telemed.settings import Settings, SettingsError, load_settings
 
 
@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             serve.serve(settings, args.host, args.port)
             return 0
         case "demo":
-            serve.demo(settings, args.host, args.port)
+            demo.demo(settings, args.host, args.port)
             return 0
         case "users":
             password = _password(args.password_stdin)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from dataclasses import dataclass
 
 import uvicorn
@@ -88,27 +86,3 @@ async def seed_demo(config: ServerConfig) -> None:
             await accounts.add_gateway(db, name, site, key)
     finally:
         await db.close()
-
-
-def demo(settings: Settings, host: str | None, port: int | None) -> None:
-    """Serve with demo accounts, keeping demo data apart from real data (``data_dir/demo``)."""
-    demo_settings = settings.model_copy(update={"data_dir": settings.data_dir / "demo"})
-    config = demo_settings.server_config()
-    asyncio.run(seed_demo(config))
-    h, p = host or settings.host, port or settings.port
-    lines = [
-        "",
-        "telemed demo: the signaling server with demo accounts (demo data only)",
-        f"  API and its documentation: http://{h}:{p}/docs",
-        f"  WebSocket signaling:       ws://{h}:{p}/ws",
-        "  accounts (username / password / role / site):",
-        *(f"    {a.username:16} {a.password:22} {a.role:10} {a.site}" for a in DEMO_ACCOUNTS),
-        f"  gateway {DEMO_GATEWAY[0]} key: {DEMO_GATEWAY[2]}",
-        f"  data: {demo_settings.data_dir}",
-        "",
-    ]
-    logging.getLogger("telemed").warning("\n".join(lines))
-    server = uvicorn.Server(
-        uvicorn_config(create_app(config, static_dir=STATIC_DIR), config, h, p, settings.log_level)
-    )
-    server.run()

@@ -13,7 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from signaling.client import SignalingClient, UserCredentials
+from signaling.schema import Offer, PeerJoined, PrincipalKind
 from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY
+from tests.helpers import next_of_type
 
 pytestmark = pytest.mark.slow
 
@@ -54,21 +57,41 @@ async def test_demo_serves_seeded_accounts(tmp_path: Path) -> None:
                 assert r.status_code == 200, r.text
                 return {"Authorization": f"Bearer {r.json()['token']}"}
 
-            tech = await login("tech.wonju")
-            created = await http.post(
-                "/api/consultations",
-                headers=tech,
-                json={"consulting_site": "koriyama", "consent_cross_border": False},
-            )
-            assert created.status_code == 201
+            page = await http.get("/")
+            assert page.status_code == 200 and "js/app.js" in page.text  # the clinic app
+
+            # The demo's Wonju request waits for Koriyama; accepting it brings the bedside.
             doctor = await login("doctor.koriyama")
-            accepted = await http.post(
-                f"/api/consultations/{created.json()['id']}/accept", headers=doctor
+            requested: list[dict[str, str]] = []
+            for _ in range(100):  # the demo files its request right after the server is up
+                rows = (await http.get("/api/consultations", headers=doctor)).json()
+                requested = [r for r in rows if r["state"] == "requested"]
+                if requested:
+                    break
+                await asyncio.sleep(0.1)
+            (request,) = requested
+            assert (request["requesting_site"], request["consulting_site"]) == (
+                "wonju",
+                "koriyama",
             )
+            accepted = await http.post(f"/api/consultations/{request['id']}/accept", headers=doctor)
             assert accepted.json()["state"] == "active"
-            name, _, key = DEMO_GATEWAY
-            gw = await http.post("/api/auth/gateway", json={"name": name, "key": key})
-            assert gw.status_code == 200
+            client = SignalingClient(
+                base, UserCredentials("doctor.koriyama", _password("doctor.koriyama"))
+            )
+            await client.start()
+            try:
+                joined = await client.join(request["id"])
+                gateways = [p for p in joined.peers if p.kind is PrincipalKind.GATEWAY]
+                while not gateways:  # the gateway looks for its site's consultation every 2 s
+                    seen = await next_of_type(client.recv, PeerJoined, timeout=15)
+                    if seen.peer.kind is PrincipalKind.GATEWAY:
+                        gateways.append(seen.peer)
+                assert gateways[0].name == DEMO_GATEWAY[0]
+                offer = await next_of_type(client.recv, Offer, timeout=15)
+                assert "m=video" in offer.sdp  # the demo camera comes with it
+            finally:
+                await client.close()
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=15)

@@ -259,7 +259,7 @@ function ended() {
 function renderPeers() {
   $("peers").replaceChildren(...[...room.peers.values()].map((p) => {
     const li = document.createElement("li");
-    const role = p.kind === "gateway" ? "gateway" : t(`role.${p.role}`);
+    const role = p.kind === "gateway" ? t("role.gateway") : t(`role.${p.role}`);
     li.textContent = `${p.name} · ${role} · ${siteName(p.site)}`;
     return li;
   }));

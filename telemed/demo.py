@@ -1,0 +1,126 @@
+"""``telemed demo``: the whole pilot on one machine, with demo data only.
+
+The server (API, signaling, the clinic app) with demo accounts in ``data_dir/demo``; a Wonju
+bedside gateway reading two simulated devices on pseudo-terminals (an IntelliVue monitor:
+ECG, pleth, HR, SpO2, NIBP, respiration, temperature; a CMS50 oximeter) and a synthetic
+camera; and a consultation Wonju has requested from Koriyama, waiting to be accepted. A
+newcomer opens the printed address, signs in as the Koriyama doctor, accepts and opens it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+from clinic_ui import STATIC_DIR
+from devices.simulation.patient import Patient, PatientParameters
+from devices.simulation.pty_link import PtyLink
+from devices.simulation.registry import SIMULATORS
+from media.video.processing import ProcessingSettings
+from signaling.client import SignalingClient, SignalingError, UserCredentials
+from signaling.server.app import create_app
+from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
+from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY, seed_demo, uvicorn_config
+from telemed.settings import Settings
+
+log = logging.getLogger("telemed")
+
+#: The simulated bedside devices: protocol and device id.
+DEMO_DEVICES = (("intellivue", "monitor-1"), ("cms50", "oximeter-1"))
+
+
+def demo(settings: Settings, host: str | None, port: int | None) -> None:
+    asyncio.run(run_demo(settings, host or settings.host, port or settings.port))
+
+
+async def run_demo(settings: Settings, host: str, port: int) -> None:
+    demo_settings = settings.model_copy(update={"data_dir": settings.data_dir / "demo"})
+    config = demo_settings.server_config()
+    await seed_demo(config)
+    app = create_app(config, static_dir=STATIC_DIR)
+    server = uvicorn.Server(uvicorn_config(app, config, host, port, settings.log_level))
+    serving = asyncio.create_task(server.serve(), name="server")
+    while not server.started:
+        if serving.done():
+            return await serving  # it could not start (port taken): uvicorn said why
+        await asyncio.sleep(0.05)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    base = f"http://{local}:{bound}"
+    await _request_consultation(base)
+    name, site_code, key = DEMO_GATEWAY
+    site = settings.site(site_code)
+    with tempfile.TemporaryDirectory(prefix="telemed-demo-") as tmp:
+        tasks: list[asyncio.Task[None]] = []
+        devices = []
+        for k, (protocol, device_id) in enumerate(DEMO_DEVICES):
+            link = PtyLink(Path(tmp) / device_id)
+            patient = Patient(PatientParameters(heart_rate=78.0, spo2=96.0, seed=11))
+            simulator = SIMULATORS[protocol](link, patient)
+            tasks.append(asyncio.create_task(simulator.run(), name=f"simulator-{k}"))
+            devices.append(DeviceSpec(protocol, link.path, device_id))
+        gateway = Gateway(
+            GatewayConfig(
+                server_url=base,
+                name=name,
+                key=key,
+                mains_hz=site.mains_hz,
+                devices=tuple(devices),
+                camera="synthetic",
+                video=ProcessingSettings(640, 480, overlay=site.name, timezone=site.timezone),
+            )
+        )
+        tasks.append(asyncio.create_task(gateway.run(), name="gateway"))
+        _banner(base, demo_settings)
+        try:
+            await serving  # until ^C: uvicorn stops serving
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, SignalingError):
+                    await task
+
+
+async def _request_consultation(base: str) -> None:
+    """Wonju's technician asks Koriyama, unless a request or consultation is already open."""
+    tech = next(a for a in DEMO_ACCOUNTS if a.username == "tech.wonju")
+    client = SignalingClient(base, UserCredentials(tech.username, tech.password))
+    try:
+        await client.login()
+        rows = await client.api("GET", "/api/consultations")
+        if not any(r["state"] in ("requested", "active") for r in rows):
+            await client.api(
+                "POST",
+                "/api/consultations",
+                {
+                    "consulting_site": "koriyama",
+                    "consent_cross_border": False,
+                    "reason": "demo: chest pain, ECG review",
+                },
+            )
+    finally:
+        await client.close()
+
+
+def _banner(base: str, settings: Settings) -> None:
+    name, _, key = DEMO_GATEWAY
+    lines = [
+        "",
+        "telemed demo: server, clinic app and a simulated Wonju bedside (demo data only)",
+        f"  clinic app:  {base}/   (sign in as doctor.koriyama, accept, open)",
+        f"  API docs:    {base}/docs",
+        "  accounts (username / password / role / site):",
+        *(f"    {a.username:16} {a.password:22} {a.role:10} {a.site}" for a in DEMO_ACCOUNTS),
+        f"  gateway {name} (key {key}) reads: "
+        + ", ".join(f"{p} ({d})" for p, d in DEMO_DEVICES)
+        + " and a synthetic camera",
+        f"  data: {settings.data_dir}",
+        "",
+    ]
+    log.warning("\n".join(lines))
