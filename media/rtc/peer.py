@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 WAVEFORM_CHANNEL_ID = 1
 EVENT_CHANNEL_ID = 2
 _PUMP_S = 0.05
+#: What may wait in aiortc's send buffer before packets are dropped: about 2 s of a 500 Hz
+#: ECG and a 125 Hz pleth.
+WAVEFORM_BUFFER_BYTES = 64 * 1024
+EVENT_BUFFER_BYTES = 256 * 1024
 
 
 class PeerEventKind(enum.StrEnum):
@@ -84,6 +88,9 @@ class MediaPeer:
         self.events: asyncio.Queue[PeerEvent] = asyncio.Queue(queue_size)
         self.dropped_events = 0
         self.bad_packets = 0
+        #: Outgoing packets and messages dropped because the link was backed up.
+        self.waveforms_dropped = 0
+        self.events_dropped = 0
         self.waveforms = self.pc.createDataChannel(
             "waveforms", ordered=False, maxRetransmits=0, negotiated=True, id=WAVEFORM_CHANNEL_ID
         )
@@ -166,14 +173,26 @@ class MediaPeer:
         await self.pc.close()
 
     def send_waveform(self, packet: WirePacket) -> bool:
-        """Send if the channel is open; False (and nothing queued) otherwise."""
+        """Send if the channel is open and not backed up; False (nothing queued) otherwise.
+
+        aiortc queues without limit when the link stalls; past ``WAVEFORM_BUFFER_BYTES`` a
+        packet is dropped (and counted) instead: a late sample is worthless, and an unbounded
+        queue on a live path only adds delay."""
         if self.waveforms.readyState != "open":
+            return False
+        if self.waveforms.bufferedAmount > WAVEFORM_BUFFER_BYTES:
+            self.waveforms_dropped += 1
             return False
         self.waveforms.send(encode(packet))
         return True
 
     def send_event(self, text: str) -> bool:
+        """As :meth:`send_waveform`, bounded by ``EVENT_BUFFER_BYTES`` (numerics are resent
+        each second, so dropping one under a stall loses nothing for long)."""
         if self.channel.readyState != "open":
+            return False
+        if self.channel.bufferedAmount > EVENT_BUFFER_BYTES:
+            self.events_dropped += 1
             return False
         self.channel.send(text)
         return True

@@ -76,3 +76,35 @@ async def test_waveforms_echo_and_a_frozen_peer_is_declared_dead_within_3_s() ->
         if proc.stdout:
             proc.stdout.close()
         await local.close()
+
+
+async def test_a_stalled_link_drops_waveforms_instead_of_queueing_them() -> None:
+    from media.rtc.peer import WAVEFORM_BUFFER_BYTES
+    from media.rtc.wire import encode
+
+    proc, local = await _remote()
+    try:
+        samples = np.sin(np.arange(500) / 10).astype(np.float32)
+        size = len(encode(WirePacket(131330, 0, 500.0, 0.0, samples)))
+        for k in range(20):  # a live peer takes them all
+            assert local.send_waveform(WirePacket(131330, k, 500.0, time.time(), samples))
+            await asyncio.sleep(0.01)
+        assert local.waveforms_dropped == 0
+        proc.send_signal(signal.SIGSTOP)  # the far side stops reading: the window fills
+        sent = 0
+        for k in range(20, 2020):  # about 2 MB in 2 s, far more than the window takes
+            sent += local.send_waveform(WirePacket(131330, k, 500.0, time.time(), samples))
+            assert local.waveforms.bufferedAmount <= WAVEFORM_BUFFER_BYTES + size
+            if k % 20 == 0:
+                await asyncio.sleep(0.02)
+        assert local.waveforms_dropped > 1000
+        assert sent + local.waveforms_dropped == 2000
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait(10)
+        if proc.stdin:
+            proc.stdin.close()
+        if proc.stdout:
+            proc.stdout.close()
+        await local.close()
