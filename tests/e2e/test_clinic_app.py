@@ -5,59 +5,22 @@ with the Wonju technician, switches between Japanese, Korean and English, and en
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 from playwright.async_api import Page, expect
 
 from devices.codes import PLETH
-from devices.simulation.patient import Patient, PatientParameters
-from devices.simulation.pty_link import PtyLink
-from devices.simulation.simulators import Cms50Simulator
 from media.rtc.wire import WirePacket, encode
-from media.video.processing import ProcessingSettings
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Chat, Role
-from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
+from tests.e2e.bedside import bedside
 from tests.e2e.browser import chromium
 from tests.helpers import PASSWORD, LiveServer, next_of_type
 
 pytestmark = pytest.mark.slow
-
-KEY = "bed-1-key-for-browser-tests-0123456789"
-
-
-@contextlib.asynccontextmanager
-async def _bedside(server: LiveServer) -> AsyncIterator[Gateway]:
-    """A simulated oximeter on a pty and a synthetic camera, read by a following gateway."""
-    await server.add_gateway("bed-1.wonju", "wonju", KEY)
-    link = PtyLink()
-    oximeter = Cms50Simulator(link, Patient(PatientParameters(spo2=97.0, heart_rate=72.0)))
-    sim = asyncio.create_task(oximeter.run())
-    await asyncio.sleep(0)
-    gateway = Gateway(
-        GatewayConfig(
-            server_url=server.base_url,
-            name="bed-1.wonju",
-            key=KEY,
-            mains_hz=60.0,
-            devices=(DeviceSpec("cms50", link.path, "oximeter-1"),),
-            camera="synthetic",
-            video=ProcessingSettings(320, 240, overlay="Wonju"),
-        )
-    )
-    task = asyncio.create_task(gateway.run())
-    try:
-        yield gateway
-    finally:
-        for t in (task, sim):
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
 
 
 async def _sign_in(page: Page, base_url: str, username: str) -> None:
@@ -80,7 +43,7 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
             "/api/consultations",
             {"consulting_site": "koriyama", "consent_cross_border": True, "reason": "chest pain"},
         )
-        async with _bedside(server) as gateway, chromium() as browser:
+        async with bedside(server) as gateway, chromium() as browser:
             page = await browser.new_page(locale="en-US")
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))

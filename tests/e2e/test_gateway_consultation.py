@@ -16,21 +16,15 @@ import numpy as np
 import pytest
 
 from devices.codes import PLETH, PULSE_RATE, SPO2
-from devices.simulation.patient import Patient, PatientParameters
-from devices.simulation.pty_link import PtyLink
-from devices.simulation.simulators import Cms50Simulator
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
-from media.video.processing import ProcessingSettings
 from media.video.stamp import read_stamp
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Answer, ConsultationState, Offer, Role
-from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
+from tests.e2e.bedside import bedside
 from tests.helpers import PASSWORD, LiveServer
 
 pytestmark = pytest.mark.slow
-
-GATEWAY_KEY = "bed-1-key-for-tests-0123456789abcdef"
 
 
 @dataclass
@@ -100,107 +94,121 @@ async def _tasks(*coros: Any) -> AsyncIterator[list[asyncio.Task[Any]]]:
                 await task
 
 
-async def test_bedside_to_consulting_doctor(server: LiveServer) -> None:
+async def _active_consultation(
+    server: LiveServer,
+) -> tuple[SignalingClient, Doctor, dict[str, Any]]:
+    """Wonju's technician requests, Koriyama's doctor accepts: both signed in."""
     await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
     await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
-    await server.add_gateway("bed-1.wonju", "wonju", GATEWAY_KEY)
     tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
     doctor = Doctor(SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD)))
-    link = PtyLink()
-    oximeter = Cms50Simulator(link, Patient(PatientParameters(spo2=97.0, heart_rate=72.0)))
-    async with _tasks(oximeter.run()):
-        await asyncio.sleep(0)  # plugged: the pty exists
-        gateway = Gateway(
-            GatewayConfig(
-                server_url=server.base_url,
-                name="bed-1.wonju",
-                key=GATEWAY_KEY,
-                mains_hz=60.0,
-                devices=(DeviceSpec("cms50", link.path, "oximeter-1"),),
-                camera="synthetic",
-                video=ProcessingSettings(320, 240, overlay="Wonju"),
+    await tech.start()
+    await doctor.client.start()
+    row = await tech.api(
+        "POST", "/api/consultations", {"consulting_site": "koriyama", "consent_cross_border": False}
+    )
+    await doctor.client.api("POST", f"/api/consultations/{row['id']}/accept")
+    return tech, doctor, row
+
+
+async def test_bedside_to_consulting_doctor(server: LiveServer) -> None:
+    tech, doctor, row = await _active_consultation(server)
+    try:
+        async with bedside(server) as gateway, _tasks(doctor.answer_offers()):
+            # The gateway follows its site's active consultation by itself.
+            async with asyncio.timeout(15):
+                while gateway.consultation_id != row["id"]:
+                    await asyncio.sleep(0.05)
+            await doctor.client.join(row["id"])
+
+            # Pleth, SpO2 and pulse rate from the device; pulse rate derived from pleth.
+            await _until(
+                lambda: (
+                    len(doctor.numerics("spo2")) >= 2
+                    and len([p for p in doctor.packets if p.channel == PLETH.mdc]) >= 120
+                ),
+                doctor,
             )
-        )
-        await tech.start()
-        await doctor.client.start()
-        try:
-            row = await tech.api(
-                "POST",
-                "/api/consultations",
-                {"consulting_site": "koriyama", "consent_cross_border": False},
-            )
-            await doctor.client.api("POST", f"/api/consultations/{row['id']}/accept")
-            async with _tasks(gateway.run(), doctor.answer_offers()):
-                # The gateway follows its site's active consultation by itself.
-                async with asyncio.timeout(15):
-                    while gateway.consultation_id != row["id"]:
-                        await asyncio.sleep(0.05)
-                await doctor.client.join(row["id"])
+            channel = next(m for m in doctor.messages if m["type"] == "channel")
+            assert channel["channel"] == PLETH.mdc
+            assert channel["sample_rate"] == 60.0
+            assert all(92 <= v <= 100 for v in doctor.numerics(SPO2.key))
+            device_rates = doctor.numerics(PULSE_RATE.key)
+            assert device_rates and all(55 <= v <= 90 for v in device_rates)
+            pleth = [p for p in doctor.packets if p.channel == PLETH.mdc]
+            sequences = [p.sequence for p in pleth]
+            assert sequences == sorted(sequences)
+            samples = np.concatenate([p.samples for p in pleth])
+            assert np.nanstd(samples) > 0  # a live trace, not a flat line
+            assert time.time() - pleth[-1].end_time < 2.0
 
-                # Pleth, SpO2 and pulse rate from the device; pulse rate derived from pleth.
-                await _until(
-                    lambda: (
-                        len(doctor.numerics("spo2")) >= 2
-                        and len([p for p in doctor.packets if p.channel == PLETH.mdc]) >= 120
-                    ),
-                    doctor,
-                )
-                channel = next(m for m in doctor.messages if m["type"] == "channel")
-                assert channel["channel"] == PLETH.mdc
-                assert channel["sample_rate"] == 60.0
-                assert all(92 <= v <= 100 for v in doctor.numerics(SPO2.key))
-                device_rates = doctor.numerics(PULSE_RATE.key)
-                assert device_rates and all(55 <= v <= 90 for v in device_rates)
-                pleth = [p for p in doctor.packets if p.channel == PLETH.mdc]
-                sequences = [p.sequence for p in pleth]
-                assert sequences == sorted(sequences)
-                samples = np.concatenate([p.samples for p in pleth])
-                assert np.nanstd(samples) > 0  # a live trace, not a flat line
-                assert time.time() - pleth[-1].end_time < 2.0
+            # The camera: decoded frames carry the gateway's capture stamp.
+            assert doctor.media is not None
+            async with asyncio.timeout(20):
+                stamp = None
+                while stamp is None:
+                    frame = await doctor.media.video_frames.get()
+                    stamp = read_stamp(np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8))
+            age_ms = (round(time.time() * 1000) - stamp[1]) % 2**32  # the stamp wraps
+            assert age_ms < 5000
 
-                # The camera: decoded frames carry the gateway's capture stamp.
-                assert doctor.media is not None
-                async with asyncio.timeout(20):
-                    stamp = None
-                    while stamp is None:
-                        frame = await doctor.media.video_frames.get()
-                        stamp = read_stamp(
-                            np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
-                        )
-                age_ms = (round(time.time() * 1000) - stamp[1]) % 2**32  # the stamp wraps
-                assert age_ms < 5000
+            # The pulse rate the gateway derives from pleth is the patient's.
+            await _until(lambda: len(doctor.numerics(PULSE_RATE.key, derived=True)) >= 2, doctor)
+            derived = doctor.numerics(PULSE_RATE.key, derived=True)
+            assert all(55 <= v <= 90 for v in derived), derived
 
-                # The pulse rate the gateway derives from pleth is the patient's.
-                await _until(
-                    lambda: len(doctor.numerics(PULSE_RATE.key, derived=True)) >= 2, doctor
-                )
-                derived = doctor.numerics(PULSE_RATE.key, derived=True)
-                assert all(55 <= v <= 90 for v in derived), derived
+            # The doctor leaves and joins again: a fresh offer, data flows again.
+            await doctor.client.leave()
+            async with asyncio.timeout(10):
+                while gateway.peers is not None and gateway.peers.open_peers:
+                    await asyncio.sleep(0.05)
+            before = len(doctor.packets)
+            await doctor.client.join(row["id"])
+            await _until(lambda: doctor.offers >= 2 and len(doctor.packets) > before + 60, doctor)
+            greeting = [m for m in doctor.messages if m["type"] == "channel"]
+            assert len(greeting) >= 2  # the new connection was told the channels again
 
-                # The doctor leaves and joins again: a fresh offer, data flows again.
-                await doctor.client.leave()
-                async with asyncio.timeout(10):
-                    while gateway.peers is not None and gateway.peers.open_peers:
-                        await asyncio.sleep(0.05)
-                before = len(doctor.packets)
-                await doctor.client.join(row["id"])
-                await _until(
-                    lambda: doctor.offers >= 2 and len(doctor.packets) > before + 60, doctor
-                )
-                greeting = [m for m in doctor.messages if m["type"] == "channel"]
-                assert len(greeting) >= 2  # the new connection was told the channels again
+            # The consultation ends: the gateway drops its connections and leaves.
+            await doctor.client.api("POST", f"/api/consultations/{row['id']}/close")
+            async with asyncio.timeout(10):
+                while gateway.consultation_id is not None or (
+                    gateway.peers is not None and gateway.peers.open_peers
+                ):
+                    await asyncio.sleep(0.05)
+            state = await tech.api("GET", f"/api/consultations/{row['id']}")
+            assert state["state"] == ConsultationState.CLOSED
+    finally:
+        if doctor.media is not None:
+            await doctor.media.close()
+        await doctor.client.close()
+        await tech.close()
 
-                # The consultation ends: the gateway drops its connections and leaves.
-                await doctor.client.api("POST", f"/api/consultations/{row['id']}/close")
-                async with asyncio.timeout(10):
-                    while gateway.consultation_id is not None or (
-                        gateway.peers is not None and gateway.peers.open_peers
-                    ):
-                        await asyncio.sleep(0.05)
-                state = await tech.api("GET", f"/api/consultations/{row['id']}")
-                assert state["state"] == ConsultationState.CLOSED
-        finally:
-            if doctor.media is not None:
-                await doctor.media.close()
-            await doctor.client.close()
-            await tech.close()
+
+async def test_a_dead_link_is_rebuilt_without_the_doctor_doing_anything(
+    server: LiveServer,
+) -> None:
+    """The doctor's side of the connection vanishes (no signaling says so): the gateway's
+    heartbeat notices within 3 s and offers a new connection, and data flows again."""
+    tech, doctor, row = await _active_consultation(server)
+    try:
+        async with bedside(server) as gateway, _tasks(doctor.answer_offers()):
+            async with asyncio.timeout(15):
+                while gateway.consultation_id != row["id"]:
+                    await asyncio.sleep(0.05)
+            await doctor.client.join(row["id"])
+            await _until(lambda: len(doctor.packets) >= 30, doctor)
+            assert doctor.media is not None and gateway.peers is not None
+            await doctor.media.close()  # the browser tab froze or its network went away
+            lost = asyncio.get_running_loop().time()
+            async with asyncio.timeout(10):
+                while gateway.peers.deaths < 1:
+                    await asyncio.sleep(0.05)
+            assert asyncio.get_running_loop().time() - lost <= 3.5
+            before = len(doctor.packets)
+            await _until(lambda: doctor.offers >= 2 and len(doctor.packets) > before + 60, doctor)
+            assert gateway.peers.opened_total == 2
+    finally:
+        if doctor.media is not None:
+            await doctor.media.close()
+        await doctor.client.close()
+        await tech.close()
