@@ -109,9 +109,10 @@ class DeviceReader:
         try:
             while True:
                 try:
-                    data = await asyncio.wait_for(
-                        reader.read(self.options.read_size), driver.silence_s
-                    )
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation that races with a read, and this loop would then never end.
+                    async with asyncio.timeout(driver.silence_s):
+                        data = await reader.read(self.options.read_size)
                 except TimeoutError:
                     self._status(DeviceState.SILENT, f"no data for {driver.silence_s:g} s")
                     return got_data

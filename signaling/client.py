@@ -204,7 +204,10 @@ class SignalingClient:
 
     async def recv(self, timeout: float | None = None) -> ServerMessage:
         """The next message from the server (pongs are consumed by the heartbeat)."""
-        return await asyncio.wait_for(self._inbox.get(), timeout)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancellation
+        # that races with a message, and a caller's receive loop would then never stop.
+        async with asyncio.timeout(timeout):
+            return await self._inbox.get()
 
     async def join(self, consultation_id: str, timeout: float = 10.0) -> Joined:
         """Join a consultation and wait for the server's ``joined``.

@@ -10,7 +10,6 @@ newcomer opens the printed address, signs in as the Koriyama doctor, accepts and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from signaling.server.app import create_app
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
 from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY, seed_demo, uvicorn_config
 from telemed.settings import Settings
+from telemed.tasks import cancel_and_wait
 
 log = logging.getLogger("telemed")
 
@@ -80,11 +80,7 @@ async def run_demo(settings: Settings, host: str, port: int) -> None:
         try:
             await serving  # until ^C: uvicorn stops serving
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, SignalingError):
-                    await task
+            await cancel_and_wait(tasks, SignalingError)
 
 
 async def _request_consultation(base: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from media.video.processing import ProcessingSettings
 from signaling.client import SignalingError
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
 from telemed.settings import Settings, SettingsError
+from telemed.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +119,7 @@ async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None
             print(f"telemed: the server refused the gateway: {exc}", file=sys.stderr)
             return 1
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, SignalingError):
-                    await task
+            await cancel_and_wait(tasks, SignalingError)
         print(
             f"gateway stopped: {gateway.packets_sent} waveform packets, "
             f"{gateway.events_sent} event messages",

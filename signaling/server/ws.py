@@ -89,7 +89,8 @@ class WsSession:
 
         Raises ``TimeoutError`` and :class:`ProtocolError` (which the caller answers).
         """
-        message = await asyncio.wait_for(self.ws.receive(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see devices/reader.py
+            message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
             return None
         data: str | bytes | None = message.get("text")

@@ -25,6 +25,7 @@ from aiortc.contrib.media import MediaRelay
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
 from signaling.schema import Answer, Candidate, ClientMessage, Offer, Peer, PrincipalKind
+from telemed.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +190,7 @@ class PeerSet:
         if connection is None:
             return
         if connection.task is not None:
-            connection.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await connection.task
+            await cancel_and_wait([connection.task])
         await connection.media.close()
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ from devices.simulation.pty_link import PtyLink
 from devices.simulation.simulators import Cms50Simulator
 from media.video.processing import ProcessingSettings
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
+from telemed.tasks import cancel_and_wait
 from tests.helpers import LiveServer
 
 GATEWAY = "bed-1.wonju"
@@ -41,8 +42,4 @@ async def bedside(server: LiveServer) -> AsyncIterator[Gateway]:
     try:
         yield gateway
     finally:
-        for task in (running, simulator):
-            task.cancel()
-        for task in (running, simulator):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([running, simulator])

@@ -21,6 +21,7 @@ from media.rtc.wire import WirePacket
 from media.video.stamp import read_stamp
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Answer, ConsultationState, Offer, Role
+from telemed.gateway.runner import Gateway
 from tests.e2e.bedside import bedside
 from tests.helpers import PASSWORD, LiveServer
 
@@ -94,6 +95,13 @@ async def _tasks(*coros: Any) -> AsyncIterator[list[asyncio.Task[Any]]]:
                 await task
 
 
+async def _gateway_in(gateway: Gateway, consultation_id: str) -> None:
+    """Wait for the gateway to find and join the consultation by itself."""
+    async with asyncio.timeout(15):
+        while gateway.consultation_id != consultation_id:
+            await asyncio.sleep(0.05)
+
+
 async def _active_consultation(
     server: LiveServer,
 ) -> tuple[SignalingClient, Doctor, dict[str, Any]]:
@@ -116,9 +124,7 @@ async def test_bedside_to_consulting_doctor(server: LiveServer) -> None:
     try:
         async with bedside(server) as gateway, _tasks(doctor.answer_offers()):
             # The gateway follows its site's active consultation by itself.
-            async with asyncio.timeout(15):
-                while gateway.consultation_id != row["id"]:
-                    await asyncio.sleep(0.05)
+            await _gateway_in(gateway, row["id"])
             await doctor.client.join(row["id"])
 
             # Pleth, SpO2 and pulse rate from the device; pulse rate derived from pleth.
@@ -192,9 +198,7 @@ async def test_a_dead_link_is_rebuilt_without_the_doctor_doing_anything(
     tech, doctor, row = await _active_consultation(server)
     try:
         async with bedside(server) as gateway, _tasks(doctor.answer_offers()):
-            async with asyncio.timeout(15):
-                while gateway.consultation_id != row["id"]:
-                    await asyncio.sleep(0.05)
+            await _gateway_in(gateway, row["id"])
             await doctor.client.join(row["id"])
             await _until(lambda: len(doctor.packets) >= 30, doctor)
             assert doctor.media is not None and gateway.peers is not None

@@ -40,6 +40,17 @@ async def _remote() -> tuple[subprocess.Popen[str], MediaPeer]:
     return proc, local
 
 
+async def _stop(proc: subprocess.Popen[str], local: MediaPeer) -> None:
+    proc.send_signal(signal.SIGCONT)  # a stopped process cannot die of SIGKILL's cleanup
+    proc.kill()
+    proc.wait(10)
+    if proc.stdin:
+        proc.stdin.close()
+    if proc.stdout:
+        proc.stdout.close()
+    await local.close()
+
+
 async def test_waveforms_echo_and_a_frozen_peer_is_declared_dead_within_3_s() -> None:
     proc, local = await _remote()
     try:
@@ -68,14 +79,7 @@ async def test_waveforms_echo_and_a_frozen_peer_is_declared_dead_within_3_s() ->
         assert time.monotonic() - stopped <= 3.0
         assert local.channel.readyState == "open"  # aiortc itself has not noticed
     finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.kill()
-        proc.wait(10)
-        if proc.stdin:
-            proc.stdin.close()
-        if proc.stdout:
-            proc.stdout.close()
-        await local.close()
+        await _stop(proc, local)
 
 
 async def test_a_stalled_link_drops_waveforms_instead_of_queueing_them() -> None:
@@ -100,11 +104,4 @@ async def test_a_stalled_link_drops_waveforms_instead_of_queueing_them() -> None
         assert local.waveforms_dropped > 1000
         assert sent + local.waveforms_dropped == 2000
     finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.kill()
-        proc.wait(10)
-        if proc.stdin:
-            proc.stdin.close()
-        if proc.stdout:
-            proc.stdout.close()
-        await local.close()
+        await _stop(proc, local)
