@@ -101,6 +101,11 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
             assert heard.text == "<b>Thank you</b>" and heard.sender_site == "koriyama"
             await expect(log.last.locator(".text")).to_have_text("<b>Thank you</b>")  # not HTML
 
+            # The gateway scores the pleth every second; a clean trace is not "poor signal".
+            await expect(trace).to_have_attribute(
+                "data-quality", re.compile(r"^(0\.[3-9]\d*|1)$"), timeout=15_000
+            )
+
             # Japanese, then Korean: labels, numerics and device states follow.
             await page.select_option("#language", "ja")
             await expect(page.locator("#num-pulse_rate .name")).to_have_text("脈拍数")

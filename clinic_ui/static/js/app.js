@@ -17,6 +17,8 @@ const NUMERIC_ORDER = ["heart_rate", "spo2", "pulse_rate", "nibp_sys", "nibp_dia
   "resp_rate", "temperature", "perfusion_index"];
 /** A value older than this is greyed out; a derived value yields to a device's own. */
 const STALE_MS = 10000;
+/** Below this signal-quality score a trace is labelled "poor signal". */
+const POOR_QUALITY = 0.3;
 
 function show(view) {
   for (const id of ["login-view", "list-view", "room-view"]) $(id).hidden = id !== view;
@@ -286,6 +288,7 @@ function addTrace(info) {
   const trace = new Trace(canvas, { colour: info.code === "pleth" ? "#4fc3f7" : "#3ddc84" });
   trace.info = info;
   trace.label = label;
+  trace.box = box;
   labelTrace(trace);
   room.traces.set(info.channel, trace);
   return trace;
@@ -295,7 +298,9 @@ function labelTrace(trace) {
   const { code, sample_rate: rate } = trace.info;
   const name = t(`vital.${code}`);
   const unit = displayUnit(trace.info.unit);
-  trace.label.textContent = `${name}${unit ? ` (${unit})` : ""}${rate ? ` · ${rate} Hz` : ""}`;
+  const poor = trace.quality !== undefined && trace.quality < POOR_QUALITY ? ` · ${t("quality.poor")}` : "";
+  trace.label.textContent = `${name}${unit ? ` (${unit})` : ""}${rate ? ` · ${rate} Hz` : ""}${poor}`;
+  trace.box.dataset.quality = trace.quality ?? "";
 }
 
 function onBedsideEvent(message) {
@@ -315,6 +320,12 @@ function onBedsideEvent(message) {
       room.devices.set(message.device, message);
       renderDevices();
       break;
+    case "quality": {
+      // The gateway scores each waveform every second (0 unusable .. 1 clean).
+      const trace = room.traces.get(message.channel);
+      if (trace) { trace.quality = message.score; labelTrace(trace); }
+      break;
+    }
   }
 }
 
