@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from devices.codes import ECG_II, PLETH, SPO2
 from devices.model import DeviceState, DeviceStatus, FrameError, Observation, WaveformChunk
@@ -17,6 +19,8 @@ from media.rtc.wire import MAX_SAMPLES, WirePacket, decode, encode
 from media.waveform.channel import EcgChannel
 from telemed.gateway.runner import DeviceSpec
 from telemed.gateway.vitals import VitalsProcessor
+from telemed.gateway_cli import config_from
+from telemed.settings import GatewayOptions, Settings, SettingsError
 from tests.helpers import LiveServer
 
 
@@ -158,3 +162,63 @@ async def test_telemed_gateway_command_sends_a_simulated_oximeter(
     assert proc.returncode == 1, err.decode()
     assert "refused" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+def _args(**overrides: object) -> argparse.Namespace:
+    values: dict[str, object] = {
+        "server": None,
+        "name": None,
+        "key_file": None,
+        "site": None,
+        "device": [],
+        "camera": None,
+        "size": None,
+        "consultation": None,
+    }
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def test_gateway_configuration_comes_from_flags_then_settings(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("flag-key\n")
+    settings = Settings(
+        data_dir=tmp_path,
+        gateway=GatewayOptions(
+            name="bed-9", key=SecretStr("settings-key"), site="koriyama", devices=("nonin:/dev/x",)
+        ),
+    )
+    config = config_from(_args(device=["hl7:2575"], size="1280x720"), settings)
+    assert (config.name, config.key, config.mains_hz) == ("bed-9", "settings-key", 50.0)
+    assert [d.protocol for d in config.devices] == ["nonin", "hl7"]
+    assert (config.video.width, config.video.height) == (1280, 720)
+    assert config.video.timezone == "Asia/Tokyo"
+    assert config.server_url == "http://127.0.0.1:8000"
+    flagged = config_from(_args(key_file=key, site="wonju", name="bed-1"), settings)
+    assert (flagged.name, flagged.key, flagged.mains_hz) == ("bed-1", "flag-key", 60.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"name": None}, "needs a name"),
+        ({"key": None}, "needs its key"),
+        ({"site": None}, "needs its site"),
+        ({"site": "seoul"}, "unknown site"),
+        ({"size": "big"}, "WIDTHxHEIGHT"),
+        ({"device": ["serial0"]}, "PROTOCOL:PORT"),
+    ],
+)
+def test_gateway_configuration_errors_say_what_is_missing(
+    tmp_path: Path, overrides: dict[str, object], message: str
+) -> None:
+    options: dict[str, object] = {"name": "bed-1", "key": SecretStr("k"), "site": "wonju"}
+    flags: dict[str, object] = {}
+    for field_name, value in overrides.items():
+        if field_name in ("size", "device"):
+            flags[field_name] = value
+        else:
+            options[field_name] = value
+    settings = Settings(data_dir=tmp_path, gateway=GatewayOptions.model_validate(options))
+    with pytest.raises(SettingsError, match=message):
+        config_from(_args(**flags), settings)
