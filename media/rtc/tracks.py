@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 
 import av
+import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
+from numpy.typing import NDArray
 
-from media.video.capture import LatestFrame
+from media.video.capture import CapturedFrame, LatestFrame
 from media.video.processing import FrameProcessor
 
 CLOCK_RATE = 90_000
@@ -41,3 +44,96 @@ class PipelineVideoTrack(MediaStreamTrack):
         frame.time_base = TIME_BASE
         self.sent += 1
         return frame
+
+
+class ProcessedFrames:
+    """One frame pipeline for any number of viewers.
+
+    Each peer connection needs its own track, and each track must hand its encoder its own
+    ``av.VideoFrame``: aiortc encodes in worker threads, and two encoders working on one
+    shared frame (what ``MediaRelay`` hands out) crashed the process (segmentation fault, two
+    viewers). So frames are captured and processed once here, and every :meth:`track` wraps
+    the newest processed image in a frame of its own.
+
+    :meth:`run` is the pipeline; run it in a task you own. It processes frames only while at
+    least one track is live.
+    """
+
+    def __init__(self, mailbox: LatestFrame, processor: FrameProcessor) -> None:
+        self.mailbox = mailbox
+        self.processor = processor
+        self._latest: tuple[int, CapturedFrame, NDArray[np.uint8]] | None = None
+        self._ended = False
+        self._changed = asyncio.Condition()
+        self._viewers = 0
+        self.processed = 0
+
+    def track(self) -> MediaStreamTrack:
+        return _ViewerTrack(self)
+
+    async def run(self) -> None:
+        sequence = 0
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self._viewers > 0)
+            captured = await self.mailbox.get()
+            if captured is None:
+                async with self._changed:
+                    self._ended = True
+                    self._changed.notify_all()
+                return
+            image = await self.processor.process(captured)
+            sequence += 1
+            self.processed += 1
+            async with self._changed:
+                self._latest = (sequence, captured, image)
+                self._changed.notify_all()
+
+    async def _next_after(
+        self, sequence: int
+    ) -> tuple[int, CapturedFrame, NDArray[np.uint8]] | None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._ended or (self._latest is not None and self._latest[0] > sequence)
+            )
+            return None if self._ended else self._latest
+
+    async def _attach(self, delta: int) -> None:
+        async with self._changed:
+            self._viewers += delta
+            self._changed.notify_all()
+
+
+class _ViewerTrack(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, source: ProcessedFrames) -> None:
+        super().__init__()
+        self._source = source
+        self._seen = 0
+        self._start: float | None = None
+        self._attached = False
+        self.sent = 0
+
+    async def recv(self) -> av.VideoFrame:
+        if not self._attached:
+            self._attached = True
+            await self._source._attach(+1)
+        latest = await self._source._next_after(self._seen)
+        if latest is None:
+            self.stop()
+            raise MediaStreamError("the video source ended")
+        self._seen, captured, image = latest
+        if self._start is None:
+            self._start = captured.capture_time
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = round((captured.capture_time - self._start) * CLOCK_RATE)
+        frame.time_base = TIME_BASE
+        self.sent += 1
+        return frame
+
+    def stop(self) -> None:
+        if self._attached:
+            self._attached = False
+            self._source._viewers -= 1  # called from the event loop; no await possible here
+        super().stop()

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiortc import MediaStreamTrack, RTCIceServer
-from aiortc.contrib.media import MediaRelay
 
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
@@ -44,21 +43,20 @@ class _Connection:
 
 
 class PeerSet:
-    """``send`` puts a message on the signaling socket; ``video`` is the track to show (None:
-    no camera); ``greeting`` gives the messages a newly opened connection receives first
-    (channel metadata, the latest numerics)."""
+    """``send`` puts a message on the signaling socket; ``video`` makes a new video track for
+    each connection (None: no camera); ``greeting`` gives the messages a newly opened
+    connection receives first (channel metadata, the latest numerics)."""
 
     def __init__(
         self,
         send: Send,
         ice_servers: Callable[[], Awaitable[list[RTCIceServer]]],
-        video: MediaStreamTrack | None,
+        video: Callable[[], MediaStreamTrack] | None,
         greeting: Callable[[], list[str]],
     ) -> None:
         self._send = send
         self._ice_servers = ice_servers
         self._video = video
-        self._relay = MediaRelay() if video is not None else None
         self._greeting = greeting
         self._connections: dict[str, _Connection] = {}
         self._present: dict[str, Peer] = {}
@@ -137,9 +135,7 @@ class PeerSet:
     # -- connections -------------------------------------------------------------------------
 
     async def _connect(self, peer: Peer) -> None:
-        video = None
-        if self._relay is not None and self._video is not None:
-            video = self._relay.subscribe(self._video, buffered=False)
+        video = self._video() if self._video is not None else None
         media = MediaPeer(await self._ice_servers(), video=video)
         connection = _Connection(peer, media)
         self._connections[peer.peer_id] = connection

@@ -19,13 +19,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from aiortc import MediaStreamTrack, RTCIceServer
+from aiortc import RTCIceServer
 
 from devices.drivers import DRIVERS
 from devices.model import DeviceEvent
 from devices.reader import DeviceReader
 from devices.transports.mllp_tcp import Hl7Listener
-from media.rtc.tracks import PipelineVideoTrack
+from media.rtc.tracks import ProcessedFrames
 from media.rtc.wire import WirePacket
 from media.video.capture import (
     CaptureThread,
@@ -129,11 +129,18 @@ class Gateway:
 
     async def run(self) -> None:
         """Run until cancelled; raises SignalingError when the gateway's key is refused."""
-        video = self._start_video()
+        frames = self._start_video()
         try:
             await self.client.start()
-            self.peers = PeerSet(self.client.send, self._ice_servers, video, self.greeting)
+            self.peers = PeerSet(
+                self.client.send,
+                self._ice_servers,
+                frames.track if frames is not None else None,
+                self.greeting,
+            )
             async with asyncio.TaskGroup() as tasks:
+                if frames is not None:
+                    tasks.create_task(frames.run(), name="video-pipeline")
                 for source in self.sources:
                     tasks.create_task(source.run(), name=f"device-{_name(source)}")
                     tasks.create_task(self._pump(source), name=f"pump-{_name(source)}")
@@ -142,23 +149,21 @@ class Gateway:
                 tasks.create_task(self._follow(), name="consultation")
                 self.ready.set()
         finally:
-            await self._stop(video)
+            await self._stop()
 
-    async def _stop(self, video: MediaStreamTrack | None) -> None:
+    async def _stop(self) -> None:
         if self.peers is not None:
             await self.peers.close()
         with contextlib.suppress(Exception):
             await self.client.leave()
         await self.client.close()
-        if video is not None:
-            video.stop()
         if self._capture is not None:
             await self._capture.stop()
         if self._frames is not None:
             self._frames.close()
         self._worker.shutdown(wait=True, cancel_futures=True)
 
-    def _start_video(self) -> MediaStreamTrack | None:
+    def _start_video(self) -> ProcessedFrames | None:
         camera = self.config.camera
         if camera is None:
             return None
@@ -172,7 +177,7 @@ class Gateway:
         self._capture = CaptureThread(source, mailbox)
         self._capture.start()
         self._frames = FrameProcessor(settings)
-        return PipelineVideoTrack(mailbox, self._frames)
+        return ProcessedFrames(mailbox, self._frames)
 
     async def _ice_servers(self) -> list[RTCIceServer]:
         try:

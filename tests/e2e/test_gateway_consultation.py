@@ -216,3 +216,40 @@ async def test_a_dead_link_is_rebuilt_without_the_doctor_doing_anything(
             await doctor.media.close()
         await doctor.client.close()
         await tech.close()
+
+
+async def test_both_sites_clinicians_each_get_the_video(server: LiveServer) -> None:
+    """Two viewers at once (the consulting doctor and the bedside technician): each
+    connection encodes its own frames (a frame shared between two encoders crashed the
+    gateway), and both see live, stamped video."""
+    tech, doctor, row = await _active_consultation(server)
+    viewer = Doctor(tech)  # the technician watches the same room from the bedside
+    try:
+        async with (
+            bedside(server) as gateway,
+            _tasks(doctor.answer_offers(), viewer.answer_offers()),
+        ):
+            await _gateway_in(gateway, row["id"])
+            await doctor.client.join(row["id"])
+            await tech.join(row["id"])
+            stamps: dict[str, list[int]] = {"doctor": [], "technician": []}
+            async with asyncio.timeout(30):
+                while min(len(s) for s in stamps.values()) < 20:
+                    for name, who in (("doctor", doctor), ("technician", viewer)):
+                        if who.media is None or who.media.video_frames.empty():
+                            continue
+                        frame = who.media.video_frames.get_nowait()
+                        image = np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+                        stamp = read_stamp(image)
+                        if stamp is not None:
+                            stamps[name].append(stamp[0])
+                    await asyncio.sleep(0.01)
+            for seen in stamps.values():
+                assert seen == sorted(seen)  # live and in order for each viewer
+            assert gateway.peers is not None and len(gateway.peers.open_peers) == 2
+    finally:
+        for who in (doctor, viewer):
+            if who.media is not None:
+                await who.media.close()
+        await doctor.client.close()
+        await tech.close()
