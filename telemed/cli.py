@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     gateway_cli.add_parser(sub)
     waveform_cli.add_parser(sub)
     bench = sub.add_parser("bench", help="latency and throughput benchmarks")
-    bench.add_argument("suite", choices=["latency", "relay", "decode", "qrs"])
+    bench.add_argument("suite", choices=["latency", "relay", "decode", "qrs", "bedside"])
     bench.add_argument("options", nargs=argparse.REMAINDER, help="passed to the suite (--help)")
     return parser
 
@@ -88,6 +88,7 @@ def _bench(suite: str, options: list[str]) -> int:
         "relay": "benchmarks.signaling_relay",
         "decode": "benchmarks.device_decode",
         "qrs": "benchmarks.qrs_accuracy",
+        "bedside": "benchmarks.bedside_load",
     }[suite]
     sys.argv = [f"telemed bench {suite}", *options]
     runpy.run_module(module, run_name="__main__")
