@@ -1,0 +1,108 @@
+"""The server process is killed and restarted in the middle of a live consultation: the
+doctor's browser and the bedside gateway both come back by themselves, and the bedside is
+live again on the doctor's screen."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import expect
+
+from devices.simulation.patient import Patient
+from devices.simulation.pty_link import PtyLink
+from devices.simulation.simulators import Cms50Simulator
+from signaling.client import SignalingClient, UserCredentials
+from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
+from telemed.tasks import cancel_and_wait
+from tests.e2e.browser import chromium
+from tests.e2e.test_server_restart import ServerProcess, _free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
+    proc = ServerProcess(tmp_path, _free_port())
+    for user, role, site in (("tw", "technician", "wonju"), ("dk", "doctor", "koriyama")):
+        args = ("users", "add", user, "--role", role, "--site", site, "--password-stdin")
+        proc.cli(*args, stdin=f"password-{user}\n".encode())
+    added = subprocess.run(
+        [sys.executable, "-m", "telemed", "gateways", "add", "bed-1", "--site", "wonju"],
+        env=proc.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = added.stdout.strip().split()[-1]  # printed once, last
+    try:
+        yield proc, key
+    finally:
+        proc.stop()
+
+
+async def test_browser_and_gateway_come_back_after_a_server_restart(
+    server: tuple[ServerProcess, str],
+) -> None:
+    process, key = server
+    await process.start()
+    base = f"http://127.0.0.1:{process.port}"
+    tech = SignalingClient(base, UserCredentials("tw", "password-tw"))
+    await tech.login()
+    row = await tech.api(
+        "POST", "/api/consultations", {"consulting_site": "koriyama", "consent_cross_border": False}
+    )
+    await tech.close()
+    link = PtyLink()
+    simulator = asyncio.create_task(Cms50Simulator(link, Patient()).run())
+    await asyncio.sleep(0)
+    gateway = Gateway(
+        GatewayConfig(
+            server_url=base,
+            name="bed-1",
+            key=key,
+            mains_hz=60.0,
+            devices=(DeviceSpec("cms50", link.path, "oximeter-1"),),
+            camera="synthetic",
+        )
+    )
+    running = asyncio.create_task(gateway.run())
+    try:
+        async with chromium() as browser:
+            page = await browser.new_page(locale="en-US")
+            await page.goto(base)
+            await page.fill("#username", "dk")
+            await page.fill("#password", "password-dk")
+            await page.click("#login-form button[type=submit]")
+            listed = page.locator(f"tr[data-id='{row['id']}']")
+            await listed.locator("button[data-action='consultations.accept']").click()
+            await listed.locator("button[data-action='consultations.join']").click()
+            badge = page.locator("#link-state")
+            await expect(badge).to_have_attribute("data-state", "link.connected", timeout=30_000)
+            await page.wait_for_function(
+                "document.getElementById('video').videoWidth > 0", timeout=20_000
+            )
+
+            process.kill()  # no goodbye to anyone
+            await expect(badge).not_to_have_attribute(
+                "data-state", "link.connected", timeout=15_000
+            )
+            await process.start()
+
+            # Both ends reconnect and re-join; the gateway offers anew; the bedside is live.
+            await expect(badge).to_have_attribute("data-state", "link.connected", timeout=45_000)
+            peers = page.locator("#peers li")
+            await expect(peers.filter(has_text="bed-1")).to_have_count(1, timeout=15_000)
+            before = await page.evaluate("document.getElementById('video').currentTime")
+            await page.wait_for_function(
+                "t => document.getElementById('video').currentTime > t + 1",
+                arg=before,
+                timeout=20_000,
+            )
+            assert gateway.consultation_id == row["id"]
+    finally:
+        await cancel_and_wait([running, simulator])
