@@ -103,7 +103,14 @@ class PeerSet:
         if connection is None:
             log.info("answer from %s, to whom no offer is open: ignored", message.sender)
             return
-        await connection.media.accept_answer(message.sdp)
+        try:
+            await connection.media.accept_answer(message.sdp)
+        except Exception as exc:  # any SDP from the network reaches aiortc's parser
+            # A clinician's browser must not bring the bedside down: drop this connection and
+            # offer a fresh one, as for a dead link.
+            log.warning("answer from %s rejected (%s: %s)", message.sender, type(exc).__name__, exc)
+            with contextlib.suppress(asyncio.QueueFull):
+                self._dead.put_nowait(connection)
 
     async def candidate(self, message: Candidate) -> None:
         connection = self._connections.get(message.sender or "")
@@ -113,8 +120,10 @@ class PeerSet:
             await connection.media.add_candidate(
                 message.candidate, message.sdp_mid, message.sdp_mline_index
             )
-        except ValueError as exc:
-            log.warning("candidate from %s rejected: %s", message.sender, exc)
+        except Exception as exc:  # as for answers: input from the network
+            log.warning(
+                "candidate from %s rejected (%s: %s)", message.sender, type(exc).__name__, exc
+            )
 
     async def offer(self, message: Offer) -> None:
         # Clinicians answer; they do not offer to the gateway. Say so rather than hang.

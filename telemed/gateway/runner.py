@@ -116,7 +116,6 @@ class Gateway:
         self._capture: CaptureThread | None = None
         self._frames: FrameProcessor | None = None
         self.peers: PeerSet | None = None
-        self.ready = asyncio.Event()
         self.packets_sent = 0
         self.events_sent = 0
 
@@ -147,7 +146,6 @@ class Gateway:
                 tasks.create_task(self.peers.run(), name="peer-restarts")
                 tasks.create_task(self._signaling(), name="signaling")
                 tasks.create_task(self._follow(), name="consultation")
-                self.ready.set()
         finally:
             await self._stop()
 

@@ -20,10 +20,10 @@ from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
 from media.video.stamp import read_stamp
 from signaling.client import SignalingClient, UserCredentials
-from signaling.schema import Answer, ConsultationState, Offer, Role
+from signaling.schema import Answer, Candidate, ConsultationState, Offer, Role
 from telemed.gateway.runner import Gateway
 from tests.e2e.bedside import bedside
-from tests.helpers import PASSWORD, LiveServer
+from tests.helpers import PASSWORD, LiveServer, next_of_type
 
 pytestmark = pytest.mark.slow
 
@@ -251,5 +251,38 @@ async def test_both_sites_clinicians_each_get_the_video(server: LiveServer) -> N
         for who in (doctor, viewer):
             if who.media is not None:
                 await who.media.close()
+        await doctor.client.close()
+        await tech.close()
+
+
+async def test_a_bad_answer_or_candidate_does_not_bring_the_bedside_down(
+    server: LiveServer,
+) -> None:
+    """A clinician's client answers with garbage: the gateway logs it, drops that
+    connection, offers again, and a proper answer then connects."""
+    tech, doctor, row = await _active_consultation(server)
+    try:
+        async with bedside(server) as gateway:
+            await _gateway_in(gateway, row["id"])
+            await doctor.client.join(row["id"])
+            offer = await next_of_type(doctor.client.recv, Offer, timeout=15)
+            assert offer.sender is not None
+            await doctor.client.send(
+                Candidate(to=offer.sender, candidate="candidate:not an ice candidate")
+            )
+            await doctor.client.send(Answer(to=offer.sender, sdp="v=0\r\nthis is not SDP\r\n"))
+            again = await next_of_type(doctor.client.recv, Offer, timeout=15)  # a fresh offer
+            async with _tasks(doctor.answer_offers()):
+                doctor.offers = 0
+                media = MediaPeer([], receive_video=True)
+                doctor.media = media
+                await doctor.client.send(
+                    Answer(to=again.sender or "", sdp=await media.accept_offer(again.sdp))
+                )
+                await _until(lambda: len(doctor.packets) >= 30, doctor)
+            assert gateway.peers is not None and gateway.peers.open_peers
+    finally:
+        if doctor.media is not None:
+            await doctor.media.close()
         await doctor.client.close()
         await tech.close()
