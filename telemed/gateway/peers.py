@@ -153,7 +153,13 @@ class PeerSet:
             self._supervise(connection), name=f"peer-{peer.peer_id}"
         )
         sdp = await media.create_offer()
-        await self._send(Offer(to=peer.peer_id, sdp=sdp))
+        try:
+            await self._send(Offer(to=peer.peer_id, sdp=sdp))
+        except ConnectionError as exc:
+            # Signaling is down; after it reconnects, its ``joined`` brings the peer back.
+            log.info("offer to %s not sent (%s); waiting for signaling", peer.peer_id, exc)
+            await self._drop(peer.peer_id)
+            return
         log.info("offered to %s (%s, %s)", peer.peer_id, peer.name, peer.site)
 
     def _on_open(self, connection: _Connection) -> None:

@@ -19,6 +19,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+import httpx
 from aiortc import RTCIceServer
 
 from devices.drivers import DRIVERS
@@ -180,7 +181,7 @@ class Gateway:
     async def _ice_servers(self) -> list[RTCIceServer]:
         try:
             body = await self.client.api("GET", "/api/ice-servers")
-        except (SignalingError, OSError) as exc:
+        except (SignalingError, OSError, httpx.HTTPError) as exc:
             log.warning("no ICE servers from the server (%s): host candidates only", exc)
             return []
         return [
@@ -272,7 +273,8 @@ class Gateway:
                 if target is not None:
                     try:
                         joined = await self.client.join(target)
-                    except (SignalingError, TimeoutError) as exc:
+                    except (SignalingError, TimeoutError, OSError) as exc:
+                        # OSError: the link dropped meanwhile; the next round tries again.
                         log.warning("cannot join %s: %s", target, exc)
                     else:
                         self.consultation_id = joined.consultation.id
@@ -285,7 +287,7 @@ class Gateway:
             return None
         try:
             rows = await self.client.api("GET", "/api/consultations")
-        except (SignalingError, OSError) as exc:
+        except (SignalingError, OSError, httpx.HTTPError) as exc:
             log.info("cannot list consultations: %s", exc)
             return None
         mine = [
