@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Chat, Role
 from tests.e2e.bedside import bedside
 from tests.e2e.browser import chromium
-from tests.helpers import PASSWORD, LiveServer, next_of_type
+from tests.helpers import PASSWORD, LiveServer, make_config, next_of_type, run_server
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +164,39 @@ async def test_browser_wire_decoder_matches_the_python_encoder(server: LiveServe
     want = np.array([0.0 if e is None else e for e in expected])
     assert np.allclose(got, want, atol=3.0 / 32767)
     assert result["bad"] == [True, True, "wire format version 2"], json.dumps(result["bad"])
+
+
+async def test_a_present_doctor_stays_signed_in_and_an_absent_one_is_signed_out(
+    tmp_path: Path,
+) -> None:
+    """Watching is not idling: a doctor moving the mouse keeps the session, though only
+    pings and media flow on the socket. Nobody at the screen: signed out, and told why."""
+    async with run_server(make_config(tmp_path, inactivity_timeout_s=4.0)) as server:
+        await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
+        await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
+        tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
+        await tech.login()
+        row = await tech.api(
+            "POST",
+            "/api/consultations",
+            {"consulting_site": "koriyama", "consent_cross_border": False},
+        )
+        await tech.close()
+        async with bedside(server), chromium() as browser:
+            page = await browser.new_page(locale="en-US")
+            await _sign_in(page, server.base_url, "doctor.koriyama")
+            listed = page.locator(f"tr[data-id='{row['id']}']")
+            await listed.locator("button[data-action='consultations.accept']").click()
+            await listed.locator("button[data-action='consultations.join']").click()
+            badge = page.locator("#link-state")
+            await expect(badge).to_have_attribute("data-state", "link.connected", timeout=30_000)
+            for k in range(24):  # 12 s, three idle timeouts, with the mouse moving
+                await page.mouse.move(100 + 10 * (k % 2), 100)
+                await asyncio.sleep(0.5)
+            await expect(page.locator("#room-view")).to_be_visible()
+            await expect(badge).to_have_attribute("data-state", "link.connected")
+            # Nobody at the screen: within the timeout (and the server's check) it ends.
+            await expect(page.locator("#login-view")).to_be_visible(timeout=15_000)
+            await expect(page.locator("#login-error")).to_have_text(
+                "Your session ended after a period of inactivity. Please sign in again."
+            )

@@ -31,11 +31,29 @@ export class Api {
   }
 
   get(path) { return this._fetch("GET", path); }
+
+  /** Someone is at the keyboard: tell the server (at most once a minute), so that a doctor
+   *  watching a consultation is not logged out as idle. Pings and media do not count. */
+  touch() {
+    const now = Date.now();
+    const every = Math.min(60000, (this.idleTimeoutS ?? 900) * 250); // a quarter of the timeout
+    if (!this.token || now - (this._touched ?? 0) < every) return;
+    this._touched = now;
+    this._fetch("GET", "/api/auth/me").catch(() => { /* onExpired has run if it must */ });
+  }
   post(path, body) { return this._fetch("POST", path, body); }
+
+  /** Drop the session locally (the server has ended it). */
+  forget() {
+    clearTimeout(this._refreshTimer);
+    this.token = null;
+  }
 
   _accept(body) {
     this.token = body.token;
     this.principal = body.principal;
+    this.idleTimeoutS = body.idle_timeout_s;
+    this._issuedAt = Date.now();
     clearTimeout(this._refreshTimer);
     const lifetime = new Date(body.expires_at).getTime() - Date.now();
     // Refresh at 80 % of the token's life: a consultation outlives one token.
@@ -43,6 +61,9 @@ export class Api {
   }
 
   async _refresh() {
+    // Only for someone who is there: a refresh counts as activity on the server, and an
+    // unattended screen must still be logged out when idle.
+    if ((this._touched ?? 0) < this._issuedAt) return;
     try {
       this._accept(await this._fetch("POST", "/api/auth/refresh"));
     } catch (err) {

@@ -182,7 +182,12 @@ async function openRoom(row) {
     peers: new Map(), frame: 0, ticker: null,
   };
   signaling.addEventListener("message", (e) => onSignal(e.detail));
-  signaling.addEventListener("down", () => { if (room) setLinkState("signaling.lost"); });
+  signaling.addEventListener("down", (e) => {
+    if (!room) return;
+    // 4401/4408: the session is over (idle too long, or signed out elsewhere).
+    if (e.detail.code === 4401 || e.detail.code === 4408) api.onExpired();
+    else setLinkState("signaling.lost");
+  });
   link.addEventListener("state", (e) => setLinkState(`link.${e.detail}`));
   link.addEventListener("video", (e) => { $("video").srcObject = e.detail; });
   link.addEventListener("waveform", (e) => onWaveform(e.detail));
@@ -437,7 +442,18 @@ async function start() {
   $("back").addEventListener("click", () => showList());
   $("chat-form").addEventListener("submit", onChat);
   $("close-consultation").addEventListener("click", closeConsultation);
-  api.onExpired = () => { leaveRoom(); $("logout").hidden = true; show("login-view"); };
+  api.onExpired = () => {
+    if (!api.token) return;
+    leaveRoom();
+    api.forget();
+    $("logout").hidden = true;
+    $("whoami").textContent = "";
+    show("login-view");
+    $("login-error").textContent = t("login.expired");
+  };
+  for (const kind of ["pointerdown", "pointermove", "keydown", "wheel"]) {
+    document.addEventListener(kind, () => api.touch(), { passive: true });
+  }
   show("login-view");
   document.body.dataset.ready = "true";
 }
