@@ -53,6 +53,7 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
             # Wonju's request is listed; the consulting doctor accepts it and opens it.
             listed = page.locator(f"tr[data-id='{row['id']}']")
             await expect(listed.locator(".state")).to_have_text("Requested")
+            await expect(listed.locator(".consent")).to_have_text("Consent to cross-border data")
             await listed.locator("button[data-action='consultations.accept']").click()
             await expect(listed.locator(".state")).to_have_text("Active")
             await listed.locator("button[data-action='consultations.join']").click()

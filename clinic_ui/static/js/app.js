@@ -109,6 +109,9 @@ function renderList(rows) {
     const state = tr.insertCell();
     state.className = "state";
     state.textContent = t(`state.${row.state}`);
+    const consent = tr.insertCell();
+    consent.className = "consent";
+    consent.textContent = t(row.consent_cross_border ? "consultations.consentYes" : "consultations.consentNo");
     tr.insertCell().textContent = row.reason || "";
     tr.insertCell().textContent = new Date(row.created_at).toLocaleString(i18n.language);
     const actions = tr.insertCell();
