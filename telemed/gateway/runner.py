@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -205,21 +204,12 @@ class Gateway:
                     self.packets_sent += 1
                     if self.peers is not None:
                         self.peers.send_waveform(item)
-                else:
-                    self._retain(item)
-                    self.events_sent += 1
-                    if self.peers is not None:
-                        self.peers.send_event(item)
-
-    def _retain(self, text: str) -> None:
-        message = json.loads(text)
-        match message["type"]:
-            case "channel":
-                self._retained[("channel", message["device"], str(message["channel"]))] = text
-            case "numeric":
-                self._retained[("numeric", message["device"], message["code"])] = text
-            case "status":
-                self._retained[("status", message["device"])] = text
+                    continue
+                if item.retain is not None:
+                    self._retained[item.retain] = item.text
+                self.events_sent += 1
+                if self.peers is not None:
+                    self.peers.send_event(item.text)
 
     # -- signaling -------------------------------------------------------------------------
 

@@ -3,9 +3,8 @@
 Pure and synchronous (the gateway runs it in its worker thread, off the event loop). The
 messages on the reliable ``events`` channel are JSON objects with a ``type``:
 
-- ``channel``: a waveform channel's metadata, sent before its first packet and again when
-  asked (:meth:`VitalsProcessor.announcements`): ``channel`` (the MDC code the wire packets
-  carry), ``code``, ``refid``, ``unit``, ``sample_rate``, ``device``.
+- ``channel``: a waveform channel's metadata, sent before its first packet: ``channel`` (the
+  MDC code the wire packets carry), ``code``, ``refid``, ``unit``, ``sample_rate``, ``device``.
 - ``numeric``: one value: ``code``, ``mdc``, ``refid``, ``loinc``, ``unit``, ``value`` (null
   when the device had none), ``time`` (gateway clock), ``device_time``, ``device``,
   ``quality`` (flag names), ``derived`` (true when the gateway computed it from a waveform:
@@ -14,6 +13,9 @@ messages on the reliable ``events`` channel are JSON objects with a ``type``:
   clock of the waveform).
 - ``status``: a device's state: ``device``, ``state``, ``detail``, ``time``.
 - ``quality``: a waveform's signal quality, 0..1: ``channel``, ``score``, ``time``.
+
+``channel``, ``numeric`` and ``status`` messages carry a ``retain`` key: the latest message
+under each key is what a viewer who connects later is told first.
 """
 
 from __future__ import annotations
@@ -35,7 +37,16 @@ from media.waveform.channel import ChannelOutput, EcgChannel, PlethChannel
 #: A derived rate is sent at most this often per channel.
 DERIVED_EVERY_S = 1.0
 
-Outgoing = WirePacket | str
+
+@dataclass(frozen=True)
+class EventMessage:
+    """A JSON message for the reliable channel; ``retain`` is None for passing events."""
+
+    text: str
+    retain: tuple[str, ...] | None = None
+
+
+Outgoing = WirePacket | EventMessage
 
 
 @dataclass
@@ -48,17 +59,20 @@ class _Channel:
     samples_seen: int = 0
     last_derived: float = float("-inf")
 
-    def announcement(self) -> str:
-        return _json(
-            {
-                "type": "channel",
-                "channel": self.code.mdc,
-                "code": self.code.key,
-                "refid": self.code.refid,
-                "unit": self.code.ucum,
-                "sample_rate": self.sample_rate,
-                "device": self.device_id,
-            }
+    def announcement(self) -> EventMessage:
+        return EventMessage(
+            _json(
+                {
+                    "type": "channel",
+                    "channel": self.code.mdc,
+                    "code": self.code.key,
+                    "refid": self.code.refid,
+                    "unit": self.code.ucum,
+                    "sample_rate": self.sample_rate,
+                    "device": self.device_id,
+                }
+            ),
+            retain=("channel", self.device_id, str(self.code.mdc)),
         )
 
 
@@ -75,29 +89,33 @@ class VitalsProcessor:
         self._channels: dict[tuple[str, int], _Channel] = {}
         self.frame_errors = 0
 
-    def announcements(self) -> list[str]:
-        """The ``channel`` message of every channel seen so far (for a peer that just joined)."""
-        return [c.announcement() for c in self._channels.values()]
-
     def handle(self, event: DeviceEvent) -> list[Outgoing]:
         match event:
             case WaveformChunk():
                 return self._waveform(event)
             case Observation():
-                return [_numeric(event)]
-            case DeviceStatus():
-                message = to_dict(event)
                 return [
-                    _json(
-                        {
-                            "type": "status",
-                            "device": message["device"],
-                            "state": message["state"],
-                            "detail": message["detail"],
-                            "time": message["receive_time"],
-                        }
+                    _numeric(
+                        event.code,
+                        event.value,
+                        event.device_id,
+                        event.receive_time,
+                        event.device_time,
+                        to_dict(event)["quality"],
+                        derived=False,
                     )
                 ]
+            case DeviceStatus():
+                text = _json(
+                    {
+                        "type": "status",
+                        "device": event.device_id,
+                        "state": str(event.state),
+                        "detail": event.detail,
+                        "time": event.receive_time,
+                    }
+                )
+                return [EventMessage(text, retain=("status", event.device_id))]
             case FrameError():
                 self.frame_errors += 1  # counted and logged by the reader; nothing to send
                 return []
@@ -140,38 +158,23 @@ class VitalsProcessor:
         origin = chunk.first_sample_time - channel.samples_seen / chunk.sample_rate
         if result.beats:
             times = [round(origin + b / chunk.sample_rate, 4) for b in result.beats]
-            out.append(_json({"type": "beats", "channel": chunk.code.mdc, "times": times}))
+            beats = {"type": "beats", "channel": chunk.code.mdc, "times": times}
+            out.append(EventMessage(_json(beats)))
         for score in result.quality:
-            out.append(
-                _json(
-                    {
-                        "type": "quality",
-                        "channel": chunk.code.mdc,
-                        "score": round(score.score, 3),
-                        "time": round(origin + score.end / chunk.sample_rate, 4),
-                    }
-                )
-            )
+            quality = {
+                "type": "quality",
+                "channel": chunk.code.mdc,
+                "score": round(score.score, 3),
+                "time": round(origin + score.end / chunk.sample_rate, 4),
+            }
+            out.append(EventMessage(_json(quality)))
         rate_code = HEART_RATE if chunk.code is ECG_II else PULSE_RATE
         if result.beats and chunk.receive_time - channel.last_derived >= DERIVED_EVERY_S:
             channel.last_derived = chunk.receive_time
             rate = None if result.rate is None else round(result.rate, 1)
             out.append(
-                _json(
-                    {
-                        "type": "numeric",
-                        "code": rate_code.key,
-                        "mdc": rate_code.mdc,
-                        "refid": rate_code.refid,
-                        "loinc": rate_code.loinc,
-                        "unit": rate_code.ucum,
-                        "value": rate,
-                        "time": chunk.receive_time,
-                        "device_time": None,
-                        "device": chunk.device_id,
-                        "quality": [],
-                        "derived": True,
-                    }
+                _numeric(
+                    rate_code, rate, chunk.device_id, chunk.receive_time, None, [], derived=True
                 )
             )
         return out
@@ -187,21 +190,31 @@ def _pipeline(
     return None  # other waveforms (respiration, pressure) travel as the device sent them
 
 
-def _numeric(observation: Observation) -> str:
-    message = to_dict(observation)
-    return _json(
+def _numeric(
+    code: VitalCode,
+    value: float | None,
+    device_id: str,
+    time: float,
+    device_time: float | None,
+    quality: list[str],
+    *,
+    derived: bool,
+) -> EventMessage:
+    text = _json(
         {
             "type": "numeric",
-            "code": message["code"],
-            "mdc": message["mdc"],
-            "refid": message["refid"],
-            "loinc": message["loinc"],
-            "unit": message["unit"],
-            "value": message["value"],
-            "time": message["receive_time"],
-            "device_time": message["device_time"],
-            "device": message["device"],
-            "quality": message["quality"],
-            "derived": False,
+            "code": code.key,
+            "mdc": code.mdc,
+            "refid": code.refid,
+            "loinc": code.loinc,
+            "unit": code.ucum,
+            "value": value,
+            "time": time,
+            "device_time": device_time,
+            "device": device_id,
+            "quality": quality,
+            "derived": derived,
         }
     )
+    # Device values and derived ones are kept apart: a viewer shows the device's own first.
+    return EventMessage(text, retain=("numeric", device_id, code.key, str(derived)))

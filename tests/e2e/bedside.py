@@ -21,17 +21,25 @@ KEY = "bed-1-key-for-tests-0123456789abcdef"
 
 @contextlib.asynccontextmanager
 async def bedside(server: LiveServer) -> AsyncIterator[Gateway]:
-    """Creates the gateway account, runs simulator and gateway; stops both on exit."""
+    """Creates the gateway account on the in-process server, then as :func:`bedside_at`."""
     await server.add_gateway(GATEWAY, "wonju", KEY)
+    async with bedside_at(server.base_url, GATEWAY, KEY) as gateway:
+        yield gateway
+
+
+@contextlib.asynccontextmanager
+async def bedside_at(base_url: str, name: str, key: str) -> AsyncIterator[Gateway]:
+    """Runs an oximeter simulator on a pty and a gateway reading it (and a synthetic camera)
+    against the server at ``base_url``; stops both on exit."""
     link = PtyLink()
     oximeter = Cms50Simulator(link, Patient(PatientParameters(spo2=97.0, heart_rate=72.0)))
     simulator = asyncio.create_task(oximeter.run(), name="oximeter")
     await asyncio.sleep(0)  # plugged in: the pty exists
     gateway = Gateway(
         GatewayConfig(
-            server_url=server.base_url,
-            name=GATEWAY,
-            key=KEY,
+            server_url=base_url,
+            name=name,
+            key=key,
             mains_hz=60.0,
             devices=(DeviceSpec("cms50", link.path, "oximeter-1"),),
             camera="synthetic",

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -46,3 +46,13 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+async def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
+    """Open the clinic app and sign in; returns once the consultation list shows."""
+    await page.goto(base_url)
+    await expect(page.locator("body[data-ready=true]")).to_be_attached()
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#list-view")).to_be_visible()

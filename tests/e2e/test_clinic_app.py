@@ -11,26 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from devices.codes import PLETH
 from media.rtc.wire import WirePacket, encode
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Chat, Role
 from tests.e2e.bedside import bedside
-from tests.e2e.browser import chromium
+from tests.e2e.browser import chromium, sign_in
 from tests.helpers import PASSWORD, LiveServer, make_config, next_of_type, run_server
 
 pytestmark = pytest.mark.slow
-
-
-async def _sign_in(page: Page, base_url: str, username: str) -> None:
-    await page.goto(base_url)
-    await expect(page.locator("body[data-ready=true]")).to_be_attached()
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button[type=submit]")
-    await expect(page.locator("#list-view")).to_be_visible()
 
 
 async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveServer) -> None:
@@ -48,7 +39,7 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
             page = await browser.new_page(locale="en-US")
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await _sign_in(page, server.base_url, "doctor.koriyama")
+            await sign_in(page, server.base_url, "doctor.koriyama", PASSWORD)
 
             # Wonju's request is listed; the consulting doctor accepts it and opens it.
             listed = page.locator(f"tr[data-id='{row['id']}']")
@@ -185,7 +176,7 @@ async def test_a_present_doctor_stays_signed_in_and_an_absent_one_is_signed_out(
         await tech.close()
         async with bedside(server), chromium() as browser:
             page = await browser.new_page(locale="en-US")
-            await _sign_in(page, server.base_url, "doctor.koriyama")
+            await sign_in(page, server.base_url, "doctor.koriyama", PASSWORD)
             listed = page.locator(f"tr[data-id='{row['id']}']")
             await listed.locator("button[data-action='consultations.accept']").click()
             await listed.locator("button[data-action='consultations.join']").click()

@@ -4,7 +4,6 @@ live again on the doctor's screen."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,13 +12,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from devices.simulation.patient import Patient
-from devices.simulation.pty_link import PtyLink
-from devices.simulation.simulators import Cms50Simulator
 from signaling.client import SignalingClient, UserCredentials
-from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
-from telemed.tasks import cancel_and_wait
-from tests.e2e.browser import chromium
+from tests.e2e.bedside import bedside_at
+from tests.e2e.browser import chromium, sign_in
 from tests.e2e.test_server_restart import ServerProcess, _free_port
 
 pytestmark = pytest.mark.slow
@@ -57,52 +52,30 @@ async def test_browser_and_gateway_come_back_after_a_server_restart(
         "POST", "/api/consultations", {"consulting_site": "koriyama", "consent_cross_border": False}
     )
     await tech.close()
-    link = PtyLink()
-    simulator = asyncio.create_task(Cms50Simulator(link, Patient()).run())
-    await asyncio.sleep(0)
-    gateway = Gateway(
-        GatewayConfig(
-            server_url=base,
-            name="bed-1",
-            key=key,
-            mains_hz=60.0,
-            devices=(DeviceSpec("cms50", link.path, "oximeter-1"),),
-            camera="synthetic",
+    async with bedside_at(base, "bed-1", key) as gateway, chromium() as browser:
+        page = await browser.new_page(locale="en-US")
+        await sign_in(page, base, "dk", "password-dk")
+        listed = page.locator(f"tr[data-id='{row['id']}']")
+        await listed.locator("button[data-action='consultations.accept']").click()
+        await listed.locator("button[data-action='consultations.join']").click()
+        badge = page.locator("#link-state")
+        await expect(badge).to_have_attribute("data-state", "link.connected", timeout=30_000)
+        await page.wait_for_function(
+            "document.getElementById('video').videoWidth > 0", timeout=20_000
         )
-    )
-    running = asyncio.create_task(gateway.run())
-    try:
-        async with chromium() as browser:
-            page = await browser.new_page(locale="en-US")
-            await page.goto(base)
-            await page.fill("#username", "dk")
-            await page.fill("#password", "password-dk")
-            await page.click("#login-form button[type=submit]")
-            listed = page.locator(f"tr[data-id='{row['id']}']")
-            await listed.locator("button[data-action='consultations.accept']").click()
-            await listed.locator("button[data-action='consultations.join']").click()
-            badge = page.locator("#link-state")
-            await expect(badge).to_have_attribute("data-state", "link.connected", timeout=30_000)
-            await page.wait_for_function(
-                "document.getElementById('video').videoWidth > 0", timeout=20_000
-            )
 
-            process.kill()  # no goodbye to anyone
-            await expect(badge).not_to_have_attribute(
-                "data-state", "link.connected", timeout=15_000
-            )
-            await process.start()
+        process.kill()  # no goodbye to anyone
+        await expect(badge).not_to_have_attribute("data-state", "link.connected", timeout=15_000)
+        await process.start()
 
-            # Both ends reconnect and re-join; the gateway offers anew; the bedside is live.
-            await expect(badge).to_have_attribute("data-state", "link.connected", timeout=45_000)
-            peers = page.locator("#peers li")
-            await expect(peers.filter(has_text="bed-1")).to_have_count(1, timeout=15_000)
-            before = await page.evaluate("document.getElementById('video').currentTime")
-            await page.wait_for_function(
-                "t => document.getElementById('video').currentTime > t + 1",
-                arg=before,
-                timeout=20_000,
-            )
-            assert gateway.consultation_id == row["id"]
-    finally:
-        await cancel_and_wait([running, simulator])
+        # Both ends reconnect and re-join; the gateway offers anew; the bedside is live.
+        await expect(badge).to_have_attribute("data-state", "link.connected", timeout=45_000)
+        peers = page.locator("#peers li")
+        await expect(peers.filter(has_text="bed-1")).to_have_count(1, timeout=15_000)
+        before = await page.evaluate("document.getElementById('video').currentTime")
+        await page.wait_for_function(
+            "t => document.getElementById('video').currentTime > t + 1",
+            arg=before,
+            timeout=20_000,
+        )
+        assert gateway.consultation_id == row["id"]
