@@ -4,6 +4,7 @@ stamp through real codecs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import time
 from pathlib import Path
@@ -129,3 +130,42 @@ async def test_processing_scales_enhances_overlays_and_stamps_off_the_loop() -> 
     assert read_stamp(out) == (42, 1_795_000_000_250 & 0xFFFFFFFF)
     caption = out[-30:, :300]
     assert (caption > 240).any()  # white overlay text in the bottom-left corner
+
+
+async def test_one_pipeline_serves_several_viewers_and_idles_without_them() -> None:
+    from media.rtc.tracks import ProcessedFrames
+    from media.video.capture import CaptureThread, LatestFrame, SyntheticSource
+    from media.video.processing import FrameProcessor, ProcessingSettings
+    from media.video.stamp import read_stamp
+
+    mailbox = LatestFrame(asyncio.get_running_loop())
+    capture = CaptureThread(SyntheticSource(160, 120, 30.0), mailbox)
+    processor = FrameProcessor(ProcessingSettings(160, 120))
+    frames = ProcessedFrames(mailbox, processor)
+    capture.start()
+    pipeline = asyncio.create_task(frames.run())
+    try:
+        await asyncio.sleep(0.3)
+        assert frames.processed == 0  # nobody watches: nothing is processed
+        first, second = frames.track(), frames.track()
+        a = [await first.recv() for _ in range(5)]
+        b = [await second.recv() for _ in range(5)]
+        assert all(isinstance(f, av.VideoFrame) for f in a + b)
+        assert not any(x is y for x in a for y in b)  # each encoder gets frames of its own
+        images = [f.to_ndarray(format="bgr24") for f in a if isinstance(f, av.VideoFrame)]
+        stamps = [read_stamp(np.asarray(image, dtype=np.uint8)) for image in images]
+        ids = [stamp[0] for stamp in stamps if stamp is not None]
+        assert ids == sorted(ids) and len(set(ids)) == 5  # newer frames each time
+        assert frames.processed >= 5
+        first.stop()
+        second.stop()
+        await asyncio.sleep(0.1)
+        idle = frames.processed
+        await asyncio.sleep(0.3)
+        assert frames.processed <= idle + 1  # the viewers left: processing stops
+    finally:
+        pipeline.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pipeline
+        await capture.stop()
+        processor.close()
