@@ -29,7 +29,7 @@ from media.rtc.peer import MediaPeer
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Answer, Offer
 from telemed.serve import DEMO_ACCOUNTS
-from telemed.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 

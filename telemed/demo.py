@@ -26,7 +26,7 @@ from signaling.server.app import create_app
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
 from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY, seed_demo, uvicorn_config
 from telemed.settings import Settings
-from telemed.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("telemed")
 

@@ -17,7 +17,7 @@ from media.video.processing import ProcessingSettings
 from signaling.client import SignalingError
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
 from telemed.settings import Settings, SettingsError
-from telemed.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from aiortc import MediaStreamTrack, RTCIceServer
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
 from signaling.schema import Answer, Candidate, ClientMessage, Offer, Peer, PrincipalKind
-from telemed.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

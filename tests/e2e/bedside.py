@@ -12,7 +12,7 @@ from devices.simulation.pty_link import PtyLink
 from devices.simulation.simulators import Cms50Simulator
 from media.video.processing import ProcessingSettings
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
-from telemed.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 from tests.helpers import LiveServer
 
 GATEWAY = "bed-1.wonju"

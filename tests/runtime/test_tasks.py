@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from telemed.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 
 async def _slow_to_stop(stopped: list[str]) -> None:
