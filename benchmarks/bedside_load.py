@@ -26,10 +26,10 @@ from pathlib import Path
 import httpx
 
 from media.rtc.peer import MediaPeer
+from runtime.tasks import cancel_and_wait
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Answer, Offer
 from telemed.serve import DEMO_ACCOUNTS
-from runtime.tasks import cancel_and_wait
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 

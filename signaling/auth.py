@@ -18,6 +18,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from signaling.errors import AuthError, TokenExpired
 from signaling.schema import PrincipalKind, Role
 
 _HASHER = PasswordHasher()
@@ -27,10 +28,6 @@ _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 _ALGORITHM = "HS256"
 _SPRAY_FACTOR = 4
 _ISSUER = "telemed"
-
-
-class AuthError(Exception):
-    """Authentication failed; the message is safe to show to the client."""
 
 
 def hash_secret(secret: str) -> str:
@@ -101,7 +98,8 @@ class TokenService:
         return jwt.encode(claims, self._key, algorithm=_ALGORITHM), expires
 
     def decode(self, token: str) -> Principal:
-        """The principal of a valid token. Raises :class:`AuthError` otherwise."""
+        """The principal of a valid token. Raises :class:`TokenExpired` for an expired one,
+        :class:`AuthError` for any other."""
         try:
             claims = jwt.decode(
                 token,
@@ -119,7 +117,7 @@ class TokenService:
                 session_id=str(claims["sid"]),
             )
         except jwt.ExpiredSignatureError:
-            raise AuthError("token expired") from None
+            raise TokenExpired("token expired") from None
         except (jwt.InvalidTokenError, KeyError, ValueError, TypeError):
             raise AuthError("invalid token") from None
 

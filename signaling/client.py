@@ -11,25 +11,42 @@ treats a missing ``pong`` as a dead link. After any loss it reconnects with expo
 and full jitter, logs in again if the token was refused, and re-joins the consultation it was
 in. Each (re)connection is announced by a ``welcome`` in :meth:`recv`, followed by a fresh
 ``joined`` when it re-joined: the application renegotiates WebRTC from there.
+
+The supervisor survives every failure but its own cancellation (a refused token, the server
+unreachable while logging in again, a malformed message): each is logged, and the next
+attempt follows the backoff. Only :meth:`close` ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import websockets
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from websockets.asyncio.client import ClientConnection
 
+from runtime.clock import SYSTEM_CLOCK, Clock
+from runtime.tasks import spawn
+from signaling.api_models import (
+    ConsultationOut,
+    ConsultationRequest,
+    GatewayLogin,
+    IceServersOut,
+    TokenOut,
+    UserLogin,
+)
+from signaling.errors import ProtocolError, SignalingError
 from signaling.schema import (
     PROTOCOL_VERSION,
     ClientMessage,
+    ConsultationAction,
+    ConsultationState,
     Error,
     ErrorCode,
     Hello,
@@ -38,12 +55,23 @@ from signaling.schema import (
     Leave,
     Ping,
     Pong,
-    ProtocolError,
     ServerMessage,
     Welcome,
     encode,
     parse_server_message,
 )
+
+__all__ = [
+    "ClientOptions",
+    "Credentials",
+    "GatewayCredentials",
+    "SignalingClient",
+    "SignalingError",
+    "UserCredentials",
+]
+
+M = TypeVar("M", bound=BaseModel)
+_CONSULTATIONS: TypeAdapter[list[ConsultationOut]] = TypeAdapter(list[ConsultationOut])
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +105,6 @@ class ClientOptions:
     max_message_bytes: int = 1 << 20
 
 
-class SignalingError(Exception):
-    """The server refused something; ``code`` is its :class:`ErrorCode` (or an HTTP status)."""
-
-    def __init__(self, code: ErrorCode | int, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-
 class _LinkDead(Exception):
     pass
 
@@ -100,11 +119,14 @@ class SignalingClient:
         *,
         options: ClientOptions | None = None,
         client_name: str = "telemed-python",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """``clock``: its monotonic time drives the heartbeat (tests may inject one)."""
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
         self.options = options or ClientOptions()
         self.client_name = client_name
+        self._clock = clock
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30.0)
         self._token: str | None = None
         self._ws: ClientConnection | None = None
@@ -132,11 +154,12 @@ class SignalingClient:
     async def start(self, wait: bool = True) -> None:
         """Log in and start the supervisor; with ``wait``, return once connected.
 
-        Raises :class:`SignalingError` when the credentials are refused.
+        Raises :class:`SignalingError` when the credentials are refused, and
+        ``httpx.HTTPError`` when the server cannot be reached for the first login.
         """
         if self._token is None:
             await self.login()
-        self._supervisor = asyncio.create_task(self._supervise(), name="signaling-supervisor")
+        self._supervisor = spawn(self._supervise(), "signaling-supervisor")
         if wait:
             await self.wait_connected(self.options.connect_timeout_s)
 
@@ -147,12 +170,13 @@ class SignalingClient:
             await self._ws.close()
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await asyncio.wait([self._supervisor])
         await self._http.aclose()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout)
+        """Return once connected; raises ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
 
     @property
     def peer_id(self) -> str | None:
@@ -164,21 +188,31 @@ class SignalingClient:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    async def login(self) -> dict[str, Any]:
+    async def login(self) -> TokenOut:
+        """Log in with the credentials. Raises :class:`SignalingError` when they are refused,
+        ``httpx.HTTPError`` when the server cannot be reached."""
         creds = self.credentials
+        body: BaseModel
         if isinstance(creds, UserCredentials):
-            path, body = "/api/auth/login", {"username": creds.username, "password": creds.password}
+            path, body = (
+                "/api/auth/login",
+                UserLogin(username=creds.username, password=creds.password),
+            )
         else:
-            path, body = "/api/auth/gateway", {"name": creds.name, "key": creds.key}
-        response = await self._http.post(path, json=body)
+            path, body = "/api/auth/gateway", GatewayLogin(name=creds.name, key=creds.key)
+        response = await self._http.post(path, json=body.model_dump())
         if response.status_code != 200:
             raise SignalingError(response.status_code, _detail(response))
-        data: dict[str, Any] = response.json()
-        self._token = data["token"]
-        return data
+        token = _parse(TokenOut, response)
+        self._token = token.token
+        return token
 
-    async def api(self, method: str, path: str, json: Any = None) -> Any:
-        """An authenticated API call; logs in again once if the token was refused."""
+    async def api(self, method: str, path: str, json: Any = None) -> object:
+        """An authenticated API call returning the decoded JSON body (None when empty); logs
+        in again once if the token was refused. Prefer the typed methods below.
+
+        Raises :class:`SignalingError` for a refusal (``code`` is the HTTP status) and
+        ``httpx.HTTPError`` when the server cannot be reached."""
         for attempt in range(2):
             if self._token is None:
                 await self.login()
@@ -190,8 +224,45 @@ class SignalingClient:
                 continue
             if response.status_code >= 400:
                 raise SignalingError(response.status_code, _detail(response))
-            return response.json() if response.content else None
+            result: object = response.json() if response.content else None
+            return result
         raise AssertionError("unreachable")
+
+    async def list_consultations(
+        self, state: ConsultationState | None = None
+    ) -> list[ConsultationOut]:
+        """The consultations the caller may see, newest first."""
+        path = "/api/consultations" + (f"?state={state}" if state is not None else "")
+        return _CONSULTATIONS.validate_python(await self.api("GET", path))
+
+    async def get_consultation(self, consultation_id: str) -> ConsultationOut:
+        body = await self.api("GET", f"/api/consultations/{consultation_id}")
+        return ConsultationOut.model_validate(body)
+
+    async def request_consultation(
+        self, consulting_site: str, consent_cross_border: bool, reason: str = ""
+    ) -> ConsultationOut:
+        """Ask ``consulting_site`` for a consultation (the caller's site requests)."""
+        request = ConsultationRequest(
+            consulting_site=consulting_site,
+            consent_cross_border=consent_cross_border,
+            reason=reason,
+        )
+        body = await self.api("POST", "/api/consultations", request.model_dump())
+        return ConsultationOut.model_validate(body)
+
+    async def consultation_action(
+        self, consultation_id: str, action: ConsultationAction
+    ) -> ConsultationOut:
+        """Accept, cancel or close a consultation (``join`` happens on the WebSocket)."""
+        if action is ConsultationAction.JOIN:
+            raise ValueError("join with SignalingClient.join(), not over HTTP")
+        body = await self.api("POST", f"/api/consultations/{consultation_id}/{action}")
+        return ConsultationOut.model_validate(body)
+
+    async def ice_servers(self) -> IceServersOut:
+        """STUN/TURN servers for a peer connection, TURN credentials included."""
+        return IceServersOut.model_validate(await self.api("GET", "/api/ice-servers"))
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -220,7 +291,8 @@ class SignalingClient:
         self._consultation_id = consultation_id
         try:
             await self.send(Join(consultation_id=consultation_id))
-            return await asyncio.wait_for(self._pending_join, timeout)
+            async with asyncio.timeout(timeout):
+                return await self._pending_join
         except BaseException:
             self._consultation_id = None
             raise
@@ -235,6 +307,8 @@ class SignalingClient:
     # -- the supervisor ----------------------------------------------------------------------
 
     async def _supervise(self) -> None:
+        """Connect, serve, reconnect: until :meth:`close`. Every failure but cancellation is
+        logged and followed by the backoff; none ends the loop."""
         attempt = 0
         while not self._closed:
             try:
@@ -242,12 +316,18 @@ class SignalingClient:
                 attempt = 0
             except SignalingError as exc:
                 log.warning("signaling refused: %s", exc)
-                if exc.code in (ErrorCode.SESSION_EXPIRED, ErrorCode.AUTH_FAILED):
-                    self._token = None
+                if exc.code in (ErrorCode.SESSION_EXPIRED, ErrorCode.AUTH_FAILED, 401):
+                    self._token = None  # log in again before the next attempt
             except (OSError, TimeoutError, websockets.WebSocketException, _LinkDead) as exc:
                 log.info("signaling link lost: %r", exc)
+            except httpx.HTTPError as exc:
+                log.warning("cannot log in to %s: %r", self.base_url, exc)
             except ProtocolError as exc:
                 log.warning("server sent something unreadable: %s", exc)
+            except Exception:
+                # A fault of ours or of the server's that nobody foresaw: logged in full, and
+                # the client keeps trying, for a gateway stranded by it helps nobody.
+                log.exception("signaling connection failed")
             finally:
                 self._connected.clear()
                 self._ws = None
@@ -258,11 +338,9 @@ class SignalingClient:
             ceiling = min(self.options.backoff_max_s, self.options.backoff_initial_s * 2**attempt)
             attempt += 1
             await asyncio.sleep(random.uniform(ceiling / 4, ceiling))
-            if self._token is None:
-                with contextlib.suppress(OSError, httpx.HTTPError, SignalingError):
-                    await self.login()
 
     async def _connect_once(self) -> None:
+        """One connection: log in if needed, hello, then serve until the link ends."""
         if self._token is None:
             await self.login()
         ws_url = "ws" + self.base_url.removeprefix("http") + "/ws"
@@ -277,9 +355,8 @@ class SignalingClient:
             await ws.send(
                 encode(Hello(v=PROTOCOL_VERSION, token=self._token, client=self.client_name))
             )
-            first = parse_server_message(
-                await asyncio.wait_for(ws.recv(), self.options.connect_timeout_s)
-            )
+            async with asyncio.timeout(self.options.connect_timeout_s):
+                first = parse_server_message(await ws.recv())
             if isinstance(first, Error):
                 raise SignalingError(first.code, first.reason)
             if not isinstance(first, Welcome):
@@ -291,34 +368,36 @@ class SignalingClient:
             self.connections += 1
             if self._consultation_id is not None and self._pending_join is None:
                 await ws.send(encode(Join(consultation_id=self._consultation_id)))
-            self._last_pong = asyncio.get_running_loop().time()
+            self._last_pong = self._clock.monotonic()
             self._connected.set()
             await self._inbox.put(first)
-            beat = asyncio.create_task(self._heartbeat(ws), name="signaling-heartbeat")
+            beat = spawn(self._heartbeat(ws), "signaling-heartbeat")
             try:
                 await self._read(ws)
             finally:
                 beat.cancel()
-                with contextlib.suppress(
-                    asyncio.CancelledError, websockets.WebSocketException, OSError
-                ):
-                    await beat
+                await asyncio.wait([beat])
 
     async def _heartbeat(self, ws: ClientConnection) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.options.heartbeat_interval_s)
-            if loop.time() - self._last_pong > self.options.heartbeat_timeout_s:
-                log.warning("no pong for %.1f s; reconnecting", loop.time() - self._last_pong)
-                await ws.close(code=1001, reason="heartbeat timeout")
-                return
-            await ws.send(encode(Ping(nonce=next(self._nonces))))
+        """Ping every interval; no pong for the timeout closes the socket (the reader then
+        ends, and the supervisor reconnects). A failed send means the same."""
+        try:
+            while True:
+                await asyncio.sleep(self.options.heartbeat_interval_s)
+                silent = self._clock.monotonic() - self._last_pong
+                if silent > self.options.heartbeat_timeout_s:
+                    log.warning("no pong for %.1f s; reconnecting", silent)
+                    await ws.close(code=1001, reason="heartbeat timeout")
+                    return
+                await ws.send(encode(Ping(nonce=next(self._nonces))))
+        except (websockets.WebSocketException, OSError) as exc:
+            log.info("heartbeat stopped: %r", exc)
 
     async def _read(self, ws: ClientConnection) -> None:
         async for raw in ws:
             message = parse_server_message(raw)
             if isinstance(message, Pong):
-                self._last_pong = asyncio.get_running_loop().time()
+                self._last_pong = self._clock.monotonic()
                 continue
             pending = self._pending_join
             if pending is not None and not pending.done():
@@ -331,6 +410,13 @@ class SignalingClient:
                 self._consultation_id = None
             await self._inbox.put(message)
         raise _LinkDead(f"closed by server: {ws.close_code} {ws.close_reason}")
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise SignalingError(response.status_code, f"unexpected response: {exc}") from None
 
 
 def _detail(response: httpx.Response) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 
+from signaling.errors import IllegalTransition
 from signaling.schema import ConsultationState
 
 
@@ -18,13 +19,6 @@ class ConsultationEvent(enum.StrEnum):
     ACCEPT = "accept"
     CANCEL = "cancel"
     CLOSE = "close"
-
-
-class IllegalTransition(Exception):
-    def __init__(self, state: ConsultationState, event: ConsultationEvent) -> None:
-        super().__init__(f"cannot {event} a consultation that is {state}")
-        self.state = state
-        self.event = event
 
 
 TRANSITIONS: dict[tuple[ConsultationState, ConsultationEvent], ConsultationState] = {

@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from signaling.errors import ProtocolError
+
 PROTOCOL_VERSION = 1
 
 _ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -83,6 +85,16 @@ class ConsultationState(enum.StrEnum):
     ACTIVE = "active"
     CLOSED = "closed"
     CANCELLED = "cancelled"
+
+
+class ConsultationAction(enum.StrEnum):
+    """What a principal may do with a consultation; the server lists them per consultation
+    (``allowed_actions``) so that no client re-derives the rules."""
+
+    ACCEPT = "accept"
+    CANCEL = "cancel"
+    CLOSE = "close"
+    JOIN = "join"
 
 
 class _Message(BaseModel):
@@ -264,19 +276,6 @@ def _types(adapter_union: Any) -> frozenset[str]:
 
 CLIENT_TYPES = _types(ClientMessage)
 SERVER_TYPES = _types(ServerMessage)
-
-
-class ProtocolError(Exception):
-    """A message that cannot be accepted; ``code`` and ``reason`` go back in an ``error``."""
-
-    def __init__(self, code: ErrorCode, reason: str, ref: str | None = None) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-        self.ref = ref
-
-    def to_message(self) -> Error:
-        return Error(code=self.code, reason=self.reason, ref=self.ref)
 
 
 def _load_object(text: str | bytes) -> tuple[dict[str, Any], str]:

@@ -6,6 +6,7 @@ import getpass
 import sys
 
 from signaling.auth import new_gateway_key
+from signaling.errors import AccountError
 from signaling.schema import Role
 from signaling.storage import accounts
 from signaling.storage.audit import AuditEvent, AuditLog
@@ -44,7 +45,7 @@ async def add_user(
     try:
         account = await accounts.add_user(db, username, password, role, site, name)
         await _audit_cli(db, "user.create", {"user": username, "role": str(role), "site": site})
-    except accounts.AccountError as exc:
+    except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -60,7 +61,7 @@ async def add_gateway(settings: Settings, name: str, site: str) -> int:
     try:
         account = await accounts.add_gateway(db, name, site, key)
         await _audit_cli(db, "gateway.create", {"gateway": name, "site": site})
-    except accounts.AccountError as exc:
+    except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

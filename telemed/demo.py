@@ -21,12 +21,12 @@ from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.registry import SIMULATORS
 from media.video.processing import ProcessingSettings
+from runtime.tasks import cancel_and_wait
 from signaling.client import SignalingClient, SignalingError, UserCredentials
 from signaling.server.app import create_app
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
 from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY, seed_demo, uvicorn_config
 from telemed.settings import Settings
-from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("telemed")
 
@@ -89,16 +89,10 @@ async def _request_consultation(base: str) -> None:
     client = SignalingClient(base, UserCredentials(tech.username, tech.password))
     try:
         await client.login()
-        rows = await client.api("GET", "/api/consultations")
-        if not any(r["state"] in ("requested", "active") for r in rows):
-            await client.api(
-                "POST",
-                "/api/consultations",
-                {
-                    "consulting_site": "koriyama",
-                    "consent_cross_border": False,
-                    "reason": "demo: chest pain, ECG review",
-                },
+        rows = await client.list_consultations()
+        if not any(r.state in ("requested", "active") for r in rows):
+            await client.request_consultation(
+                "koriyama", consent_cross_border=False, reason="demo: chest pain, ECG review"
             )
     finally:
         await client.close()

@@ -14,10 +14,10 @@ from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.registry import SIMULATORS
 from media.video.processing import ProcessingSettings
+from runtime.tasks import cancel_and_wait
 from signaling.client import SignalingError
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
 from telemed.settings import Settings, SettingsError
-from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

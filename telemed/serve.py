@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from clinic_ui import STATIC_DIR
 from signaling.config import ServerConfig
+from signaling.errors import AccountError
 from signaling.schema import Role
 from signaling.server.app import create_app
 from signaling.storage import accounts
@@ -77,12 +78,12 @@ async def seed_demo(config: ServerConfig) -> None:
         await db.migrate()
         await accounts.sync_sites(db, config.sites)
         for acc in DEMO_ACCOUNTS:
-            with contextlib.suppress(accounts.AccountError):  # seeded by an earlier run
+            with contextlib.suppress(AccountError):  # seeded by an earlier run
                 await accounts.add_user(
                     db, acc.username, acc.password, acc.role, acc.site, acc.username
                 )
         name, site, key = DEMO_GATEWAY
-        with contextlib.suppress(accounts.AccountError):
+        with contextlib.suppress(AccountError):
             await accounts.add_gateway(db, name, site, key)
     finally:
         await db.close()

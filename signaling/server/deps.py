@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from signaling.auth import AuthError, Principal
+from signaling.auth import Principal
+from signaling.errors import AuthError, SessionEnded
 from signaling.schema import Role
 from signaling.server.services import Services, services_of
-from signaling.storage.accounts import SessionEnded, touch_session
+from signaling.storage.accounts import touch_session
 
 _bearer = HTTPBearer(auto_error=False, description="token from /api/auth/login")
 
@@ -32,10 +33,10 @@ async def current_principal(
     try:
         principal = svc.tokens.decode(credentials.credentials)
         await touch_session(svc.db, principal.session_id, svc.idle_timeout(principal))
-    except AuthError as exc:
-        raise _unauthorized(str(exc)) from None
     except SessionEnded as exc:
         raise _unauthorized(f"session ended: {exc.reason}") from None
+    except AuthError as exc:
+        raise _unauthorized(str(exc)) from None
     return principal
 
 

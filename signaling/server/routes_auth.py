@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, Field
 
+from signaling.api_models import GatewayLogin, PrincipalOut, TokenOut, UserLogin
 from signaling.auth import Principal
-from signaling.schema import PrincipalKind, Role
 from signaling.server.deps import CurrentPrincipal, ServicesDep
 from signaling.server.services import Services, source_addr
 from signaling.storage.accounts import (
@@ -21,32 +19,6 @@ from signaling.storage.accounts import (
 )
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
-
-
-class UserLogin(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
-
-
-class GatewayLogin(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
-    key: str = Field(min_length=1, max_length=1024)
-
-
-class PrincipalOut(BaseModel):
-    kind: PrincipalKind
-    id: int
-    name: str
-    role: Role
-    site: str
-
-
-class TokenOut(BaseModel):
-    token: str
-    expires_at: datetime
-    #: A clinician session ends after this many seconds without activity (None: never).
-    idle_timeout_s: float | None
-    principal: PrincipalOut
 
 
 def _principal_out(p: Principal) -> PrincipalOut:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, Field
 
-from signaling.consultation_fsm import FINAL_STATES, ConsultationEvent, IllegalTransition
-from signaling.schema import ConsultationInfo, ConsultationState
+from signaling.api_models import ConsultationOut, ConsultationRequest
+from signaling.auth import Principal
+from signaling.consultation_fsm import FINAL_STATES, ConsultationEvent
+from signaling.errors import (
+    ConsultationError,
+    ConsultationNotFound,
+    IllegalTransition,
+    InvalidRequest,
+    NotPermitted,
+)
+from signaling.schema import ConsultationState
 from signaling.server.deps import CurrentPrincipal, ServicesDep
 from signaling.server.services import source_addr
 from signaling.storage import consultations as store
@@ -15,29 +23,28 @@ from signaling.storage.models import ConsultationRow
 router = APIRouter(prefix="/api/consultations", tags=["consultations"])
 
 
-class ConsultationRequest(BaseModel):
-    consulting_site: str = Field(min_length=1, max_length=32)
-    #: Whether the patient consented to their data crossing the border; without consent
-    #: images and vitals leave the site de-identified.
-    consent_cross_border: bool
-    reason: str = Field(default="", max_length=2000)
-
-
-class ConsultationOut(ConsultationInfo):
-    reason: str
-    created_at: str
-    accepted_at: str | None
-    ended_at: str | None
-
-
-def _out(row: ConsultationRow) -> ConsultationOut:
+def _out(row: ConsultationRow, principal: Principal) -> ConsultationOut:
     return ConsultationOut(
         **store.info(row).model_dump(),
         reason=row.reason,
         created_at=row.created_at.isoformat(),
         accepted_at=row.accepted_at.isoformat() if row.accepted_at else None,
         ended_at=row.ended_at.isoformat() if row.ended_at else None,
+        allowed_actions=store.allowed_actions(principal, row),
     )
+
+
+#: The HTTP status a refusal is answered with: the storage layer speaks in domain errors.
+_STATUS: dict[type[ConsultationError], int] = {
+    ConsultationNotFound: status.HTTP_404_NOT_FOUND,
+    NotPermitted: status.HTTP_403_FORBIDDEN,
+    InvalidRequest: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    IllegalTransition: status.HTTP_409_CONFLICT,
+}
+
+
+def _http_error(exc: ConsultationError) -> HTTPException:
+    return HTTPException(_STATUS[type(exc)], str(exc))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={403: {}, 422: {}})
@@ -49,9 +56,9 @@ async def create_consultation(
         row = await store.create(
             svc.db, principal, body.consulting_site, body.consent_cross_border, body.reason
         )
-    except store.ConsultationError as exc:
+    except ConsultationError as exc:
         await svc.record("consultation.create", principal, source_addr(request), outcome="denied")
-        raise HTTPException(exc.status, exc.reason) from None
+        raise _http_error(exc) from None
     await svc.record(
         "consultation.create",
         principal,
@@ -59,7 +66,7 @@ async def create_consultation(
         consultation_id=row.id,
         detail={"consent_cross_border": row.consent_cross_border},
     )
-    return _out(row)
+    return _out(row, principal)
 
 
 @router.get("")
@@ -74,7 +81,7 @@ async def list_consultations(
     await svc.record(
         "consultation.list", principal, source_addr(request), detail={"count": len(rows)}
     )
-    return [_out(r) for r in rows]
+    return [_out(r, principal) for r in rows]
 
 
 @router.get("/{consultation_id}", responses={404: {}})
@@ -92,7 +99,7 @@ async def get_consultation(
     )
     if row is None or not visible:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such consultation")
-    return _out(row)
+    return _out(row, principal)
 
 
 async def _transition(
@@ -106,20 +113,15 @@ async def _transition(
     addr = source_addr(request)
     try:
         row = await store.transition(svc.db, principal, consultation_id, event)
-    except store.ConsultationError as exc:
+    except ConsultationError as exc:
         await svc.record(
             action, principal, addr, consultation_id=consultation_id[:32], outcome="denied"
         )
-        raise HTTPException(exc.status, exc.reason) from None
-    except IllegalTransition as exc:
-        await svc.record(
-            action, principal, addr, consultation_id=consultation_id[:32], outcome="denied"
-        )
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        raise _http_error(exc) from None
     await svc.record(action, principal, addr, consultation_id=row.id)
     info = store.info(row)
     svc.hub.state_changed(info, final=info.state in FINAL_STATES)
-    return _out(row)
+    return _out(row, principal)
 
 
 _TRANSITION_RESPONSES: dict[int | str, dict[str, object]] = {403: {}, 404: {}, 409: {}}

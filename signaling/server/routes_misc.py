@@ -9,26 +9,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from signaling.api_models import IceServer, IceServersOut
 from signaling.config import SiteConfig
 from signaling.server.deps import AdminPrincipal, CurrentPrincipal, ServicesDep
 from signaling.server.services import source_addr
 from signaling.turn import turn_credential
 
 router = APIRouter(tags=["misc"])
-
-
-class IceServer(BaseModel):
-    """Shaped like the browser's ``RTCIceServer`` dictionary."""
-
-    urls: list[str]
-    username: str | None = None
-    credential: str | None = None
-
-
-class IceServersOut(BaseModel):
-    ice_servers: list[IceServer]
-    #: When the TURN credentials stop working (None when there is no TURN server).
-    expires_at: datetime | None
 
 
 @router.get("/api/sites")

@@ -15,8 +15,9 @@ from datetime import timedelta
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from signaling.auth import AuthError, Principal
+from signaling.auth import Principal
 from signaling.consultation_fsm import FINAL_STATES
+from signaling.errors import AuthError, ProtocolError, SessionEnded, TokenExpired
 from signaling.schema import (
     PROTOCOL_VERSION,
     Answer,
@@ -35,7 +36,6 @@ from signaling.schema import (
     Offer,
     Ping,
     Pong,
-    ProtocolError,
     Welcome,
     encode,
     parse_client_message,
@@ -43,7 +43,7 @@ from signaling.schema import (
 from signaling.server.hub import CloseRequest, Connection
 from signaling.server.services import Services, services_of, source_addr
 from signaling.storage import consultations as store
-from signaling.storage.accounts import SessionEnded, touch_session
+from signaling.storage.accounts import touch_session
 from signaling.storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -228,8 +228,8 @@ class WsSession:
             await touch_session(
                 self.svc.db, principal.session_id, self.svc.idle_timeout(principal), activity=False
             )
-        except (AuthError, SessionEnded) as exc:
-            expired = isinstance(exc, SessionEnded) or "expired" in str(exc)
+        except AuthError as exc:
+            expired = isinstance(exc, SessionEnded | TokenExpired)
             code = ErrorCode.SESSION_EXPIRED if expired else ErrorCode.AUTH_FAILED
             await self.svc.record("ws.connect", None, self.addr, outcome="denied")
             await self._send(Error(code=code, reason=str(exc), ref="hello"))

@@ -11,15 +11,12 @@ from sqlalchemy.exc import IntegrityError
 
 from signaling.auth import hash_secret_async, verify_secret_async
 from signaling.config import SiteConfig
+from signaling.errors import AccountError, SessionEnded
 from signaling.schema import PrincipalKind, Role
 from signaling.storage.database import Database
 from signaling.storage.models import GatewayRow, SessionRow, SiteRow, UserRow, utcnow
 
 CLINICIAN_ROLES = (Role.DOCTOR, Role.TECHNICIAN, Role.ENGINEER, Role.ADMIN)
-
-
-class AccountError(Exception):
-    """An account operation that cannot be done (duplicate name, unknown site...)."""
 
 
 @dataclass(frozen=True)
@@ -119,14 +116,6 @@ async def start_session(db: Database, account: Account, source_addr: str) -> str
             )
         )
     return session_id
-
-
-class SessionEnded(Exception):
-    """The session was logged out or timed out; ``reason`` says which."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 async def touch_session(

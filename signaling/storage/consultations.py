@@ -7,8 +7,16 @@ import secrets
 from sqlalchemy import or_, select
 
 from signaling.auth import Principal
-from signaling.consultation_fsm import ConsultationEvent, next_state
-from signaling.schema import ConsultationInfo, ConsultationState, Member, PrincipalKind, Role
+from signaling.consultation_fsm import TRANSITIONS, ConsultationEvent, next_state
+from signaling.errors import ConsultationNotFound, InvalidRequest, NotPermitted
+from signaling.schema import (
+    ConsultationAction,
+    ConsultationInfo,
+    ConsultationState,
+    Member,
+    PrincipalKind,
+    Role,
+)
 from signaling.storage.database import Database
 from signaling.storage.models import (
     ConsultationRow,
@@ -18,15 +26,6 @@ from signaling.storage.models import (
     UserRow,
     utcnow,
 )
-
-
-class ConsultationError(Exception):
-    """A request about a consultation that cannot be granted; ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def info(row: ConsultationRow) -> ConsultationInfo:
@@ -63,14 +62,16 @@ async def create(
     consent_cross_border: bool,
     reason: str,
 ) -> ConsultationRow:
-    """A doctor or technician at the requesting (patient's) site asks another site."""
+    """A doctor or technician at the requesting (patient's) site asks another site.
+
+    Raises :class:`NotPermitted` or :class:`InvalidRequest`."""
     if principal.kind is not PrincipalKind.USER or not principal.is_clinician:
-        raise ConsultationError(403, "only doctors and technicians request consultations")
+        raise NotPermitted("only doctors and technicians request consultations")
     if consulting_site == principal.site:
-        raise ConsultationError(422, "the consulting site must be another site")
+        raise InvalidRequest("the consulting site must be another site")
     async with db.session() as session:
         if await session.get(SiteRow, consulting_site) is None:
-            raise ConsultationError(422, f"unknown site {consulting_site!r}")
+            raise InvalidRequest(f"unknown site {consulting_site!r}")
         row = ConsultationRow(
             id=f"c-{secrets.token_hex(8)}",
             requesting_site=principal.site,
@@ -109,29 +110,47 @@ async def list_visible(
         return list(await session.scalars(query.limit(500)))
 
 
-def _check_may(principal: Principal, row: ConsultationRow, event: ConsultationEvent) -> None:
+def _refusal(principal: Principal, row: ConsultationRow, event: ConsultationEvent) -> str | None:
+    """Why ``principal`` may not apply ``event`` to ``row`` whatever its state (None: may)."""
     if principal.kind is not PrincipalKind.USER:
-        raise ConsultationError(403, "gateways cannot change a consultation")
+        return "gateways cannot change a consultation"
     if event is ConsultationEvent.ACCEPT:
         if principal.role is not Role.DOCTOR or principal.site != row.consulting_site:
-            raise ConsultationError(403, "only a doctor of the consulting site may accept")
+            return "only a doctor of the consulting site may accept"
     elif event is ConsultationEvent.CANCEL:
         if not principal.is_clinician or principal.site != row.requesting_site:
-            raise ConsultationError(403, "only the requesting site may cancel")
+            return "only the requesting site may cancel"
     elif principal.role is not Role.DOCTOR or not involves(principal, row):
-        raise ConsultationError(403, "only a doctor of either site may close")
+        return "only a doctor of either site may close"
+    return None
+
+
+def allowed_actions(principal: Principal, row: ConsultationRow) -> list[ConsultationAction]:
+    """What ``principal`` may do with the consultation now, by its state and their role and
+    site: the one place these rules live (clients are told, never re-derive them)."""
+    state = ConsultationState(row.state)
+    actions = [
+        ConsultationAction(str(event))
+        for event in ConsultationEvent
+        if (state, event) in TRANSITIONS and _refusal(principal, row, event) is None
+    ]
+    if state is ConsultationState.ACTIVE and may_join(principal, row):
+        actions.append(ConsultationAction.JOIN)
+    return actions
 
 
 async def transition(
     db: Database, principal: Principal, consultation_id: str, event: ConsultationEvent
 ) -> ConsultationRow:
-    """Apply ``event``; raises :class:`ConsultationError` (404/403) or
-    :class:`~signaling.consultation_fsm.IllegalTransition`."""
+    """Apply ``event``; raises :class:`ConsultationNotFound`, :class:`NotPermitted` or
+    :class:`~signaling.errors.IllegalTransition`."""
     async with db.session() as session:
         row = await session.get(ConsultationRow, consultation_id, with_for_update=True)
         if row is None or not may_view(principal, row):
-            raise ConsultationError(404, "no such consultation")
-        _check_may(principal, row, event)
+            raise ConsultationNotFound("no such consultation")
+        refusal = _refusal(principal, row, event)
+        if refusal is not None:
+            raise NotPermitted(refusal)
         new = next_state(ConsultationState(row.state), event)
         row.state = str(new)
         if new is ConsultationState.ACTIVE:

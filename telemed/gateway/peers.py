@@ -23,8 +23,8 @@ from aiortc import MediaStreamTrack, RTCIceServer
 
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
-from signaling.schema import Answer, Candidate, ClientMessage, Offer, Peer, PrincipalKind
 from runtime.tasks import cancel_and_wait
+from signaling.schema import Answer, Candidate, ClientMessage, Offer, Peer, PrincipalKind
 
 log = logging.getLogger(__name__)
 

@@ -179,13 +179,13 @@ class Gateway:
 
     async def _ice_servers(self) -> list[RTCIceServer]:
         try:
-            body = await self.client.api("GET", "/api/ice-servers")
+            body = await self.client.ice_servers()
         except (SignalingError, OSError, httpx.HTTPError) as exc:
             log.warning("no ICE servers from the server (%s): host candidates only", exc)
             return []
         return [
-            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-            for s in body["ice_servers"]
+            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+            for s in body.ice_servers
         ]
 
     def greeting(self) -> list[str]:
@@ -276,17 +276,12 @@ class Gateway:
         if welcome is None:
             return None
         try:
-            rows = await self.client.api("GET", "/api/consultations")
+            rows = await self.client.list_consultations(ConsultationState.ACTIVE)
         except (SignalingError, OSError, httpx.HTTPError) as exc:
             log.info("cannot list consultations: %s", exc)
             return None
-        mine = [
-            r
-            for r in rows
-            if r["state"] == ConsultationState.ACTIVE and r["requesting_site"] == welcome.site
-        ]
-        mine.sort(key=lambda r: str(r.get("created_at", "")))
-        return str(mine[-1]["id"]) if mine else None
+        mine = [r for r in rows if r.requesting_site == welcome.site]
+        return max(mine, key=lambda r: r.created_at).id if mine else None
 
 
 def _name(source: Source) -> str:

@@ -11,8 +11,8 @@ from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.simulators import Cms50Simulator
 from media.video.processing import ProcessingSettings
-from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
 from runtime.tasks import cancel_and_wait
+from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
 from tests.helpers import LiveServer
 
 GATEWAY = "bed-1.wonju"

@@ -30,11 +30,7 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
     tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
     await tech.start()
     try:
-        row = await tech.api(
-            "POST",
-            "/api/consultations",
-            {"consulting_site": "koriyama", "consent_cross_border": True, "reason": "chest pain"},
-        )
+        row = await tech.request_consultation("koriyama", True, "chest pain")
         async with bedside(server) as gateway, chromium() as browser:
             page = await browser.new_page(locale="en-US")
             errors: list[str] = []
@@ -42,7 +38,7 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
             await sign_in(page, server.base_url, "doctor.koriyama", PASSWORD)
 
             # Wonju's request is listed; the consulting doctor accepts it and opens it.
-            listed = page.locator(f"tr[data-id='{row['id']}']")
+            listed = page.locator(f"tr[data-id='{row.id}']")
             await expect(listed.locator(".state")).to_have_text("Requested")
             await expect(listed.locator(".consent")).to_have_text("Consent to cross-border data")
             await listed.locator("button[data-action='consultations.accept']").click()
@@ -81,7 +77,7 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
             )
 
             # Chat both ways, through the server, with the sender's name and site.
-            await tech.join(row["id"])
+            await tech.join(row.id)
             await tech.send(Chat(text="血圧を測りました"))
             log = page.locator("#chat-log li")
             await expect(log.last.locator(".text")).to_have_text("血圧を測りました")
@@ -168,16 +164,12 @@ async def test_a_present_doctor_stays_signed_in_and_an_absent_one_is_signed_out(
         await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
         tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
         await tech.login()
-        row = await tech.api(
-            "POST",
-            "/api/consultations",
-            {"consulting_site": "koriyama", "consent_cross_border": False},
-        )
+        row = await tech.request_consultation("koriyama", False)
         await tech.close()
         async with bedside(server), chromium() as browser:
             page = await browser.new_page(locale="en-US")
             await sign_in(page, server.base_url, "doctor.koriyama", PASSWORD)
-            listed = page.locator(f"tr[data-id='{row['id']}']")
+            listed = page.locator(f"tr[data-id='{row.id}']")
             await listed.locator("button[data-action='consultations.accept']").click()
             await listed.locator("button[data-action='consultations.join']").click()
             badge = page.locator("#link-state")

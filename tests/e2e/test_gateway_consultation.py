@@ -19,8 +19,9 @@ from devices.codes import PLETH, PULSE_RATE, SPO2
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
 from media.video.stamp import read_stamp
+from signaling.api_models import ConsultationOut
 from signaling.client import SignalingClient, UserCredentials
-from signaling.schema import Answer, Candidate, ConsultationState, Offer, Role
+from signaling.schema import Answer, Candidate, ConsultationAction, ConsultationState, Offer, Role
 from telemed.gateway.runner import Gateway
 from tests.e2e.bedside import bedside
 from tests.helpers import PASSWORD, LiveServer, next_of_type
@@ -104,7 +105,7 @@ async def _gateway_in(gateway: Gateway, consultation_id: str) -> None:
 
 async def _active_consultation(
     server: LiveServer,
-) -> tuple[SignalingClient, Doctor, dict[str, Any]]:
+) -> tuple[SignalingClient, Doctor, ConsultationOut]:
     """Wonju's technician requests, Koriyama's doctor accepts: both signed in."""
     await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
     await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
@@ -112,10 +113,8 @@ async def _active_consultation(
     doctor = Doctor(SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD)))
     await tech.start()
     await doctor.client.start()
-    row = await tech.api(
-        "POST", "/api/consultations", {"consulting_site": "koriyama", "consent_cross_border": False}
-    )
-    await doctor.client.api("POST", f"/api/consultations/{row['id']}/accept")
+    row = await tech.request_consultation("koriyama", False)
+    await doctor.client.consultation_action(row.id, ConsultationAction.ACCEPT)
     return tech, doctor, row
 
 
@@ -124,8 +123,8 @@ async def test_bedside_to_consulting_doctor(server: LiveServer) -> None:
     try:
         async with bedside(server) as gateway, _tasks(doctor.answer_offers()):
             # The gateway follows its site's active consultation by itself.
-            await _gateway_in(gateway, row["id"])
-            await doctor.client.join(row["id"])
+            await _gateway_in(gateway, row.id)
+            await doctor.client.join(row.id)
 
             # Pleth, SpO2 and pulse rate from the device; pulse rate derived from pleth.
             await _until(
@@ -169,20 +168,20 @@ async def test_bedside_to_consulting_doctor(server: LiveServer) -> None:
                 while gateway.peers is not None and gateway.peers.open_peers:
                     await asyncio.sleep(0.05)
             before = len(doctor.packets)
-            await doctor.client.join(row["id"])
+            await doctor.client.join(row.id)
             await _until(lambda: doctor.offers >= 2 and len(doctor.packets) > before + 60, doctor)
             greeting = [m for m in doctor.messages if m["type"] == "channel"]
             assert len(greeting) >= 2  # the new connection was told the channels again
 
             # The consultation ends: the gateway drops its connections and leaves.
-            await doctor.client.api("POST", f"/api/consultations/{row['id']}/close")
+            await doctor.client.consultation_action(row.id, ConsultationAction.CLOSE)
             async with asyncio.timeout(10):
                 while gateway.consultation_id is not None or (
                     gateway.peers is not None and gateway.peers.open_peers
                 ):
                     await asyncio.sleep(0.05)
-            state = await tech.api("GET", f"/api/consultations/{row['id']}")
-            assert state["state"] == ConsultationState.CLOSED
+            state = await tech.get_consultation(row.id)
+            assert state.state == ConsultationState.CLOSED
     finally:
         if doctor.media is not None:
             await doctor.media.close()
@@ -198,8 +197,8 @@ async def test_a_dead_link_is_rebuilt_without_the_doctor_doing_anything(
     tech, doctor, row = await _active_consultation(server)
     try:
         async with bedside(server) as gateway, _tasks(doctor.answer_offers()):
-            await _gateway_in(gateway, row["id"])
-            await doctor.client.join(row["id"])
+            await _gateway_in(gateway, row.id)
+            await doctor.client.join(row.id)
             await _until(lambda: len(doctor.packets) >= 30, doctor)
             assert doctor.media is not None and gateway.peers is not None
             await doctor.media.close()  # the browser tab froze or its network went away
@@ -229,9 +228,9 @@ async def test_both_sites_clinicians_each_get_the_video(server: LiveServer) -> N
             bedside(server) as gateway,
             _tasks(doctor.answer_offers(), viewer.answer_offers()),
         ):
-            await _gateway_in(gateway, row["id"])
-            await doctor.client.join(row["id"])
-            await tech.join(row["id"])
+            await _gateway_in(gateway, row.id)
+            await doctor.client.join(row.id)
+            await tech.join(row.id)
             stamps: dict[str, list[int]] = {"doctor": [], "technician": []}
             async with asyncio.timeout(30):
                 while min(len(s) for s in stamps.values()) < 20:
@@ -263,8 +262,8 @@ async def test_a_bad_answer_or_candidate_does_not_bring_the_bedside_down(
     tech, doctor, row = await _active_consultation(server)
     try:
         async with bedside(server) as gateway:
-            await _gateway_in(gateway, row["id"])
-            await doctor.client.join(row["id"])
+            await _gateway_in(gateway, row.id)
+            await doctor.client.join(row.id)
             offer = await next_of_type(doctor.client.recv, Offer, timeout=15)
             assert offer.sender is not None
             await doctor.client.send(

@@ -48,14 +48,12 @@ async def test_browser_and_gateway_come_back_after_a_server_restart(
     base = f"http://127.0.0.1:{process.port}"
     tech = SignalingClient(base, UserCredentials("tw", "password-tw"))
     await tech.login()
-    row = await tech.api(
-        "POST", "/api/consultations", {"consulting_site": "koriyama", "consent_cross_border": False}
-    )
+    row = await tech.request_consultation("koriyama", False)
     await tech.close()
     async with bedside_at(base, "bed-1", key) as gateway, chromium() as browser:
         page = await browser.new_page(locale="en-US")
         await sign_in(page, base, "dk", "password-dk")
-        listed = page.locator(f"tr[data-id='{row['id']}']")
+        listed = page.locator(f"tr[data-id='{row.id}']")
         await listed.locator("button[data-action='consultations.accept']").click()
         await listed.locator("button[data-action='consultations.join']").click()
         badge = page.locator("#link-state")
@@ -78,4 +76,4 @@ async def test_browser_and_gateway_come_back_after_a_server_restart(
             arg=before,
             timeout=20_000,
         )
-        assert gateway.consultation_id == row["id"]
+        assert gateway.consultation_id == row.id

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from signaling.client import ClientOptions, SignalingClient, UserCredentials
-from signaling.schema import Joined, Offer, Welcome
+from signaling.schema import ConsultationAction, Joined, Offer, Welcome
 from tests.helpers import SECRET, next_of_type
 
 pytestmark = pytest.mark.slow
@@ -115,14 +115,10 @@ async def test_clients_rejoin_after_server_is_killed(server_process: ServerProce
     try:
         await wonju.start()
         await koriyama.start()
-        row = await wonju.api(
-            "POST",
-            "/api/consultations",
-            {"consulting_site": "koriyama", "consent_cross_border": True},
-        )
-        await koriyama.api("POST", f"/api/consultations/{row['id']}/accept")
-        await wonju.join(row["id"])
-        await koriyama.join(row["id"])
+        row = await wonju.request_consultation("koriyama", True)
+        await koriyama.consultation_action(row.id, ConsultationAction.ACCEPT)
+        await wonju.join(row.id)
+        await koriyama.join(row.id)
         first_ids = (wonju.peer_id, koriyama.peer_id)
         for client in (wonju, koriyama):  # the first connection's announcements
             await next_of_type(client.recv, Welcome)
@@ -135,7 +131,7 @@ async def test_clients_rejoin_after_server_is_killed(server_process: ServerProce
         for client in (wonju, koriyama):
             await next_of_type(client.recv, Welcome, timeout=20)
             joined = await next_of_type(client.recv, Joined, timeout=20)
-            assert joined.consultation.id == row["id"]
+            assert joined.consultation.id == row.id
             assert joined.consultation.state == "active"
             assert client.peer_id in {p.peer_id for p in joined.peers}
         assert wonju.connections == 2

@@ -10,7 +10,16 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.sdp import candidate_from_sdp
 
 from signaling.client import SignalingClient, UserCredentials
-from signaling.schema import Answer, Candidate, Joined, Offer, PeerJoined, Role, ServerMessage
+from signaling.schema import (
+    Answer,
+    Candidate,
+    ConsultationAction,
+    Joined,
+    Offer,
+    PeerJoined,
+    Role,
+    ServerMessage,
+)
 from tests.helpers import PASSWORD, LiveServer, next_of_type
 
 
@@ -19,13 +28,9 @@ async def _open_consultation(server: LiveServer, requester: str, consultant: str
         SignalingClient(server.base_url, UserCredentials(requester, PASSWORD)) as req,
         SignalingClient(server.base_url, UserCredentials(consultant, PASSWORD)) as con,
     ):
-        row = await req.api(
-            "POST",
-            "/api/consultations",
-            {"consulting_site": "koriyama", "consent_cross_border": False},
-        )
-        await con.api("POST", f"/api/consultations/{row['id']}/accept")
-        return str(row["id"])
+        row = await req.request_consultation("koriyama", False)
+        await con.consultation_action(row.id, ConsultationAction.ACCEPT)
+        return str(row.id)
 
 
 def _no_stun() -> RTCConfiguration:

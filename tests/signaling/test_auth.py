@@ -11,13 +11,13 @@ import jwt
 import pytest
 
 from signaling.auth import (
-    AuthError,
     LoginLimiter,
     Principal,
     TokenService,
     hash_secret,
     verify_secret,
 )
+from signaling.errors import AuthError
 from signaling.schema import PrincipalKind, Role
 from signaling.turn import turn_credential
 

@@ -10,9 +10,9 @@ from signaling.consultation_fsm import (
     FINAL_STATES,
     TRANSITIONS,
     ConsultationEvent,
-    IllegalTransition,
     next_state,
 )
+from signaling.errors import IllegalTransition
 from signaling.schema import ConsultationState as S
 
 EXPECTED = {

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from signaling.errors import ProtocolError
 from signaling.schema import (
     CLIENT_TYPES,
     Answer,
@@ -20,7 +21,6 @@ from signaling.schema import (
     Leave,
     Offer,
     Ping,
-    ProtocolError,
     encode,
     parse_client_message,
     parse_server_message,

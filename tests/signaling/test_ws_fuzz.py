@@ -14,8 +14,8 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from signaling.errors import AccountError
 from signaling.schema import PROTOCOL_VERSION, ErrorCode, Role
-from signaling.storage.accounts import AccountError
 from tests.helpers import make_config, run_server
 
 _values = st.none() | st.booleans() | st.integers() | st.text(max_size=30) | st.floats()

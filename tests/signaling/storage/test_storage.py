@@ -11,8 +11,9 @@ from sqlalchemy import Connection, text
 
 from signaling.auth import Principal
 from signaling.config import DEFAULT_SITES
-from signaling.consultation_fsm import ConsultationEvent, IllegalTransition
-from signaling.schema import ConsultationState, PrincipalKind, Role
+from signaling.consultation_fsm import ConsultationEvent
+from signaling.errors import AccountError, IllegalTransition, NotPermitted, SessionEnded
+from signaling.schema import ConsultationAction, ConsultationState, PrincipalKind, Role
 from signaling.storage import accounts, consultations
 from signaling.storage.audit import AuditEvent, AuditLog
 from signaling.storage.database import Database
@@ -50,11 +51,11 @@ async def test_accounts_and_passwords(db: Database) -> None:
     assert await accounts.check_user(db, "dw", "password-w") == doctor_w
     assert await accounts.check_user(db, "dw", "wrong") is None
     assert await accounts.check_user(db, "nobody", "password-w") is None
-    with pytest.raises(accounts.AccountError, match="exists already"):
+    with pytest.raises(AccountError, match="exists already"):
         await accounts.add_user(db, "dw", "password-x", Role.DOCTOR, "wonju", "")
-    with pytest.raises(accounts.AccountError, match="unknown site"):
+    with pytest.raises(AccountError, match="unknown site"):
         await accounts.add_user(db, "x", "password-x", Role.DOCTOR, "atlantis", "")
-    with pytest.raises(accounts.AccountError, match="role"):
+    with pytest.raises(AccountError, match="role"):
         await accounts.add_user(db, "x", "password-x", Role.GATEWAY, "wonju", "")
     gw = await accounts.add_gateway(db, "bedside-1", "wonju", "k" * 40)
     assert await accounts.check_gateway(db, "bedside-1", "k" * 40) == gw
@@ -67,15 +68,15 @@ async def test_sessions_end_on_logout_and_idleness(db: Database) -> None:
     idle = timedelta(minutes=15)
     await accounts.touch_session(db, sid, idle)
     later = utcnow() + timedelta(minutes=16)
-    with pytest.raises(accounts.SessionEnded, match="idle"):
+    with pytest.raises(SessionEnded, match="idle"):
         await accounts.touch_session(db, sid, idle, now=later)
     # The idle logout was recorded: the session stays ended even when checked "in time".
-    with pytest.raises(accounts.SessionEnded, match="idle"):
+    with pytest.raises(SessionEnded, match="idle"):
         await accounts.touch_session(db, sid, idle)
 
     sid2 = await accounts.start_session(db, doctor_w, "127.0.0.1:1")
     await accounts.end_session(db, sid2, "logout")
-    with pytest.raises(accounts.SessionEnded, match="logout"):
+    with pytest.raises(SessionEnded, match="logout"):
         await accounts.touch_session(db, sid2, None)
 
 
@@ -84,9 +85,17 @@ async def test_consultation_life_cycle_persists(db: Database) -> None:
     pw, pk = _principal(doctor_w), _principal(doctor_k)
     row = await consultations.create(db, pw, "koriyama", True, "second opinion")
     assert row.state == ConsultationState.REQUESTED
-    with pytest.raises(consultations.ConsultationError) as denied:
+    with pytest.raises(NotPermitted, match="only a doctor of the consulting site"):
         await consultations.transition(db, pw, row.id, ConsultationEvent.ACCEPT)
-    assert denied.value.status == 403
+    # Closing a request cancels it (the requester) or declines it (the consulting doctor).
+    assert consultations.allowed_actions(pw, row) == [
+        ConsultationAction.CANCEL,
+        ConsultationAction.CLOSE,
+    ]
+    assert consultations.allowed_actions(pk, row) == [
+        ConsultationAction.ACCEPT,
+        ConsultationAction.CLOSE,
+    ]
     accepted = await consultations.transition(db, pk, row.id, ConsultationEvent.ACCEPT)
     assert accepted.state == ConsultationState.ACTIVE
     assert accepted.accepted_at is not None

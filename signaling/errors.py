@@ -1,0 +1,101 @@
+"""The signaling package's exceptions: one tree, rooted at :class:`SignalingException`.
+
+Catch the root to handle anything this package raises on purpose; programming errors stay
+built-in exceptions. Protocol outcomes that travel to a client are data (an ``error``
+message with an :class:`~signaling.schema.ErrorCode`, an HTTP status chosen by a route), not
+exceptions: these classes carry what a route or the WebSocket needs to choose them.
+
+    SignalingException
+    ├── AuthError                the credentials or the token are not accepted
+    │   ├── TokenExpired         a well-formed token past its expiry
+    │   └── SessionEnded         the token's session was logged out or timed out
+    ├── ProtocolError            a WebSocket message that cannot be accepted
+    ├── AccountError             an account operation that cannot be done
+    ├── ConsultationError        a request about a consultation that cannot be granted
+    │   ├── ConsultationNotFound     no such consultation, or not visible to the caller
+    │   ├── NotPermitted             visible, but the caller's role or site may not do it
+    │   ├── InvalidRequest           the request itself is wrong (unknown site, ...)
+    │   └── IllegalTransition        the consultation's state does not allow it
+    └── SignalingError           (client side) the server refused a request
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from signaling.schema import ConsultationState, Error, ErrorCode
+
+
+class SignalingException(Exception):
+    """The root of every exception this package raises on purpose."""
+
+
+class AuthError(SignalingException):
+    """Authentication failed; the message is safe to show to the client."""
+
+
+class TokenExpired(AuthError):
+    """The token was valid but has expired: the holder must refresh or sign in again."""
+
+
+class SessionEnded(AuthError):
+    """The session was logged out or timed out; ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ProtocolError(SignalingException):
+    """A message that cannot be accepted; ``code`` and ``reason`` go back in an ``error``."""
+
+    def __init__(self, code: ErrorCode, reason: str, ref: str | None = None) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+        self.ref = ref
+
+    def to_message(self) -> Error:
+        from signaling.schema import Error
+
+        return Error(code=self.code, reason=self.reason, ref=self.ref)
+
+
+class AccountError(SignalingException):
+    """An account operation that cannot be done (duplicate name, unknown site...)."""
+
+
+class ConsultationError(SignalingException):
+    """A request about a consultation that cannot be granted; the message says why."""
+
+
+class ConsultationNotFound(ConsultationError):
+    """No such consultation, or one the caller may not see (the two are not told apart)."""
+
+
+class NotPermitted(ConsultationError):
+    """The caller may see the consultation but its role or site may not do this."""
+
+
+class InvalidRequest(ConsultationError):
+    """The request is wrong in itself (the consulting site unknown or the caller's own)."""
+
+
+class IllegalTransition(ConsultationError):
+    """The consultation's state does not allow the event."""
+
+    def __init__(self, state: ConsultationState, event: str) -> None:
+        super().__init__(f"cannot {event} a consultation that is {state}")
+        self.state = state
+        self.event = event
+
+
+class SignalingError(SignalingException):
+    """The server refused a request of the client; ``code`` is the server's
+    :class:`~signaling.schema.ErrorCode` (over the WebSocket) or the HTTP status."""
+
+    def __init__(self, code: ErrorCode | int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
