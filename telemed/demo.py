@@ -10,11 +10,8 @@ newcomer opens the printed address, signs in as the Koriyama doctor, accepts and
 from __future__ import annotations
 
 import asyncio
-import logging
 import tempfile
 from pathlib import Path
-
-import uvicorn
 
 from clinic_ui import STATIC_DIR
 from devices.simulation.patient import Patient, PatientParameters
@@ -25,33 +22,34 @@ from runtime.tasks import cancel_and_wait
 from signaling.client import SignalingClient, SignalingError, UserCredentials
 from signaling.server.app import create_app
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
-from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY, seed_demo, uvicorn_config
+from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY, base_url, seed_demo, start_server
 from telemed.settings import Settings
-
-log = logging.getLogger("telemed")
 
 #: The simulated bedside devices: protocol and device id.
 DEMO_DEVICES = (("intellivue", "monitor-1"), ("cms50", "oximeter-1"))
 
 
 def demo(settings: Settings, host: str | None, port: int | None) -> None:
-    asyncio.run(run_demo(settings, host or settings.host, port or settings.port))
+    asyncio.run(run_demo(settings, host or settings.host, settings.port if port is None else port))
 
 
 async def run_demo(settings: Settings, host: str, port: int) -> None:
+    """Serve the demo on ``host:port`` (0: a free port, printed in the banner) until ^C."""
     demo_settings = settings.model_copy(update={"data_dir": settings.data_dir / "demo"})
     config = demo_settings.server_config()
     await seed_demo(config)
     app = create_app(config, static_dir=STATIC_DIR)
-    server = uvicorn.Server(uvicorn_config(app, config, host, port, settings.log_level))
-    serving = asyncio.create_task(server.serve(), name="server")
-    while not server.started:
-        if serving.done():
-            return await serving  # it could not start (port taken): uvicorn said why
-        await asyncio.sleep(0.05)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
-    base = f"http://{local}:{bound}"
+    server, serving, bound = await start_server(app, config, host, port)
+    try:
+        await _run_bedside(settings, demo_settings, base_url(host, bound), serving)
+    finally:
+        server.should_exit = True
+        await asyncio.wait([serving])
+
+
+async def _run_bedside(
+    settings: Settings, demo_settings: Settings, base: str, serving: asyncio.Task[None]
+) -> None:
     await _request_consultation(base)
     name, site_code, key = DEMO_GATEWAY
     site = settings.site(site_code)
@@ -113,4 +111,5 @@ def _banner(base: str, settings: Settings) -> None:
         f"  data: {settings.data_dir}",
         "",
     ]
-    log.warning("\n".join(lines))
+    # The user's first read, so stdout and not a log line (logs are quiet by default).
+    print("\n".join(lines), flush=True)

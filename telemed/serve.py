@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
 from dataclasses import dataclass
 
 import uvicorn
@@ -18,15 +20,27 @@ from signaling.storage.database import Database
 from telemed.settings import Settings
 
 
+class ServerStartError(RuntimeError):
+    """The server could not start: its address is taken, or the app's start-up failed."""
+
+
 def uvicorn_config(
-    app: FastAPI, config: ServerConfig, host: str, port: int, log_level: str
+    app: FastAPI, config: ServerConfig, host: str, port: int, log_level: str | None = None
 ) -> uvicorn.Config:
-    """How the server is run, shared by ``serve``, ``demo`` and the tests."""
+    """How the server is run, shared by ``serve``, ``demo`` and the tests.
+
+    Logging is not uvicorn's to set up: ``telemed.logs`` (or pytest) configures it once, and
+    uvicorn's loggers propagate to it. ``log_level`` only pins uvicorn's own loggers (tests
+    pass ``"warning"``); ``None`` leaves them to ``telemed.logs``, which keeps the access log
+    quiet unless the user asked for verbose output."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,
+        # The access logger's level decides whether lines appear (telemed.logs).
+        access_log=True,
         # The protocol limit is checked by the app, which answers with an error message;
         # this transport limit only stops absurd frames (closed with 1009).
         ws_max_size=config.ws_max_message_bytes * 4,
@@ -38,18 +52,79 @@ def uvicorn_config(
     )
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (``port`` 0: the kernel picks one), to be handed to
+    :func:`start_server`. Binding here, once, means the port cannot be taken by someone else
+    between choosing it and serving on it. Raises :class:`OSError` (address in use...)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit:
+        # uvicorn exits the process when the app's start-up fails; the process is not its to
+        # end here, so the owner of the task gets an exception instead (uvicorn logged why).
+        raise ServerStartError("the server's start-up failed (its log says why)") from None
+
+
+async def start_server(
+    app: FastAPI,
+    config: ServerConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    sock: socket.socket | None = None,
+    log_level: str | None = None,
+) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """Serve ``app`` with uvicorn in this event loop; return once it accepts connections.
+
+    Listens on ``sock`` when given (the caller bound it; uvicorn closes it at shutdown), else
+    on ``host:port`` bound here (``port`` 0: a free port; the third value is the port bound).
+    The caller owns the task: set ``server.should_exit = True`` and await the task to stop.
+    Raises :class:`ServerStartError` when the address cannot be bound or the app cannot
+    start (the task has then ended)."""
+    if sock is None:
+        try:
+            sock = listening_socket(host, port)
+        except OSError as exc:
+            raise ServerStartError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    bound = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn_config(app, config, host, bound, log_level))
+    task = asyncio.create_task(_serve(server, sock), name="server")
+    while not server.started:
+        if task.done():
+            await task  # raises what stopped it
+            raise ServerStartError("the server stopped during start-up")
+        # uvicorn offers no start-up event to wait on; start-up (migrations) takes a moment.
+        await asyncio.sleep(0.01)
+    return server, task, bound
+
+
+def base_url(host: str, port: int) -> str:
+    """The address a browser on this machine opens for a server listening on ``host``."""
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    return f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    asyncio.run(_serve_until_stopped(settings, host or settings.host, port))
+
+
+async def _serve_until_stopped(settings: Settings, host: str, port: int | None) -> None:
     config = settings.server_config()
-    server = uvicorn.Server(
-        uvicorn_config(
-            create_app(config, static_dir=STATIC_DIR),
-            config,
-            host or settings.host,
-            port or settings.port,
-            settings.log_level,
-        )
-    )
-    server.run()
+    app = create_app(config, static_dir=STATIC_DIR)
+    _, task, bound = await start_server(app, config, host, settings.port if port is None else port)
+    print(f"telemed: serving on {base_url(host, bound)} (Ctrl-C stops)", flush=True)
+    await task  # until a signal: uvicorn stops serving, then re-raises it
 
 
 @dataclass(frozen=True)

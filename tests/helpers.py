@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import httpx
-import uvicorn
 
 from clinic_ui import STATIC_DIR
 from signaling.config import ServerConfig
@@ -22,7 +23,7 @@ from signaling.server.app import create_app
 from signaling.server.services import Services
 from signaling.storage import accounts
 from signaling.storage.database import sqlite_url
-from telemed.serve import uvicorn_config
+from telemed.serve import start_server
 
 #: The shared recordings and device captures beside the checkout (absent from a user's clone).
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -66,22 +67,57 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def run_server(config: ServerConfig) -> AsyncIterator[LiveServer]:
-    """Serve ``config`` with uvicorn on 127.0.0.1 (a free port) in this event loop."""
+async def run_server(
+    config: ServerConfig, *, sock: socket.socket | None = None
+) -> AsyncIterator[LiveServer]:
+    """Serve ``config`` with uvicorn on 127.0.0.1 in this event loop: on ``sock`` when given
+    (bound by the caller, e.g. to serve again on the same port), else on a free port."""
     app = create_app(config, static_dir=STATIC_DIR)
-    server = uvicorn.Server(uvicorn_config(app, config, "127.0.0.1", 0, "warning"))
-    task = asyncio.create_task(server.serve())
+    server, task, port = await start_server(app, config, sock=sock, log_level="warning")
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server stopped during start-up")
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
         yield LiveServer(config, f"http://127.0.0.1:{port}", cast(Services, app.state.services))
     finally:
         server.should_exit = True
         await task
+
+
+async def eventually(
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    *,
+    what: str | None = None,
+) -> Any:
+    """Poll ``predicate`` (sync, or returning an awaitable) until it returns something true,
+    and return that. After ``timeout`` seconds, fail with an :class:`AssertionError` naming
+    what was awaited (``what``, else the predicate's source) and the last value seen.
+
+    The one polling helper of the suite: the timeout is a bound on a hang, never a timing
+    assertion, so keep it generous. Exceptions from the predicate propagate at once."""
+    last: object = None
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            while True:
+                value = predicate()
+                if inspect.isawaitable(value):
+                    value = await value
+                if value:
+                    return value
+                last = value
+                await asyncio.sleep(interval)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the predicate's own TimeoutError, not ours
+        raise AssertionError(
+            f"not true within {timeout} s: {what or _describe(predicate)} (last: {last!r})"
+        ) from None
+
+
+def _describe(predicate: Callable[[], object]) -> str:
+    try:
+        return " ".join(inspect.getsource(predicate).split())
+    except (OSError, TypeError):
+        return repr(predicate)
 
 
 T = TypeVar("T")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,34 +20,42 @@ from tests.helpers import next_of_type
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _password(username: str) -> str:
     return next(a.password for a in DEMO_ACCOUNTS if a.username == username)
 
 
+async def _read_banner(proc: asyncio.subprocess.Process) -> tuple[str, str]:
+    """The banner the demo prints once it serves, and the clinic app's address in it."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(60):
+        while line := (await proc.stdout.readline()).decode():
+            lines.append(line)
+            if line.strip().startswith("data:"):  # the banner's last line
+                banner = "".join(lines)
+                match = re.search(r"clinic app:\s+(http://\S+?)/\s", banner)
+                assert match is not None, banner
+                return banner, match.group(1)
+    raise AssertionError(f"the demo ended without printing its banner: {lines}")
+
+
 async def test_demo_serves_seeded_accounts(tmp_path: Path) -> None:
-    port = _free_port()
     env = {**os.environ, "TELEMED_DATA_DIR": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "telemed", "demo", "--port", str(port)],
+    # Port 0: the demo binds a free port itself and prints it (no port picked and released).
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "telemed",
+        "demo",
+        "--port",
+        "0",
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
+        banner, base = await _read_banner(proc)
         async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(300):
-                try:
-                    await http.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
 
             async def login(user: str) -> dict[str, str]:
                 r = await http.post(
@@ -62,13 +69,9 @@ async def test_demo_serves_seeded_accounts(tmp_path: Path) -> None:
 
             # The demo's Wonju request waits for Koriyama; accepting it brings the bedside.
             doctor = await login("doctor.koriyama")
-            requested: list[dict[str, str]] = []
-            for _ in range(100):  # the demo files its request right after the server is up
-                rows = (await http.get("/api/consultations", headers=doctor)).json()
-                requested = [r for r in rows if r["state"] == "requested"]
-                if requested:
-                    break
-                await asyncio.sleep(0.1)
+            # The demo files its request before it prints the banner.
+            rows = (await http.get("/api/consultations", headers=doctor)).json()
+            requested = [r for r in rows if r["state"] == "requested"]
             (request,) = requested
             assert (request["requesting_site"], request["consulting_site"]) == (
                 "wonju",
@@ -94,8 +97,9 @@ async def test_demo_serves_seeded_accounts(tmp_path: Path) -> None:
                 await client.close()
     finally:
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=15)
+        async with asyncio.timeout(30):
+            await proc.communicate()
     # Demo data is kept apart from real data, and the accounts were printed for the user.
     assert (tmp_path / "demo" / "telemed.sqlite3").exists()
     assert not (tmp_path / "telemed.sqlite3").exists()
-    assert b"doctor.koriyama" in stderr
+    assert "doctor.koriyama" in banner
