@@ -300,9 +300,15 @@ class SignalingClient:
             self._pending_join = None
 
     async def leave(self) -> None:
+        """Leave the consultation (no re-join after reconnections). Best effort on the wire:
+        over a lost link there is nothing to tell, and the server notices the disconnect."""
         cid, self._consultation_id = self._consultation_id, None
-        if cid is not None and self.is_connected:
+        if cid is None or not self.is_connected:
+            return
+        try:
             await self.send(Leave(consultation_id=cid))
+        except (ConnectionError, websockets.ConnectionClosed) as exc:
+            log.info("leave %s not sent: %r", cid, exc)
 
     # -- the supervisor ----------------------------------------------------------------------
 

@@ -4,12 +4,17 @@ aiortc keeps a data channel "open" for about 40 s after the link has died, while
 sent is lost. Each side pings every ``interval_s``; anything received counts as a sign of
 life; nothing for ``timeout_s`` means the peer is dead, and the caller rebuilds the connection
 through signaling (aiortc has no ICE restart). Round-trip times come for free.
+
+Every ``now`` is the caller's *monotonic* clock: a wall-clock step (an NTP correction) must
+neither declare a live peer dead nor keep a dead one alive. The messages are
+:class:`~media.rtc.events.Ping` and :class:`~media.rtc.events.Ack` of the events channel.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+from media.rtc.events import Ack, EventMessage, Ping
 
 
 @dataclass
@@ -29,7 +34,7 @@ class Heartbeat:
         self._started = self._heard = now
         self._next_ping = now
 
-    def tick(self, now: float) -> list[str]:
+    def tick(self, now: float) -> list[Ping]:
         """Messages to send now (a ping when one is due)."""
         if self._started is None:
             self.start(now)
@@ -37,25 +42,21 @@ class Heartbeat:
             return []
         self._next_ping = now + self.interval_s
         self._seq += 1
-        return [json.dumps({"t": "hb", "seq": self._seq, "at": now})]
+        return [Ping(seq=self._seq, at=now)]
 
-    def received(self, text: str, now: float) -> str | None:
-        """Note a sign of life; returns the reply to a ping, if ``text`` is one."""
+    def heard(self, now: float) -> None:
+        """Anything arrived from the peer: a sign of life."""
         self._heard = now
-        if not text.startswith('{"t": "hb'):
-            return None
-        try:
-            msg = json.loads(text)
-        except ValueError:
-            return None
-        if msg.get("t") == "hb":
-            return json.dumps({"t": "hb-ack", "seq": msg.get("seq"), "at": msg.get("at")})
-        if msg.get("t") == "hb-ack" and isinstance(msg.get("at"), int | float):
-            self.rtt_s = now - float(msg["at"])
-        return None
 
-    def is_heartbeat(self, text: str) -> bool:
-        return text.startswith('{"t": "hb')
+    def received(self, message: EventMessage, now: float) -> Ack | None:
+        """Note a message from the peer; returns the reply to a ping, if it is one."""
+        self._heard = now
+        match message:
+            case Ping(seq=seq, at=at):
+                return Ack(seq=seq, at=at)
+            case Ack(at=at) if at <= now:
+                self.rtt_s = now - at
+        return None
 
     def dead(self, now: float) -> bool:
         return self._heard is not None and now - self._heard > self.timeout_s

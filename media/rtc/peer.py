@@ -8,16 +8,15 @@ servers come from the caller only: never aiortc's default public STUN server.
 The peer owns one task (started by :meth:`start`, cancelled and awaited by :meth:`close`)
 that sends heartbeats, declares the peer dead after silence, and releases reordered
 waveform packets. Everything the caller needs to know arrives on :attr:`events`, a bounded
-queue (oldest dropped when nobody reads).
+queue (oldest dropped when nobody reads). Messages on the events channel are read by type
+(:mod:`media.rtc.events`); one that is not ours is counted and logged, never passed on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
-import time
 from dataclasses import dataclass
 
 import av
@@ -31,10 +30,14 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
+from media.rtc.events import EventError, EventMessage, encode_event, parse_event
 from media.rtc.heartbeat import Heartbeat
 from media.rtc.jitter import MarkerJitterBuffer, use_marker_release
 from media.rtc.reorder import Reorderer
 from media.rtc.wire import WireError, WirePacket, decode, encode
+from runtime.clock import SYSTEM_CLOCK, Clock
+from runtime.queues import DropOldestQueue
+from runtime.tasks import spawn
 
 log = logging.getLogger(__name__)
 WAVEFORM_CHANNEL_ID = 1
@@ -56,7 +59,7 @@ class PeerEventKind(enum.StrEnum):
 class PeerEvent:
     kind: PeerEventKind
     packet: WirePacket | None = None
-    text: str | None = None
+    message: EventMessage | None = None
 
 
 class MediaPeer:
@@ -68,26 +71,29 @@ class MediaPeer:
         queue_size: int = 1024,
         video: MediaStreamTrack | None = None,
         receive_video: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """``video``: a track to send (e.g. a PipelineVideoTrack); ``receive_video``: ask
-        for the other side's video, delivered to :attr:`video_frames` (newest frame only)."""
+        for the other side's video, delivered to :attr:`video_frames` (newest frame only).
+        ``clock``: monotonic time for the heartbeat, wall time for the packets' times."""
+        self._clock = clock
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         if video is not None:
             self.pc.addTrack(video)
         if receive_video and video is None:
             self.pc.addTransceiver("video", direction="recvonly")
         #: The newest decoded frame from the other side (older ones are dropped, counted).
-        self.video_frames: asyncio.Queue[av.VideoFrame] = asyncio.Queue(1)
-        self.video_dropped = 0
+        self.video_frames: DropOldestQueue[av.VideoFrame] = DropOldestQueue(1)
         self.jitter_buffers: list[MarkerJitterBuffer] = []
         self._marked: list[object] = []
         self._video_task: asyncio.Task[None] | None = None
         self.pc.on("track", self._on_track)
         self.heartbeat = heartbeat or Heartbeat()
         self.reorderer = reorderer or Reorderer()
-        self.events: asyncio.Queue[PeerEvent] = asyncio.Queue(queue_size)
-        self.dropped_events = 0
+        self.events: DropOldestQueue[PeerEvent] = DropOldestQueue(queue_size)
         self.bad_packets = 0
+        #: Messages on the events channel that were not ours (refused, counted, logged).
+        self.bad_events = 0
         #: Outgoing packets and messages dropped because the link was backed up.
         self.waveforms_dropped = 0
         self.events_dropped = 0
@@ -120,18 +126,24 @@ class MediaPeer:
                 self.jitter_buffers.append(use_marker_release(receiver))
                 self._marked.append(receiver)
 
+    @property
+    def video_dropped(self) -> int:
+        """Decoded frames replaced by a newer one before anybody took them."""
+        return self.video_frames.dropped
+
+    @property
+    def dropped_events(self) -> int:
+        """Events dropped because nobody read :attr:`events` in time."""
+        return self.events.dropped
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video" and self._video_task is None:
-            self._video_task = asyncio.create_task(self._read_video(track), name="video-in")
+            self._video_task = spawn(self._read_video(track), "video-in")
 
     async def _read_video(self, track: MediaStreamTrack) -> None:
         try:
             while True:
-                frame = await track.recv()
-                if self.video_frames.full():
-                    self.video_frames.get_nowait()
-                    self.video_dropped += 1
-                self.video_frames.put_nowait(frame)  # type: ignore[arg-type]
+                self.video_frames.put_latest(await track.recv())  # type: ignore[arg-type]
         except MediaStreamError:
             pass  # the other side stopped sending
 
@@ -161,15 +173,16 @@ class MediaPeer:
     def start(self) -> None:
         """Start the heartbeat and release loop (call once the connection is set up)."""
         if self._task is None:
-            self.heartbeat.start(time.time())
-            self._task = asyncio.create_task(self._pump(), name="media-peer")
+            self.heartbeat.start(self._clock.monotonic())
+            self._task = spawn(self._pump(), "media-peer")
 
     async def close(self) -> None:
-        for task in (self._task, self._video_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        """Stop the peer's tasks (awaited) and close the connection."""
+        tasks = [t for t in (self._task, self._video_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         await self.pc.close()
 
     def send_waveform(self, packet: WirePacket) -> bool:
@@ -186,22 +199,21 @@ class MediaPeer:
         self.waveforms.send(encode(packet))
         return True
 
-    def send_event(self, text: str) -> bool:
-        """As :meth:`send_waveform`, bounded by ``EVENT_BUFFER_BYTES`` (numerics are resent
-        each second, so dropping one under a stall loses nothing for long)."""
+    def send_event(self, message: EventMessage | str) -> bool:
+        """Send one events-channel message (a model, or its text from
+        :func:`~media.rtc.events.encode_event` when it goes to many peers). As
+        :meth:`send_waveform`, bounded by ``EVENT_BUFFER_BYTES`` (numerics are resent each
+        second, so dropping one under a stall loses nothing for long)."""
         if self.channel.readyState != "open":
             return False
         if self.channel.bufferedAmount > EVENT_BUFFER_BYTES:
             self.events_dropped += 1
             return False
-        self.channel.send(text)
+        self.channel.send(message if isinstance(message, str) else encode_event(message))
         return True
 
     def _put(self, event: PeerEvent) -> None:
-        if self.events.full():
-            self.events.get_nowait()
-            self.dropped_events += 1
-        self.events.put_nowait(event)
+        self.events.put_latest(event)
 
     def _on_waveform(self, message: bytes | str) -> None:
         if isinstance(message, str):
@@ -213,31 +225,37 @@ class MediaPeer:
             self.bad_packets += 1
             log.info("bad waveform packet: %s", exc)
             return
-        now = time.time()
-        self.heartbeat.received("", now)
+        self.heartbeat.heard(self._clock.monotonic())
+        now = self._clock.time()  # the packets' times are wall-clock times
         self.reorderer.push(packet, now)
         # In-order packets go out at once; the pump only declares gaps after waiting.
         for ready in self.reorderer.pop(now):
             self._put(PeerEvent(PeerEventKind.WAVEFORM, packet=ready))
 
-    def _on_event(self, message: bytes | str) -> None:
-        text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-        now = time.time()
-        reply = self.heartbeat.received(text, now)
+    def _on_event(self, data: bytes | str) -> None:
+        now = self._clock.monotonic()
+        self.heartbeat.heard(now)  # even a message we refuse is a sign of life
+        try:
+            message = parse_event(data)
+        except EventError as exc:
+            self.bad_events += 1
+            log.info("events channel: refused a message (%s)", exc)
+            return
+        reply = self.heartbeat.received(message, now)
         if reply is not None:
             self.send_event(reply)
-        elif not self.heartbeat.is_heartbeat(text):
-            self._put(PeerEvent(PeerEventKind.MESSAGE, text=text))
+        elif message.type not in ("hb", "hb-ack"):
+            self._put(PeerEvent(PeerEventKind.MESSAGE, message=message))
 
     async def _pump(self) -> None:
         while True:
-            now = time.time()
+            now = self._clock.monotonic()
             if self.channel.readyState == "open":
                 for ping in self.heartbeat.tick(now):
-                    self.channel.send(ping)
+                    self.send_event(ping)
             if self.heartbeat.dead(now) and not self._declared_dead:
                 self._declared_dead = True
                 self._put(PeerEvent(PeerEventKind.DEAD))
-            for packet in self.reorderer.pop(now):
+            for packet in self.reorderer.pop(self._clock.time()):
                 self._put(PeerEvent(PeerEventKind.WAVEFORM, packet=packet))
             await asyncio.sleep(_PUMP_S)

@@ -177,7 +177,7 @@ class PeerSet:
             if event.kind is PeerEventKind.DEAD:
                 break
             if event.kind is PeerEventKind.MESSAGE:
-                log.info("message from %s: %.200s", connection.peer.peer_id, event.text)
+                log.info("message from %s: %r", connection.peer.peer_id, event.message)
         self.deaths += 1
         log.warning("connection to %s died; offering again", connection.peer.peer_id)
         with contextlib.suppress(asyncio.QueueFull):  # full: a restart of it is queued

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -25,6 +24,7 @@ from devices.drivers import DRIVERS
 from devices.model import DeviceEvent
 from devices.reader import DeviceReader
 from devices.transports.mllp_tcp import Hl7Listener
+from media.rtc.events import Hello, encode_event
 from media.rtc.tracks import ProcessedFrames
 from media.rtc.wire import WirePacket
 from media.video.capture import (
@@ -152,8 +152,7 @@ class Gateway:
     async def _stop(self) -> None:
         if self.peers is not None:
             await self.peers.close()
-        with contextlib.suppress(Exception):
-            await self.client.leave()
+        await self.client.leave()
         await self.client.close()
         if self._capture is not None:
             await self._capture.stop()
@@ -189,7 +188,10 @@ class Gateway:
         ]
 
     def greeting(self) -> list[str]:
-        return list(self._retained.values())
+        """What a newly opened connection is told first: who we are (and the events
+        version), then the retained messages."""
+        hello = encode_event(Hello(source=self.config.name))
+        return [hello, *self._retained.values()]
 
     # -- devices -> peers --------------------------------------------------------------------
 
@@ -251,8 +253,7 @@ class Gateway:
         self.consultation_id = None
         if self.peers is not None:
             await self.peers.left_consultation()
-        with contextlib.suppress(OSError, SignalingError):
-            await self.client.leave()
+        await self.client.leave()
 
     async def _follow(self) -> None:
         """Join the configured consultation, or the site's newest active one; rejoin after one

@@ -1,36 +1,24 @@
-"""Device events -> what travels to the other site: waveform packets and JSON event messages.
+"""Device events -> what travels to the other site: waveform packets and event messages.
 
 Pure and synchronous (the gateway runs it in its worker thread, off the event loop). The
-messages on the reliable ``events`` channel are JSON objects with a ``type``:
-
-- ``channel``: a waveform channel's metadata, sent before its first packet: ``channel`` (the
-  MDC code the wire packets carry), ``code``, ``refid``, ``unit``, ``sample_rate``, ``device``.
-- ``numeric``: one value: ``code``, ``mdc``, ``refid``, ``loinc``, ``unit``, ``value`` (null
-  when the device had none), ``time`` (gateway clock), ``device_time``, ``device``,
-  ``quality`` (flag names), ``derived`` (true when the gateway computed it from a waveform:
-  heart rate from ECG, pulse rate from pleth).
-- ``beats``: R peaks or pulse peaks: ``channel`` and ``times`` (s since the epoch, device
-  clock of the waveform).
-- ``status``: a device's state: ``device``, ``state``, ``detail``, ``time``.
-- ``quality``: a waveform's signal quality, 0..1: ``channel``, ``score``, ``time``.
-
-``channel``, ``numeric`` and ``status`` messages carry a ``retain`` key: the latest message
-under each key is what a viewer who connects later is told first.
+event messages are those of :mod:`media.rtc.events` (``channel``, ``numeric``, ``beats``,
+``quality``, ``status``); each leaves here with a ``retain`` key or None: the latest message
+under each key (channel metadata, the latest value of each numeric, each device's state) is
+what a viewer who connects later is told first.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from devices.codes import ECG_II, HEART_RATE, PLETH, PULSE_RATE, VitalCode
 from devices.export import to_dict
 from devices.model import DeviceEvent, DeviceStatus, FrameError, Observation, WaveformChunk
+from media.rtc import events
 from media.rtc.wire import MAX_SAMPLES, WirePacket
 from media.waveform.channel import ChannelOutput, EcgChannel, PlethChannel
 
@@ -39,14 +27,19 @@ DERIVED_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
-class EventMessage:
-    """A JSON message for the reliable channel; ``retain`` is None for passing events."""
+class Event:
+    """A message for the reliable channel; ``retain`` is None for passing events. ``text``
+    is its JSON, encoded once here (in the worker thread) for every viewer."""
 
-    text: str
+    message: events.EventMessage
     retain: tuple[str, ...] | None = None
+    text: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", events.encode_event(self.message))
 
 
-Outgoing = WirePacket | EventMessage
+Outgoing = WirePacket | Event
 
 
 @dataclass
@@ -59,25 +52,18 @@ class _Channel:
     samples_seen: int = 0
     last_derived: float = float("-inf")
 
-    def announcement(self) -> EventMessage:
-        return EventMessage(
-            _json(
-                {
-                    "type": "channel",
-                    "channel": self.code.mdc,
-                    "code": self.code.key,
-                    "refid": self.code.refid,
-                    "unit": self.code.ucum,
-                    "sample_rate": self.sample_rate,
-                    "device": self.device_id,
-                }
+    def announcement(self) -> Event:
+        return Event(
+            events.ChannelInfo(
+                channel=self.code.mdc,
+                code=self.code.key,
+                refid=self.code.refid,
+                unit=self.code.ucum,
+                sample_rate=self.sample_rate,
+                device=self.device_id,
             ),
             retain=("channel", self.device_id, str(self.code.mdc)),
         )
-
-
-def _json(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), allow_nan=False)
 
 
 class VitalsProcessor:
@@ -106,16 +92,13 @@ class VitalsProcessor:
                     )
                 ]
             case DeviceStatus():
-                text = _json(
-                    {
-                        "type": "status",
-                        "device": event.device_id,
-                        "state": str(event.state),
-                        "detail": event.detail,
-                        "time": event.receive_time,
-                    }
+                status = events.DeviceStatus(
+                    device=event.device_id,
+                    state=str(event.state),
+                    detail=event.detail,
+                    time=event.receive_time,
                 )
-                return [EventMessage(text, retain=("status", event.device_id))]
+                return [Event(status, retain=("status", event.device_id))]
             case FrameError():
                 self.frame_errors += 1  # counted and logged by the reader; nothing to send
                 return []
@@ -158,16 +141,14 @@ class VitalsProcessor:
         origin = chunk.first_sample_time - channel.samples_seen / chunk.sample_rate
         if result.beats:
             times = [round(origin + b / chunk.sample_rate, 4) for b in result.beats]
-            beats = {"type": "beats", "channel": chunk.code.mdc, "times": times}
-            out.append(EventMessage(_json(beats)))
+            out.append(Event(events.Beats(channel=chunk.code.mdc, times=times)))
         for score in result.quality:
-            quality = {
-                "type": "quality",
-                "channel": chunk.code.mdc,
-                "score": round(score.score, 3),
-                "time": round(origin + score.end / chunk.sample_rate, 4),
-            }
-            out.append(EventMessage(_json(quality)))
+            quality = events.Quality(
+                channel=chunk.code.mdc,
+                score=round(score.score, 3),
+                time=round(origin + score.end / chunk.sample_rate, 4),
+            )
+            out.append(Event(quality))
         rate_code = HEART_RATE if chunk.code is ECG_II else PULSE_RATE
         if result.beats and chunk.receive_time - channel.last_derived >= DERIVED_EVERY_S:
             channel.last_derived = chunk.receive_time
@@ -199,22 +180,19 @@ def _numeric(
     quality: list[str],
     *,
     derived: bool,
-) -> EventMessage:
-    text = _json(
-        {
-            "type": "numeric",
-            "code": code.key,
-            "mdc": code.mdc,
-            "refid": code.refid,
-            "loinc": code.loinc,
-            "unit": code.ucum,
-            "value": value,
-            "time": time,
-            "device_time": device_time,
-            "device": device_id,
-            "quality": quality,
-            "derived": derived,
-        }
+) -> Event:
+    numeric = events.Numeric(
+        code=code.key,
+        mdc=code.mdc,
+        refid=code.refid,
+        loinc=code.loinc,
+        unit=code.ucum,
+        value=value,
+        time=time,
+        device_time=device_time,
+        device=device_id,
+        quality=quality,
+        derived=derived,
     )
     # Device values and derived ones are kept apart: a viewer shows the device's own first.
-    return EventMessage(text, retain=("numeric", device_id, code.key, str(derived)))
+    return Event(numeric, retain=("numeric", device_id, code.key, str(derived)))

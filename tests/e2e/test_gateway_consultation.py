@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -59,8 +58,8 @@ class Doctor:
             event = self.media.events.get_nowait()
             if event.kind is PeerEventKind.WAVEFORM and event.packet is not None:
                 self.packets.append(event.packet)
-            elif event.kind is PeerEventKind.MESSAGE and event.text is not None:
-                self.messages.append(json.loads(event.text))
+            elif event.kind is PeerEventKind.MESSAGE and event.message is not None:
+                self.messages.append(event.message.model_dump())
 
     def numerics(self, code: str, derived: bool = False) -> list[float]:
         """Values of one numeric: from the device, or (``derived``) computed by the gateway."""

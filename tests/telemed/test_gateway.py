@@ -18,7 +18,7 @@ from devices.model import DeviceState, DeviceStatus, FrameError, Observation, Wa
 from media.rtc.wire import MAX_SAMPLES, WirePacket, decode, encode
 from media.waveform.channel import EcgChannel
 from telemed.gateway.runner import DeviceSpec
-from telemed.gateway.vitals import EventMessage, Outgoing, VitalsProcessor
+from telemed.gateway.vitals import Event, Outgoing, VitalsProcessor
 from telemed.gateway_cli import config_from
 from telemed.settings import GatewayOptions, Settings, SettingsError
 from tests.helpers import LiveServer
@@ -42,7 +42,7 @@ def _chunks(x: np.ndarray, fs: float, n: int, start: float = 1000.0) -> list[Wav
 
 
 def _messages(out: list[Outgoing]) -> list[dict[str, object]]:
-    return [json.loads(o.text) for o in out if isinstance(o, EventMessage)]
+    return [json.loads(o.text) for o in out if isinstance(o, Event)]
 
 
 def test_ecg_becomes_announced_packets_beats_and_a_derived_heart_rate() -> None:
@@ -102,7 +102,7 @@ def test_long_chunks_are_split_and_other_events_pass_as_messages() -> None:
     (numeric,) = _messages(processor.handle(Observation(SPO2, None, "ox", 12.0, 11.5)))
     assert numeric["value"] is None and numeric["code"] == "spo2" and numeric["derived"] is False
     (retained,) = processor.handle(DeviceStatus("ox", DeviceState.PROBE_OFF, 13.0))
-    assert isinstance(retained, EventMessage) and retained.retain == ("status", "ox")
+    assert isinstance(retained, Event) and retained.retain == ("status", "ox")
     (status,) = _messages([retained])
     assert status == {
         "type": "status",

@@ -1,6 +1,8 @@
 // The bedside link: the WebRTC connection the gateway offers to this browser. Two data
 // channels are negotiated with fixed ids (media/rtc/peer.py): 1 "waveforms", unordered and
-// never retransmitted; 2 "events", reliable (numerics, statuses, the heartbeat).
+// never retransmitted; 2 "events", reliable (numerics, statuses, the heartbeat), whose
+// messages are read by type (events.js).
+import { ackFor, EVENTS_VERSION, EventError, parseEvent } from "./events.js";
 import { decode, WireError } from "./wire.js";
 
 const WAVEFORM_CHANNEL_ID = 1;
@@ -17,6 +19,7 @@ export class BedsideLink extends EventTarget {
     this.remote = null; // the gateway's peer id
     this.lastHeard = 0;
     this.badPackets = 0;
+    this.badEvents = 0;
     this.lastSequence = new Map();
     this.state = "waiting";
     this._watch = setInterval(() => this._checkSilence(), 500);
@@ -81,15 +84,31 @@ export class BedsideLink extends EventTarget {
 
   _onEvent(channel, text) {
     this.lastHeard = Date.now();
-    if (typeof text !== "string") return;
-    if (text.startsWith('{"t": "hb')) {
-      // The gateway's heartbeat (media/rtc/heartbeat.py): answer each ping in its format.
-      const ping = JSON.parse(text);
-      if (ping.t === "hb") channel.send(`{"t": "hb-ack", "seq": ${ping.seq}, "at": ${ping.at}}`);
+    let message;
+    try {
+      message = parseEvent(text);
+    } catch (err) {
+      if (!(err instanceof EventError)) throw err;
+      this.badEvents++;
+      console.warn("bedside message refused:", err.message);
       return;
     }
-    let message;
-    try { message = JSON.parse(text); } catch { return; }
+    switch (message.type) {
+      case "hb": // the gateway's heartbeat (media/rtc/heartbeat.py): answer each ping
+        channel.send(ackFor(message));
+        return;
+      case "hb-ack":
+        return;
+      case "hello":
+        if (message.v !== EVENTS_VERSION) {
+          // Another version's messages could be misread: show nothing rather than that.
+          this.dispatchEvent(new CustomEvent("refused", {
+            detail: `bedside speaks events version ${message.v}, this page ${EVENTS_VERSION}`,
+          }));
+          this.closeConnection();
+        }
+        return;
+    }
     this.dispatchEvent(new CustomEvent("event", { detail: message }));
   }
 

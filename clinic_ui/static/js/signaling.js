@@ -1,6 +1,9 @@
-// The signaling WebSocket (protocol v1, signaling/schema.py): hello, join, relay, chat,
-// ping. Reconnects with backoff and full jitter, and joins the consultation again.
-const PROTOCOL_VERSION = 1;
+// The signaling WebSocket (signaling/schema.py): hello, join, relay, chat, ping. Reconnects
+// with backoff and full jitter, and joins the consultation again.
+import { CloseCode, PROTOCOL_VERSION } from "./protocol.js";
+
+/** Close codes after which reconnecting is pointless: the session is over. */
+const FINAL = new Set([CloseCode.UNAUTHORIZED, CloseCode.SESSION_EXPIRED]);
 
 export class Signaling extends EventTarget {
   constructor(tokenSource) {
@@ -39,8 +42,7 @@ export class Signaling extends EventTarget {
       clearInterval(this._ping);
       this.peerId = null;
       this.dispatchEvent(new CustomEvent("down", { detail: { code: event.code } }));
-      // 4401/4408: the session is over; nothing to reconnect to.
-      if (this.closed || event.code === 4401 || event.code === 4408) return;
+      if (this.closed || FINAL.has(event.code)) return;
       const ceiling = Math.min(15000, 250 * 2 ** this.attempt++);
       setTimeout(() => { if (!this.closed) this.connect(); }, ceiling / 4 + Math.random() * ceiling * 0.75);
     };

@@ -1,0 +1,12 @@
+// The app's one state object: created once by app.js and passed to each view, which keeps
+// what it owns under its own key. No view keeps module-level mutable state.
+import { Api } from "./api.js";
+
+/**
+ * @returns {{api: Api, sites: object[], room: object | null}}
+ *   api: the server's HTTP API with the session; sites: the configured sites (after sign-in);
+ *   room: the open consultation room (room.js), or null.
+ */
+export function createState() {
+  return { api: new Api(), sites: [], room: null };
+}

@@ -1,0 +1,171 @@
+"""The messages of the reliable ``events`` data channel, defined once. Sans-I/O.
+
+The waveform samples travel in the binary format of :mod:`media.rtc.wire` on their own
+unordered channel; everything else between a bedside and a viewer travels here as one JSON
+object per message with a ``type`` discriminator:
+
+- bedside → viewer: ``hello`` (first, names the version), ``channel`` (a waveform's metadata,
+  before its first packet), ``numeric``, ``beats``, ``quality``, ``status`` (a device's state);
+- either way: ``hb`` (a heartbeat ping) and ``hb-ack`` (its echo), see
+  :mod:`media.rtc.heartbeat`.
+
+Version :data:`EVENTS_VERSION`. Within a version, fields are only ever added (optional), so a
+reader must ignore fields it does not know; a change that is not additive is a new version.
+The JSON Schema for the browser is generated from these models
+(``clinic_ui/static/schema/events.schema.json``, by ``scripts/generate``), and tests hold
+both the generated file and the browser's reader and writer to it.
+
+:func:`parse_event` reads by type, never by text; :func:`encode_event` writes compact JSON
+(no spaces, no NaN: a reader must not depend on either).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from media.errors import MediaError
+
+EVENTS_VERSION = 1
+
+#: Bounds on what a peer may send us: a message larger than this is refused unread.
+MAX_EVENT_BYTES = 64 * 1024
+
+
+class EventError(MediaError, ValueError):
+    """A message on the events channel that is not one of ours; the text says why."""
+
+
+class _Event(BaseModel):
+    # Unknown fields are ignored (forward compatible within a version), never kept.
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+
+class Hello(_Event):
+    """The bedside's first message on a new connection."""
+
+    type: Literal["hello"] = "hello"
+    v: int = EVENTS_VERSION
+    #: The gateway's name, for the viewer's labels and logs.
+    source: str = Field(default="", max_length=128)
+
+
+class ChannelInfo(_Event):
+    """A waveform channel's metadata, sent before its first packet."""
+
+    type: Literal["channel"] = "channel"
+    #: The id the wire packets carry (the MDC code of the signal).
+    channel: int = Field(ge=0, le=0xFFFFFFFF)
+    code: str
+    refid: str
+    unit: str
+    sample_rate: float = Field(gt=0)
+    device: str
+
+
+class Numeric(_Event):
+    """One value of one parameter from one device (or derived by the gateway)."""
+
+    type: Literal["numeric"] = "numeric"
+    code: str
+    mdc: int
+    refid: str
+    loinc: str | None
+    unit: str
+    #: None: the device had no valid value (a sentinel, an invalid flag).
+    value: float | None
+    #: When the gateway received it (s since the Unix epoch).
+    time: float
+    #: The device's own time for it, when the device has a clock.
+    device_time: float | None = None
+    device: str
+    #: Why the value may not be trusted (flag names; empty: nothing known to be wrong).
+    quality: list[str] = Field(default_factory=list)
+    #: True when the gateway computed it from a waveform (heart rate from ECG, pulse rate
+    #: from pleth) rather than the device reporting it.
+    derived: bool = False
+
+
+class Beats(_Event):
+    """R peaks or pulse peaks found in a waveform, on the waveform's own clock."""
+
+    type: Literal["beats"] = "beats"
+    channel: int
+    times: list[float]
+
+
+class Quality(_Event):
+    """A waveform's signal quality over the last window, 0 (unusable) to 1 (clean)."""
+
+    type: Literal["quality"] = "quality"
+    channel: int
+    score: float = Field(ge=0.0, le=1.0)
+    time: float
+
+
+class DeviceStatus(_Event):
+    """A device's connection state (connected, probe off, disconnected, ...)."""
+
+    type: Literal["status"] = "status"
+    device: str
+    state: str
+    detail: str = ""
+    time: float
+
+
+class Ping(_Event):
+    """A heartbeat ping: answered at once with an :class:`Ack` echoing ``seq`` and ``at``."""
+
+    type: Literal["hb"] = "hb"
+    seq: int = Field(ge=0)
+    #: The sender's monotonic clock (s); only the sender reads it back, for the round trip.
+    at: float
+
+
+class Ack(_Event):
+    type: Literal["hb-ack"] = "hb-ack"
+    seq: int = Field(ge=0)
+    at: float
+
+
+EventMessage = Hello | ChannelInfo | Numeric | Beats | Quality | DeviceStatus | Ping | Ack
+
+_ADAPTER: TypeAdapter[EventMessage] = TypeAdapter(
+    Annotated[EventMessage, Field(discriminator="type")]
+)
+EVENT_TYPES: frozenset[str] = frozenset(
+    m.model_fields["type"].default for m in EventMessage.__args__
+)
+
+
+def parse_event(text: str | bytes) -> EventMessage:
+    """One message from its JSON text. Raises :class:`EventError` with the reason on any
+    fault: bad JSON, an unknown ``type``, a missing or invalid field, an oversize message."""
+    if len(text) > MAX_EVENT_BYTES:
+        raise EventError(f"message of {len(text)} bytes exceeds {MAX_EVENT_BYTES}")
+    try:
+        return _ADAPTER.validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        raise EventError(f"{where}: {first['msg']}") from None
+
+
+def encode_event(message: EventMessage) -> str:
+    """The compact JSON text of a message. (A non-finite number never gets this far: the
+    models refuse NaN and infinities when they are built.)"""
+    return message.model_dump_json()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of every message, as published for the browser."""
+    schema = _ADAPTER.json_schema()
+    for definition in schema["$defs"].values():
+        # ``type`` has a default in the models (for building them), but every message on
+        # the wire carries it: required for readers.
+        definition["required"] = ["type", *definition.get("required", [])]
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"telemed events channel, version {EVENTS_VERSION}"
+    schema["version"] = EVENTS_VERSION
+    return schema

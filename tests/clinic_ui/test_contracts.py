@@ -1,0 +1,95 @@
+"""The browser speaks the contracts as Python defines them: the generated files are current,
+and the browser's events reader and writer hold to the events schema (run in Node on the
+same ES modules the page loads)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from clinic_ui import STATIC_DIR
+from media.rtc.events import Ack, EventError, Ping, encode_event, json_schema, parse_event
+from telemed import codegen
+from tests.media.event_examples import EXAMPLES
+
+NODE = shutil.which("node")
+
+
+def test_the_generated_files_are_current() -> None:
+    assert codegen.stale() == [], "run scripts/generate and commit the result"
+    published = json.loads(codegen.EVENTS_SCHEMA.read_text(encoding="utf-8"))
+    assert published == json_schema()
+    assert published["version"] == 1
+
+
+def _node(script: str, payload: object) -> object:
+    if NODE is None:
+        pytest.skip("no node here (scripts/bootstrap installs Node.js)")
+    run = subprocess.run(
+        [NODE, "--input-type=module", "-e", script],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        cwd=STATIC_DIR / "js",
+    )
+    return json.loads(run.stdout)
+
+
+_READER = """
+import { readFileSync } from "node:fs";
+const ev = await import(process.cwd() + "/events.js");
+const input = JSON.parse(readFileSync(0, "utf8"));
+const out = { parsed: [], refused: [], acks: [] };
+for (const text of input.good) {
+  const m = ev.parseEvent(text);
+  out.parsed.push(m);
+  if (m.type === "hb") out.acks.push(ev.ackFor(m));
+}
+for (const text of input.bad) {
+  try { ev.parseEvent(text); out.refused.push(null); }
+  catch (e) { out.refused.push(e instanceof ev.EventError ? e.message : "not an EventError"); }
+}
+console.log(JSON.stringify(out));
+"""
+
+BAD = [
+    "{not json",
+    "[1]",
+    '{"type":"alarm-storm"}',
+    '{"type":"numeric","code":"spo2"}',
+    '{"type":"quality","channel":1,"score":7,"time":0}',
+    '{"type":"hb","seq":-1,"at":0}',
+    '{"type":"beats","channel":1,"times":[1,"x"]}',
+    '{"type":"channel","channel":1,"code":"x","refid":"y","unit":"mV","sample_rate":0,'
+    '"device":"d"}',
+    '{"type":"numeric","code":"spo2","mdc":1,"refid":"r","loinc":7,"unit":"%","value":1,'
+    '"time":1,"device":"d"}',
+]
+
+
+def test_the_browser_reads_what_python_writes_and_refuses_what_python_refuses() -> None:
+    good = [encode_event(m) for m in EXAMPLES]
+    result = _node(_READER, {"good": good, "bad": BAD})
+    assert isinstance(result, dict)
+    # Every message Python writes is read as Python reads it.
+    assert [parse_event(json.dumps(m)) for m in result["parsed"]] == EXAMPLES
+    # Whatever Python refuses, the browser refuses too, each with a reason.
+    for text, reason in zip(BAD, result["refused"], strict=True):
+        with pytest.raises(EventError):
+            parse_event(text)
+        assert reason and reason != "not an EventError", (text, reason)
+    # What the browser writes (the heartbeat's answer) is a valid message of ours.
+    pings = [m for m in EXAMPLES if isinstance(m, Ping)]
+    assert [parse_event(a) for a in result["acks"]] == [Ack(seq=p.seq, at=p.at) for p in pings]
+
+
+def test_the_browser_ignores_fields_added_later_within_the_version() -> None:
+    text = '{"type":"quality","channel":1,"score":0.5,"time":3.0,"added_later":{"x":1}}'
+    result = _node(_READER, {"good": [text], "bad": []})
+    assert isinstance(result, dict)
+    assert result["parsed"][0]["score"] == 0.5
