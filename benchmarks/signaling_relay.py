@@ -202,7 +202,8 @@ async def _drain(pairs: list[Pair]) -> None:
     async def drain(ws: ClientConnection) -> None:
         while True:
             try:
-                await asyncio.wait_for(ws.recv(), 0.5)
+                async with asyncio.timeout(0.5):
+                    await ws.recv()
             except TimeoutError:
                 return
 

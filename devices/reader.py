@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from devices.drivers import Conversation, Driver
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
 from devices.transports.serial_port import SerialError, open_serial
+from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +130,7 @@ class DeviceReader:
             return got_data
         finally:
             if keepalive is not None:
-                keepalive.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keepalive
+                await cancel_and_wait([keepalive])
 
     async def _converse(self, writer: asyncio.StreamWriter, decoder: Conversation) -> None:
         """Drive a conversation's timers and send what it has to say."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import string
 import sys
@@ -24,6 +23,7 @@ from devices.simulation.registry import SIMULATORS
 from devices.simulation.simulators import Faults
 from devices.transports.mllp_tcp import Hl7Listener
 from devices.transports.serial_port import list_serial_ports
+from runtime.tasks import cancel_and_wait, spawn
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -113,26 +113,24 @@ async def simulate(args: argparse.Namespace) -> int:
     params = PatientParameters(heart_rate=args.heart_rate, spo2=args.spo2, seed=args.seed)
     patient = RecordedPatient.from_path(args.record, params) if args.record else Patient(params)
     faults = Faults(probe_off=args.probe_off, noise_per_s=args.noise, drop_probability=args.drop)
+    helpers: list[asyncio.Task[None]] = []
     if args.protocol == "hl7":
         host, _, port = args.to.rpartition(":")
         monitor = Hl7MonitorSimulator(host, int(port), patient, faults)
-        task = asyncio.create_task(monitor.run())
+        task = spawn(monitor.run(), "hl7-monitor")
         print(f"sending ORU^R01 to {host}:{port}", flush=True)
     else:
         link = PtyLink(args.link)
-        task = asyncio.create_task(SIMULATORS[args.protocol](link, patient, faults).run())
+        task = spawn(SIMULATORS[args.protocol](link, patient, faults).run(), "simulator")
         await asyncio.sleep(0)
         print(link.path, flush=True)
         if args.unplug_every:
-            unplugger = asyncio.create_task(_unplug_every(link, args.unplug_every))
-            task.add_done_callback(lambda _: unplugger.cancel())
+            helpers.append(spawn(_unplug_every(link, args.unplug_every), "unplug"))
     print(f"simulating {args.protocol}; Ctrl-C to stop", file=sys.stderr)
     try:
         await task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task, *helpers])
     return 0
 
 
@@ -155,7 +153,7 @@ async def read_live(args: argparse.Namespace) -> int:
         if args.baud:
             driver = replace(driver, serial=replace(driver.serial, baudrate=args.baud))
         source = DeviceReader(driver, args.port)
-    task = asyncio.create_task(source.run())
+    task = spawn(source.run(), "reader")
     try:
         async with asyncio.timeout(args.seconds):
             while True:
@@ -163,9 +161,7 @@ async def read_live(args: argparse.Namespace) -> int:
     except TimeoutError:
         pass
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
     return 0
 
 

@@ -9,12 +9,12 @@ single statement. HTTP requests still update their session directly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 
 from sqlalchemy import bindparam, update
 
+from runtime.tasks import cancel_and_wait
 from signaling.storage.database import Database
 from signaling.storage.models import SessionRow
 
@@ -64,7 +64,5 @@ class ActivityRecorder:
     async def stop(self) -> None:
         """Cancel the task, await it, and write what is still pending."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         await self.flush()

@@ -4,7 +4,6 @@ gateway simulator talking to the listener over real TCP."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 
 import pytest
@@ -18,6 +17,8 @@ from devices.protocols.mllp import MllpFramer, frame
 from devices.simulation.hl7_monitor import Hl7MonitorSimulator
 from devices.simulation.patient import Patient, PatientParameters
 from devices.transports.mllp_tcp import Hl7Listener
+from runtime.tasks import cancel_and_wait
+from tests.helpers import eventually
 
 NUMERIC_CODES = [c for c in codes.ALL_CODES if c not in (codes.ECG_II, codes.PLETH)]
 
@@ -184,12 +185,8 @@ async def test_monitor_gateway_over_tcp_with_a_listener_restart() -> None:
         assert monitor.acks
         assert all("MSA|AA|" in a for a in monitor.acks)
 
-        serving.cancel()  # the gateway restarts
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving
-        async with asyncio.timeout(10):
-            while monitor.failures == 0:
-                await asyncio.sleep(0.05)
+        await cancel_and_wait([serving])  # the gateway restarts
+        await eventually(lambda: monitor.failures > 0)
         acked = len(monitor.acks)
         listener = Hl7Listener("127.0.0.1", port)
         restarted = asyncio.create_task(listener.run())
@@ -199,11 +196,7 @@ async def test_monitor_gateway_over_tcp_with_a_listener_restart() -> None:
                 if isinstance(event, Observation) and event.code is codes.SPO2:
                     assert event.value == pytest.approx(95, abs=2)
                     break
-            while len(monitor.acks) <= acked:  # and the sender hears the new listener's ACK
-                await asyncio.sleep(0.02)
+        # and the sender hears the new listener's ACK
+        await eventually(lambda: len(monitor.acks) > acked)
     finally:
-        for task in (sending, serving, restarted):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(t for t in (sending, serving, restarted) if t is not None)

@@ -4,7 +4,6 @@ gateway's session state machine against the monitor side's own encoders."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import re
 import socket
@@ -23,6 +22,7 @@ from devices.protocols.intellivue.framing import Deframer, FramingError, crc16_x
 from devices.protocols.intellivue.host import HostState, IntelliVueHost
 from devices.simulation.intellivue_monitor import IntelliVueLanSimulator
 from devices.transports.intellivue_lan import IntelliVueLanReader
+from runtime.tasks import cancel_and_wait
 
 
 def _payloads(data: bytes) -> tuple[list[bytes], list[FramingError]]:
@@ -306,7 +306,4 @@ async def test_lan_monitor_over_udp() -> None:
         assert reader.indication is not None
         assert reader.indication.model == "MX450"
     finally:
-        for task in (read_task, sim_task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([read_task, sim_task])

@@ -19,6 +19,8 @@ from devices.simulation.pty_link import PtyLink
 from devices.simulation.registry import SIMULATORS
 from devices.simulation.simulators import Cms50Simulator, Faults, Simulator
 from devices.transports.serial_port import open_serial
+from runtime.tasks import cancel_and_wait
+from tests.helpers import eventually
 
 FAST = ReaderOptions(backoff_initial_s=0.05, backoff_max_s=0.3)
 
@@ -56,10 +58,7 @@ async def _running(
     try:
         yield simulator, reader, link
     finally:
-        for task in (read_task, sim_task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([read_task, sim_task])
 
 
 @pytest.mark.parametrize("protocol", sorted(SIMULATORS))
@@ -132,19 +131,21 @@ async def test_cms50_stops_streaming_without_keepalives(tmp_path: Path) -> None:
     reader, writer = await open_serial(link.path, DRIVERS["cms50"].serial)
     try:
         with pytest.raises(TimeoutError):  # silent until asked
-            await asyncio.wait_for(reader.read(100), 0.3)
+            async with asyncio.timeout(0.3):
+                await reader.read(100)
         writer.write(encode_command(Command.START_LIVE))
-        assert len(await asyncio.wait_for(reader.read(100), 2)) > 0
-        await asyncio.sleep(0.6)  # no keep-alive: the stream stops
+        async with asyncio.timeout(2):
+            assert len(await reader.read(100)) > 0
+        await eventually(lambda: not simulator.live)  # no keep-alive: the stream stops
         while True:
             try:
-                await asyncio.wait_for(reader.read(4096), 0.3)  # what was already sent
+                async with asyncio.timeout(0.3):
+                    await reader.read(4096)  # what was already sent
             except TimeoutError:
                 break
         writer.write(encode_command(Command.START_LIVE))
-        assert len(await asyncio.wait_for(reader.read(100), 2)) > 0
+        async with asyncio.timeout(2):
+            assert len(await reader.read(100)) > 0
     finally:
         writer.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])

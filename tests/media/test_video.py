@@ -4,7 +4,6 @@ stamp through real codecs."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fractions
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from media.video.capture import (
 )
 from media.video.processing import FrameProcessor, ProcessingSettings, process_frame
 from media.video.stamp import draw_stamp, read_stamp
+from runtime.tasks import cancel_and_wait
 
 
 def _through_codec(image: np.ndarray, codec: str) -> np.ndarray:
@@ -84,7 +84,8 @@ async def test_capture_thread_with_a_synthetic_source() -> None:
     ids = []
     try:
         for _ in range(5):
-            frame = await asyncio.wait_for(mailbox.get(), 2)
+            async with asyncio.timeout(2):
+                frame = await mailbox.get()
             assert frame is not None
             assert frame.image.shape == (240, 320, 3)
             ids.append(frame.frame_id)
@@ -104,9 +105,10 @@ async def test_capture_from_a_video_file(tmp_path: Path) -> None:
     capture = CaptureThread(OpenCvSource(str(path)), mailbox)
     capture.start()
     seen = 0
-    while (frame := await asyncio.wait_for(mailbox.get(), 5)) is not None:
-        seen += 1
-        assert frame.image.shape == (120, 160, 3)
+    async with asyncio.timeout(5):
+        while (frame := await mailbox.get()) is not None:
+            seen += 1
+            assert frame.image.shape == (120, 160, 3)
     await capture.stop()
     assert capture.frames == 12
     assert seen >= 1
@@ -164,8 +166,6 @@ async def test_one_pipeline_serves_several_viewers_and_idles_without_them() -> N
         await asyncio.sleep(0.3)
         assert frames.processed <= idle + 1  # the viewers left: processing stops
     finally:
-        pipeline.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pipeline
+        await cancel_and_wait([pipeline])
         await capture.stop()
         processor.close()
