@@ -14,7 +14,6 @@ the time of the chunk's last sample.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import statistics
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
 
 from media.rtc.jitter import use_marker_release
 from media.rtc.peer import MediaPeer, PeerEventKind
@@ -33,6 +33,7 @@ from media.rtc.wire import WirePacket
 from media.video.capture import CaptureThread, LatestFrame, SyntheticSource
 from media.video.processing import FrameProcessor, ProcessingSettings
 from media.video.stamp import read_stamp
+from runtime.tasks import cancel_and_wait
 
 
 @dataclass
@@ -102,9 +103,8 @@ async def video_latency(
         await asyncio.sleep(warmup + seconds)
     finally:
         if reader_task is not None:
-            reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader_task
+            # The track ends with MediaStreamError if the link closed before the cancel.
+            await cancel_and_wait([reader_task], MediaStreamError)
         await sender.close()
         await receiver.close()
         await capture.stop()
@@ -151,9 +151,7 @@ async def waveform_latency(seconds: float) -> tuple[list[float], list[float]]:
                 seq[150452] += 1
         await asyncio.sleep(0.3)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
         await a.close()
         await b.close()
     return ecg, pleth

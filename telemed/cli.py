@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import faulthandler
 import getpass
-import logging
 import os
 import runpy
 import signal
@@ -15,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from signaling.schema import Role
-from telemed import __version__, admin, demo, devices_cli, gateway_cli, serve, waveform_cli
+from telemed import __version__, admin, demo, devices_cli, gateway_cli, logs, serve, waveform_cli
+from telemed.serve import ServerStartError
 from telemed.settings import Settings, SettingsError, load_settings
 
 
@@ -24,6 +24,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"telemed {__version__}")
     parser.add_argument(
         "--config", type=Path, help="TOML settings file (default: $TELEMED_CONFIG, if set)"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more: -v info and every request, -vv debug and the WebRTC stack's chatter",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=logs.LEVELS,
+        help="log at this level (default: setting log_level, else warning)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -138,15 +151,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `kill -USR1 <pid>` prints every thread's stack to stderr: how a hang is diagnosed in
     # the field without stopping the process.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         settings = load_settings(args.config)
+        logs.configure(args.verbose, args.log_level or settings.log_level, settings.log_format)
         return _run(args, settings)
     except SettingsError as exc:
         print(f"telemed: {exc}", file=sys.stderr)
         return 2
+    except ServerStartError as exc:
+        print(f"telemed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into `head` and the like

@@ -109,6 +109,7 @@ def _banner(base: str, settings: Settings) -> None:
         + ", ".join(f"{p} ({d})" for p, d in DEMO_DEVICES)
         + " and a synthetic camera",
         f"  data: {settings.data_dir}",
+        "  Ctrl-C stops it all; `telemed -v demo` also logs every request.",
         "",
     ]
     # The user's first read, so stdout and not a log line (logs are quiet by default).

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -70,10 +71,20 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    log_level: str = "info"
+    #: Log level when no ``-v``/``--log-level`` flag is given: ``debug``, ``info``,
+    #: ``warning``, ``error``; unset: warnings and errors only (``telemed.logs``).
+    log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None
+    #: ``json``: one JSON object per log line (for a server's log collector); ``text``: for
+    #: people.
+    log_format: Literal["text", "json"] = "text"
     sites: tuple[SiteConfig, ...] = DEFAULT_SITES
     server: ServerOptions = ServerOptions()
     gateway: GatewayOptions = GatewayOptions()
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

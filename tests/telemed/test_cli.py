@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+import logging
+import os
+import re
+import signal
 import sqlite3
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from telemed import logs
 from telemed.settings import SettingsError, load_settings
 from tests.helpers import run_telemed
 
@@ -89,3 +100,103 @@ def test_default_sites_carry_their_mains_frequency(monkeypatch: pytest.MonkeyPat
         "koriyama": ("ja", "Asia/Tokyo", 50),
         "wonju": ("ko", "Asia/Seoul", 60),
     }
+
+
+async def _serve_once(tmp_path: Path, *flags: str, env: dict[str, str] | None = None) -> str:
+    """Run ``telemed [flags] serve --port 0``, make one request, stop it; its stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "telemed",
+        *flags,
+        "serve",
+        "--port",
+        "0",
+        env={**os.environ, "TELEMED_DATA_DIR": str(tmp_path), **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            line = (await proc.stdout.readline()).decode()
+        match = re.search(r"serving on (http://\S+) ", line)
+        assert match is not None, line
+        async with httpx.AsyncClient(base_url=match.group(1)) as http:
+            assert (await http.get("/healthz")).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            _, err = await proc.communicate()
+    return err.decode()
+
+
+async def test_the_server_is_quiet_by_default_and_logs_requests_when_verbose(
+    tmp_path: Path,
+) -> None:
+    quiet = await _serve_once(tmp_path)
+    assert "GET /healthz" not in quiet
+    assert "Application startup complete" not in quiet  # uvicorn's INFO lines
+
+    verbose = await _serve_once(tmp_path, "-v")
+    assert '"GET /healthz HTTP/1.1" 200' in verbose  # the access log, in our format
+    assert re.search(r"^\S+ \S+ INFO uvicorn\.access: ", verbose, re.MULTILINE), verbose
+    named = await _serve_once(tmp_path, "--log-level", "info")
+    assert '"GET /healthz HTTP/1.1" 200' in named
+
+
+async def test_servers_can_log_one_json_object_per_line(tmp_path: Path) -> None:
+    err = await _serve_once(tmp_path, "-v", env={"TELEMED_LOG_FORMAT": "json"})
+    records = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert records
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r["logger"] == "uvicorn.access" and "GET /healthz" in r["message"] for r in records)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    names = ["", "httpx", "uvicorn.access", *logs.CHATTY]
+    levels = {name: logging.getLogger(name).level for name in names}
+    handlers = list(logging.getLogger().handlers)
+    try:
+        yield
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_verbosity_turns_on_requests_then_the_webrtc_chatter() -> None:
+    def shown(name: str, level: int) -> bool:
+        return logging.getLogger(name).isEnabledFor(level)
+
+    stream = io.StringIO()
+    logs.configure(0, None, "text", stream)
+    assert not shown("telemed.gateway", logging.INFO)
+    assert not shown("httpx", logging.INFO)
+    assert not shown("uvicorn.access", logging.INFO)
+    assert shown("telemed.gateway", logging.WARNING)
+    assert shown("aioice", logging.WARNING)
+
+    logs.configure(1, None, "text", stream)
+    assert shown("telemed.gateway", logging.INFO)
+    assert shown("httpx", logging.INFO) and shown("uvicorn.access", logging.INFO)
+    assert not shown("aioice", logging.INFO)  # ICE checks are chatter even at -v
+
+    logs.configure(2, None, "text", stream)
+    assert shown("telemed.gateway", logging.DEBUG)
+    assert shown("aioice", logging.INFO) and not shown("aioice", logging.DEBUG)
+
+    logs.configure(3, None, "text", stream)
+    assert shown("aioice", logging.DEBUG)
+
+    logs.configure(3, "error", "text", stream)  # a named level wins over -v
+    assert not shown("telemed.gateway", logging.WARNING)
+
+    # Configuring again replaces our handler: one line per record, in one format.
+    logging.getLogger("telemed.test").error("once")
+    assert stream.getvalue().count("once") == 1
+    assert re.fullmatch(r"\S+ \S+ ERROR telemed\.test: once\n", stream.getvalue())

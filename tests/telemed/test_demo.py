@@ -31,7 +31,7 @@ async def _read_banner(proc: asyncio.subprocess.Process) -> tuple[str, str]:
     async with asyncio.timeout(60):
         while line := (await proc.stdout.readline()).decode():
             lines.append(line)
-            if line.strip().startswith("data:"):  # the banner's last line
+            if line.strip().startswith("Ctrl-C"):  # the banner's last line
                 banner = "".join(lines)
                 match = re.search(r"clinic app:\s+(http://\S+?)/\s", banner)
                 assert match is not None, banner
@@ -39,20 +39,32 @@ async def _read_banner(proc: asyncio.subprocess.Process) -> tuple[str, str]:
     raise AssertionError(f"the demo ended without printing its banner: {lines}")
 
 
-async def test_demo_serves_seeded_accounts(tmp_path: Path) -> None:
-    env = {**os.environ, "TELEMED_DATA_DIR": str(tmp_path)}
+async def _start_demo(data_dir: Path, *flags: str) -> asyncio.subprocess.Process:
     # Port 0: the demo binds a free port itself and prints it (no port picked and released).
-    proc = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "telemed",
+        *flags,
         "demo",
         "--port",
         "0",
-        env=env,
+        env={**os.environ, "TELEMED_DATA_DIR": str(data_dir)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> str:
+    """^C, as a user stops it; what it wrote to stderr."""
+    proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    return err.decode()
+
+
+async def test_demo_serves_seeded_accounts(tmp_path: Path) -> None:
+    proc = await _start_demo(tmp_path)
     try:
         banner, base = await _read_banner(proc)
         async with httpx.AsyncClient(base_url=base) as http:
@@ -96,10 +108,24 @@ async def test_demo_serves_seeded_accounts(tmp_path: Path) -> None:
             finally:
                 await client.close()
     finally:
-        proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(30):
-            await proc.communicate()
+        stderr = await _stop(proc)
     # Demo data is kept apart from real data, and the accounts were printed for the user.
     assert (tmp_path / "demo" / "telemed.sqlite3").exists()
     assert not (tmp_path / "telemed.sqlite3").exists()
     assert "doctor.koriyama" in banner
+    # Quiet by default: no access log, no line per HTTP request of the gateway (it polls the
+    # consultations every 2 s), no ICE checks.
+    assert "HTTP Request:" not in stderr
+    assert "/api/consultations HTTP/1.1" not in stderr
+    assert "aioice" not in stderr
+
+
+async def test_demo_logs_requests_when_asked_to(tmp_path: Path) -> None:
+    proc = await _start_demo(tmp_path, "-v")
+    try:
+        # The demo files its consultation request over HTTP before it prints the banner.
+        await _read_banner(proc)
+    finally:
+        stderr = await _stop(proc)
+    assert "INFO httpx: HTTP Request: POST http://127.0.0.1:" in stderr
+    assert re.search(r"INFO uvicorn\.access: .*\"POST /api/auth/login HTTP/1\.1\" 200", stderr)
