@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from runtime.clock import SYSTEM_CLOCK, Clock
 from signaling.auth import LoginLimiter, TokenService
 from signaling.config import ServerConfig
 from signaling.schema import CloseCode
@@ -25,8 +26,11 @@ from signaling.storage.database import Database
 log = logging.getLogger(__name__)
 
 
-def create_app(config: ServerConfig, static_dir: Path | None = None) -> FastAPI:
-    """Build the server. ``static_dir``, when given, is served at ``/`` (the clinic app)."""
+def create_app(
+    config: ServerConfig, static_dir: Path | None = None, clock: Clock = SYSTEM_CLOCK
+) -> FastAPI:
+    """Build the server. ``static_dir``, when given, is served at ``/`` (the clinic app);
+    ``clock`` drives the WebSocket's timeouts, rate limits and stamps."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +49,7 @@ def create_app(config: ServerConfig, static_dir: Path | None = None) -> FastAPI:
                 audit=AuditLog(db),
                 hub=hub,
                 activity=activity,
+                clock=clock,
             )
             activity.start()
             log.info("signaling server ready (%s)", db.dialect)

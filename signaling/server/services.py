@@ -8,6 +8,7 @@ from typing import cast
 
 from starlette.requests import HTTPConnection
 
+from runtime.clock import SYSTEM_CLOCK, Clock
 from signaling.auth import LoginLimiter, Principal, TokenService
 from signaling.config import ServerConfig
 from signaling.schema import PrincipalKind
@@ -26,6 +27,8 @@ class Services:
     audit: AuditLog
     hub: Hub
     activity: ActivityRecorder
+    #: Monotonic time for timeouts and rate limits, wall time for stamps (tests inject one).
+    clock: Clock = SYSTEM_CLOCK
 
     def idle_timeout(self, principal: Principal) -> timedelta | None:
         """Clinicians are logged out when idle; a gateway is a machine and stays connected."""

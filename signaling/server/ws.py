@@ -8,13 +8,13 @@ counted; past ``ws_max_errors`` the socket is closed with 1008 (policy violation
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from runtime.clock import Clock
 from signaling.auth import Principal
 from signaling.consultation_fsm import FINAL_STATES
 from signaling.errors import AuthError, ProtocolError, SessionEnded, TokenExpired
@@ -44,19 +44,23 @@ from signaling.server.hub import CloseRequest, Connection
 from signaling.server.services import Services, services_of, source_addr
 from signaling.storage import consultations as store
 from signaling.storage.accounts import touch_session
-from signaling.storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
 
-class _TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
+class TokenBucket:
+    """``rate`` messages a second on average, ``burst`` at once; on the ``clock``'s monotonic
+    time."""
+
+    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
         self._rate, self._burst = rate, float(burst)
+        self._clock = clock
         self._tokens = float(burst)
-        self._stamp = asyncio.get_running_loop().time()
+        self._stamp = clock.monotonic()
 
     def take(self) -> bool:
-        now = asyncio.get_running_loop().time()
+        """Spend one token; False (nothing spent) when none is left."""
+        now = self._clock.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
         if self._tokens < 1.0:
@@ -78,9 +82,9 @@ class WsSession:
         self.addr = source_addr(ws)
         self.errors = 0
         self.conn: Connection | None = None
-        loop = asyncio.get_running_loop()
-        self._bucket = _TokenBucket(svc.config.ws_rate_per_s, svc.config.ws_burst)
-        self._last_activity = loop.time()
+        self._clock = svc.clock
+        self._bucket = TokenBucket(svc.config.ws_rate_per_s, svc.config.ws_burst, svc.clock)
+        self._last_activity = self._clock.monotonic()
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -165,11 +169,9 @@ class WsSession:
         if writer is not None:
             if reason == "closed":
                 # Let the writer flush the error and the close frame, but not forever.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(writer), 5.0)
+                await asyncio.wait([writer], timeout=5.0)
             writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await asyncio.wait([writer])
 
     async def _write(self, conn: Connection) -> None:
         try:
@@ -186,11 +188,10 @@ class WsSession:
 
     async def _authenticate(self) -> bool:
         """Wait for a valid ``hello``; on success ``self.conn`` is set."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.svc.config.ws_hello_timeout_s
+        deadline = self._clock.monotonic() + self.svc.config.ws_hello_timeout_s
         while True:
             try:
-                message = await self._receive(max(0.0, deadline - loop.time()))
+                message = await self._receive(max(0.0, deadline - self._clock.monotonic()))
             except TimeoutError:
                 await self._close(CloseCode.UNAUTHORIZED, "no hello in time")
                 return False
@@ -260,13 +261,12 @@ class WsSession:
         idle = self.svc.idle_timeout(principal)
         if idle is None:
             return None
-        elapsed = asyncio.get_running_loop().time() - self._last_activity
+        elapsed = self._clock.monotonic() - self._last_activity
         return max(0.0, idle.total_seconds() - elapsed)
 
     async def _check_session(self, principal: Principal) -> None:
         """Called when the socket has been idle for the timeout: the session may still have
         been active over HTTP; if not, it is ended and the socket closed."""
-        loop = asyncio.get_running_loop()
         try:
             last = await touch_session(
                 self.svc.db, principal.session_id, self.svc.idle_timeout(principal), activity=False
@@ -279,8 +279,11 @@ class WsSession:
             await self._close(CloseCode.SESSION_EXPIRED, "session ended")
             raise _Closing from None
         # Activity over HTTP counts too: take the later of the two.
-        since = (utcnow() - last) / timedelta(seconds=1)
-        self._last_activity = max(self._last_activity, loop.time() - since)
+        since = (self._now() - last) / timedelta(seconds=1)
+        self._last_activity = max(self._last_activity, self._clock.monotonic() - since)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.time(), UTC)
 
     async def _serve(self) -> None:
         conn = self.conn
@@ -299,8 +302,8 @@ class WsSession:
             if not isinstance(message, Ping):
                 # Noted in memory now, written to the database in a batch later: the relay
                 # path never waits for the database.
-                self._last_activity = asyncio.get_running_loop().time()
-                self.svc.activity.mark(conn.principal.session_id, utcnow())
+                self._last_activity = self._clock.monotonic()
+                self.svc.activity.mark(conn.principal.session_id, self._now())
             try:
                 await self._handle(conn, message)
             except ProtocolError as exc:
@@ -328,7 +331,14 @@ class WsSession:
                 ErrorCode.ALREADY_JOINED, f"already in {conn.consultation_id}; leave first", "join"
             )
         row = await store.get(self.svc.db, cid)
+        refusal: ProtocolError | None = None
         if row is None or not store.may_view(conn.principal, row):
+            refusal = ProtocolError(ErrorCode.NOT_FOUND, "no such consultation", "join")
+        elif not store.may_join(conn.principal, row):
+            refusal = ProtocolError(
+                ErrorCode.NOT_MEMBER, "not a member of this consultation", "join"
+            )
+        if refusal is not None or row is None:
             await self.svc.record(
                 "consultation.join",
                 conn.principal,
@@ -336,16 +346,7 @@ class WsSession:
                 consultation_id=cid,
                 outcome="denied",
             )
-            raise ProtocolError(ErrorCode.NOT_FOUND, "no such consultation", "join")
-        if not store.may_join(conn.principal, row):
-            await self.svc.record(
-                "consultation.join",
-                conn.principal,
-                self.addr,
-                consultation_id=cid,
-                outcome="denied",
-            )
-            raise ProtocolError(ErrorCode.NOT_MEMBER, "not a member of this consultation", "join")
+            raise refusal or ProtocolError(ErrorCode.NOT_FOUND, "no such consultation", "join")
         info = store.info(row)
         if info.state in FINAL_STATES:
             raise ProtocolError(ErrorCode.NOT_ACTIVE, f"consultation is {info.state}", "join")
@@ -396,7 +397,7 @@ class WsSession:
                     "sender": conn.peer_id,
                     "sender_name": conn.principal.name,
                     "sender_site": conn.principal.site,
-                    "at": utcnow(),
+                    "at": self._now(),
                 }
             )
         )

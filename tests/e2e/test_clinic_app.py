@@ -5,6 +5,7 @@ with the Wonju technician, switches between Japanese, Korean and English, and en
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from playwright.async_api import expect
 
 from devices.codes import PLETH
 from media.rtc.wire import WirePacket, encode
+from runtime.tasks import cancel_and_wait
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Chat, Role
 from tests.e2e.bedside import bedside
@@ -159,7 +161,8 @@ async def test_a_present_doctor_stays_signed_in_and_an_absent_one_is_signed_out(
 ) -> None:
     """Watching is not idling: a doctor moving the mouse keeps the session, though only
     pings and media flow on the socket. Nobody at the screen: signed out, and told why."""
-    async with run_server(make_config(tmp_path, inactivity_timeout_s=4.0)) as server:
+    idle_s = 3.0
+    async with run_server(make_config(tmp_path, inactivity_timeout_s=idle_s)) as server:
         await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
         await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
         tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
@@ -168,17 +171,27 @@ async def test_a_present_doctor_stays_signed_in_and_an_absent_one_is_signed_out(
         await tech.close()
         async with bedside(server), chromium() as browser:
             page = await browser.new_page(locale="en-US")
-            await sign_in(page, server.base_url, "doctor.koriyama", PASSWORD)
-            listed = page.locator(f"tr[data-id='{row.id}']")
-            await listed.locator("button[data-action='consultations.accept']").click()
-            await listed.locator("button[data-action='consultations.join']").click()
-            badge = page.locator("#link-state")
-            await expect(badge).to_have_attribute("data-state", "link.connected", timeout=30_000)
-            for k in range(24):  # 12 s, three idle timeouts, with the mouse moving
-                await page.mouse.move(100 + 10 * (k % 2), 100)
-                await asyncio.sleep(0.5)
-            await expect(page.locator("#room-view")).to_be_visible()
-            await expect(badge).to_have_attribute("data-state", "link.connected")
+
+            async def present() -> None:  # a doctor at the screen: the mouse moves now and then
+                for k in itertools.count():
+                    await page.mouse.move(100 + 10 * (k % 2), 100)
+                    await asyncio.sleep(idle_s / 8)
+
+            hand = asyncio.create_task(present())
+            try:
+                await sign_in(page, server.base_url, "doctor.koriyama", PASSWORD)
+                listed = page.locator(f"tr[data-id='{row.id}']")
+                await listed.locator("button[data-action='consultations.accept']").click()
+                await listed.locator("button[data-action='consultations.join']").click()
+                badge = page.locator("#link-state")
+                await expect(badge).to_have_attribute(
+                    "data-state", "link.connected", timeout=30_000
+                )
+                await asyncio.sleep(2 * idle_s)  # two idle timeouts, watching
+                await expect(page.locator("#room-view")).to_be_visible()
+                await expect(badge).to_have_attribute("data-state", "link.connected")
+            finally:
+                await cancel_and_wait([hand])
             # Nobody at the screen: within the timeout (and the server's check) it ends.
             await expect(page.locator("#login-view")).to_be_visible(timeout=15_000)
             await expect(page.locator("#login-error")).to_have_text(

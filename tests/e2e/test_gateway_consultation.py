@@ -18,6 +18,7 @@ from devices.codes import PLETH, PULSE_RATE, SPO2
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
 from media.video.stamp import read_stamp
+from runtime.tasks import cancel_and_wait
 from signaling.api_models import ConsultationOut
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Answer, Candidate, ConsultationAction, ConsultationState, Offer, Role
@@ -88,11 +89,7 @@ async def _tasks(*coros: Any) -> AsyncIterator[list[asyncio.Task[Any]]]:
     try:
         yield tasks
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
 
 
 async def _gateway_in(gateway: Gateway, consultation_id: str) -> None:

@@ -9,6 +9,7 @@ import contextlib
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from runtime.tasks import cancel_and_wait
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import (
     Answer,
@@ -107,8 +108,9 @@ async def test_two_sites_connect_and_exchange_data(server: LiveServer) -> None:
             while channel.readyState != "open":
                 await asyncio.sleep(0.02)
         channel.send("SpO2 97")
-        assert await asyncio.wait_for(received.get(), 5) == "SpO2 97"
-        assert await asyncio.wait_for(acks.get(), 5) == "ack:SpO2 97"
+        async with asyncio.timeout(5):
+            assert await received.get() == "SpO2 97"
+            assert await acks.get() == "ack:SpO2 97"
 
         # The outsider, joined to another consultation, saw none of it: only its own joined.
         leaked: list[ServerMessage] = []
@@ -118,10 +120,7 @@ async def test_two_sites_connect_and_exchange_data(server: LiveServer) -> None:
         assert all(m.type in ("welcome", "joined") for m in leaked), leaked
         assert [m.consultation.id for m in leaked if isinstance(m, Joined)] == [other_cid]
     finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         await pc_w.close()
         await pc_k.close()
         for client in (wonju, koriyama, outsider):

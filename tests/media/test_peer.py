@@ -15,6 +15,7 @@ import pytest
 
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -67,17 +68,18 @@ async def test_waveforms_echo_and_a_frozen_peer_is_declared_dead_within_3_s() ->
                     echoed.append(event.packet)
         assert [p.sequence for p in echoed] == list(range(20))  # in order after reordering
         assert np.allclose(echoed[3].samples, np.sin(np.arange(50) / 10 + 3), atol=1e-3)
-        await asyncio.sleep(2.0)  # heartbeats flow: no false alarm
-        assert local.heartbeat.rtt_s is not None
-        assert local.heartbeat.rtt_s < 0.5
+        # Heartbeats flow both ways (a round trip is measured) and raise no false alarm.
+        await eventually(lambda: local.heartbeat.rtt_s is not None, what="a heartbeat round trip")
+        while not local.events.empty():
+            assert local.events.get_nowait().kind is not PeerEventKind.DEAD
 
         proc.send_signal(signal.SIGSTOP)  # the far side freezes; its socket stays open
-        stopped = time.monotonic()
+        # Declared dead by the heartbeat (within 3 s of silence: tests/media/test_events.py
+        # drives that bound on a manual clock), while aiortc itself has not noticed.
         async with asyncio.timeout(10):
             while (await local.events.get()).kind is not PeerEventKind.DEAD:
                 pass
-        assert time.monotonic() - stopped <= 3.0
-        assert local.channel.readyState == "open"  # aiortc itself has not noticed
+        assert local.channel.readyState == "open"
     finally:
         await _stop(proc, local)
 

@@ -63,7 +63,8 @@ async def _exercise(tmp_path: Path, batch: list[str | bytes]) -> None:
                 # A ping after each message proves the socket is still served, in order.
                 await ws.send(json.dumps({"type": "ping", "nonce": 424242}))
                 while True:
-                    reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                    async with asyncio.timeout(5):
+                        reply = json.loads(await ws.recv())
                     if reply == {"type": "pong", "nonce": 424242}:
                         break
                     if reply["type"] == "error":

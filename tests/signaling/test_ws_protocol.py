@@ -21,7 +21,8 @@ from tests.helpers import LiveServer, make_config, run_server
 
 
 async def _recv(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
-    return dict(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+    async with asyncio.timeout(timeout):
+        return dict(json.loads(await ws.recv()))
 
 
 async def _connect(server: LiveServer, token: str) -> ClientConnection:

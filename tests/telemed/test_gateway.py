@@ -142,7 +142,8 @@ async def test_telemed_gateway_command_sends_a_simulated_oximeter(
         env={**os.environ, "TELEMED_DATA_DIR": str(tmp_path)},
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
     text = err.decode()
     assert proc.returncode == 0, text
     packets = int(text.split("gateway stopped: ")[1].split(" waveform packets")[0])
@@ -160,7 +161,8 @@ async def test_telemed_gateway_command_sends_a_simulated_oximeter(
         env={**os.environ, "TELEMED_DATA_DIR": str(tmp_path)},
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
     assert proc.returncode == 1, err.decode()
     assert "refused" in err.decode()
     assert "Traceback" not in err.decode()
