@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from devices.drivers import Conversation, Driver
+from devices.errors import SerialError
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
-from devices.transports.serial_port import SerialError, open_serial
+from devices.transports.serial_port import open_serial
 from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class DeviceReader:
                         attempt = 0
                 finally:
                     writer.close()
-                    with contextlib.suppress(*SerialError, ConnectionError):
+                    with contextlib.suppress(SerialError, ConnectionError):
                         await writer.wait_closed()
             ceiling = min(self.options.backoff_max_s, self.options.backoff_initial_s * 2**attempt)
             attempt += 1
@@ -125,7 +126,7 @@ class DeviceReader:
                     self._put(event)
                 if talks is not None:  # answers go out at once (an event acknowledgement)
                     writer.write(talks.data_to_send())
-        except (*SerialError, ConnectionError) as exc:
+        except (SerialError, ConnectionError) as exc:
             self._status(DeviceState.DISCONNECTED, f"link lost: {exc}")
             return got_data
         finally:
@@ -139,7 +140,7 @@ class DeviceReader:
                 decoder.tick(time.time())
                 writer.write(decoder.data_to_send())
                 await asyncio.sleep(self.driver.tick_s)
-        except (*SerialError, ConnectionError) as exc:
+        except (SerialError, ConnectionError) as exc:
             log.debug("%s: conversation stopped: %r", self.device_id, exc)
 
     async def _keepalive(self, writer: asyncio.StreamWriter) -> None:
@@ -147,6 +148,6 @@ class DeviceReader:
             while True:
                 await asyncio.sleep(self.driver.keepalive_s)
                 writer.write(self.driver.keepalive)
-        except (*SerialError, ConnectionError) as exc:
+        except (SerialError, ConnectionError) as exc:
             # The read side notices the same failure and reconnects.
             log.debug("%s: keep-alive stopped: %r", self.device_id, exc)

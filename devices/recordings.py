@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from devices.errors import RecordError
+
 #: MIT annotation codes and their symbols (ecgcodes.h).
 _SYMBOLS = {
     1: "N", 2: "L", 3: "R", 4: "a", 5: "V", 6: "F", 7: "J", 8: "A", 9: "S", 10: "E",
@@ -28,10 +30,6 @@ _SYMBOLS = {
 #: Symbols that mark a beat (the ones beat detection is scored on).
 BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
 _SKIP, _NUM, _SUB, _CHN, _AUX = 59, 60, 61, 62, 63
-
-
-class RecordError(ValueError):
-    """A record that cannot be read as WFDB; the message says what is wrong."""
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from devices.drivers import DECODERS, DRIVERS
+from devices.errors import RecordError
 from devices.export import to_dict, to_text
 from devices.model import DeviceEvent, FrameError
 from devices.reader import DeviceReader
-from devices.recordings import RecordError
 from devices.simulation.hl7_monitor import Hl7MonitorSimulator
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink

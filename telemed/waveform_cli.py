@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from devices.recordings import RecordError, read_record
+from devices.errors import RecordError
+from devices.recordings import read_record
 from media.waveform.qrs import QrsDetector
 
 

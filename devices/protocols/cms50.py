@@ -30,6 +30,7 @@ import enum
 from dataclasses import dataclass
 
 from devices.codes import PERFUSION_INDEX, PLETH, PULSE_RATE, SPO2
+from devices.errors import CodecError
 from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
 from devices.protocols.common import DecoderBase, NumericThrottle, bit7_frames, chunk
 
@@ -112,11 +113,12 @@ def encode_legacy(s: LiveSample) -> bytes:
 
 
 def parse_live(packet: bytes) -> LiveSample:
-    """Fields of one complete V7.0 live-data packet. Raises ValueError when it is not one."""
+    """Fields of one complete V7.0 live-data packet. Raises
+    :class:`~devices.errors.CodecError` when it is not one."""
     if len(packet) != LIVE_LENGTH or packet[0] != LIVE_DATA:
-        raise ValueError("not a 9-byte live-data packet")
+        raise CodecError("not a 9-byte live-data packet")
     if not all(b & 0x80 for b in packet[1:]):
-        raise ValueError("live-data packet with a data byte lacking bit 7")
+        raise CodecError("live-data packet with a data byte lacking bit 7")
     high = packet[1]
     d = [(b & 0x7F) | (0x80 if high & (1 << k) else 0) for k, b in enumerate(packet[2:])]
     pi_raw = d[5] | (d[6] << 8)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from devices import codes
 from devices.codes import VitalCode
+from devices.errors import CodecError
 from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
 from devices.protocols.common import DecoderBase, chunk
 
@@ -275,7 +276,7 @@ class DatexDecoder(DecoderBase):
             if typ == EOL:
                 break
             if not 0 <= offset < len(body):
-                raise ValueError(f"subrecord offset {offset} outside the record")
+                raise CodecError(f"subrecord offset {offset} outside the record")
             listed.append((offset, typ))
         ends = [o for o, _ in listed[1:]] + [len(body)]
         return [(o, t, body[o:end]) for (o, t), end in zip(listed, ends, strict=True)]
@@ -293,7 +294,7 @@ class DatexDecoder(DecoderBase):
 
     def _phdb(self, sub: bytes, events: list[DeviceEvent], now: float) -> None:
         if len(sub) < PHDB_SIZE:
-            raise ValueError(f"PHDB subrecord of {len(sub)} bytes (expected {PHDB_SIZE})")
+            raise CodecError(f"PHDB subrecord of {len(sub)} bytes (expected {PHDB_SIZE})")
         (t,) = struct.unpack_from("<I", sub)
         (cl,) = struct.unpack_from("<H", sub, 276)
         if (cl >> 8) & 0x0F != 0:
@@ -322,7 +323,7 @@ class DatexDecoder(DecoderBase):
             return
         count, _, _ = struct.unpack_from("<hHH", sub)
         if count < 0 or 6 + 2 * count > len(sub):
-            raise ValueError(f"wave subrecord claims {count} samples in {len(sub)} bytes")
+            raise CodecError(f"wave subrecord claims {count} samples in {len(sub)} bytes")
         raw = struct.unpack_from(f"<{count}h", sub, 6)
         code, scale = WAVE_CODES[wtype]
         samples = [math.nan if r <= INVALID_AT_OR_BELOW else r * scale for r in raw]  # gaps: NaN

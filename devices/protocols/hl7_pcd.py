@@ -28,6 +28,7 @@ import hl7
 from hl7.exceptions import HL7Exception
 
 from devices.codes import ALL_CODES, VitalCode, by_mdc
+from devices.errors import Hl7Error
 from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
 from devices.protocols.common import DecoderBase, chunk
 from devices.protocols.mllp import FramingError, MllpFramer, frame
@@ -35,14 +36,6 @@ from devices.protocols.mllp import FramingError, MllpFramer, frame
 SENTINELS = frozenset({-999.0, -100.0, -1.0, -99.9})
 SAMPLE_RATE_CODE = 0  # MDC_ATTR_SAMP_RATE (attribute partition, code 0 in PCD-01 messages)
 _BY_LOINC = {c.loinc: c for c in ALL_CODES if c.loinc}
-
-
-class Hl7Error(ValueError):
-    """A message that is refused; ``ack_code`` is AE (error) or AR (rejected)."""
-
-    def __init__(self, reason: str, ack_code: str = "AE") -> None:
-        super().__init__(reason)
-        self.ack_code = ack_code
 
 
 def _field(segment: hl7.Segment, index: int) -> str:

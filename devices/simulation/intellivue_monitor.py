@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from devices.errors import MessageError
 from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue import types as t
 from devices.protocols.intellivue.framing import Deframer, FramingError, encode_frame
@@ -68,7 +69,7 @@ class MonitorProtocol:
         """A host message in; the replies out."""
         try:
             message = m.parse_host(payload)
-        except m.MessageError:
+        except MessageError:
             self.errors += 1
             return []
         self.requests.append(message)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from devices.recordings import BEAT_SYMBOLS, Record, RecordError, read_annotations, read_record
+from devices.errors import RecordError
+from devices.recordings import BEAT_SYMBOLS, Record, read_annotations, read_record
 from devices.simulation.patient import Patient, PatientParameters
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from devices.drivers import Registry
 from devices.simulation.intellivue_monitor import IntelliVueSimulator
 from devices.simulation.simulators import (
     Cms50LegacySimulator,
@@ -12,14 +13,16 @@ from devices.simulation.simulators import (
     Simulator,
 )
 
-SIMULATORS: dict[str, type[Simulator]] = {
-    cls.name: cls
-    for cls in (
-        Cms50Simulator,
-        Cms50LegacySimulator,
-        NoninSimulator,
-        MasimoSimulator,
-        DatexSimulator,
-        IntelliVueSimulator,
-    )
-}
+SIMULATORS: Registry[type[Simulator]] = Registry(
+    {
+        cls.name: cls
+        for cls in (
+            Cms50Simulator,
+            Cms50LegacySimulator,
+            NoninSimulator,
+            MasimoSimulator,
+            DatexSimulator,
+            IntelliVueSimulator,
+        )
+    }
+)

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 
+from devices.errors import MessageError
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
 from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue.host import IntelliVueHost
@@ -73,7 +74,7 @@ class IntelliVueLanReader:
                 data, addr = await inbox.get()
                 try:
                     self.indication = m.parse_connect_indication(data)
-                except m.MessageError as exc:
+                except MessageError as exc:
                     log.info("not a connect indication from %s: %s", addr, exc)
                     continue
                 self._put(

@@ -1,5 +1,6 @@
 """Serial ports as asyncio streams (pyserial + pyserial-asyncio-fast); works the same on a
-real ``/dev/ttyUSB*``/``/dev/ttyACM*`` and on a pseudo-terminal."""
+real ``/dev/ttyUSB*``/``/dev/ttyACM*`` and on a pseudo-terminal. Whatever pyserial, the OS or
+termios raise about a port reaches callers as :class:`~devices.errors.SerialError`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from typing import Literal
 import serial
 import serial_asyncio_fast
 from serial.tools import list_ports
+
+from devices.errors import SerialError
+
+#: What pyserial raises when a port is absent, unplugged or refuses the line settings
+#: (termios.error is not an OSError): translated into SerialError at this boundary.
+PORT_FAILURES = (OSError, serial.SerialException, termios.error)
 
 Parity = Literal["N", "E", "O"]
 
@@ -31,21 +38,43 @@ class SerialParams:
 async def open_serial(
     port: str, params: SerialParams
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Open ``port``. Raises one of :data:`SerialError` when it cannot."""
+    """Open ``port`` as a pair of streams. Raises :class:`~devices.errors.SerialError` when
+    it cannot, and the streams raise it when the port fails while open (a read, ``drain``
+    or ``wait_closed``), with the underlying error as ``__cause__``."""
     parity, rtscts = params.parity, params.rtscts
     if is_pseudo_terminal(port):
         # A pty carries bytes, not bits on a wire: parity and hardware flow control mean
         # nothing there, and Linux refuses some of them on one (EINVAL).
         parity, rtscts = "N", False
-    reader, writer = await serial_asyncio_fast.open_serial_connection(
-        url=port,
-        baudrate=params.baudrate,
-        bytesize=params.bytesize,
-        parity=parity,
-        stopbits=params.stopbits,
-        rtscts=rtscts,
-    )
-    return reader, writer
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(loop=loop)
+    protocol = _SerialStreamProtocol(reader, loop=loop)
+    try:
+        transport, _ = await serial_asyncio_fast.create_serial_connection(
+            loop,
+            lambda: protocol,
+            url=port,
+            baudrate=params.baudrate,
+            bytesize=params.bytesize,
+            parity=parity,
+            stopbits=params.stopbits,
+            rtscts=rtscts,
+        )
+    except PORT_FAILURES as exc:
+        raise SerialError(f"cannot open {port}: {exc}") from exc
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+class _SerialStreamProtocol(asyncio.StreamReaderProtocol):
+    """The streams' protocol, translating the transport's failure (a read that fails when
+    the cable is pulled out) into :class:`~devices.errors.SerialError`."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and not isinstance(exc, SerialError):
+            error = SerialError(str(exc) or type(exc).__name__)
+            error.__cause__ = exc
+            exc = error
+        super().connection_lost(exc)
 
 
 def is_pseudo_terminal(port: str) -> bool:
@@ -90,8 +119,3 @@ def list_serial_ports() -> list[PortInfo]:
             )
         )
     return found
-
-
-#: What opening or using a port raises when the device is absent, unplugged or refuses the
-#: line settings (termios.error is not an OSError).
-SerialError = (OSError, serial.SerialException, termios.error)

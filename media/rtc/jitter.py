@@ -19,6 +19,8 @@ from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.utils import uint16_add
 
+from media.errors import ReceiverUnsupported
+
 _RECEIVER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 
 
@@ -62,9 +64,10 @@ class MarkerJitterBuffer(JitterBuffer):
 
 def use_marker_release(receiver: RTCRtpReceiver) -> MarkerJitterBuffer:
     """Give a video receiver the marker-releasing buffer. Call before media flows (right
-    after the remote description is set)."""
+    after the remote description is set). Raises :class:`~media.errors.ReceiverUnsupported`
+    on an aiortc without the buffer where this code expects it."""
     if not hasattr(receiver, _RECEIVER_BUFFER):
-        raise RuntimeError("this aiortc's receiver has no jitter buffer where expected")
+        raise ReceiverUnsupported("this aiortc's receiver has no jitter buffer where expected")
     buffer = MarkerJitterBuffer()
     setattr(receiver, _RECEIVER_BUFFER, buffer)
     return buffer

@@ -26,15 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+# Re-exported: callers of this format catch its error from here.
+from media.errors import WireError as WireError
+
 VERSION = 1
 HEADER = struct.Struct("<BBHIIfdf")
 HEADER_SIZE = HEADER.size  # 28
 MAX_SAMPLES = 8192
 _FLAG_GAPS = 0x01
-
-
-class WireError(ValueError):
-    """A packet that is not a version-1 waveform chunk; the message says why."""
 
 
 @dataclass(frozen=True, eq=False)

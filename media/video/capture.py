@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from media.errors import VideoSourceError
+
 log = logging.getLogger(__name__)
 
 
@@ -70,12 +72,13 @@ class SyntheticSource:
 
 
 class OpenCvSource:
-    """A camera (device index), a video file or a stream URL through OpenCV."""
+    """A camera (device index), a video file or a stream URL through OpenCV. Raises
+    :class:`~media.errors.VideoSourceError` when it cannot be opened."""
 
     def __init__(self, target: int | str, width: int | None = None, height: int | None = None):
         self._cap = cv2.VideoCapture(target)
         if not self._cap.isOpened():
-            raise OSError(f"cannot open video source {target!r}")
+            raise VideoSourceError(f"cannot open video source {target!r}")
         if width:
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         if height:

@@ -10,6 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
 
+from media.errors import WaveformError
+
 
 class SosFilter:
     """``process(chunk)`` filters the next chunk of a stream; the result for a stream is the
@@ -50,7 +52,8 @@ def bandpass(fs: float, low: float, high: float, order: int = 2) -> SosFilter:
 
 
 def mains_notch(fs: float, mains_hz: float, quality: float = 30.0) -> SosFilter:
-    """Notches at the mains frequency and each harmonic below Nyquist."""
+    """Notches at the mains frequency and each harmonic below Nyquist. Raises
+    :class:`~media.errors.WaveformError` when there is none (``fs`` too low)."""
     sections = []
     harmonic = mains_hz
     while harmonic < 0.48 * fs:
@@ -58,7 +61,7 @@ def mains_notch(fs: float, mains_hz: float, quality: float = 30.0) -> SosFilter:
         sections.append(signal.tf2sos(b, a))
         harmonic += mains_hz
     if not sections:
-        raise ValueError(f"no mains harmonic below Nyquist at {fs} Hz")
+        raise WaveformError(f"no mains harmonic below Nyquist at {fs} Hz")
     return SosFilter(np.vstack(sections))
 
 

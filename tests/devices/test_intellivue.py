@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devices.errors import MessageError
 from devices.model import DeviceState, DeviceStatus, FrameError, Observation, WaveformChunk
 from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue import types as t
@@ -278,7 +279,7 @@ def test_real_lan_connect_indication(captures: Path) -> None:
     assert (indication.manufacturer, indication.model) == ("Philips", "866062")
     assert (indication.mac, indication.ip) == ("00:09:fb:88:c1:bd", "192.168.247.101")
     assert len(indication.attributes) == 16
-    with pytest.raises(m.MessageError):
+    with pytest.raises(MessageError):
         m.parse_connect_indication(udp_payload[:30])
 
 

@@ -72,6 +72,7 @@ async def test_device_over_pty_survives_unplug_and_replug(protocol: str, tmp_pat
             reader, lambda e: isinstance(e, DeviceStatus) and e.state is DeviceState.DISCONNECTED
         )
         assert isinstance(lost, DeviceStatus)
+        assert lost.detail.startswith("link lost")  # the read failed with a SerialError
         connections = reader.connections
         await asyncio.sleep(0.8)  # several reopen attempts fail while the cable is out
         link.replug()

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devices.errors import RecordError
 from devices.model import WaveformChunk
 from devices.protocols.cms50 import Cms50Decoder
-from devices.recordings import BEAT_SYMBOLS, RecordError, read_annotations, read_record
+from devices.recordings import BEAT_SYMBOLS, read_annotations, read_record
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.recorded import RecordedPatient
 from devices.simulation.simulators import Cms50Simulator

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from devices.codes import VitalCode, by_mdc
+from devices.errors import MessageError
 from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
 from devices.protocols.common import DecoderBase, chunk
 from devices.protocols.intellivue import messages as m
@@ -156,7 +157,7 @@ class IntelliVueHost(DecoderBase):
     def _payload(self, payload: bytes, events: list[DeviceEvent], now: float) -> None:
         try:
             message = m.parse_monitor(payload)
-        except m.MessageError as exc:
+        except MessageError as exc:
             self._error(events, "malformed message", len(payload), now, str(exc))
             return
         self.stats.frames += 1

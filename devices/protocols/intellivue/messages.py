@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from devices.errors import MessageError
 from devices.protocols.intellivue import types as t
 from devices.protocols.intellivue.types import Ava, Reader
 
@@ -64,10 +65,6 @@ RELEASE_REQUEST = bytes.fromhex("0918c11661803080020101a080628080010000000000000
 RELEASE_RESULT = bytes.fromhex("0a18c11661803080020101a080638080010000000000000000")
 #: An abort is recognised by its session type alone.
 ABORT = bytes.fromhex("19022e00")
-
-
-class MessageError(ValueError):
-    """A payload that is not the message it claims to be."""
 
 
 # -- what a host sends ------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from devices.errors import CodecError
+
 # Session (SPDU) types: the first payload byte.
 SESSION_AARQ = 0x0D  # association request
 SESSION_AARE = 0x0E  # association accepted
@@ -156,18 +158,19 @@ class Ava:
 
 
 class Reader:
-    """A cursor over big-endian bytes; raises ValueError when a structure runs past the end."""
+    """A cursor over big-endian bytes; raises :class:`~devices.errors.CodecError` (a
+    ValueError) when a structure runs past the end."""
 
     def __init__(self, data: bytes, offset: int = 0, end: int | None = None) -> None:
         self.data = data
         self.pos = offset
         self.end = len(data) if end is None else end
         if self.end > len(data):
-            raise ValueError("structure longer than the message")
+            raise CodecError("structure longer than the message")
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > self.end:
-            raise ValueError(f"needs {n} bytes at {self.pos}, only {self.end - self.pos} left")
+            raise CodecError(f"needs {n} bytes at {self.pos}, only {self.end - self.pos} left")
         out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
