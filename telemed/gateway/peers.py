@@ -23,13 +23,16 @@ from aiortc import MediaStreamTrack, RTCIceServer
 
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
-from runtime.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait, spawn
 from signaling.schema import Answer, Candidate, ClientMessage, Offer, Peer, PrincipalKind
 
 log = logging.getLogger(__name__)
 
 #: How long to wait before offering again to a clinician whose connection died.
 REOFFER_DELAY_S = 1.0
+#: An offer whose connection has not opened by then is given up and made again: the answer
+#: was lost, or ICE found no path (the heartbeat starts only once the channel opens).
+OPEN_TIMEOUT_S = 20.0
 
 Send = Callable[[ClientMessage], Awaitable[None]]
 
@@ -53,7 +56,9 @@ class PeerSet:
         ice_servers: Callable[[], Awaitable[list[RTCIceServer]]],
         video: Callable[[], MediaStreamTrack] | None,
         greeting: Callable[[], list[str]],
+        open_timeout_s: float = OPEN_TIMEOUT_S,
     ) -> None:
+        self._open_timeout_s = open_timeout_s
         self._send = send
         self._ice_servers = ice_servers
         self._video = video
@@ -149,9 +154,7 @@ class PeerSet:
         connection = _Connection(peer, media)
         self._connections[peer.peer_id] = connection
         media.channel.on("open", lambda: self._on_open(connection))
-        connection.task = asyncio.create_task(
-            self._supervise(connection), name=f"peer-{peer.peer_id}"
-        )
+        connection.task = spawn(self._supervise(connection), f"peer-{peer.peer_id}")
         sdp = await media.create_offer()
         try:
             await self._send(Offer(to=peer.peer_id, sdp=sdp))
@@ -171,30 +174,48 @@ class PeerSet:
         log.info("connected to %s (%s)", connection.peer.peer_id, connection.peer.name)
 
     async def _supervise(self, connection: _Connection) -> None:
-        """Drain the peer's events (doctors' messages are logged); on death, reconnect."""
-        while True:
-            event = await connection.media.events.get()
-            if event.kind is PeerEventKind.DEAD:
-                break
-            if event.kind is PeerEventKind.MESSAGE:
-                log.info("message from %s: %r", connection.peer.peer_id, event.message)
+        """Wait for the connection to open (or give it up), then drain the peer's events
+        (doctors' messages are logged); on death, reconnect."""
+        try:
+            async with asyncio.timeout(self._open_timeout_s):
+                await connection.opened.wait()
+        except TimeoutError:
+            log.warning(
+                "connection to %s did not open in %.0f s; offering again",
+                connection.peer.peer_id,
+                self._open_timeout_s,
+            )
+        else:
+            while True:
+                event = await connection.media.events.get()
+                if event.kind is PeerEventKind.DEAD:
+                    break
+                if event.kind is PeerEventKind.MESSAGE:
+                    log.info("message from %s: %r", connection.peer.peer_id, event.message)
+            log.warning("connection to %s died; offering again", connection.peer.peer_id)
         self.deaths += 1
-        log.warning("connection to %s died; offering again", connection.peer.peer_id)
         with contextlib.suppress(asyncio.QueueFull):  # full: a restart of it is queued
             self._dead.put_nowait(connection)
 
     async def run(self) -> None:
-        """Replace dead connections (run it in a task the gateway owns)."""
+        """Replace dead connections (run it in a task the gateway owns). A failure to replace
+        one is logged and does not stop the others being replaced."""
         while True:
             dead = await self._dead.get()
-            peer_id = dead.peer.peer_id
-            if self._connections.get(peer_id) is not dead:
-                continue  # already dropped (the clinician left)
-            await self._drop(peer_id)
-            await asyncio.sleep(REOFFER_DELAY_S)
-            peer = self._present.get(peer_id)
-            if peer is not None and peer_id not in self._connections:
-                await self._connect(peer)
+            try:
+                await self._replace(dead)
+            except Exception:
+                log.exception("could not offer again to %s", dead.peer.peer_id)
+
+    async def _replace(self, dead: _Connection) -> None:
+        peer_id = dead.peer.peer_id
+        if self._connections.get(peer_id) is not dead:
+            return  # already dropped (the clinician left)
+        await self._drop(peer_id)
+        await asyncio.sleep(REOFFER_DELAY_S)
+        peer = self._present.get(peer_id)
+        if peer is not None and peer_id not in self._connections:
+            await self._connect(peer)
 
     async def _drop(self, peer_id: str) -> None:
         connection = self._connections.pop(peer_id, None)

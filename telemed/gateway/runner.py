@@ -48,7 +48,7 @@ from signaling.schema import (
     PeerLeft,
     ServerMessage,
 )
-from telemed.gateway.peers import PeerSet
+from telemed.gateway.peers import OPEN_TIMEOUT_S, PeerSet
 from telemed.gateway.vitals import VitalsProcessor
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,8 @@ class GatewayConfig:
     consultation_id: str | None = None
     #: Where the HL7 listener binds (monitors connect in).
     hl7_host: str = "0.0.0.0"  # noqa: S104
+    #: An offer not connected by then is made again (see telemed.gateway.peers).
+    peer_open_timeout_s: float = OPEN_TIMEOUT_S
 
 
 Source = DeviceReader | Hl7Listener
@@ -118,6 +120,8 @@ class Gateway:
         self.peers: PeerSet | None = None
         self.packets_sent = 0
         self.events_sent = 0
+        #: Device events the vitals processing failed on (logged and skipped).
+        self.events_failed = 0
 
     def _source(self, spec: DeviceSpec) -> Source:
         if spec.protocol == "hl7":
@@ -136,6 +140,7 @@ class Gateway:
                 self._ice_servers,
                 frames.track if frames is not None else None,
                 self.greeting,
+                self.config.peer_open_timeout_s,
             )
             async with asyncio.TaskGroup() as tasks:
                 if frames is not None:
@@ -196,11 +201,18 @@ class Gateway:
     # -- devices -> peers --------------------------------------------------------------------
 
     async def _pump(self, source: Source) -> None:
+        """Device events -> the worker thread -> every viewer, in arrival order. An event the
+        processing fails on is logged and skipped: the next one goes through."""
         loop = asyncio.get_running_loop()
         while True:
             event: DeviceEvent = await source.events.get()
             # Filtering and beat detection run in the worker thread, in arrival order.
-            outgoing = await loop.run_in_executor(self._worker, self.vitals.handle, event)
+            try:
+                outgoing = await loop.run_in_executor(self._worker, self.vitals.handle, event)
+            except Exception:
+                self.events_failed += 1
+                log.exception("processing %s from %s failed", type(event).__name__, _name(source))
+                continue
             for item in outgoing:
                 if isinstance(item, WirePacket):
                     self.packets_sent += 1
@@ -216,8 +228,14 @@ class Gateway:
     # -- signaling -------------------------------------------------------------------------
 
     async def _signaling(self) -> None:
+        """Act on each signaling message. One that fails (a peer connection refusing what it
+        was given) is logged; the gateway goes on with the next."""
         while True:
-            await self._on_message(await self.client.recv())
+            message = await self.client.recv()
+            try:
+                await self._on_message(message)
+            except Exception:
+                log.exception("handling %s failed", message.type)
 
     async def _on_message(self, message: ServerMessage) -> None:
         peers = self.peers
@@ -257,20 +275,27 @@ class Gateway:
 
     async def _follow(self) -> None:
         """Join the configured consultation, or the site's newest active one; rejoin after one
-        ends when following."""
+        ends when following. A round that fails is logged; the next comes all the same."""
         while True:
             if self.consultation_id is None:
-                target = self.config.consultation_id or await self._newest_active()
-                if target is not None:
-                    try:
-                        joined = await self.client.join(target)
-                    except (SignalingError, TimeoutError, OSError) as exc:
-                        # OSError: the link dropped meanwhile; the next round tries again.
-                        log.warning("cannot join %s: %s", target, exc)
-                    else:
-                        self.consultation_id = joined.consultation.id
-                        log.info("joined consultation %s", target)
+                try:
+                    await self._join_target()
+                except Exception:
+                    log.exception("following the consultation failed; trying again")
             await asyncio.sleep(FOLLOW_POLL_S)
+
+    async def _join_target(self) -> None:
+        target = self.config.consultation_id or await self._newest_active()
+        if target is None:
+            return
+        try:
+            joined = await self.client.join(target)
+        except (SignalingError, TimeoutError, OSError) as exc:
+            # OSError: the link dropped meanwhile; the next round tries again.
+            log.warning("cannot join %s: %s", target, exc)
+        else:
+            self.consultation_id = joined.consultation.id
+            log.info("joined consultation %s", target)
 
     async def _newest_active(self) -> str | None:
         welcome = self.client.welcome

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
@@ -20,17 +21,18 @@ KEY = "bed-1-key-for-tests-0123456789abcdef"
 
 
 @contextlib.asynccontextmanager
-async def bedside(server: LiveServer) -> AsyncIterator[Gateway]:
+async def bedside(server: LiveServer, **config: Any) -> AsyncIterator[Gateway]:
     """Creates the gateway account on the in-process server, then as :func:`bedside_at`."""
     await server.add_gateway(GATEWAY, "wonju", KEY)
-    async with bedside_at(server.base_url, GATEWAY, KEY) as gateway:
+    async with bedside_at(server.base_url, GATEWAY, KEY, **config) as gateway:
         yield gateway
 
 
 @contextlib.asynccontextmanager
-async def bedside_at(base_url: str, name: str, key: str) -> AsyncIterator[Gateway]:
+async def bedside_at(base_url: str, name: str, key: str, **config: Any) -> AsyncIterator[Gateway]:
     """Runs an oximeter simulator on a pty and a gateway reading it (and a synthetic camera)
-    against the server at ``base_url``; stops both on exit."""
+    against the server at ``base_url``; stops both on exit. ``config``: more GatewayConfig
+    fields."""
     link = PtyLink()
     oximeter = Cms50Simulator(link, Patient(PatientParameters(spo2=97.0, heart_rate=72.0)))
     simulator = asyncio.create_task(oximeter.run(), name="oximeter")
@@ -44,6 +46,7 @@ async def bedside_at(base_url: str, name: str, key: str) -> AsyncIterator[Gatewa
             devices=(DeviceSpec("cms50", link.path, "oximeter-1"),),
             camera="synthetic",
             video=ProcessingSettings(320, 240, overlay="Wonju"),
+            **config,
         )
     )
     running = asyncio.create_task(gateway.run(), name="gateway")

@@ -281,3 +281,45 @@ async def test_a_bad_answer_or_candidate_does_not_bring_the_bedside_down(
             await doctor.media.close()
         await doctor.client.close()
         await tech.close()
+
+
+async def test_an_offer_nobody_answers_is_made_again(server: LiveServer) -> None:
+    """The clinician's answer is lost (a browser closed mid-negotiation, a signaling blip):
+    the connection never opens, so no heartbeat can declare it dead. The gateway gives the
+    offer up after its open timeout and offers again; the clinician then connects."""
+    tech, doctor, row = await _active_consultation(server)
+    try:
+        async with bedside(server, peer_open_timeout_s=2.0) as gateway:
+            await _gateway_in(gateway, row.id)
+            await doctor.client.join(row.id)
+            await next_of_type(doctor.client.recv, Offer, timeout=15)  # left unanswered
+            async with _tasks(doctor.answer_offers()):
+                await _until(lambda: len(doctor.packets) >= 30, doctor)
+            assert doctor.offers == 1  # the second offer, answered
+            assert gateway.peers is not None and gateway.peers.deaths == 1
+    finally:
+        if doctor.media is not None:
+            await doctor.media.close()
+        await doctor.client.close()
+        await tech.close()
+
+
+async def test_an_event_the_vitals_processing_fails_on_is_skipped(server: LiveServer) -> None:
+    """Something the processing cannot take reaches the pump: it is logged and skipped, and
+    the device's values go on reaching the doctor."""
+    tech, doctor, row = await _active_consultation(server)
+    try:
+        async with bedside(server) as gateway, _tasks(doctor.answer_offers()):
+            await _gateway_in(gateway, row.id)
+            await doctor.client.join(row.id)
+            await _until(lambda: len(doctor.numerics(SPO2.key)) >= 1, doctor)
+            source = gateway.sources[0]
+            source.events.put_nowait(object())  # type: ignore[arg-type]
+            before = len(doctor.numerics(SPO2.key))
+            await _until(lambda: len(doctor.numerics(SPO2.key)) >= before + 3, doctor)
+            assert gateway.events_failed == 1
+    finally:
+        if doctor.media is not None:
+            await doctor.media.close()
+        await doctor.client.close()
+        await tech.close()
