@@ -19,6 +19,7 @@ from devices.drivers import Conversation, Driver
 from devices.errors import SerialError
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
 from devices.transports.serial_port import open_serial
+from runtime.queues import DropOldestQueue
 from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,7 @@ class DeviceReader:
         self.port = port
         self.device_id = device_id or f"{driver.name}@{port}"
         self.options = options or ReaderOptions()
-        self.events: asyncio.Queue[DeviceEvent] = asyncio.Queue(self.options.queue_size)
-        self.dropped = 0
+        self.events: DropOldestQueue[DeviceEvent] = DropOldestQueue(self.options.queue_size)
         self.connections = 0
         self._last_state: DeviceState | None = None
         self._open = opener or (lambda: open_serial(port, driver.serial))
@@ -59,10 +59,12 @@ class DeviceReader:
     def _put(self, event: DeviceEvent) -> None:
         if isinstance(event, DeviceStatus):
             self._last_state = event.state
-        if self.events.full():
-            self.events.get_nowait()
-            self.dropped += 1
-        self.events.put_nowait(event)
+        self.events.put_latest(event)
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the consumer fell behind."""
+        return self.events.dropped
 
     def _status(self, state: DeviceState, detail: str = "") -> None:
         """Report a change of state; a retry that changes nothing says nothing (an outage

@@ -13,6 +13,7 @@ from devices.errors import MessageError
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
 from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue.host import IntelliVueHost
+from runtime.queues import DropOldestQueue
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +22,11 @@ DATA_PORT = 24105
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, sink: asyncio.Queue[tuple[bytes, tuple[str, int]]]) -> None:
+    def __init__(self, sink: DropOldestQueue[tuple[bytes, tuple[str, int]]]) -> None:
         self.sink = sink
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.sink.full():
-            self.sink.get_nowait()  # a live link: the newest data wins
-        self.sink.put_nowait((data, addr))
+        self.sink.put_latest((data, addr))  # a live link: the newest data wins
 
 
 class IntelliVueLanReader:
@@ -53,19 +52,17 @@ class IntelliVueLanReader:
         self.device_id = device_id
         self.device_tz = device_tz
         self.tick_s = tick_s
-        self.events: asyncio.Queue[DeviceEvent] = asyncio.Queue(queue_size)
-        self.dropped = 0
+        self.events: DropOldestQueue[DeviceEvent] = DropOldestQueue(queue_size)
         self.indication: m.ConnectIndication | None = None
 
-    def _put(self, event: DeviceEvent) -> None:
-        if self.events.full():
-            self.events.get_nowait()
-            self.dropped += 1
-        self.events.put_nowait(event)
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the consumer fell behind."""
+        return self.events.dropped
 
     async def _wait_for_indication(self) -> str:
         loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue(64)
+        inbox: DropOldestQueue[tuple[bytes, tuple[str, int]]] = DropOldestQueue(64)
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(inbox), local_addr=(self.bind, self.indication_port)
         )
@@ -77,7 +74,7 @@ class IntelliVueLanReader:
                 except MessageError as exc:
                     log.info("not a connect indication from %s: %s", addr, exc)
                     continue
-                self._put(
+                self.events.put_latest(
                     DeviceStatus(
                         self.device_id,
                         DeviceState.CONNECTING,
@@ -94,7 +91,7 @@ class IntelliVueLanReader:
         """Run until cancelled."""
         monitor = self.monitor or await self._wait_for_indication()
         loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue(1024)
+        inbox: DropOldestQueue[tuple[bytes, tuple[str, int]]] = DropOldestQueue(1024)
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(inbox), local_addr=(self.bind, 0)
         )
@@ -112,7 +109,7 @@ class IntelliVueLanReader:
                             if addr[0] != monitor:
                                 continue  # only the monitor we associate with
                             for event in host.receive_datagram(data, time.time()):
-                                self._put(event)
+                                self.events.put_latest(event)
                             for datagram in host.datagrams_to_send():
                                 transport.sendto(datagram, target)
         finally:

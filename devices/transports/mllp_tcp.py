@@ -12,6 +12,7 @@ import time
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
 from devices.protocols.hl7_pcd import Hl7Decoder
 from devices.protocols.mllp import FramingError, MllpFramer, frame
+from runtime.queues import DropOldestQueue
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +26,17 @@ class Hl7Listener:
         self.host = host
         self.port = port
         self.device_id = device_id
-        self.events: asyncio.Queue[DeviceEvent] = asyncio.Queue(queue_size)
+        self.events: DropOldestQueue[DeviceEvent] = DropOldestQueue(queue_size)
         self.ready = asyncio.Event()
-        self.dropped = 0
         # Open connections and their handler tasks. Shutdown closes the transports and lets
         # the handlers end by themselves: cancelling a stream-server handler makes Python
         # 3.11's done-callback raise.
         self._handlers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
-    def _put(self, event: DeviceEvent) -> None:
-        if self.events.full():
-            self.events.get_nowait()
-            self.dropped += 1
-        self.events.put_nowait(event)
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the consumer fell behind."""
+        return self.events.dropped
 
     async def run(self) -> None:
         server = await asyncio.start_server(self._accepted, self.host, self.port)
@@ -65,13 +64,15 @@ class Hl7Listener:
         try:
             while data := await reader.read(65536):
                 for event in decoder.receive_data(data, time.time()):
-                    self._put(event)
+                    self.events.put_latest(event)
                 writer.write(decoder.data_to_send())
                 await writer.drain()
         except OSError as exc:
             log.info("HL7 sender %s went away: %r", peer, exc)
         finally:
-            self._put(DeviceStatus(decoder.device_id, DeviceState.DISCONNECTED, time.time()))
+            self.events.put_latest(
+                DeviceStatus(decoder.device_id, DeviceState.DISCONNECTED, time.time())
+            )
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()

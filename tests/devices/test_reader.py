@@ -4,11 +4,15 @@ device's state and goes on."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from pathlib import Path
 
 from devices.drivers import DRIVERS
 from devices.errors import SerialError
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
 from devices.reader import DeviceReader, ReaderOptions
+from devices.simulation.pty_link import PtyLink
+from devices.simulation.simulators import Cms50Simulator
 from runtime.tasks import cancel_and_wait, spawn
 from tests.helpers import eventually
 
@@ -41,3 +45,18 @@ async def test_a_serial_error_from_the_port_is_a_disconnected_device_retried() -
         assert statuses[1].detail == "cannot open: could not open port /dev/ttyUSB9"
     finally:
         await cancel_and_wait([task])
+
+
+async def test_a_consumer_that_falls_behind_loses_the_oldest_events(tmp_path: Path) -> None:
+    link = PtyLink(tmp_path / "tty")
+    simulator = spawn(Cms50Simulator(link).run(), "simulator")
+    await eventually(lambda: link.plugged)
+    reader = DeviceReader(DRIVERS["cms50"], link.path, options=replace(FAST, queue_size=4))
+    task = spawn(reader.run(), "reader")
+    try:
+        await eventually(lambda: reader.dropped > 10)  # nobody reads: the queue stays full
+        assert reader.events.qsize() == 4
+        newest = [e.receive_time for e in _drain(reader)]
+        assert newest == sorted(newest)  # what is left is the latest, in order
+    finally:
+        await cancel_and_wait([task, simulator])
