@@ -38,6 +38,11 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             await sign_in(page, server.base_url, "doctor.koriyama", PASSWORD)
+            # The site's language at first sign-in (a browser set to English notwithstanding),
+            # until the doctor picks one.
+            await expect(page.locator("html")).to_have_attribute("lang", "ja")
+            await expect(page.locator("#list-title")).to_have_text("コンサルテーション")
+            await page.select_option("#language", "en")
 
             # Wonju's request is listed; the consulting doctor accepts it and opens it.
             listed = page.locator(f"tr[data-id='{row.id}']")
@@ -111,8 +116,9 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
 
             # The doctor ends the consultation: the page says so, the gateway lets go.
             await page.click("#close-consultation")
+            await page.click("#confirm-end button[value=end]")  # asked first, then ended
             await expect(page.locator("#room-ended")).to_be_visible()
-            await expect(page.locator("#room-ended")).to_have_text("이 협진은 종료되었습니다.")
+            await expect(page.locator("#room-ended-text")).to_contain_text("종료되었습니다")
             async with asyncio.timeout(10):
                 while gateway.consultation_id is not None:
                     await asyncio.sleep(0.05)
@@ -194,6 +200,6 @@ async def test_a_present_doctor_stays_signed_in_and_an_absent_one_is_signed_out(
                 await cancel_and_wait([hand])
             # Nobody at the screen: within the timeout (and the server's check) it ends.
             await expect(page.locator("#login-view")).to_be_visible(timeout=15_000)
-            await expect(page.locator("#login-error")).to_have_text(
-                "Your session ended after a period of inactivity. Please sign in again."
+            await expect(page.locator("#login-error")).to_have_text(  # in the site's language
+                "一定時間操作がなかったため、セッションが終了しました。もう一度ログインしてください。"
             )

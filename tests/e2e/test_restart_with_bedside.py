@@ -68,7 +68,7 @@ async def test_browser_and_gateway_come_back_after_a_server_restart(
 
         # Both ends reconnect and re-join; the gateway offers anew; the bedside is live.
         await expect(badge).to_have_attribute("data-state", "link.connected", timeout=45_000)
-        peers = page.locator("#peers li")
+        peers = page.locator("#participants li")
         await expect(peers.filter(has_text="bed-1")).to_have_count(1, timeout=15_000)
         before = await page.evaluate("document.getElementById('video').currentTime")
         await page.wait_for_function(

@@ -1,4 +1,7 @@
 // The server's HTTP API with the session token; the token is refreshed before it expires.
+// The session lives in sessionStorage: it survives a reload of this tab, never reaches
+// another tab, and is gone with the tab or on sign-out.
+const SESSION_KEY = "telemed.session";
 export class ApiError extends Error {
   constructor(status, detail) {
     super(`${status}: ${detail}`);
@@ -8,11 +11,27 @@ export class ApiError extends Error {
 }
 
 export class Api {
-  constructor() {
+  constructor(storage = globalThis.sessionStorage) {
     this.token = null;
     this.principal = null;
     this._refreshTimer = null;
+    this._storage = storage;
     this.onExpired = () => {};
+  }
+
+  /** Take up the session this tab had before a reload; true if there was one. The server
+   *  still decides whether it is live (the first call may end in onExpired). */
+  restore() {
+    let saved;
+    try {
+      saved = JSON.parse(this._storage?.getItem(SESSION_KEY) ?? "null");
+    } catch {
+      saved = null;
+    }
+    if (!saved?.token || !saved.principal) return false;
+    this._accept(saved, saved.issuedAt);
+    this._touched = saved.issuedAt; // a reload is someone at the screen
+    return true;
   }
 
   async login(username, password) {
@@ -26,7 +45,7 @@ export class Api {
     if (this.token) {
       try { await this._fetch("POST", "/api/auth/logout"); } catch { /* already gone */ }
     }
-    this.token = null;
+    this.forget();
     this.principal = null;
   }
 
@@ -43,17 +62,27 @@ export class Api {
   }
   post(path, body) { return this._fetch("POST", path, body); }
 
-  /** Drop the session locally (the server has ended it). */
+  /** POST raw bytes (e.g. an image Blob) with their content type. */
+  postBytes(path, blob) {
+    return this._fetch("POST", path, blob);
+  }
+
+  /** Drop the session locally (the server has ended it, or the user signed out). */
   forget() {
     clearTimeout(this._refreshTimer);
     this.token = null;
+    this._storage?.removeItem(SESSION_KEY);
   }
 
-  _accept(body) {
+  _accept(body, issuedAt = Date.now()) {
     this.token = body.token;
     this.principal = body.principal;
     this.idleTimeoutS = body.idle_timeout_s;
-    this._issuedAt = Date.now();
+    this._issuedAt = issuedAt;
+    this._storage?.setItem(SESSION_KEY, JSON.stringify({
+      token: body.token, principal: body.principal, idle_timeout_s: body.idle_timeout_s,
+      expires_at: body.expires_at, issuedAt,
+    }));
     clearTimeout(this._refreshTimer);
     const lifetime = new Date(body.expires_at).getTime() - Date.now();
     // Refresh at 80 % of the token's life: a consultation outlives one token.
@@ -74,10 +103,11 @@ export class Api {
 
   async _fetch(method, path, body, authorised = true) {
     const headers = { "Accept": "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const raw = typeof Blob !== "undefined" && body instanceof Blob;
+    if (body !== undefined) headers["Content-Type"] = raw ? body.type : "application/json";
     if (authorised && this.token) headers["Authorization"] = `Bearer ${this.token}`;
     const response = await fetch(path, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      method, headers, body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
     });
     if (response.status === 204) return null;
     const data = await response.json().catch(() => ({}));

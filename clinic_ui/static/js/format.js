@@ -1,4 +1,5 @@
 // Pure formatting for what the clinician reads: units, values, site names. No DOM.
+import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
 
 /** UCUM unit codes as a clinician writes them ("{1}": a signal without a physical unit). */
@@ -18,4 +19,19 @@ export function siteName(sites, code) {
   const key = `site.${code}`;
   const text = t(key);
   return text === key ? (sites.find((s) => s.code === code)?.name ?? code) : text;
+}
+
+/** A time in the viewer's own zone, labelled with it: the bedside video's overlay shows the
+ *  bedside's zone, the chat the viewer's, and a reader must never have to guess which. */
+export function formatTime(iso, language = i18n.language) {
+  return new Date(iso).toLocaleTimeString(language, { timeZoneName: "short" });
+}
+
+export function formatDuration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h ? `${h}:${String(m).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`
+    : `${m}:${String(s % 60).padStart(2, "0")}`;
 }

@@ -1,5 +1,7 @@
 // Translations: one JSON file per language under /i18n/. Elements carry data-i18n="key"
-// (text) or data-i18n-placeholder="key"; code calls t("key", {name: value}).
+// (text), data-i18n-placeholder="key" or data-i18n-aria-label="key"; code calls
+// t("key", {name: value}). The language: the one the user picked (remembered in this
+// browser), else their site's, else the browser's.
 export const LANGUAGES = ["ja", "ko", "en"];
 let strings = {};
 let fallback = {};
@@ -11,13 +13,14 @@ async function load(lang) {
   return response.json();
 }
 
-export async function setLanguage(lang) {
+/** Switch to `lang`; `chosen`: the user picked it, so it wins over the site's from now on. */
+export async function setLanguage(lang, { chosen = false } = {}) {
   if (!LANGUAGES.includes(lang)) lang = "en";
   if (!Object.keys(fallback).length) fallback = await load("en");
   strings = lang === "en" ? fallback : await load(lang);
   language = lang;
   document.documentElement.lang = lang;
-  localStorage.setItem("telemed.language", lang);
+  if (chosen) localStorage.setItem("telemed.language", lang);
   apply(document);
 }
 
@@ -38,5 +41,8 @@ export function apply(root) {
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) {
     el.placeholder = t(el.dataset.i18nPlaceholder);
+  }
+  for (const el of root.querySelectorAll("[data-i18n-aria-label]")) {
+    el.setAttribute("aria-label", t(el.dataset.i18nAriaLabel));
   }
 }

@@ -1,7 +1,10 @@
 // The bedside link: the WebRTC connection the gateway offers to this browser. Two data
 // channels are negotiated with fixed ids (media/rtc/peer.py): 1 "waveforms", unordered and
 // never retransmitted; 2 "events", reliable (numerics, statuses, the heartbeat), whose
-// messages are read by type (events.js).
+// messages are read by type (events.js). Media: the bedside camera and, when the gateway has
+// one, its sound (a microphone or a stethoscope); the gateway may accept our voice back
+// (talk-back), which this link sends from `setTalkTrack()` (push-to-talk: the room enables
+// the track only while the button is held).
 import { ackFor, EVENTS_VERSION, EventError, parseEvent } from "./events.js";
 import { decode, WireError } from "./wire.js";
 
@@ -22,6 +25,9 @@ export class BedsideLink extends EventTarget {
     this.badEvents = 0;
     this.lastSequence = new Map();
     this.state = "waiting";
+    this.talkTrack = null;
+    this.canTalk = false; // the gateway's offer accepts audio from us
+    this.hello = null; // the gateway's hello: its name, the events version, what its audio is
     this._watch = setInterval(() => this._checkSilence(), 500);
   }
 
@@ -47,8 +53,8 @@ export class BedsideLink extends EventTarget {
     events.onmessage = (event) => this._onEvent(events, event.data);
     events.onopen = () => { this.lastHeard = Date.now(); this._setState("connected"); };
     pc.ontrack = (event) => {
-      const stream = event.streams[0] || new MediaStream([event.track]);
-      this.dispatchEvent(new CustomEvent("video", { detail: stream }));
+      const kind = event.track.kind === "audio" ? "audio" : "video";
+      this.dispatchEvent(new CustomEvent(kind, { detail: new MediaStream([event.track]) }));
     };
     pc.onicecandidate = (event) => {
       const c = event.candidate;
@@ -60,6 +66,7 @@ export class BedsideLink extends EventTarget {
       });
     };
     await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+    this._offerTalkBack(pc);
     await pc.setLocalDescription(await pc.createAnswer());
     this.signaling.send({ type: "answer", to: this.remote, sdp: pc.localDescription.sdp });
   }
@@ -73,6 +80,31 @@ export class BedsideLink extends EventTarget {
     } catch (err) {
       console.warn("candidate rejected", err);
     }
+  }
+
+  /** When the gateway's audio m-line accepts sound from us, send on it (the track may come
+   *  later: replaceTrack needs no new negotiation). */
+  _offerTalkBack(pc) {
+    const audio = pc.getTransceivers().find((t) => t.receiver.track?.kind === "audio");
+    // The remote direction as the offer states it: "sendrecv" and "recvonly" take our sound.
+    const offered = audio && /a=(sendrecv|recvonly)/.test(this._mediaSection(pc, audio.mid));
+    this.canTalk = Boolean(offered);
+    if (!offered) return;
+    audio.direction = "sendrecv"; // the answer narrows it to what the offer allows
+    audio.sender.replaceTrack(this.talkTrack);
+    this._talkSender = audio.sender;
+    this.dispatchEvent(new CustomEvent("talk", { detail: true }));
+  }
+
+  _mediaSection(pc, mid) {
+    const sections = pc.remoteDescription.sdp.split(/\r\n(?=m=)/);
+    return sections.find((section) => section.includes(`a=mid:${mid}\r\n`)) ?? "";
+  }
+
+  /** The track to send for talk-back (a microphone clone, enabled only while talking). */
+  setTalkTrack(track) {
+    this.talkTrack = track;
+    this._talkSender?.replaceTrack(track).catch(() => {});
   }
 
   peerLeft(peerId) {
@@ -100,6 +132,8 @@ export class BedsideLink extends EventTarget {
       case "hb-ack":
         return;
       case "hello":
+        this.hello = message;
+        this.dispatchEvent(new CustomEvent("hello", { detail: message }));
         if (message.v !== EVENTS_VERSION) {
           // Another version's messages could be misread: show nothing rather than that.
           this.dispatchEvent(new CustomEvent("refused", {
@@ -139,6 +173,11 @@ export class BedsideLink extends EventTarget {
   closeConnection() {
     if (this.pc) this.pc.close();
     this.pc = null;
+    this._talkSender = null;
+    if (this.canTalk) {
+      this.canTalk = false;
+      this.dispatchEvent(new CustomEvent("talk", { detail: false }));
+    }
   }
 
   close() {

@@ -1,26 +1,26 @@
-// The consultation room: the signaling socket, the bedside link, presence, chat and ending.
-// A Room lives from openRoom() to close(); the vitals it shows are VitalsView's.
+// The consultation room: the bedside link (peer.js) with its vitals (vitals.js), the call
+// between the clinicians (call.js), presence, chat and ending. A Room lives from openRoom()
+// to close(); it uses the session's signaling socket (one per tab), joined to this room.
 import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
+import { Call } from "./call.js";
+import { formatDuration, formatTime, siteName } from "./format.js";
 import { errorText } from "./list.js";
-import { siteName } from "./format.js";
+import { notify } from "./notice.js";
 import { BedsideLink } from "./peer.js";
-import { CloseCode } from "./protocol.js";
-import { Signaling } from "./signaling.js";
+import { ConsultationAction } from "./protocol.js";
 import { VitalsView } from "./vitals.js";
 
 const $ = (id) => document.getElementById(id);
 
 /** Open `row`'s room in the room view; state.room is set to it. */
 export async function openRoom(state, row) {
+  // Nothing of a previous room may show before this one's link is up.
+  setLinkState("link.waiting");
   $("room-error").textContent = "";
   $("room-ended").hidden = true;
-  $("room-title").textContent = t("consultations.from", {
-    from: siteName(state.sites, row.requesting_site), to: siteName(state.sites, row.consulting_site),
-  });
-  $("close-consultation").hidden = !row.allowed_actions.includes("close");
-  for (const id of ["peers", "chat-log"]) $(id).replaceChildren();
   $("video").srcObject = null;
+  for (const id of ["participants", "chat-log", "room-summary"]) $(id).replaceChildren();
   let iceServers = [];
   try {
     iceServers = (await state.api.get("/api/ice-servers")).ice_servers.map((s) => ({
@@ -33,33 +33,51 @@ export async function openRoom(state, row) {
   return state.room;
 }
 
+function setLinkState(key) {
+  const badge = $("link-state");
+  badge.textContent = t(`room.${key}`);
+  badge.dataset.state = key;
+  badge.className = `badge ${key.split(".")[1]}`;
+}
+
 export class Room {
   constructor(state, row, iceServers) {
     this.state = state;
     this.row = row;
-    this.peers = new Map();
+    this.peers = new Map(); // peer id -> Peer (everyone online in the room)
+    this.chat = new Map(); // message id -> chat message, in arrival order
+    this.ended = row.state === "closed" || row.state === "cancelled";
     this.vitals = new VitalsView();
-    this.signaling = new Signaling(() => state.api.token);
+    this.signaling = state.signaling;
     this.link = new BedsideLink(this.signaling, iceServers);
-    this.signaling.addEventListener("message", (e) => this._onSignal(e.detail));
-    this.signaling.addEventListener("down", (e) => {
-      // The session is over (idle too long, or signed out elsewhere): nothing to reconnect.
-      if (e.detail.code === CloseCode.UNAUTHORIZED || e.detail.code === CloseCode.SESSION_EXPIRED) {
-        state.api.onExpired();
-      } else {
-        this.setLinkState("signaling.lost");
-      }
-    });
-    this.link.addEventListener("state", (e) => this.setLinkState(`link.${e.detail}`));
+    this.call = new Call(this.signaling, iceServers);
+    this._listeners = [];
+    this._on(this.signaling, "message", (e) => this._onSignal(e.detail));
+    this._on(this.signaling, "down", () => { if (!this.ended) setLinkState("signaling.lost"); });
+    this.link.addEventListener("state", (e) => { if (!this.ended) setLinkState(`link.${e.detail}`); });
     this.link.addEventListener("video", (e) => { $("video").srcObject = e.detail; });
+    this.link.addEventListener("audio", (e) => this._bedsideAudio(e.detail));
+    this.link.addEventListener("hello", () => this._renderAudioKind());
+    this.link.addEventListener("talk", (e) => { $("talk").hidden = !e.detail; });
     this.link.addEventListener("waveform", (e) => this.vitals.waveform(e.detail));
     this.link.addEventListener("event", (e) => this.vitals.event(e.detail));
     this.link.addEventListener("refused", (e) => {
       $("room-error").textContent = t("error.server", { detail: e.detail });
     });
-    this.setLinkState("link.waiting");
-    this.signaling.consultationId = row.id; // joined on every welcome, reconnections included
-    this.signaling.connect();
+    for (const kind of ["participants", "quality", "speaking"]) {
+      this.call.addEventListener(kind, () => this._renderParticipants());
+    }
+    this.call.addEventListener("media", (e) => this._onMedia(e.detail));
+    this.renderTitle();
+    $("close-consultation").hidden = !row.allowed_actions.includes(ConsultationAction.CLOSE);
+    this._setChatEnabled(!this.ended);
+    this._renderParticipants();
+    if (this.ended) {
+      this._showEnded();
+    } else {
+      this.signaling.join(row.id);
+      this.call.startMedia().then(() => this._listDevices());
+    }
     const draw = () => {
       this.vitals.draw();
       this.frame = requestAnimationFrame(draw);
@@ -68,100 +86,368 @@ export class Room {
     this.ticker = setInterval(() => this.vitals.renderNumerics(), 1000);
   }
 
+  _on(target, kind, handler) {
+    target.addEventListener(kind, handler);
+    this._listeners.push([target, kind, handler]);
+  }
+
   close() {
     cancelAnimationFrame(this.frame);
     clearInterval(this.ticker);
+    for (const [target, kind, handler] of this._listeners) target.removeEventListener(kind, handler);
     this.signaling.leave();
-    this.signaling.close();
     this.link.close();
+    this.call.close();
+    $("bedside-audio").srcObject = null;
+    $("bedside-audio-box").hidden = true;
+    $("talk").hidden = true;
   }
 
-  setLinkState(key) {
-    const badge = $("link-state");
-    badge.textContent = t(`room.${key}`);
-    badge.dataset.state = key;
-    badge.className = `badge ${key.split(".")[1]}`;
+  renderTitle() {
+    $("room-title").textContent = t("consultations.from", {
+      from: siteName(this.state.sites, this.row.requesting_site),
+      to: siteName(this.state.sites, this.row.consulting_site),
+    });
   }
 
   relabel() {
-    this.setLinkState($("link-state").dataset.state || "link.waiting");
+    this.renderTitle();
+    setLinkState($("link-state").dataset.state || "link.waiting");
     this.vitals.relabel();
-    this._renderPeers();
+    this._renderParticipants();
+    this._renderChat();
+    this._renderAudioKind();
+    if (this.ended) this._showEnded();
+  }
+
+  /** The server told the list of a change to this consultation. */
+  update(row) {
+    this.row = row;
+    $("close-consultation").hidden = this.ended || !row.allowed_actions.includes(ConsultationAction.CLOSE);
+    if ((row.state === "closed" || row.state === "cancelled") && !this.ended) this._end();
   }
 
   sendChat(text) {
+    if (this.ended) return false;
     return this.signaling.send({ type: "chat", text });
   }
 
+  /** End the consultation (after the user confirmed it). */
   async end() {
     try {
-      await this.state.api.post(`/api/consultations/${this.row.id}/close`);
+      this.update(await this.state.api.post(`/api/consultations/${this.row.id}/close`));
     } catch (err) {
       $("room-error").textContent = errorText(err);
     }
   }
 
+  // -- signaling -------------------------------------------------------------------------
+
   _onSignal(message) {
+    const ours = !message.consultation_id || message.consultation_id === this.row.id;
     switch (message.type) {
       case "joined":
+        if (message.consultation.id !== this.row.id) return;
         this.peers = new Map(message.peers.map((p) => [p.peer_id, p]));
-        this._renderPeers();
+        for (const chat of message.chat ?? []) this.chat.set(chat.id, chat);
+        this._renderChat();
+        // We are the newcomer: we offer to the clinicians already here.
+        this.call.sync(this._clinicians(), { initiator: true });
+        this._renderParticipants();
         break;
       case "peer-joined":
+        if (!ours) return;
         this.peers.set(message.peer.peer_id, message.peer);
-        this._renderPeers();
+        if (this._isCallPeer(message.peer)) this.call.joined(message.peer);
+        this._renderParticipants();
         break;
       case "peer-left":
+        if (!ours) return;
         this.peers.delete(message.peer_id);
         this.link.peerLeft(message.peer_id);
-        this._renderPeers();
-        if (message.reason === "closed") this._ended();
+        this.call.remove(message.peer_id);
+        this._renderParticipants();
+        if (message.reason === "closed") this._end();
         break;
       case "offer":
-        this.link.acceptOffer(message).catch((err) => { $("room-error").textContent = String(err); });
-        break;
+      case "answer":
       case "candidate":
-        this.link.addCandidate(message);
+        this._relayed(message);
         break;
       case "chat":
-        this._addChat(message);
+        if (message.id !== undefined) this.chat.set(message.id, message);
+        else this.chat.set(`local-${this.chat.size}`, message);
+        this._renderChat();
         break;
       case "consultation-state":
-        if (message.consultation.state === "closed" || message.consultation.state === "cancelled") this._ended();
+        if (message.consultation.id !== this.row.id) return;
+        if (message.consultation.state === "closed" || message.consultation.state === "cancelled") this._end();
         break;
       case "error":
+        if (message.ref === "join" || message.code === "not_active") {
+          if (message.code === "not_active") this._end();
+        }
         $("room-error").textContent = t("error.server", { detail: message.reason });
-        if (message.ref === "join") this._ended();
         break;
     }
   }
 
-  _ended() {
-    $("room-ended").hidden = false;
-    $("close-consultation").hidden = true;
-    this.link.closeConnection();
+  /** Offers, answers and candidates: from the gateway to the bedside link, from another
+   *  clinician to the call. */
+  _relayed(message) {
+    const sender = this.peers.get(message.from);
+    if (sender?.kind === "gateway") {
+      if (message.type === "offer") {
+        this.link.acceptOffer(message).catch((err) => { $("room-error").textContent = String(err); });
+      } else if (message.type === "candidate") {
+        this.link.addCandidate(message);
+      }
+    } else if (sender && this._isCallPeer(sender)) {
+      this.call.signal(message);
+    }
   }
 
-  _renderPeers() {
-    $("peers").replaceChildren(...[...this.peers.values()].map((p) => {
-      const li = document.createElement("li");
-      const role = p.kind === "gateway" ? t("role.gateway") : t(`role.${p.role}`);
-      li.textContent = `${p.name} · ${role} · ${siteName(this.state.sites, p.site)}`;
-      return li;
+  _isCallPeer(peer) {
+    const me = this.state.api.principal;
+    const clinician = peer.kind === "user" && (peer.role === "doctor" || peer.role === "technician");
+    // Our own other tabs are not called: they would echo us back.
+    return clinician && peer.peer_id !== this.signaling.peerId
+      && !(peer.principal_id === me?.id && peer.kind === me?.kind);
+  }
+
+  _clinicians() {
+    return [...this.peers.values()].filter((p) => this._isCallPeer(p));
+  }
+
+  // -- ending ------------------------------------------------------------------------------
+
+  _end() {
+    if (this.ended) return;
+    this.ended = true;
+    this.row = { ...this.row, state: "closed" };
+    this.signaling.leave();
+    this.link.closeConnection();
+    this.call.close();
+    this._showEnded();
+  }
+
+  async _showEnded() {
+    $("close-consultation").hidden = true;
+    setLinkState("link.ended");
+    this.vitals.freeze();
+    this._setChatEnabled(false);
+    $("room-ended").hidden = false;
+    let summary = null;
+    try {
+      summary = await this.state.api.get(`/api/consultations/${this.row.id}/summary`);
+    } catch {
+      // The banner still says it ended; the summary is what could not be fetched.
+    }
+    const ended = summary?.ended_at ?? this.row.ended_at;
+    $("room-ended-text").textContent = ended
+      ? t("room.endedAt", { time: formatTime(ended) })
+      : t("room.ended");
+    if (!summary) return;
+    const rows = [
+      ["summary.duration", formatDuration(summary.duration_s)],
+      ["summary.participants", summary.participants.map((p) => `${p.name} (${siteName(this.state.sites, p.site)})`).join(", ")],
+      ["summary.messages", String(summary.messages)],
+      ["summary.snapshots", String(summary.snapshots)],
+    ];
+    $("room-summary").replaceChildren(...rows.flatMap(([key, value]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = t(key);
+      const dd = document.createElement("dd");
+      dd.dataset.key = key;
+      dd.textContent = value;
+      return [dt, dd];
     }));
   }
 
-  _addChat(message) {
+  _setChatEnabled(enabled) {
+    $("chat-text").disabled = !enabled;
+    $("chat-form").querySelector("button").disabled = !enabled;
+    $("chat-text").placeholder = t(enabled ? "room.chatPlaceholder" : "room.chatClosed");
+  }
+
+  // -- media -----------------------------------------------------------------------------
+
+  _bedsideAudio(stream) {
+    const audio = $("bedside-audio");
+    audio.srcObject = stream;
+    audio.volume = Number($("bedside-volume").value);
+    if (this.call.speakerId && audio.setSinkId) audio.setSinkId(this.call.speakerId).catch(() => {});
+    $("bedside-audio-box").hidden = false;
+    this._renderAudioKind();
+  }
+
+  _renderAudioKind() {
+    const kind = this.link.hello?.audio;
+    $("bedside-audio-label").textContent = kind ? t(`room.audio.${kind}`) : t("room.audio.voice");
+    $("headphones-note").hidden = kind !== "stethoscope";
+  }
+
+  _onMedia({ stream, error }) {
+    const note = $("call-media-error");
+    note.hidden = !error;
+    note.textContent = error ? t(`call.error.${error}`) : "";
+    const mic = stream?.getAudioTracks()[0];
+    // Talk-back sends a clone of the microphone, on only while the button is held.
+    if (mic) {
+      const talk = mic.clone();
+      talk.enabled = false;
+      this.link.setTalkTrack(talk);
+    }
+    this._renderParticipants();
+  }
+
+  async _listDevices() {
+    let devices = [];
+    try {
+      devices = await navigator.mediaDevices.enumerateDevices();
+    } catch {
+      return;
+    }
+    const fill = (id, kind, current) => {
+      const select = $(id);
+      select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, k) => {
+        const option = document.createElement("option");
+        option.value = d.deviceId;
+        option.textContent = d.label || `${kind} ${k + 1}`;
+        return option;
+      }));
+      if (current) select.value = current;
+      select.disabled = select.options.length === 0;
+    };
+    const local = this.call.local;
+    fill("mic-choice", "audioinput", local?.getAudioTracks()[0]?.getSettings().deviceId);
+    fill("camera-choice", "videoinput", local?.getVideoTracks()[0]?.getSettings().deviceId);
+    fill("speaker-choice", "audiooutput", this.call.speakerId);
+  }
+
+  async chooseDevices() {
+    await this.call.startMedia({ audioId: $("mic-choice").value, videoId: $("camera-choice").value });
+    await this.call.setSpeaker($("speaker-choice").value);
+    const bedside = $("bedside-audio");
+    if (bedside.setSinkId) await bedside.setSinkId($("speaker-choice").value).catch(() => {});
+  }
+
+  setTalking(on) {
+    if (this.link.talkTrack) this.link.talkTrack.enabled = on;
+    $("talk").setAttribute("aria-pressed", String(on));
+  }
+
+  async snapshot() {
+    const video = $("video");
+    if (!video.videoWidth) return;
+    const canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+    try {
+      await this.state.api.postBytes(`/api/consultations/${this.row.id}/snapshots`, blob);
+      notify(t("room.snapshotStored"));
+    } catch (err) {
+      $("room-error").textContent = errorText(err);
+    }
+  }
+
+  // -- presence and chat -------------------------------------------------------------------
+
+  _renderParticipants() {
+    // A person with several tabs is one participant: grouped by who they are. Tiles are
+    // kept and updated in place (a video element made anew would blink and restart).
+    const people = new Map();
+    for (const p of this.peers.values()) {
+      const key = `${p.kind}:${p.principal_id}`;
+      const person = people.get(key) ?? { ...p, peerIds: [] };
+      person.peerIds.push(p.peer_id);
+      people.set(key, person);
+    }
+    const me = this.state.api.principal;
+    this._tiles ??= new Map();
+    for (const [key, tile] of this._tiles) {
+      if (!people.has(key)) { tile.li.remove(); this._tiles.delete(key); }
+    }
+    const list = $("participants");
+    for (const [key, person] of people) {
+      const self = person.kind === me?.kind && person.principal_id === me?.id;
+      const link = person.peerIds.map((id) => this.call.links.get(id)).find(Boolean);
+      let tile = this._tiles.get(key);
+      if (!tile) {
+        tile = this._newTile(key, self);
+        this._tiles.set(key, tile);
+      }
+      if (tile.li.parentElement !== list) list.append(tile.li);
+      this._updateTile(tile, person, self, link);
+    }
+  }
+
+  _newTile(key, self) {
     const li = document.createElement("li");
-    const who = document.createElement("div");
-    who.className = "who";
-    const when = message.at ? new Date(message.at).toLocaleTimeString(i18n.language) : "";
-    who.textContent = `${message.sender_name ?? "?"} · ${siteName(this.state.sites, message.sender_site ?? "")} · ${when}`;
-    const text = document.createElement("div");
-    text.className = "text";
-    text.textContent = message.text; // text, never HTML: chat is not trusted markup
-    li.append(who, text);
-    $("chat-log").append(li);
-    li.scrollIntoView({ block: "nearest" });
+    li.className = "participant";
+    li.dataset.principal = key;
+    const media = document.createElement("video");
+    media.autoplay = true;
+    media.playsInline = true;
+    media.muted = self; // never hear ourselves
+    media.className = self ? "self" : "remote";
+    media.hidden = true;
+    const name = document.createElement("div");
+    name.className = "who";
+    const status = document.createElement("div");
+    status.className = "status";
+    li.append(media, name, status);
+    return { li, media, name, status };
+  }
+
+  _updateTile(tile, person, self, link) {
+    const role = person.kind === "gateway" ? t("role.gateway") : t(`role.${person.role}`);
+    const label = `${person.name} · ${role} · ${siteName(this.state.sites, person.site)}`;
+    tile.name.textContent = self ? `${label} (${t("call.you")})` : label;
+    const stream = person.kind === "user" ? (self ? this.call.local : link?.stream) : null;
+    if (tile.media.srcObject !== (stream ?? null)) {
+      tile.media.srcObject = stream ?? null;
+      if (!self && this.call.speakerId && tile.media.setSinkId) {
+        tile.media.setSinkId(this.call.speakerId).catch(() => {});
+      }
+    }
+    // A stream without video still plays its sound through the (hidden) element.
+    tile.media.hidden = !stream?.getVideoTracks().length;
+    tile.media.setAttribute("aria-label", t("call.videoOf", { name: person.name }));
+    const notes = [];
+    if (self ? this.call.muted : link?.remoteState.muted) notes.push(t("call.muted"));
+    if (self ? this.call.cameraOff : link?.remoteState.cameraOff) notes.push(t("call.cameraIsOff"));
+    if (person.peerIds.length > 1) notes.push(t("call.tabs", { n: person.peerIds.length }));
+    const quality = link?.quality;
+    tile.li.dataset.quality = quality?.state ?? "";
+    if (quality && quality.state !== "good") notes.push(t(`call.quality.${quality.state}`));
+    tile.status.title = quality ? t("call.stats", {
+      rtt: quality.rtt === null ? "–" : Math.round(quality.rtt * 1000),
+      loss: quality.loss === null ? "–" : (quality.loss * 100).toFixed(1),
+      kbps: quality.kbps === null ? "–" : Math.round(quality.kbps),
+    }) : "";
+    tile.status.textContent = notes.join(" · ");
+    const meterKey = self ? "self" : person.peerIds.find((id) => this.call.meters.has(id));
+    tile.li.classList.toggle("speaking", Boolean(meterKey && this.call.meters.get(meterKey)?.speaking));
+  }
+
+  _renderChat() {
+    const items = [...this.chat.values()].map((message) => {
+      const li = document.createElement("li");
+      if (message.id !== undefined) li.dataset.id = message.id;
+      const who = document.createElement("div");
+      who.className = "who";
+      const when = message.at ? formatTime(message.at) : "";
+      who.textContent = `${message.sender_name ?? "?"} · ${siteName(this.state.sites, message.sender_site ?? "")} · ${when}`;
+      const text = document.createElement("div");
+      text.className = "text";
+      text.textContent = message.text; // text, never HTML: chat is not trusted markup
+      li.append(who, text);
+      return li;
+    });
+    $("chat-log").replaceChildren(...items);
+    items.at(-1)?.scrollIntoView({ block: "nearest" });
   }
 }

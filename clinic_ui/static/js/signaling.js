@@ -1,10 +1,13 @@
-// The signaling WebSocket (signaling/schema.py): hello, join, relay, chat, ping. Reconnects
+// The signaling WebSocket (signaling/schema.py): one per signed-in tab, open from sign-in to
+// sign-out. Outside a room it hears the site's consultation changes (the lobby); in a room
+// it joins the consultation and relays offers, answers, candidates and chat. Reconnects
 // with backoff and full jitter, and joins the consultation again.
 import { CloseCode, PROTOCOL_VERSION } from "./protocol.js";
 
 /** Close codes after which reconnecting is pointless: the session is over. */
 const FINAL = new Set([CloseCode.UNAUTHORIZED, CloseCode.SESSION_EXPIRED]);
 
+/** Events: "message" (detail: a server message), "down" (detail: {code}), "welcome". */
 export class Signaling extends EventTarget {
   constructor(tokenSource) {
     super();
@@ -15,7 +18,12 @@ export class Signaling extends EventTarget {
     this.closed = false;
     this.attempt = 0;
     this._ping = null;
+    this._retry = null;
     this._nonce = 0;
+  }
+
+  get connected() {
+    return this.peerId !== null && this.ws?.readyState === WebSocket.OPEN;
   }
 
   connect() {
@@ -33,24 +41,32 @@ export class Signaling extends EventTarget {
         this.peerId = message.peer_id;
         this.attempt = 0;
         if (this.consultationId) this.send({ type: "join", consultation_id: this.consultationId });
+        clearInterval(this._ping);
         this._ping = setInterval(() => this.send({ type: "ping", nonce: ++this._nonce }), 10000);
+        this.dispatchEvent(new CustomEvent("welcome", { detail: message }));
       }
       if (message.type === "pong") return;
       this.dispatchEvent(new CustomEvent("message", { detail: message }));
     };
     ws.onclose = (event) => {
+      if (ws !== this.ws) return; // an earlier socket, already replaced
       clearInterval(this._ping);
       this.peerId = null;
       this.dispatchEvent(new CustomEvent("down", { detail: { code: event.code } }));
       if (this.closed || FINAL.has(event.code)) return;
       const ceiling = Math.min(15000, 250 * 2 ** this.attempt++);
-      setTimeout(() => { if (!this.closed) this.connect(); }, ceiling / 4 + Math.random() * ceiling * 0.75);
+      this._retry = setTimeout(() => { if (!this.closed) this.connect(); },
+        ceiling / 4 + Math.random() * ceiling * 0.75);
     };
   }
 
+  /** Join a consultation now (if connected) and after every reconnection. */
   join(consultationId) {
+    if (this.consultationId === consultationId) return;
+    this.leave();
     this.consultationId = consultationId;
-    this.send({ type: "join", consultation_id: consultationId });
+    // Before the welcome the welcome handler joins: joining twice would be refused.
+    if (this.peerId !== null) this.send({ type: "join", consultation_id: consultationId });
   }
 
   leave() {
@@ -69,6 +85,7 @@ export class Signaling extends EventTarget {
   close() {
     this.closed = true;
     clearInterval(this._ping);
+    clearTimeout(this._retry);
     if (this.ws) this.ws.close(1000);
   }
 }

@@ -3,10 +3,10 @@
 import { Api } from "./api.js";
 
 /**
- * @returns {{api: Api, sites: object[], room: object | null}}
- *   api: the server's HTTP API with the session; sites: the configured sites (after sign-in);
- *   room: the open consultation room (room.js), or null.
+ * api: the server's HTTP API with the session; sites: the configured sites (after sign-in);
+ * signaling: the tab's signaling socket while signed in (signaling.js); list: the
+ * consultation list (list.js); room: the open consultation room (room.js), or null.
  */
 export function createState() {
-  return { api: new Api(), sites: [], room: null };
+  return { api: new Api(), sites: [], signaling: null, list: null, room: null };
 }

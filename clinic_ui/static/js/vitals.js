@@ -58,7 +58,19 @@ export class VitalsView {
   }
 
   draw() {
+    if (this.frozen) return;
     for (const trace of this.traces.values()) trace.draw();
+  }
+
+  /** The consultation ended: traces stop where they are and say so, tiles keep their last
+   *  values marked as such (nothing looks live that is not). */
+  freeze() {
+    this.frozen = true;
+    for (const trace of this.traces.values()) {
+      trace.box.dataset.frozen = "true";
+      this._labelTrace(trace);
+    }
+    this.renderNumerics();
   }
 
   relabel() {
@@ -93,7 +105,8 @@ export class VitalsView {
     const name = t(`vital.${code}`);
     const unit = displayUnit(trace.info.unit);
     const poor = trace.quality !== undefined && trace.quality < POOR_QUALITY ? ` · ${t("quality.poor")}` : "";
-    trace.label.textContent = `${name}${unit ? ` (${unit})` : ""}${rate ? ` · ${rate} Hz` : ""}${poor}`;
+    const frozen = this.frozen ? ` · ${t("vital.frozen")}` : "";
+    trace.label.textContent = `${name}${unit ? ` (${unit})` : ""}${rate ? ` · ${rate} Hz` : ""}${poor}${frozen}`;
     trace.box.dataset.quality = trace.quality ?? "";
   }
 
@@ -105,24 +118,25 @@ export class VitalsView {
       const own = this.numerics.get(`${code}|device`);
       const derived = this.numerics.get(`${code}|derived`);
       // The device's own value wins while it is fresh; the gateway's estimate fills in.
-      const m = own && now - own.receivedAt < STALE_MS ? own : (derived ?? own);
+      const m = own && (this.frozen || now - own.receivedAt < STALE_MS) ? own : (derived ?? own);
       const tile = document.createElement("div");
       tile.className = "numeric";
       tile.id = `num-${code}`;
-      if (now - m.receivedAt > STALE_MS) tile.classList.add("stale");
+      if (this.frozen || now - m.receivedAt > STALE_MS) tile.classList.add("stale");
       const name = document.createElement("div");
       name.className = "name";
       name.textContent = t(`vital.${code}`);
       const value = document.createElement("span");
       value.className = "value";
-      value.textContent = m.value === null ? "--" : formatValue(m.value);
+      // A rate derived from a waveform is shown as a whole number, as a monitor shows it.
+      value.textContent = m.value === null ? "--" : formatValue(m.derived ? Math.round(m.value) : m.value);
       value.title = m.value === null ? t("vital.noValue") : "";
       const unit = document.createElement("span");
       unit.className = "unit";
       unit.textContent = displayUnit(m.unit);
       const note = document.createElement("div");
       note.className = "note";
-      note.textContent = m.derived ? t("vital.derived") : "";
+      note.textContent = this.frozen ? t("vital.lastValue") : m.derived ? t("vital.derived") : "";
       tile.append(name, value, unit, note);
       return tile;
     });

@@ -1,0 +1,326 @@
+// Voice and video between the clinicians in the room: a full mesh (each pair of browsers
+// one RTCPeerConnection, negotiated through /ws with the perfect-negotiation pattern), apart
+// from the bedside link (peer.js). Up to six participants; beyond that the same room would
+// run on an SFU (docs/sfu.md), behind the same signaling.
+//
+// Glare: the newcomer offers (it learns of the others from `joined`), those present wait
+// for its offer; when both offer anyway (both re-joined after a server restart), the polite
+// side (the larger peer id) rolls back and answers, the impolite one ignores the offer.
+
+/** Participants beyond this are refused by the mesh: each one costs every other an upload. */
+export const MAX_PARTICIPANTS = 6;
+const STATS_EVERY_MS = 2000;
+const SPEAKING_RMS = 0.02;
+/** Call-state messages (mute, camera) travel on a negotiated data channel of each pair. */
+const STATE_CHANNEL_ID = 0;
+
+/** Link quality from two getStats samples: RTT (s), loss (0..1), kbit/s received. */
+export function linkQuality(prev, now, connectionState) {
+  if (connectionState === "failed" || connectionState === "disconnected" || connectionState === "closed") {
+    return { state: "lost", rtt: null, loss: null, kbps: 0 };
+  }
+  const lost = now.packetsLost - (prev?.packetsLost ?? 0);
+  const received = now.packetsReceived - (prev?.packetsReceived ?? 0);
+  const seconds = prev ? (now.at - prev.at) / 1000 : 0;
+  const kbps = seconds > 0 ? (8 * (now.bytesReceived - prev.bytesReceived)) / 1000 / seconds : null;
+  const loss = lost + received > 0 ? Math.max(0, lost) / (Math.max(0, lost) + received) : 0;
+  let state = "good";
+  if (loss > 0.05 || (now.rtt ?? 0) > 0.4) state = "poor";
+  if (prev && received === 0 && connectionState === "connected") state = "poor";
+  return { state, rtt: now.rtt ?? null, loss, kbps };
+}
+
+/** The figures linkQuality() needs, summed over a connection's inbound streams. */
+export function statsSample(report, at) {
+  const sample = { at, packetsLost: 0, packetsReceived: 0, bytesReceived: 0, rtt: null };
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp") {
+      sample.packetsLost += s.packetsLost ?? 0;
+      sample.packetsReceived += s.packetsReceived ?? 0;
+      sample.bytesReceived += s.bytesReceived ?? 0;
+    } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
+      sample.rtt = s.currentRoundTripTime ?? sample.rtt;
+    }
+  });
+  return sample;
+}
+
+/** Events: "participants" (the set changed), "quality" ({peerId, ...linkQuality}),
+ *  "speaking" ({peerId | "self", speaking}), "media" (local media started or failed). */
+export class Call extends EventTarget {
+  constructor(signaling, iceServers) {
+    super();
+    this.signaling = signaling;
+    this.iceServers = iceServers;
+    this.local = null; // MediaStream of the microphone and camera, once granted
+    this.mediaError = null;
+    this.muted = false;
+    this.cameraOff = false;
+    this.speakerId = "";
+    this.links = new Map(); // peer id -> Link
+    this._audio = null;
+    this.meters = new Map();
+    this._stats = setInterval(() => this._sampleStats(), STATS_EVERY_MS);
+    this._meter = setInterval(() => this._measureSpeaking(), 150);
+  }
+
+  /** Ask for the microphone and camera (device ids optional); without them the call still
+   *  receives the others (and says why in `mediaError`). */
+  async startMedia({ audioId, videoId } = {}) {
+    const constraints = {
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true,
+        ...(audioId ? { deviceId: { exact: audioId } } : {}) },
+      video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 },
+        ...(videoId ? { deviceId: { exact: videoId } } : {}) },
+    };
+    let stream = null;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia(constraints);
+    } catch (err) {
+      // No camera (a tablet in a dock, a workstation): try the microphone alone.
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({ audio: constraints.audio });
+        this.mediaError = "noCamera";
+      } catch {
+        this.mediaError = err.name === "NotAllowedError" ? "denied" : "noDevices";
+      }
+    }
+    const old = this.local;
+    this.local = stream;
+    if (stream) {
+      for (const track of stream.getAudioTracks()) track.enabled = !this.muted;
+      for (const track of stream.getVideoTracks()) track.enabled = !this.cameraOff;
+      for (const link of this.links.values()) link.useLocal(stream);
+      this._meterFor("self", stream);
+    }
+    old?.getTracks().forEach((t) => t.stop());
+    this.dispatchEvent(new CustomEvent("media", { detail: { stream, error: this.mediaError } }));
+    return stream;
+  }
+
+  get micTrack() {
+    return this.local?.getAudioTracks()[0] ?? null;
+  }
+
+  /** The room's clinicians changed: `peers` are the other clinicians' peers (not ours). */
+  sync(peers, { initiator }) {
+    const wanted = new Map(peers.slice(0, MAX_PARTICIPANTS - 1).map((p) => [p.peer_id, p]));
+    for (const id of [...this.links.keys()]) if (!wanted.has(id)) this.remove(id);
+    for (const peer of wanted.values()) if (!this.links.has(peer.peer_id)) this._add(peer, initiator);
+    this.dispatchEvent(new CustomEvent("participants"));
+  }
+
+  /** A clinician joined after us: they will offer. */
+  joined(peer) {
+    if (this.links.has(peer.peer_id) || this.links.size >= MAX_PARTICIPANTS - 1) return;
+    this._add(peer, false);
+    this.dispatchEvent(new CustomEvent("participants"));
+  }
+
+  remove(peerId) {
+    const link = this.links.get(peerId);
+    if (!link) return;
+    link.close();
+    this.links.delete(peerId);
+    this.meters.delete(peerId);
+    this.dispatchEvent(new CustomEvent("participants"));
+  }
+
+  /** An offer, answer or candidate from another clinician. */
+  async signal(message) {
+    const link = this.links.get(message.from);
+    if (link) await link.signal(message);
+  }
+
+  setMuted(muted) {
+    this.muted = muted;
+    for (const track of this.local?.getAudioTracks() ?? []) track.enabled = !muted;
+    this._announce();
+  }
+
+  setCameraOff(off) {
+    this.cameraOff = off;
+    for (const track of this.local?.getVideoTracks() ?? []) track.enabled = !off;
+    this._announce();
+  }
+
+  async setSpeaker(deviceId) {
+    this.speakerId = deviceId;
+    for (const element of document.querySelectorAll("audio.remote, video.remote")) {
+      if (element.setSinkId) await element.setSinkId(deviceId).catch(() => {});
+    }
+  }
+
+  _announce() {
+    for (const link of this.links.values()) link.sendState({ muted: this.muted, cameraOff: this.cameraOff });
+  }
+
+  _add(peer, initiator) {
+    const polite = (this.signaling.peerId ?? "") > peer.peer_id;
+    const link = new Link(this, peer, polite, initiator);
+    this.links.set(peer.peer_id, link);
+    if (this.local) link.useLocal(this.local);
+  }
+
+  _meterFor(key, stream) {
+    if (!stream.getAudioTracks().length) return;
+    try {
+      this._audio ??= new AudioContext();
+      const source = this._audio.createMediaStreamSource(stream);
+      const analyser = this._audio.createAnalyser();
+      analyser.fftSize = 512;
+      source.connect(analyser);
+      this.meters.set(key, { analyser, data: new Float32Array(analyser.fftSize), speaking: false });
+    } catch {
+      // No audio processing here: the call works without the speaking indicator.
+    }
+  }
+
+  _measureSpeaking() {
+    if (this._audio?.state === "suspended") this._audio.resume().catch(() => {});
+    for (const [key, meter] of this.meters) {
+      meter.analyser.getFloatTimeDomainData(meter.data);
+      let sum = 0;
+      for (const v of meter.data) sum += v * v;
+      const speaking = Math.sqrt(sum / meter.data.length) > SPEAKING_RMS && !(key === "self" && this.muted);
+      if (speaking !== meter.speaking) {
+        meter.speaking = speaking;
+        this.dispatchEvent(new CustomEvent("speaking", { detail: { peerId: key, speaking } }));
+      }
+    }
+  }
+
+  async _sampleStats() {
+    for (const [peerId, link] of this.links) {
+      try {
+        const sample = statsSample(await link.pc.getStats(), Date.now());
+        const quality = linkQuality(link.lastStats, sample, link.pc.connectionState);
+        link.lastStats = sample;
+        link.quality = quality;
+        this.dispatchEvent(new CustomEvent("quality", { detail: { peerId, ...quality } }));
+      } catch {
+        // A connection closing under us: the next sample will not see it.
+      }
+    }
+  }
+
+  close() {
+    clearInterval(this._stats);
+    clearInterval(this._meter);
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+    this.local?.getTracks().forEach((t) => t.stop());
+    this.local = null;
+    this._audio?.close().catch(() => {});
+  }
+}
+
+/** One pair's connection, negotiated with the perfect-negotiation pattern. */
+class Link {
+  /** `initiator`: we offer first (negotiationneeded fires once the data channel and our
+   *  tracks are added); otherwise we wait for the other side's offer. */
+  constructor(call, peer, polite, initiator) {
+    this.call = call;
+    this.peer = peer;
+    this.polite = polite;
+    this.stream = new MediaStream(); // what the other clinician sends us
+    this.remoteState = { muted: false, cameraOff: false };
+    this.lastStats = null;
+    this.quality = null;
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.ready = initiator; // negotiationneeded may offer (the initiator, or after an exchange)
+    const pc = new RTCPeerConnection({ iceServers: call.iceServers });
+    this.pc = pc;
+    this.state = pc.createDataChannel("call", { negotiated: true, id: STATE_CHANNEL_ID });
+    this.state.onopen = () => this.sendState({ muted: call.muted, cameraOff: call.cameraOff });
+    this.state.onmessage = (e) => {
+      try {
+        const s = JSON.parse(e.data);
+        this.remoteState = { muted: Boolean(s.muted), cameraOff: Boolean(s.cameraOff) };
+        call.dispatchEvent(new CustomEvent("participants"));
+      } catch { /* not ours: ignored */ }
+    };
+    pc.ontrack = ({ track }) => {
+      this.stream.addTrack(track);
+      if (track.kind === "audio") call._meterFor(peer.peer_id, new MediaStream([track]));
+      call.dispatchEvent(new CustomEvent("participants"));
+    };
+    pc.onicecandidate = ({ candidate }) => {
+      if (!candidate || !candidate.candidate || candidate.candidate.includes(".local")) return;
+      call.signaling.send({
+        type: "candidate", to: peer.peer_id, candidate: candidate.candidate,
+        sdp_mid: candidate.sdpMid, sdp_mline_index: candidate.sdpMLineIndex,
+      });
+    };
+    pc.onnegotiationneeded = () => { if (this.ready) this._offer(); };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "failed" && !this.polite) pc.restartIce();
+      call.dispatchEvent(new CustomEvent("participants"));
+    };
+  }
+
+  async _offer() {
+    try {
+      this.makingOffer = true;
+      await this.pc.setLocalDescription();
+      this.call.signaling.send({ type: "offer", to: this.peer.peer_id, sdp: this.pc.localDescription.sdp });
+    } catch (err) {
+      console.warn("call: offer failed", err);
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  /** Send our microphone and camera on this connection: on the transceivers the other side
+   *  offered when there are some, on new ones otherwise. */
+  useLocal(stream) {
+    for (const track of stream.getTracks()) {
+      const free = this.pc.getTransceivers().find((t) => !t.stopped
+        && (t.receiver.track?.kind === track.kind) && (!t.sender.track || t.sender.track.kind === track.kind));
+      if (free) {
+        free.sender.replaceTrack(track);
+        if (free.direction === "recvonly" || free.direction === "inactive") free.direction = "sendrecv";
+        free.sender.setStreams?.(stream);
+      } else {
+        this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
+      }
+    }
+  }
+
+  async signal(message) {
+    const pc = this.pc;
+    try {
+      if (message.type === "offer" || message.type === "answer") {
+        const collision = message.type === "offer" && (this.makingOffer || pc.signalingState !== "stable");
+        this.ignoreOffer = !this.polite && collision;
+        if (this.ignoreOffer) return;
+        await pc.setRemoteDescription({ type: message.type, sdp: message.sdp });
+        if (message.type === "offer") {
+          if (this.call.local) this.useLocal(this.call.local); // answer with our media
+          await pc.setLocalDescription();
+          this.call.signaling.send({ type: "answer", to: this.peer.peer_id, sdp: pc.localDescription.sdp });
+        }
+        this.ready = true; // from now on either side may renegotiate
+      } else if (message.type === "candidate" && message.candidate) {
+        try {
+          await pc.addIceCandidate({
+            candidate: message.candidate, sdpMid: message.sdp_mid, sdpMLineIndex: message.sdp_mline_index,
+          });
+        } catch (err) {
+          if (!this.ignoreOffer) console.warn("call: candidate refused", err);
+        }
+      }
+    } catch (err) {
+      console.warn("call: negotiation failed", err);
+    }
+  }
+
+  sendState(state) {
+    if (this.state.readyState === "open") this.state.send(JSON.stringify(state));
+  }
+
+  close() {
+    this.pc.close();
+  }
+}
