@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from signaling.schema import ConsultationAction, ConsultationInfo, PrincipalKind, Role
+from signaling.schema import ConsultationSummary, PrincipalKind, Role
 
 
 class UserLogin(BaseModel):
@@ -44,13 +44,48 @@ class ConsultationRequest(BaseModel):
     reason: str = Field(default="", max_length=2000)
 
 
-class ConsultationOut(ConsultationInfo):
-    reason: str
-    created_at: str
-    accepted_at: str | None
+class ConsultationOut(ConsultationSummary):
+    """A consultation as the caller sees it; the same fields a ``consultation`` message of
+    the WebSocket carries (:class:`~signaling.schema.ConsultationSummary`)."""
+
+
+class ParticipantOut(BaseModel):
+    """Someone who joined the consultation at least once (a clinician or a gateway)."""
+
+    kind: PrincipalKind
+    principal_id: int
+    name: str
+    role: Role
+    site: str
+
+
+class SummaryOut(BaseModel):
+    """What a consultation came to: shown when it ends, and part of its record."""
+
+    consultation: ConsultationOut
+    #: When it was accepted (ISO 8601, UTC); None if it never was.
+    started_at: str | None
     ended_at: str | None
-    #: What the caller may do with it now (by its state, their role and site).
-    allowed_actions: list[ConsultationAction]
+    #: ended_at - started_at; while active, until now; None if it never started.
+    duration_s: float | None
+    #: Everyone who ever joined, in the order they first joined.
+    participants: list[ParticipantOut]
+    #: Stored chat messages and snapshots.
+    messages: int
+    snapshots: int
+
+
+class SnapshotOut(BaseModel):
+    """A stored bedside snapshot (its bytes are at ``.../snapshots/{id}``)."""
+
+    id: int
+    consultation_id: str
+    taken_at: datetime
+    #: The display name of the clinician who took it.
+    taken_by: str
+    content_type: str
+    bytes: int
+    sha256: str
 
 
 class IceServer(BaseModel):

@@ -38,12 +38,15 @@ from signaling.api_models import (
     ConsultationRequest,
     GatewayLogin,
     IceServersOut,
+    SnapshotOut,
+    SummaryOut,
     TokenOut,
     UserLogin,
 )
 from signaling.errors import ProtocolError, SignalingError
 from signaling.schema import (
     PROTOCOL_VERSION,
+    Chat,
     ClientMessage,
     ConsultationAction,
     ConsultationState,
@@ -72,6 +75,8 @@ __all__ = [
 
 M = TypeVar("M", bound=BaseModel)
 _CONSULTATIONS: TypeAdapter[list[ConsultationOut]] = TypeAdapter(list[ConsultationOut])
+_CHAT: TypeAdapter[list[Chat]] = TypeAdapter(list[Chat])
+_SNAPSHOTS: TypeAdapter[list[SnapshotOut]] = TypeAdapter(list[SnapshotOut])
 
 log = logging.getLogger(__name__)
 
@@ -213,19 +218,37 @@ class SignalingClient:
 
         Raises :class:`SignalingError` for a refusal (``code`` is the HTTP status) and
         ``httpx.HTTPError`` when the server cannot be reached."""
+        response = await self._request(method, path, json=json)
+        result: object = response.json() if response.content else None
+        return result
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """An authenticated request (logging in again once if the token was refused); the
+        response when it succeeded, else :class:`SignalingError` with the status."""
         for attempt in range(2):
             if self._token is None:
                 await self.login()
             response = await self._http.request(
-                method, path, json=json, headers={"Authorization": f"Bearer {self._token}"}
+                method,
+                path,
+                json=json,
+                content=content,
+                headers={**(headers or {}), "Authorization": f"Bearer {self._token}"},
             )
             if response.status_code == 401 and attempt == 0:
                 self._token = None
                 continue
             if response.status_code >= 400:
                 raise SignalingError(response.status_code, _detail(response))
-            result: object = response.json() if response.content else None
-            return result
+            return response
         raise AssertionError("unreachable")
 
     async def list_consultations(
@@ -259,6 +282,43 @@ class SignalingClient:
             raise ValueError("join with SignalingClient.join(), not over HTTP")
         body = await self.api("POST", f"/api/consultations/{consultation_id}/{action}")
         return ConsultationOut.model_validate(body)
+
+    async def chat_history(self, consultation_id: str) -> list[Chat]:
+        """The consultation's stored chat, oldest first (each with its ``id``)."""
+        return _CHAT.validate_python(
+            await self.api("GET", f"/api/consultations/{consultation_id}/chat")
+        )
+
+    async def consultation_summary(self, consultation_id: str) -> SummaryOut:
+        """Duration, participants and how many messages and snapshots were kept."""
+        body = await self.api("GET", f"/api/consultations/{consultation_id}/summary")
+        return SummaryOut.model_validate(body)
+
+    async def take_snapshot(
+        self, consultation_id: str, image: bytes, content_type: str
+    ) -> SnapshotOut:
+        """Store a bedside still (``image/jpeg`` or ``image/png`` bytes) with an active
+        consultation. Raises :class:`SignalingError` with the status and the server's reason
+        (413 too large, 415 another type, 422 not a whole image, 409 not active)."""
+        response = await self._request(
+            "POST",
+            f"/api/consultations/{consultation_id}/snapshots",
+            content=image,
+            headers={"Content-Type": content_type},
+        )
+        return _parse(SnapshotOut, response)
+
+    async def list_snapshots(self, consultation_id: str) -> list[SnapshotOut]:
+        """The consultation's snapshots, oldest first (descriptions, not the bytes)."""
+        body = await self.api("GET", f"/api/consultations/{consultation_id}/snapshots")
+        return _SNAPSHOTS.validate_python(body)
+
+    async def snapshot(self, consultation_id: str, snapshot_id: int) -> tuple[str, bytes]:
+        """One snapshot's content type and bytes."""
+        response = await self._request(
+            "GET", f"/api/consultations/{consultation_id}/snapshots/{snapshot_id}"
+        )
+        return response.headers.get("content-type", ""), response.content
 
     async def ice_servers(self) -> IceServersOut:
         """STUN/TURN servers for a peer connection, TURN credentials included."""

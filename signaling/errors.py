@@ -15,7 +15,9 @@ exceptions: these classes carry what a route or the WebSocket needs to choose th
     │   ├── ConsultationNotFound     no such consultation, or not visible to the caller
     │   ├── NotPermitted             visible, but the caller's role or site may not do it
     │   ├── InvalidRequest           the request itself is wrong (unknown site, ...)
-    │   └── IllegalTransition        the consultation's state does not allow it
+    │   ├── IllegalTransition        the consultation's state does not allow it
+    │   └── NotActive                chat or a snapshot for a consultation not (or no longer) active
+    ├── InvalidImage             a snapshot's bytes are not an image of the declared type
     └── SignalingError           (client side) the server refused a request
 """
 
@@ -89,6 +91,16 @@ class IllegalTransition(ConsultationError):
         super().__init__(f"cannot {event} a consultation that is {state}")
         self.state = state
         self.event = event
+
+
+class NotActive(ConsultationError):
+    """The consultation is not active, so nothing can be added to its record: it has ended
+    (closed or cancelled) or was never accepted. The message says which, for a person."""
+
+
+class InvalidImage(SignalingException):
+    """Bytes offered as a snapshot that are not a whole image of the declared type; the
+    message says what is wrong with them."""
 
 
 class SignalingError(SignalingException):

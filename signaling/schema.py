@@ -3,11 +3,14 @@
 Every WebSocket message is one JSON object with a ``type`` discriminator. Version
 :data:`PROTOCOL_VERSION` is announced by the client in ``hello`` and echoed in ``welcome``.
 
-A connection's life: ``hello`` (must be first) -> ``welcome``; ``join`` -> ``joined`` and a
-``peer-joined`` to the others; then ``offer``/``answer``/``candidate``/``chat`` are relayed
-only to peers of the same consultation, the server filling in ``from``; ``leave`` or closing the
-socket sends ``peer-left`` to the others. ``ping``/``pong`` are heartbeats. Anything wrong gets
-an ``error`` with a :class:`ErrorCode`.
+A connection's life: ``hello`` (must be first) -> ``welcome``; the socket is then in its
+site's *lobby*: every change of a consultation of its site (created, accepted, cancelled,
+closed) reaches a clinician's socket as ``consultation``, in a room or not. ``join`` ->
+``joined`` (peers, members and the stored chat) and a ``peer-joined`` to the others; then
+``offer``/``answer``/``candidate`` are relayed only to peers of the same consultation, the
+server filling in ``from``; ``chat`` is stored with the consultation and relayed to the whole
+room with its ``id``; ``leave`` or closing the socket sends ``peer-left`` to the others.
+``ping``/``pong`` are heartbeats. Anything wrong gets an ``error`` with a :class:`ErrorCode`.
 
 This module is sans-I/O: :func:`parse_client_message` turns text into a model or raises
 :class:`ProtocolError`; :func:`encode` turns a model into text.
@@ -20,7 +23,15 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+)
 
 from signaling.errors import ProtocolError
 
@@ -131,6 +142,18 @@ class ConsultationInfo(_Message):
     consent_cross_border: bool
 
 
+class ConsultationSummary(ConsultationInfo):
+    """A consultation as one principal sees it: the HTTP API's ``ConsultationOut`` and what
+    ``consultation`` messages carry. Times are ISO 8601 strings in UTC."""
+
+    reason: str
+    created_at: str
+    accepted_at: str | None
+    ended_at: str | None
+    #: What the recipient may do with it now (by its state, their role and site).
+    allowed_actions: list[ConsultationAction]
+
+
 class Hello(_Message):
     type: Literal["hello"] = "hello"
     v: int
@@ -149,6 +172,27 @@ class Welcome(_Message):
     site: str
 
 
+class Chat(_Message):
+    """A chat message. A client sends ``text`` only; what the server relays, replays in
+    ``joined`` and lists over HTTP also has ``id`` (its place in the stored record, rising),
+    ``from`` (the sender's peer id when sent), ``sender_name``, ``sender_site`` and ``at``."""
+
+    type: Literal["chat"] = "chat"
+    text: str = Field(min_length=1, max_length=4000)
+    #: Assigned by the server when the message is stored; a client's value is ignored.
+    id: int | None = None
+    sender: _ID | None = Field(default=None, alias="from")
+    #: Display name and site of the sender, filled in by the server.
+    sender_name: str | None = None
+    sender_site: str | None = None
+    at: datetime | None = None
+
+
+#: How many stored chat messages ``joined`` replays at most (the newest ones); the whole
+#: record is at ``GET /api/consultations/{id}/chat``.
+CHAT_REPLAY_MAX = 500
+
+
 class Join(_Message):
     type: Literal["join"] = "join"
     consultation_id: _ID
@@ -159,6 +203,10 @@ class Joined(_Message):
     consultation: ConsultationInfo
     peers: list[Peer]
     members: list[Member]
+    #: The consultation's stored chat, oldest first (at most the last
+    #: :data:`CHAT_REPLAY_MAX` messages); sent on every (re)join, so a client replaces its
+    #: log with it and de-duplicates what follows by ``id``.
+    chat: list[Chat] = Field(default_factory=list)
 
 
 class Leave(_Message):
@@ -212,19 +260,27 @@ class Candidate(_Message):
     sdp_mline_index: int | None = Field(default=None, ge=0, le=255)
 
 
-class Chat(_Message):
-    type: Literal["chat"] = "chat"
-    text: str = Field(min_length=1, max_length=4000)
-    sender: _ID | None = Field(default=None, alias="from")
-    #: Display name and site of the sender, filled in by the server.
-    sender_name: str | None = None
-    sender_site: str | None = None
-    at: datetime | None = None
-
-
 class ConsultationStateChanged(_Message):
+    """To the members of a room: its consultation was accepted, closed or cancelled."""
+
     type: Literal["consultation-state"] = "consultation-state"
     consultation: ConsultationInfo
+
+
+class ConsultationUpdated(_Message):
+    """To every clinician socket of the two sites, in a room or not: a consultation was
+    created, accepted, cancelled or closed. ``consultation`` is computed for the recipient
+    (its ``allowed_actions``) and carried whole, nulls included, as the HTTP API gives it."""
+
+    type: Literal["consultation"] = "consultation"
+    consultation: ConsultationSummary
+
+    @model_serializer(mode="wrap")
+    def _whole_consultation(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # encode() drops nulls; the summary keeps them (accepted_at: null), as over HTTP.
+        data: dict[str, Any] = handler(self)
+        data["consultation"] = self.consultation.model_dump(mode="json", by_alias=True)
+        return data
 
 
 class Ping(_Message):
@@ -257,6 +313,7 @@ ServerMessage = (
     | Candidate
     | Chat
     | ConsultationStateChanged
+    | ConsultationUpdated
     | Pong
     | Error
 )

@@ -14,7 +14,7 @@ from runtime.clock import SYSTEM_CLOCK, Clock
 from signaling.auth import LoginLimiter, TokenService
 from signaling.config import ServerConfig
 from signaling.schema import CloseCode
-from signaling.server import routes_auth, routes_consultations, routes_misc
+from signaling.server import routes_auth, routes_consultations, routes_misc, routes_snapshots
 from signaling.server.activity import ActivityRecorder
 from signaling.server.hub import Hub
 from signaling.server.services import Services
@@ -69,6 +69,7 @@ def create_app(
     )
     app.include_router(routes_auth.router)
     app.include_router(routes_consultations.router)
+    app.include_router(routes_snapshots.router)
     app.include_router(routes_misc.router)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     if static_dir is not None:

@@ -1,9 +1,18 @@
 """Live consultation rooms: who is online where, and delivery of messages between them.
 
 The hub is in-memory and owned by one server process; the database keeps what must survive
-a restart (consultations, members). Each connection has a bounded outbound queue drained by
-its own writer task, so a slow client never delays the others: when its queue is full it is
+a restart (consultations, members, chat). Each connection has a bounded outbound queue drained
+by its own writer task, so a slow client never delays the others: when its queue is full it is
 closed (1013, try again later) instead of buffering without limit.
+
+Every authenticated connection is in its site's *lobby*: :meth:`Hub.publish` reaches the
+clinician sockets of a consultation's two sites whether they are in a room or not.
+
+Presence is per connection: a person with two tabs is two peers with the same
+``(kind, principal_id)``, each announced by its own ``peer-joined`` and ``peer-left`` (the
+client groups them). A joining connection's deliveries are held until its ``joined`` is
+sent (:meth:`Connection.release`), so ``joined`` comes first and every later arrival or
+departure follows it, never precedes it.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from signaling.auth import Principal
@@ -18,6 +28,8 @@ from signaling.schema import (
     CloseCode,
     ConsultationInfo,
     ConsultationStateChanged,
+    ConsultationSummary,
+    ConsultationUpdated,
     Message,
     Peer,
     PeerJoined,
@@ -44,10 +56,15 @@ class Connection:
         self.principal = principal
         self.source_addr = source_addr
         self.consultation_id: str | None = None
+        #: The consultation this connection was in when it ended (closed or cancelled), until
+        #: it joins another or leaves: what it sends there is refused as not active.
+        self.ended_consultation_id: str | None = None
         # One slot beyond the limit is reserved for the close request on overflow.
         self._limit = queue_size
         self.outbox: asyncio.Queue[str | CloseRequest] = asyncio.Queue(maxsize=queue_size + 1)
         self._closing = False
+        # While joining: what arrives for this connection, to be sent after its ``joined``.
+        self._held: list[str] | None = None
 
     @property
     def peer(self) -> Peer:
@@ -65,14 +82,32 @@ class Connection:
         self.send_text(encode(message))
 
     def send_text(self, text: str) -> None:
-        """Queue ``text`` for this client without waiting; overflow closes the connection."""
+        """Queue ``text`` for this client without waiting; overflow closes the connection.
+        While held (:meth:`hold`), it waits for :meth:`release` in the same bound."""
         if self._closing:
             return
-        if self.outbox.qsize() >= self._limit:
+        queued = self.outbox.qsize() + (len(self._held) if self._held is not None else 0)
+        if queued >= self._limit:
             log.warning("peer %s is too slow; closing it", self.peer_id)
             self.request_close(CloseCode.TRY_AGAIN_LATER, "send queue overflow")
             return
-        self.outbox.put_nowait(text)
+        if self._held is not None:
+            self._held.append(text)
+        else:
+            self.outbox.put_nowait(text)
+
+    def hold(self) -> None:
+        """Keep what is sent from now on until :meth:`release`."""
+        if self._held is None:
+            self._held = []
+
+    def release(self, first: Message | None = None) -> None:
+        """Send ``first``, then what was held meanwhile, in order; stop holding."""
+        held, self._held = self._held or [], None
+        if first is not None:
+            self.send(first)
+        for text in held:
+            self.send_text(text)
 
     def request_close(self, code: CloseCode, reason: str) -> None:
         """Ask the writer to close the socket after what is already queued."""
@@ -120,7 +155,11 @@ class Hub:
 
     def join(self, conn: Connection, info: ConsultationInfo) -> list[Peer] | None:
         """Add ``conn`` to the room; tell the others. Returns everyone online, ``conn`` too,
-        or None when the consultation has ended meanwhile."""
+        or None when the consultation has ended meanwhile.
+
+        From here ``conn``'s deliveries are held: the caller sends its ``joined`` with
+        :meth:`Connection.release` (also when it gives up, with ``None``), so that nothing
+        that happens after this snapshot of the peers reaches it before ``joined``."""
         if info.id in self._ended:
             return None
         room = self._rooms.setdefault(info.id, Room(info))
@@ -130,6 +169,8 @@ class Hub:
             other.send(joined)
         room.connections[conn.peer_id] = conn
         conn.consultation_id = info.id
+        conn.ended_consultation_id = None
+        conn.hold()
         return [c.peer for c in room.connections.values()]
 
     def leave(self, conn: Connection, reason: str) -> None:
@@ -165,6 +206,31 @@ class Hub:
             return []
         return list(self._rooms[conn.consultation_id].connections.values())
 
+    def in_room(self, consultation_id: str) -> list[Connection]:
+        """The connections in the consultation's room now (none when it has no room)."""
+        room = self._rooms.get(consultation_id)
+        return list(room.connections.values()) if room else []
+
+    def publish(
+        self,
+        sites: frozenset[str],
+        render: Callable[[Principal], ConsultationSummary | None],
+    ) -> int:
+        """Send a ``consultation`` message to every user (not gateway) connection of
+        ``sites``, in a room or not, each with ``render(principal)``: the consultation as
+        that principal sees it, or None for one who may not see it. Returns how many
+        connections were told."""
+        told = 0
+        for conn in list(self._connections.values()):
+            principal = conn.principal
+            if principal.kind is not PrincipalKind.USER or principal.site not in sites:
+                continue
+            summary = render(principal)
+            if summary is not None:
+                conn.send(ConsultationUpdated(consultation=summary))
+                told += 1
+        return told
+
     def state_changed(self, info: ConsultationInfo, final: bool) -> None:
         """A consultation was accepted/closed/cancelled: tell its room; a final state empties it."""
         if final:
@@ -181,6 +247,7 @@ class Hub:
         if final:
             for conn in room.connections.values():
                 conn.consultation_id = None
+                conn.ended_consultation_id = info.id
             del self._rooms[info.id]
 
     def end_session(self, session_id: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from starlette.requests import HTTPConnection
@@ -11,11 +11,14 @@ from starlette.requests import HTTPConnection
 from runtime.clock import SYSTEM_CLOCK, Clock
 from signaling.auth import LoginLimiter, Principal, TokenService
 from signaling.config import ServerConfig
-from signaling.schema import PrincipalKind
+from signaling.consultation_fsm import FINAL_STATES
+from signaling.schema import ConsultationSummary, PrincipalKind
 from signaling.server.activity import ActivityRecorder
 from signaling.server.hub import Hub
+from signaling.storage import consultations as store
 from signaling.storage.audit import AuditEvent, AuditLog, DetailValue
 from signaling.storage.database import Database
+from signaling.storage.models import ConsultationRow
 
 
 @dataclass
@@ -35,6 +38,22 @@ class Services:
         if principal.kind is PrincipalKind.GATEWAY:
             return None
         return timedelta(seconds=self.config.inactivity_timeout_s)
+
+    def now(self) -> datetime:
+        """Wall time on the injected clock, for stamps (chat, snapshots, durations)."""
+        return datetime.fromtimestamp(self.clock.time(), UTC)
+
+    def consultation_changed(self, row: ConsultationRow) -> None:
+        """``row`` was created or changed state: its room is told (``consultation-state``;
+        a final state empties it) and every clinician socket of its two sites gets a
+        ``consultation`` message rendered for its principal."""
+        info = store.info(row)
+        self.hub.state_changed(info, final=info.state in FINAL_STATES)
+
+        def render(principal: Principal) -> ConsultationSummary | None:
+            return store.describe(principal, row) if store.may_view(principal, row) else None
+
+        self.hub.publish(frozenset({row.requesting_site, row.consulting_site}), render)
 
     async def record(
         self,

@@ -1,5 +1,9 @@
 """The ``/ws`` endpoint: authenticate with ``hello``, join one consultation, relay within it.
 
+An authenticated socket is in its site's lobby and receives ``consultation`` messages
+(:meth:`~signaling.server.hub.Hub.publish`) whether it has joined a room or not. Chat is
+stored with the consultation before it is relayed, and replayed in every ``joined``.
+
 Per connection there are two tasks, both owned here: the reader (this handler) and a writer
 draining the connection's bounded outbox. Every protocol fault gets an ``error`` reply and is
 counted; past ``ws_max_errors`` the socket is closed with 1008 (policy violation).
@@ -17,7 +21,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from runtime.clock import Clock
 from signaling.auth import Principal
 from signaling.consultation_fsm import FINAL_STATES
-from signaling.errors import AuthError, ProtocolError, SessionEnded, TokenExpired
+from signaling.errors import (
+    AuthError,
+    ConsultationNotFound,
+    NotActive,
+    ProtocolError,
+    SessionEnded,
+    TokenExpired,
+)
 from signaling.schema import (
     PROTOCOL_VERSION,
     Answer,
@@ -43,6 +54,7 @@ from signaling.schema import (
 from signaling.server.hub import CloseRequest, Connection
 from signaling.server.services import Services, services_of, source_addr
 from signaling.storage import consultations as store
+from signaling.storage import record
 from signaling.storage.accounts import touch_session
 
 log = logging.getLogger(__name__)
@@ -353,12 +365,28 @@ class WsSession:
         await store.record_member(self.svc.db, cid, conn.principal)
         peers = self.svc.hub.join(conn, info)
         if peers is None:
-            raise ProtocolError(ErrorCode.NOT_ACTIVE, "consultation has ended", "join")
-        members = await store.members(self.svc.db, cid, self.svc.hub.online(cid))
-        conn.send(Joined(consultation=info, peers=peers, members=members))
+            raise ProtocolError(ErrorCode.NOT_ACTIVE, "the consultation has ended", "join")
+        # The room may change while the database answers: what happens meanwhile is held
+        # and follows the joined, which describes the room as it was when conn entered.
+        joined: Joined | None = None
+        try:
+            members = await store.members(
+                self.svc.db, cid, {(p.kind, p.principal_id) for p in peers}
+            )
+            chat = await record.chat_replay(self.svc.db, cid)
+            joined = Joined(consultation=info, peers=peers, members=members, chat=chat)
+        finally:
+            if joined is None:
+                self.svc.hub.leave(conn, "left")
+            conn.release(joined)
         await self.svc.record("consultation.join", conn.principal, self.addr, consultation_id=cid)
 
     async def _leave(self, conn: Connection, leave: Leave) -> None:
+        if conn.ended_consultation_id == leave.consultation_id and conn.consultation_id is None:
+            # The consultation ended under it: the room is gone already; leaving is fine.
+            conn.ended_consultation_id = None
+            conn.send(Left(consultation_id=leave.consultation_id))
+            return
         if conn.consultation_id != leave.consultation_id:
             raise ProtocolError(ErrorCode.NOT_JOINED, "not in that consultation", "leave")
         self.svc.hub.leave(conn, "left")
@@ -369,13 +397,7 @@ class WsSession:
 
     def _relay(self, conn: Connection, message: Offer | Answer | Candidate) -> None:
         """Forward to peers of the same active consultation only; ``from`` is ours to set."""
-        if conn.consultation_id is None:
-            raise ProtocolError(ErrorCode.NOT_JOINED, "join a consultation first", message.type)
-        room = self.svc.hub.room(conn.consultation_id)
-        if room is None or room.info.state is not ConsultationState.ACTIVE:
-            raise ProtocolError(
-                ErrorCode.NOT_ACTIVE, "the consultation has not been accepted yet", message.type
-            )
+        self._active_room(conn, message.type)
         outgoing = encode(message.model_copy(update={"sender": conn.peer_id}))
         if message.to is None:
             for other in self.svc.hub.others(conn):
@@ -388,27 +410,42 @@ class WsSession:
             )
         target.send_text(outgoing)
 
+    def _active_room(self, conn: Connection, ref: str) -> str:
+        """The id of ``conn``'s consultation if it is active; else the refusal to send."""
+        cid = conn.consultation_id
+        if cid is None:
+            if conn.ended_consultation_id is not None:
+                raise ProtocolError(ErrorCode.NOT_ACTIVE, "the consultation has ended", ref)
+            raise ProtocolError(ErrorCode.NOT_JOINED, "join a consultation first", ref)
+        room = self.svc.hub.room(cid)
+        if room is None or room.info.state is not ConsultationState.ACTIVE:
+            state = room.info.state if room else ConsultationState.CLOSED
+            raise ProtocolError(ErrorCode.NOT_ACTIVE, record.not_active_reason(state), ref)
+        return cid
+
     async def _chat(self, conn: Connection, chat: Chat) -> None:
-        if conn.consultation_id is None:
-            raise ProtocolError(ErrorCode.NOT_JOINED, "join a consultation first", "chat")
-        stamped = encode(
-            chat.model_copy(
-                update={
-                    "sender": conn.peer_id,
-                    "sender_name": conn.principal.name,
-                    "sender_site": conn.principal.site,
-                    "at": self._now(),
-                }
+        """Store, then relay to the whole room (the sender too) with the stored ``id``."""
+        cid = self._active_room(conn, "chat")
+        try:
+            stored = await record.add_chat(
+                self.svc.db, cid, conn.principal, conn.peer_id, chat.text, self._now()
             )
-        )
-        for member in self.svc.hub.everyone(conn):
-            member.send_text(stamped)
+        except (NotActive, ConsultationNotFound) as exc:
+            # Ended by another server process, or between the check above and the insert.
+            await self.svc.record(
+                "chat.send", conn.principal, self.addr, consultation_id=cid, outcome="denied"
+            )
+            raise ProtocolError(ErrorCode.NOT_ACTIVE, str(exc), "chat") from None
+        # The room as it is now: conn may have left while the database wrote.
+        outgoing = encode(stored)
+        for member in self.svc.hub.in_room(cid):
+            member.send_text(outgoing)
         await self.svc.record(
             "chat.send",
             conn.principal,
             self.addr,
-            consultation_id=conn.consultation_id,
-            detail={"chars": len(chat.text)},
+            consultation_id=cid,
+            detail={"chars": len(chat.text), "message": stored.id},
         )
 
 

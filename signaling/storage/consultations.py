@@ -13,6 +13,7 @@ from signaling.schema import (
     ConsultationAction,
     ConsultationInfo,
     ConsultationState,
+    ConsultationSummary,
     Member,
     PrincipalKind,
     Role,
@@ -38,6 +39,18 @@ def info(row: ConsultationRow) -> ConsultationInfo:
     )
 
 
+def describe(principal: Principal, row: ConsultationRow) -> ConsultationSummary:
+    """The consultation as ``principal`` sees it (over HTTP and in ``consultation`` messages)."""
+    return ConsultationSummary(
+        **info(row).model_dump(),
+        reason=row.reason,
+        created_at=row.created_at.isoformat(),
+        accepted_at=row.accepted_at.isoformat() if row.accepted_at else None,
+        ended_at=row.ended_at.isoformat() if row.ended_at else None,
+        allowed_actions=allowed_actions(principal, row),
+    )
+
+
 def involves(principal: Principal, row: ConsultationRow) -> bool:
     return principal.site in (row.requesting_site, row.consulting_site)
 
@@ -53,6 +66,13 @@ def may_join(principal: Principal, row: ConsultationRow) -> bool:
     """Members are the two sites' doctors, technicians and gateways."""
     allowed = principal.kind is PrincipalKind.GATEWAY or principal.is_clinician
     return allowed and involves(principal, row)
+
+
+def may_take_snapshot(principal: Principal, row: ConsultationRow) -> bool:
+    """Snapshots are taken by the clinicians of the two sites (not gateways, not admins)."""
+    return (
+        principal.kind is PrincipalKind.USER and principal.is_clinician and involves(principal, row)
+    )
 
 
 async def create(
@@ -182,7 +202,8 @@ async def record_member(db: Database, consultation_id: str, principal: Principal
 async def members(
     db: Database, consultation_id: str, online: set[tuple[PrincipalKind, int]]
 ) -> list[Member]:
-    """Everyone who has ever joined, with ``online`` set from the live room."""
+    """Everyone who has ever joined (clinicians, then gateways, each in the order they first
+    joined), with ``online`` set from the live room."""
     async with db.session() as session:
         users = await session.execute(
             select(UserRow.id, UserRow.display_name, UserRow.role, UserRow.site_code)
@@ -191,6 +212,7 @@ async def members(
                 MemberRow.consultation_id == consultation_id,
                 MemberRow.principal_kind == str(PrincipalKind.USER),
             )
+            .order_by(MemberRow.first_joined_at)
         )
         gateways = await session.execute(
             select(GatewayRow.id, GatewayRow.name, GatewayRow.site_code)
@@ -199,6 +221,7 @@ async def members(
                 MemberRow.consultation_id == consultation_id,
                 MemberRow.principal_kind == str(PrincipalKind.GATEWAY),
             )
+            .order_by(MemberRow.first_joined_at)
         )
         result = [
             Member(

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -121,6 +122,43 @@ class MemberRow(Base):
     principal_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     first_joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChatMessageRow(Base):
+    """One chat message, part of the consultation's record; ``id`` orders them."""
+
+    __tablename__ = "chat_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    sender_kind: Mapped[str] = mapped_column(String(16))
+    sender_id: Mapped[int] = mapped_column(Integer)
+    #: Name and site as they were when sent (an account renamed later does not rewrite them).
+    sender_name: Mapped[str] = mapped_column(String(128))
+    sender_site: Mapped[str] = mapped_column(String(32))
+    #: The sending socket's peer id, the ``from`` of the message when it was relayed.
+    sender_peer: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SnapshotRow(Base):
+    """A still image of the bedside camera, stored in the database with its consultation so
+    that backups and retention treat it as the rest of the record."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    taken_by_kind: Mapped[str] = mapped_column(String(16))
+    taken_by_id: Mapped[int] = mapped_column(Integer)
+    taken_by_name: Mapped[str] = mapped_column(String(128))
+    content_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    #: Loaded only when asked for: listings never read the images.
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
 
 
 class AuditEventRow(Base):

@@ -212,11 +212,14 @@ async def test_no_relay_before_accept_and_after_close(server: LiveServer) -> Non
             headers={"Authorization": f"Bearer {r.tokens['dk']}"},
         )
         for ws in (a, b):
+            # The room's notice, then the lobby's (every clinician socket of the two sites).
             state = await _recv(ws)
             assert (state["type"], state["consultation"]["state"]) == (
                 "consultation-state",
                 "active",
             )
+            update = await _recv(ws)
+            assert (update["type"], update["consultation"]["state"]) == ("consultation", "active")
         await a.send(json.dumps({"type": "offer", "to": b_id, "sdp": "v=0"}))
         assert (await _recv(b))["type"] == "offer"
 
@@ -225,11 +228,23 @@ async def test_no_relay_before_accept_and_after_close(server: LiveServer) -> Non
             headers={"Authorization": f"Bearer {r.tokens['dk']}"},
         )
     for ws in (a, b):
-        assert (await _recv(ws))["consultation"]["state"] == "closed"
+        assert [
+            (m["type"], m["consultation"]["state"]) for m in [await _recv(ws), await _recv(ws)]
+        ] == [
+            ("consultation-state", "closed"),
+            ("consultation", "closed"),
+        ]
+    # The room is gone: what was meant for it is refused as ended, not as a protocol slip.
     await a.send(json.dumps({"type": "offer", "to": b_id, "sdp": "v=0"}))
-    assert (await _recv(a))["code"] == "not_joined"
+    refused = await _recv(a)
+    assert (refused["code"], refused["reason"]) == ("not_active", "the consultation has ended")
     await a.send(json.dumps({"type": "join", "consultation_id": r.cid}))
     assert (await _recv(a))["code"] == "not_active"
+    # Leaving the ended consultation is answered, not an error; after that it is not joined.
+    await a.send(json.dumps({"type": "leave", "consultation_id": r.cid}))
+    assert await _recv(a) == {"type": "left", "consultation_id": r.cid}
+    await a.send(json.dumps({"type": "offer", "to": b_id, "sdp": "v=0"}))
+    assert (await _recv(a))["code"] == "not_joined"
     for ws in (a, b):
         await ws.close()
 
