@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -32,15 +33,24 @@ def _have_chromium() -> bool:
     return os.path.exists(CHROMIUM)
 
 
+def fake_media(audio_wav: Path | None = None) -> list[str]:
+    """Chromium's fake camera (a test pattern) and microphone: ``audio_wav`` is played as the
+    microphone, looping (one file per browser process)."""
+    args = ["--use-fake-device-for-media-stream"]
+    if audio_wav is not None:
+        args.append(f"--use-file-for-fake-audio-capture={audio_wav}")
+    return args
+
+
 @contextlib.asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(extra_args: list[str] | None = None) -> AsyncIterator[Browser]:
     if not _have_chromium():
         if os.environ.get("CI"):
             pytest.fail("CI must run the browser tests: install Debian's chromium")
         pytest.skip("no chromium here (scripts/bootstrap installs it)")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=ARGS
+            executable_path=CHROMIUM, headless=True, args=[*ARGS, *(extra_args or [])]
         )
         try:
             yield browser
@@ -48,11 +58,28 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
-    """Open the clinic app and sign in; returns once the consultation list shows."""
-    await page.goto(base_url)
+async def sign_in(page: Page, base_url: str, username: str, password: str, path: str = "") -> None:
+    """Open the clinic app (at ``path``, e.g. ``#/consultations/ID``) and sign in; returns
+    once the view the address names shows."""
+    await page.goto(base_url + "/" + path)
     await expect(page.locator("body[data-ready=true]")).to_be_attached()
     await page.fill("#username", username)
     await page.fill("#password", password)
     await page.click("#login-form button[type=submit]")
-    await expect(page.locator("#list-view")).to_be_visible()
+    view = "#room-view" if path.startswith("#/consultations/") else "#list-view"
+    await expect(page.locator(view)).to_be_visible()
+
+
+async def in_english(page: Page) -> None:
+    """The user of ``page`` has picked English (the app then stops following the site's
+    language): for tests that read English labels."""
+    await page.add_init_script("localStorage.setItem('telemed.language', 'en')")
+
+
+def artifacts_dir() -> Path:
+    """Where browser tests keep screenshots and measured figures (gitignored)."""
+    path = Path(
+        os.environ.get("TELEMED_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts")
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
