@@ -59,7 +59,8 @@ def process_frame(frame: CapturedFrame, settings: ProcessingSettings) -> NDArray
         when = datetime.fromtimestamp(frame.capture_time, UTC).astimezone(
             ZoneInfo(settings.timezone)
         )
-        text = f"{settings.overlay}  {when:%Y-%m-%d %H:%M:%S}"
+        # The zone is named: the other site reads this clock and must not guess whose it is.
+        text = f"{settings.overlay}  {when:%Y-%m-%d %H:%M:%S %Z}"
         y = settings.height - 12
         cv2.putText(image, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(

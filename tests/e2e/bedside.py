@@ -10,7 +10,7 @@ from typing import Any
 
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
-from devices.simulation.simulators import Cms50Simulator
+from devices.simulation.registry import SIMULATORS
 from media.video.processing import ProcessingSettings
 from runtime.tasks import cancel_and_wait
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
@@ -21,31 +21,44 @@ KEY = "bed-1-key-for-tests-0123456789abcdef"
 
 
 @contextlib.asynccontextmanager
-async def bedside(server: LiveServer, **config: Any) -> AsyncIterator[Gateway]:
+async def bedside(
+    server: LiveServer, *, monitor: bool = False, **config: Any
+) -> AsyncIterator[Gateway]:
     """Creates the gateway account on the in-process server, then as :func:`bedside_at`."""
     await server.add_gateway(GATEWAY, "wonju", KEY)
-    async with bedside_at(server.base_url, GATEWAY, KEY, **config) as gateway:
+    async with bedside_at(server.base_url, GATEWAY, KEY, monitor=monitor, **config) as gateway:
         yield gateway
 
 
 @contextlib.asynccontextmanager
-async def bedside_at(base_url: str, name: str, key: str, **config: Any) -> AsyncIterator[Gateway]:
+async def bedside_at(
+    base_url: str, name: str, key: str, *, monitor: bool = False, **config: Any
+) -> AsyncIterator[Gateway]:
     """Runs an oximeter simulator on a pty and a gateway reading it (and a synthetic camera)
-    against the server at ``base_url``; stops both on exit. ``config``: more GatewayConfig
-    fields."""
-    link = PtyLink()
-    oximeter = Cms50Simulator(link, Patient(PatientParameters(spo2=97.0, heart_rate=72.0)))
-    simulator = asyncio.create_task(oximeter.run(), name="oximeter")
-    await asyncio.sleep(0)  # plugged in: the pty exists
+    against the server at ``base_url``; stops both on exit. ``monitor``: an IntelliVue
+    patient monitor too (ECG, pleth, HR, SpO2, NIBP, respiration, temperature).
+    ``config``: more GatewayConfig fields."""
+    patient = PatientParameters(spo2=97.0, heart_rate=72.0)
+    links = {"oximeter-1": ("cms50", PtyLink())}
+    if monitor:
+        links["monitor-1"] = ("intellivue", PtyLink())
+    simulators = [
+        asyncio.create_task(SIMULATORS[protocol](link, Patient(patient)).run(), name=device)
+        for device, (protocol, link) in links.items()
+    ]
+    await asyncio.sleep(0)  # plugged in: the ptys exist
     gateway = Gateway(
         GatewayConfig(
             server_url=base_url,
             name=name,
             key=key,
             mains_hz=60.0,
-            devices=(DeviceSpec("cms50", link.path, "oximeter-1"),),
+            devices=tuple(
+                DeviceSpec(protocol, link.path, device)
+                for device, (protocol, link) in links.items()
+            ),
             camera="synthetic",
-            video=ProcessingSettings(320, 240, overlay="Wonju"),
+            video=ProcessingSettings(320, 240, overlay="Wonju", timezone="Asia/Seoul"),
             **config,
         )
     )
@@ -53,4 +66,4 @@ async def bedside_at(base_url: str, name: str, key: str, **config: Any) -> Async
     try:
         yield gateway
     finally:
-        await cancel_and_wait([running, simulator])
+        await cancel_and_wait([running, *simulators])

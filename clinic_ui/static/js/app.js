@@ -10,7 +10,7 @@ import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
 import { siteName } from "./format.js";
 import { errorText, ListView } from "./list.js";
-import { openRoom } from "./room.js";
+import { openRoom, resetRoomView } from "./room.js";
 import { Signaling } from "./signaling.js";
 import { CloseCode } from "./protocol.js";
 import { createState } from "./state.js";
@@ -40,6 +40,7 @@ async function route(state) {
     if (state.room?.row.id === match[1]) return;
     leaveRoom(state);
     state.list.hide();
+    resetRoomView();
     show("room-view");
     try {
       await openRoom(state, await state.api.get(`/api/consultations/${match[1]}`));

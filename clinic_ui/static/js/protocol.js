@@ -192,11 +192,32 @@ export const EVENTS_SCHEMA = {
     "Hello": {
       "description": "The bedside's first message on a new connection.",
       "properties": {
+        "audio": {
+          "anyOf": [
+            {
+              "enum": [
+                "voice",
+                "stethoscope"
+              ],
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Audio"
+        },
         "source": {
           "default": "",
           "maxLength": 128,
           "title": "Source",
           "type": "string"
+        },
+        "talkback": {
+          "default": false,
+          "title": "Talkback",
+          "type": "boolean"
         },
         "type": {
           "const": "hello",

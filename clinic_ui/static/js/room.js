@@ -13,14 +13,23 @@ import { VitalsView } from "./vitals.js";
 
 const $ = (id) => document.getElementById(id);
 
-/** Open `row`'s room in the room view; state.room is set to it. */
-export async function openRoom(state, row) {
-  // Nothing of a previous room may show before this one's link is up.
+/** Clear the room view: nothing of a previous room may show before this one is up. Call it
+ *  before anything is awaited. */
+export function resetRoomView() {
   setLinkState("link.waiting");
+  $("room-title").textContent = "";
   $("room-error").textContent = "";
   $("room-ended").hidden = true;
+  $("close-consultation").hidden = true;
   $("video").srcObject = null;
-  for (const id of ["participants", "chat-log", "room-summary"]) $(id).replaceChildren();
+  for (const id of ["participants", "chat-log", "room-summary", "traces", "numerics", "devices"]) {
+    $(id).replaceChildren();
+  }
+}
+
+/** Open `row`'s room in the room view; state.room is set to it. */
+export async function openRoom(state, row) {
+  resetRoomView();
   let iceServers = [];
   try {
     iceServers = (await state.api.get("/api/ice-servers")).ice_servers.map((s) => ({
