@@ -49,6 +49,13 @@ class Hello(_Event):
     v: int = EVENTS_VERSION
     #: The gateway's name, for the viewer's labels and logs.
     source: str = Field(default="", max_length=128)
+    #: What the bedside's sound (the connection's audio track, if any) is: ``voice`` (a
+    #: room microphone) or ``stethoscope`` (heart and lung sounds: play without processing,
+    #: on headphones); None: the bedside sends no sound.
+    audio: Literal["voice", "stethoscope"] | None = None
+    #: True when the bedside plays what the viewer sends on the same audio transceiver
+    #: (talk-back, push-to-talk); the audio m-line is then sendrecv.
+    talkback: bool = False
 
 
 class ChannelInfo(_Event):

@@ -5,6 +5,12 @@ Two data channels are negotiated out of band (fixed ids, so both sides have them
 worthless), ``events`` reliable and ordered (numerics, alarms, chat, the heartbeat). ICE
 servers come from the caller only: never aiortc's default public STUN server.
 
+Audio (optional) has one transceiver, whose direction says what each side does: sendrecv
+when this side sends a track and takes the other's (the bedside's sound and the doctor's
+talk-back), sendonly or recvonly for one of them, no audio m-line for neither. A track whose
+frames are already encoded names its codec (``encoded_as``); the transceiver then offers
+that codec alone, so the other side cannot pick one the packets are not in.
+
 The peer owns one task (started by :meth:`start`, cancelled and awaited by :meth:`close`)
 that sends heartbeats, declares the peer dead after silence, and releases reordered
 waveform packets. Everything the caller needs to know arrives on :attr:`events`, a bounded
@@ -25,6 +31,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
@@ -43,6 +50,8 @@ log = logging.getLogger(__name__)
 WAVEFORM_CHANNEL_ID = 1
 EVENT_CHANNEL_ID = 2
 _PUMP_S = 0.05
+#: Decoded audio frames (20 ms each) kept for a reader that falls behind: 0.5 s.
+AUDIO_QUEUE_FRAMES = 25
 #: What may wait in aiortc's send buffer before packets are dropped: about 2 s of a 500 Hz
 #: ECG and a 125 Hz pleth.
 WAVEFORM_BUFFER_BYTES = 64 * 1024
@@ -72,9 +81,13 @@ class MediaPeer:
         video: MediaStreamTrack | None = None,
         receive_video: bool = False,
         clock: Clock = SYSTEM_CLOCK,
+        audio: MediaStreamTrack | None = None,
+        receive_audio: bool = False,
     ) -> None:
         """``video``: a track to send (e.g. a PipelineVideoTrack); ``receive_video``: ask
         for the other side's video, delivered to :attr:`video_frames` (newest frame only).
+        ``audio``: a track to send (e.g. from an AudioFeed); ``receive_audio``: ask for the
+        other side's sound, delivered to :attr:`audio_frames` (every frame, bounded).
         ``clock``: monotonic time for the heartbeat, wall time for the packets' times."""
         self._clock = clock
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
@@ -82,11 +95,15 @@ class MediaPeer:
             self.pc.addTrack(video)
         if receive_video and video is None:
             self.pc.addTransceiver("video", direction="recvonly")
+        self._add_audio(audio, receive_audio)
         #: The newest decoded frame from the other side (older ones are dropped, counted).
         self.video_frames: DropOldestQueue[av.VideoFrame] = DropOldestQueue(1)
+        #: Decoded audio from the other side, in order; the oldest dropped past 0.5 s.
+        self.audio_frames: DropOldestQueue[av.AudioFrame] = DropOldestQueue(AUDIO_QUEUE_FRAMES)
         self.jitter_buffers: list[MarkerJitterBuffer] = []
         self._marked: list[object] = []
         self._video_task: asyncio.Task[None] | None = None
+        self._audio_task: asyncio.Task[None] | None = None
         self.pc.on("track", self._on_track)
         self.heartbeat = heartbeat or Heartbeat()
         self.reorderer = reorderer or Reorderer()
@@ -105,6 +122,18 @@ class MediaPeer:
         self.channel.on("message", self._on_event)
         self._task: asyncio.Task[None] | None = None
         self._declared_dead = False
+
+    def _add_audio(self, track: MediaStreamTrack | None, receive: bool) -> None:
+        if track is None and not receive:
+            return  # no audio m-line at all
+        if track is None:
+            self.pc.addTransceiver("audio", direction="recvonly")
+            return
+        transceiver = self.pc.addTransceiver(track, direction="sendrecv" if receive else "sendonly")
+        mime = getattr(track, "encoded_as", None)
+        if mime is not None:
+            codecs = RTCRtpSender.getCapabilities("audio").codecs
+            transceiver.setCodecPreferences([c for c in codecs if c.mimeType == mime])
 
     # -- negotiation (the SDP travels through signaling) -----------------------------------
 
@@ -136,14 +165,29 @@ class MediaPeer:
         """Events dropped because nobody read :attr:`events` in time."""
         return self.events.dropped
 
+    @property
+    def audio_dropped(self) -> int:
+        """Decoded audio frames dropped because nobody took them in time."""
+        return self.audio_frames.dropped
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video" and self._video_task is None:
             self._video_task = spawn(self._read_video(track), "video-in")
+        elif track.kind == "audio" and self._audio_task is None:
+            # Read even when nobody asked for it: aiortc queues what is not read, unbounded.
+            self._audio_task = spawn(self._read_audio(track), "audio-in")
 
     async def _read_video(self, track: MediaStreamTrack) -> None:
         try:
             while True:
                 self.video_frames.put_latest(await track.recv())  # type: ignore[arg-type]
+        except MediaStreamError:
+            pass  # the other side stopped sending
+
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                self.audio_frames.put_latest(await track.recv())  # type: ignore[arg-type]
         except MediaStreamError:
             pass  # the other side stopped sending
 
@@ -178,7 +222,7 @@ class MediaPeer:
 
     async def close(self) -> None:
         """Stop the peer's tasks (awaited) and close the connection."""
-        tasks = [t for t in (self._task, self._video_task) if t is not None]
+        tasks = [t for t in (self._task, self._video_task, self._audio_task) if t is not None]
         for task in tasks:
             task.cancel()
         if tasks:

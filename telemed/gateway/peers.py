@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from aiortc import MediaStreamTrack, RTCIceServer
 
+from media.audio.talkback import TalkBack
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
 from runtime.tasks import cancel_and_wait, spawn
@@ -42,13 +43,21 @@ class _Connection:
     peer: Peer
     media: MediaPeer
     task: asyncio.Task[None] | None = None
+    #: Takes the clinician's talk-back to the bedside sink (when there is one).
+    talkback_task: asyncio.Task[None] | None = None
     opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def label(self) -> str:
+        return f"{self.peer.name} ({self.peer.site}, {self.peer.peer_id})"
 
 
 class PeerSet:
     """``send`` puts a message on the signaling socket; ``video`` makes a new video track for
-    each connection (None: no camera); ``greeting`` gives the messages a newly opened
-    connection receives first (channel metadata, the latest numerics)."""
+    each connection (None: no camera), ``audio`` a new audio track (None: no bedside sound);
+    ``talkback`` plays what clinicians say (None: the connection does not ask for their
+    sound); ``greeting`` gives the messages a newly opened connection receives first
+    (channel metadata, the latest numerics)."""
 
     def __init__(
         self,
@@ -57,11 +66,16 @@ class PeerSet:
         video: Callable[[], MediaStreamTrack] | None,
         greeting: Callable[[], list[str]],
         open_timeout_s: float = OPEN_TIMEOUT_S,
+        *,
+        audio: Callable[[], MediaStreamTrack] | None = None,
+        talkback: TalkBack | None = None,
     ) -> None:
         self._open_timeout_s = open_timeout_s
         self._send = send
         self._ice_servers = ice_servers
         self._video = video
+        self._audio = audio
+        self._talkback = talkback
         self._greeting = greeting
         self._connections: dict[str, _Connection] = {}
         self._present: dict[str, Peer] = {}
@@ -150,11 +164,21 @@ class PeerSet:
 
     async def _connect(self, peer: Peer) -> None:
         video = self._video() if self._video is not None else None
-        media = MediaPeer(await self._ice_servers(), video=video)
+        audio = self._audio() if self._audio is not None else None
+        media = MediaPeer(
+            await self._ice_servers(),
+            video=video,
+            audio=audio,
+            receive_audio=self._talkback is not None,
+        )
         connection = _Connection(peer, media)
         self._connections[peer.peer_id] = connection
         media.channel.on("open", lambda: self._on_open(connection))
         connection.task = spawn(self._supervise(connection), f"peer-{peer.peer_id}")
+        if self._talkback is not None:
+            connection.talkback_task = spawn(
+                self._play_talkback(connection, self._talkback), f"talkback-{peer.peer_id}"
+            )
         sdp = await media.create_offer()
         try:
             await self._send(Offer(to=peer.peer_id, sdp=sdp))
@@ -197,6 +221,16 @@ class PeerSet:
         with contextlib.suppress(asyncio.QueueFull):  # full: a restart of it is queued
             self._dead.put_nowait(connection)
 
+    async def _play_talkback(self, connection: _Connection, talkback: TalkBack) -> None:
+        """The clinician's decoded sound to the bedside's talk-back (which decides whether
+        it is talking, and who has the floor)."""
+        try:
+            while True:
+                frame = await connection.media.audio_frames.get()
+                talkback.feed(connection.label, frame)
+        finally:
+            talkback.forget(connection.label)
+
     async def run(self) -> None:
         """Replace dead connections (run it in a task the gateway owns). A failure to replace
         one is logged and does not stop the others being replaced."""
@@ -221,8 +255,8 @@ class PeerSet:
         connection = self._connections.pop(peer_id, None)
         if connection is None:
             return
-        if connection.task is not None:
-            await cancel_and_wait([connection.task])
+        tasks = [t for t in (connection.task, connection.talkback_task) if t is not None]
+        await cancel_and_wait(tasks)
         await connection.media.close()
 
     async def close(self) -> None:

@@ -1,8 +1,9 @@
 """The bedside gateway: devices -> media -> the other site, through signaling.
 
 :class:`Gateway` owns everything it starts: one reader task per device, a pump per reader,
-the camera thread and frame worker, the vitals worker thread, the signaling client, the
-consultation follower and the peer set. :meth:`Gateway.run` runs until cancelled and then
+the camera thread and frame worker, the sound's capture thread and feed, the talk-back sink
+thread, the vitals worker thread, the signaling client, the consultation follower and the
+peer set. :meth:`Gateway.run` runs until cancelled and then
 stops all of it, in that task.
 
 Which consultation: the one named in the configuration, or else ("follow") the newest active
@@ -24,6 +25,12 @@ from devices.drivers import DRIVERS
 from devices.model import DeviceEvent
 from devices.reader import DeviceReader
 from devices.transports.mllp_tcp import Hl7Listener
+from media.audio import AudioMode
+from media.audio.capture import AudioCaptureThread, AudioMailbox
+from media.audio.feed import AudioFeed
+from media.audio.sinks import SinkThread, open_audio_sink
+from media.audio.sources import open_audio_source, reopener
+from media.audio.talkback import TalkBack
 from media.rtc.events import Hello, encode_event
 from media.rtc.tracks import ProcessedFrames
 from media.rtc.wire import WirePacket
@@ -95,6 +102,14 @@ class GatewayConfig:
     hl7_host: str = "0.0.0.0"  # noqa: S104
     #: An offer not connected by then is made again (see telemed.gateway.peers).
     peer_open_timeout_s: float = OPEN_TIMEOUT_S
+    #: The bedside's sound: ``synthetic``, ``synthetic:clicks``, ``alsa:DEVICE`` or a WAV
+    #: file (see media.audio.sources.open_audio_source); None: no sound.
+    audio: str | None = None
+    #: ``voice`` (a room microphone) or ``stethoscope`` (heart and lung sounds, unfiltered).
+    audio_mode: AudioMode = AudioMode.VOICE
+    #: Where clinicians' talk-back is played: ``alsa:DEVICE`` or a WAV file; None: none
+    #: (the connections then do not ask for the clinicians' sound).
+    speaker: str | None = None
 
 
 Source = DeviceReader | Hl7Listener
@@ -117,6 +132,9 @@ class Gateway:
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vitals")
         self._capture: CaptureThread | None = None
         self._frames: FrameProcessor | None = None
+        self._audio_capture: AudioCaptureThread | None = None
+        self.audio: AudioFeed | None = None
+        self.talkback: TalkBack | None = None
         self.peers: PeerSet | None = None
         self.packets_sent = 0
         self.events_sent = 0
@@ -131,9 +149,12 @@ class Gateway:
     # -- running ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until cancelled; raises SignalingError when the gateway's key is refused."""
-        frames = self._start_video()
+        """Run until cancelled; raises SignalingError when the gateway's key is refused,
+        and AudioDeviceError or VideoSourceError when a configured device cannot be opened."""
         try:
+            frames = self._start_video()
+            audio = self._start_audio()
+            self.talkback = self._start_talkback()
             await self.client.start()
             self.peers = PeerSet(
                 self.client.send,
@@ -141,10 +162,14 @@ class Gateway:
                 frames.track if frames is not None else None,
                 self.greeting,
                 self.config.peer_open_timeout_s,
+                audio=audio.track if audio is not None else None,
+                talkback=self.talkback,
             )
             async with asyncio.TaskGroup() as tasks:
                 if frames is not None:
                     tasks.create_task(frames.run(), name="video-pipeline")
+                if audio is not None:
+                    tasks.create_task(audio.run(), name="audio-pipeline")
                 for source in self.sources:
                     tasks.create_task(source.run(), name=f"device-{_name(source)}")
                     tasks.create_task(self._pump(source), name=f"pump-{_name(source)}")
@@ -163,6 +188,10 @@ class Gateway:
             await self._capture.stop()
         if self._frames is not None:
             self._frames.close()
+        if self._audio_capture is not None:
+            await self._audio_capture.stop()
+        if self.talkback is not None:
+            await asyncio.to_thread(self.talkback.close)
         self._worker.shutdown(wait=True, cancel_futures=True)
 
     def _start_video(self) -> ProcessedFrames | None:
@@ -181,6 +210,28 @@ class Gateway:
         self._frames = FrameProcessor(settings)
         return ProcessedFrames(mailbox, self._frames)
 
+    def _start_audio(self) -> AudioFeed | None:
+        """The sound's capture thread and feed; the device is opened here, so a missing one
+        stops the gateway at start with its name (later losses are reopened)."""
+        spec = self.config.audio
+        if spec is None:
+            return None
+        source = open_audio_source(spec)
+        mailbox = AudioMailbox(asyncio.get_running_loop())
+        self._audio_capture = AudioCaptureThread(source, mailbox, reopener(spec), name=spec)
+        self._audio_capture.start()
+        self.audio = AudioFeed(mailbox, self.config.audio_mode)
+        log.info("bedside sound from %s (%s)", spec, self.config.audio_mode)
+        return self.audio
+
+    def _start_talkback(self) -> TalkBack | None:
+        if self.config.speaker is None:
+            return None
+        sink = SinkThread(open_audio_sink(self.config.speaker))
+        sink.start()
+        log.info("talk-back plays on %s", self.config.speaker)
+        return TalkBack(sink)
+
     async def _ice_servers(self) -> list[RTCIceServer]:
         try:
             body = await self.client.ice_servers()
@@ -193,9 +244,14 @@ class Gateway:
         ]
 
     def greeting(self) -> list[str]:
-        """What a newly opened connection is told first: who we are (and the events
-        version), then the retained messages."""
-        hello = encode_event(Hello(source=self.config.name))
+        """What a newly opened connection is told first: who we are (the events version,
+        what the bedside's sound is, whether talk-back is played), then the retained
+        messages."""
+        config = self.config
+        audio = None if config.audio is None else config.audio_mode.value
+        hello = encode_event(
+            Hello(source=config.name, audio=audio, talkback=config.speaker is not None)
+        )
         return [hello, *self._retained.values()]
 
     # -- devices -> peers --------------------------------------------------------------------
