@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
@@ -217,6 +218,8 @@ async def test_reopening_shows_no_stale_live_badge(server: LiveServer) -> None:
 
 SIZES = [(1366, 768), (1920, 1080), (1024, 768), (768, 1024)]
 
+_ACCESSIBILITY = (Path(__file__).parent / "accessibility.js").read_text(encoding="utf-8")
+
 
 async def test_one_screen_holds_video_ecg_and_vitals(server: LiveServer) -> None:
     await _clinicians(server)
@@ -230,6 +233,8 @@ async def test_one_screen_holds_video_ecg_and_vitals(server: LiveServer) -> None
         await doctor.close()
         async with bedside(server, monitor=True), chromium() as browser:
             page = await browser.new_page(locale="ja-JP", viewport={"width": 1366, "height": 768})
+            missing: list[str] = []  # nothing the page asks for may be missing (the favicon)
+            page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
             await sign_in(
                 page, server.base_url, "doctor.koriyama", PASSWORD, f"#/consultations/{row.id}"
             )
@@ -269,5 +274,7 @@ async def test_one_screen_holds_video_ecg_and_vitals(server: LiveServer) -> None
             await page.set_viewport_size({"width": 1366, "height": 768})
             await page.screenshot(path=artifacts_dir() / "room-1366x768-ko.png")
             await next_of_type(tech.recv, Chat)
+            assert await page.evaluate(_ACCESSIBILITY) == []
+            assert missing == [], missing
     finally:
         await tech.close()

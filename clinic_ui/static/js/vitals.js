@@ -89,6 +89,7 @@ export class VitalsView {
     const canvas = document.createElement("canvas");
     canvas.width = 800;
     canvas.height = 110;
+    canvas.setAttribute("role", "img"); // its text alternative is set with the label
     box.append(canvas);
     $("traces").append(box);
     const trace = new Trace(canvas, { colour: info.code === "pleth" ? "#4fc3f7" : "#3ddc84" });
@@ -107,6 +108,7 @@ export class VitalsView {
     const poor = trace.quality !== undefined && trace.quality < POOR_QUALITY ? ` · ${t("quality.poor")}` : "";
     const frozen = this.frozen ? ` · ${t("vital.frozen")}` : "";
     trace.label.textContent = `${name}${unit ? ` (${unit})` : ""}${rate ? ` · ${rate} Hz` : ""}${poor}${frozen}`;
+    trace.canvas.setAttribute("aria-label", t("vital.traceOf", { name: trace.label.textContent }));
     trace.box.dataset.quality = trace.quality ?? "";
   }
 
