@@ -3,6 +3,13 @@ reconnection with backoff. A device unplugged and plugged back in resumes by its
 
 Events go to a bounded queue. When the consumer falls behind, the oldest events are dropped
 (and counted): on a live vital-signs path fresh data matters more than complete old data.
+
+The reader's task never ends by itself. A link that fails or falls silent is reported as a
+state and reopened. A decoder (or a conversation's timer) that raises on input it did not
+foresee is a bug met on a live path: it is logged with its traceback, the device is reported
+DISCONNECTED, and the session starts afresh with a new decoder, after the same backoff as a
+failed link (a decoder that fails on every frame then costs little). Skipping the data and
+keeping the decoder was not chosen: its state after an exception is unknown.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from devices.drivers import Conversation, Driver
+from devices.drivers import Conversation, Decoder, Driver
 from devices.errors import SerialError
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
 from devices.transports.serial_port import open_serial
 from runtime.queues import DropOldestQueue
-from runtime.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +45,10 @@ class ReaderOptions:
 
 class DeviceReader:
     """Reads one device on ``port`` with ``driver``. Call :meth:`run` in a task you own;
-    cancel it to stop. Read events with ``await reader.events.get()``."""
+    cancel it to stop. Read events with ``await reader.events.get()``.
+
+    ``opener`` replaces the serial port (tests, network links); it raises
+    :class:`~devices.errors.SerialError` or another ``OSError`` when it cannot open."""
 
     def __init__(
         self,
@@ -74,51 +85,87 @@ class DeviceReader:
         self._put(DeviceStatus(self.device_id, state, time.time(), detail))
 
     async def run(self) -> None:
+        """Keep the device connected until cancelled. Raises nothing but the cancellation:
+        every failure becomes a reported state, is logged when unforeseen, and is retried
+        with backoff."""
         attempt = 0
         while True:
             if self._last_state is None:
                 self._status(DeviceState.CONNECTING, self.port)
             try:
-                reader, writer = await self._open()
-            except SerialError as exc:
-                self._status(DeviceState.DISCONNECTED, f"cannot open: {exc}")
-            else:
-                self.connections += 1
-                try:
-                    if await self._session(reader, writer):
-                        attempt = 0
-                finally:
-                    writer.close()
-                    with contextlib.suppress(SerialError, ConnectionError):
-                        await writer.wait_closed()
+                productive = await self._connect()
+            except Exception as exc:  # unforeseen (a bug, a driver surprise): try again
+                log.exception("%s: reading failed; reconnecting", self.device_id)
+                self._status(DeviceState.DISCONNECTED, f"failed: {exc!r}")
+                productive = False
+            if productive:
+                attempt = 0
             ceiling = min(self.options.backoff_max_s, self.options.backoff_initial_s * 2**attempt)
             attempt += 1
             await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
 
+    async def _connect(self) -> bool:
+        """Open the link and serve it; True if the session was productive."""
+        try:
+            reader, writer = await self._open()
+        except (SerialError, OSError) as exc:  # OSError: an opener for a network link
+            self._status(DeviceState.DISCONNECTED, f"cannot open: {exc}")
+            return False
+        self.connections += 1
+        try:
+            return await self._session(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(SerialError, ConnectionError):
+                await writer.wait_closed()
+
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Serve one open link until it fails; True if any data arrived."""
+        """Serve one open link: a reading task and, when the protocol needs one, a talking
+        task (keep-alives, or a conversation's timers). The first to end ends the session:
+        reading when the link fails or falls silent, talking only when it fails. True if
+        data arrived and no part of the session failed."""
         driver = self.driver
         decoder = driver.make_decoder(self.device_id)
-        got_data = False
+        talks = decoder if isinstance(decoder, Conversation) else None
         if driver.hello:
             writer.write(driver.hello)
-        talks = decoder if isinstance(decoder, Conversation) else None
-        keepalive = (
-            asyncio.create_task(self._keepalive(writer), name=f"keepalive-{self.device_id}")
-            if driver.keepalive_s > 0
-            else asyncio.create_task(self._converse(writer, talks), name=f"tick-{self.device_id}")
-            if talks is not None and driver.tick_s > 0
-            else None
-        )
+        reading = spawn(self._read(reader, writer, decoder, talks), f"read-{self.device_id}")
+        parts: list[asyncio.Task[Any]] = [reading]
+        if driver.keepalive_s > 0:
+            parts.append(spawn(self._keepalive(writer), f"keepalive-{self.device_id}"))
+        elif talks is not None and driver.tick_s > 0:
+            parts.append(spawn(self._converse(writer, talks), f"tick-{self.device_id}"))
+        try:
+            await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # A part's failure was logged (with its traceback) by spawn as it happened.
+            await cancel_and_wait(parts, Exception)
+        for part in parts:
+            error = None if part.cancelled() else part.exception()
+            if error is not None:
+                # The decoder's state may be broken: a new session starts with a new one
+                # (and the device's handshake, if any, runs again).
+                self._status(DeviceState.DISCONNECTED, f"session failed: {error!r}")
+                return False
+        return not reading.cancelled() and reading.result()
+
+    async def _read(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        decoder: Decoder,
+        talks: Conversation | None,
+    ) -> bool:
+        """Read and decode until the link fails or falls silent; True if any data arrived."""
+        silence_s = self.driver.silence_s
+        got_data = False
         try:
             while True:
                 try:
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
-                    # cancellation that races with a read, and this loop would then never end.
-                    async with asyncio.timeout(driver.silence_s):
+                    async with asyncio.timeout(silence_s):
                         data = await reader.read(self.options.read_size)
                 except TimeoutError:
-                    self._status(DeviceState.SILENT, f"no data for {driver.silence_s:g} s")
+                    self._status(DeviceState.SILENT, f"no data for {silence_s:g} s")
                     return got_data
                 if not data:
                     self._status(DeviceState.DISCONNECTED, "end of stream")
@@ -131,9 +178,6 @@ class DeviceReader:
         except (SerialError, ConnectionError) as exc:
             self._status(DeviceState.DISCONNECTED, f"link lost: {exc}")
             return got_data
-        finally:
-            if keepalive is not None:
-                await cancel_and_wait([keepalive])
 
     async def _converse(self, writer: asyncio.StreamWriter, decoder: Conversation) -> None:
         """Drive a conversation's timers and send what it has to say."""
@@ -143,7 +187,7 @@ class DeviceReader:
                 writer.write(decoder.data_to_send())
                 await asyncio.sleep(self.driver.tick_s)
         except (SerialError, ConnectionError) as exc:
-            log.debug("%s: conversation stopped: %r", self.device_id, exc)
+            self._status(DeviceState.DISCONNECTED, f"link lost: {exc}")
 
     async def _keepalive(self, writer: asyncio.StreamWriter) -> None:
         try:
@@ -151,5 +195,4 @@ class DeviceReader:
                 await asyncio.sleep(self.driver.keepalive_s)
                 writer.write(self.driver.keepalive)
         except (SerialError, ConnectionError) as exc:
-            # The read side notices the same failure and reconnects.
-            log.debug("%s: keep-alive stopped: %r", self.device_id, exc)
+            self._status(DeviceState.DISCONNECTED, f"link lost: {exc}")

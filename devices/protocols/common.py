@@ -92,11 +92,15 @@ def chunk(
 ) -> WaveformChunk:
     """A chunk whose last sample arrived ``now`` (when the device gives no sample time)."""
     start = first_time if first_time is not None else now - (len(samples) - 1) / rate
+    with np.errstate(over="ignore"):
+        values = np.asarray(samples, dtype=np.float32)
+    # Beyond float32 (a scale a device can state) or infinite: no usable value, so a gap.
+    values[~np.isfinite(values)] = np.nan
     return WaveformChunk(
         code=code,
         sample_rate=rate,
         first_sample_time=start,
-        samples=np.asarray(samples, dtype=np.float32),
+        samples=values,
         device_id=device_id,
         receive_time=now,
     )

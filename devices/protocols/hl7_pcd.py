@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import hl7
-from hl7.exceptions import HL7Exception
 
 from devices.codes import ALL_CODES, VitalCode, by_mdc
 from devices.errors import Hl7Error
@@ -61,7 +60,10 @@ def _time(text: str) -> float | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    try:
+        return parsed.timestamp()
+    except (ValueError, OverflowError):  # an offset of a day or more, a year out of range
+        return None
 
 
 def _code(segment: hl7.Segment) -> tuple[VitalCode | None, int | None]:
@@ -81,7 +83,7 @@ def _number(text: str) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return None if value in SENTINELS or math.isnan(value) else value
+    return None if value in SENTINELS or not math.isfinite(value) else value
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,10 @@ def parse_oru(text: str, default_device: str, now: float) -> ParsedMessage:
     try:
         message = hl7.parse(text.replace("\r\n", "\r").replace("\n", "\r"))
         msh = message.segment("MSH")
-    except (KeyError, IndexError, ValueError, HL7Exception) as exc:
-        raise Hl7Error(f"not an HL7 v2 message: {exc}") from None
+    except Exception as exc:
+        # Untrusted text meets a third-party parser that also asserts and raises TypeError
+        # on some malformed input: whatever it raises, the message is refused, not the link.
+        raise Hl7Error(f"not an HL7 v2 message: {exc or type(exc).__name__}") from None
     control_id = _field(msh, 10)
     kind = (_component(msh, 9, 0), _component(msh, 9, 1))
     if kind != ("ORU", "R01"):
@@ -150,7 +154,7 @@ def ack(text: str, code: str, reason: str = "") -> str:
     try:
         original = hl7.parse(text.replace("\n", "\r"))
         reply = str(original.create_ack(code))
-    except (KeyError, IndexError, ValueError, HL7Exception):
+    except Exception:  # python-hl7 on a malformed MSH (TypeError, AssertionError, ...)
         now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         reply = f"MSH|^~\\&|TELEMED|GATEWAY|||{now}||ACK|{now}|P|2.6\rMSA|{code}|"
     if reason:

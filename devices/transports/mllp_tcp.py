@@ -8,6 +8,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
 from devices.protocols.hl7_pcd import Hl7Decoder
@@ -20,12 +21,27 @@ log = logging.getLogger(__name__)
 class Hl7Listener:
     """Accepts monitor gateways on ``host:port``; decodes their ORU^R01, acknowledges each
     message, and puts events on a bounded queue (oldest dropped when the consumer lags).
-    Call :meth:`run` in a task you own; :attr:`port` is known once :attr:`ready` is set."""
+    Call :meth:`run` in a task you own; :attr:`port` is known once :attr:`ready` is set.
 
-    def __init__(self, host: str, port: int, device_id: str = "hl7", queue_size: int = 1024):
+    Each connection has a decoder of its own (``decoder`` makes them). A sender that goes
+    away ends its connection only, reported as DISCONNECTED under its device id. A failure
+    nobody foresaw while serving one (a decoder bug) is logged with the sender and its
+    traceback, and closes that connection (its decoder's state is unknown; the sender
+    reconnects): the listener and the other connections go on."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        device_id: str = "hl7",
+        queue_size: int = 1024,
+        *,
+        decoder: Callable[[str], Hl7Decoder] = Hl7Decoder,
+    ) -> None:
         self.host = host
         self.port = port
         self.device_id = device_id
+        self._make_decoder = decoder
         self.events: DropOldestQueue[DeviceEvent] = DropOldestQueue(queue_size)
         self.ready = asyncio.Event()
         # Open connections and their handler tasks. Shutdown closes the transports and lets
@@ -53,26 +69,29 @@ class Hl7Listener:
             await server.wait_closed()
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection's handler (asyncio.start_server's task). Never raises: an exception
+        escaping here would reach only the event loop's exception handler."""
         task = asyncio.current_task()
         assert task is not None
         self._handlers[task] = writer
         peer = writer.get_extra_info("peername")
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # ACKs go out at once
-        decoder = Hl7Decoder(f"{self.device_id}@{peer[0]}:{peer[1]}" if peer else self.device_id)
+        device_id = f"{self.device_id}@{peer[0]}:{peer[1]}" if peer else self.device_id
         try:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # ACKs at once
+            decoder = self._make_decoder(device_id)
             while data := await reader.read(65536):
                 for event in decoder.receive_data(data, time.time()):
                     self.events.put_latest(event)
                 writer.write(decoder.data_to_send())
                 await writer.drain()
         except OSError as exc:
-            log.info("HL7 sender %s went away: %r", peer, exc)
+            log.info("HL7 sender %s went away: %r", device_id, exc)
+        except Exception:  # a bug met on this connection: it alone is closed
+            log.exception("HL7 sender %s: serving it failed; connection closed", device_id)
         finally:
-            self.events.put_latest(
-                DeviceStatus(decoder.device_id, DeviceState.DISCONNECTED, time.time())
-            )
+            self.events.put_latest(DeviceStatus(device_id, DeviceState.DISCONNECTED, time.time()))
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()

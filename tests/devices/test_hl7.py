@@ -155,6 +155,79 @@ def test_refused_messages_get_a_nak_and_the_stream_goes_on(
     assert _acks(decoder) == [ack, "AA"]
 
 
+#: Messages python-hl7 once raised on (TypeError, AssertionError), found by mutating valid
+#: messages: each ended the connection's handler.
+_BROKEN = [
+    # MSH-9 lost a separator: python-hl7's create_ack calls a str.
+    "MSH|^~\\&|MON|ICU|GW|H20260101120000||ORU^R01|C1|P|2.6\rOBX",
+    # The encoding characters cut short by a segment end: python-hl7 asserts.
+    "MSH|\r~\\&|MON|ICU\rOBX|",
+]
+
+
+@pytest.mark.parametrize("broken", _BROKEN)
+def test_messages_that_broke_the_parser_get_a_nak_and_the_stream_goes_on(broken: str) -> None:
+    good = frame(build_oru([Numeric(codes.SPO2, 96)], [], 1.0))
+    decoder = Hl7Decoder("gw")
+    events = decoder.receive_data(frame(broken) + good, 0.0)
+    assert [e.reason for e in events if isinstance(e, FrameError)] == ["refused HL7 message"]
+    assert _obs(events) == [("spo2", 96.0)]
+    acks = _acks(decoder)
+    assert len(acks) == 2 and acks[0] in ("AE", "AR") and acks[1] == "AA"
+
+
+def test_a_time_with_an_impossible_offset_is_unknown_and_the_value_kept() -> None:
+    head = "MSH|^~\\&|MON|ICU|GW|H|20260101120000.000+70000||ORU^R01|C1|P|2.6\r"
+    obx = "OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.1.1.1|97|%^%^UCUM|||||R\r"
+    decoder = Hl7Decoder("gw")
+    (spo2,) = decoder.receive_data(frame(head + obx), 0.0)[1:]  # after CONNECTED
+    assert isinstance(spo2, Observation)
+    assert (spo2.value, spo2.device_time) == (97.0, None)
+    assert _acks(decoder) == ["AA"]
+
+
+def test_infinite_numerics_are_missing_values() -> None:
+    message = _raw("OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.1.1.1|1e999|%^%^UCUM|||||R")
+    assert _obs(Hl7Decoder("gw").receive_data(message, 0.0)) == [("spo2", None)]
+
+
+_VALID = build_oru(
+    [Numeric(codes.SPO2, 97), Numeric(codes.HEART_RATE, 72)],
+    [Wave(codes.ECG_II, 500, [0.1, -0.2, 0.3], 1_700_000_000.5)],
+    when=1_700_000_001.0,
+)
+_ALPHABET = "|^~\\&\r0123456789.+-eEinfNAMSHOBXRU "
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_VALID) - 1),
+            st.sampled_from(["set", "delete", "insert"]),
+            st.sampled_from(_ALPHABET),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_any_mutated_message_is_answered_and_never_raises(
+    edits: list[tuple[int, str, str]],
+) -> None:
+    text = list(_VALID)
+    for index, edit, char in edits:
+        index %= len(text)
+        if edit == "set":
+            text[index] = char
+        elif edit == "delete" and len(text) > 1:
+            del text[index]
+        else:
+            text.insert(index, char)
+    decoder = Hl7Decoder("gw")
+    decoder.receive_data(frame("".join(text)), 0.0)
+    assert len(_acks(decoder)) == 1  # one ACK or NAK for the one message
+
+
 def test_framing_faults() -> None:
     framer = MllpFramer(max_message=100)
     out = framer.receive_data(b"\x0bpartial\x0b" + b"x" * 300)

@@ -182,18 +182,26 @@ def test_host_retries_association_and_recovers_from_silence() -> None:
     assert isinstance(_sent_messages(host.data_to_send())[-1], m.AssociationRequest)
 
 
-def _wave_reply(ticks: int | None, samples: list[int], state: int = 0) -> bytes:
+def _wave_reply(
+    ticks: int | None,
+    samples: list[int],
+    state: int = 0,
+    *,
+    body: bytes | None = None,
+    scale: tuple[int, int] | None = None,
+) -> bytes:
+    """A wave poll reply; ``body`` replaces the encoded samples, ``scale`` the raw FLOATs of
+    the scale's absolute range."""
     attrs = []
     if ticks is not None:
         attrs.append(t.Ava(t.NOM_ATTR_TIME_PD_SAMP, ticks.to_bytes(4, "big")))
-    scale = (
-        t.encode_float(-40.96, 3).to_bytes(4, "big")
-        + t.encode_float(40.955, 3).to_bytes(4, "big")
-        + (0).to_bytes(2, "big")
-        + (16383).to_bytes(2, "big")
-    )
-    attrs.append(t.Ava(t.NOM_ATTR_SCALE_SPECN_I16, scale))
-    body = b"".join(s.to_bytes(2, "big") for s in samples)
+    lo, hi = scale or (t.encode_float(-40.96, 3), t.encode_float(40.955, 3))
+    scale_value = (lo.to_bytes(4, "big") + hi.to_bytes(4, "big") + (0).to_bytes(2, "big")) + (
+        16383
+    ).to_bytes(2, "big")
+    attrs.append(t.Ava(t.NOM_ATTR_SCALE_SPECN_I16, scale_value))
+    if body is None:
+        body = b"".join(s.to_bytes(2, "big") for s in samples)
     attrs.append(
         t.Ava(
             t.NOM_ATTR_SA_VAL_OBS,
@@ -229,6 +237,25 @@ def test_wave_sample_period_is_read_from_the_monitor_never_assumed() -> None:
     (gap,) = [e for e in invalid if isinstance(e, WaveformChunk)]
     assert gap.sample_rate == 250.0
     assert gap.gap_mask.all()
+
+
+def test_a_wave_of_an_odd_byte_count_is_a_frame_error_not_a_crash() -> None:
+    host = IntelliVueHost("iv")
+    _connect(host)
+    events = host.receive_data(_wave_reply(32, [], body=b"\x20\x00\x20"), 1.0)
+    assert [e.reason for e in events if isinstance(e, FrameError)] == ["malformed wave"]
+    assert not [e for e in events if isinstance(e, WaveformChunk)]
+    later = host.receive_data(_wave_reply(32, [8192, 8192]), 2.0)  # and the stream goes on
+    assert [len(e.samples) for e in later if isinstance(e, WaveformChunk)] == [2]
+
+
+def test_a_scale_beyond_float32_gives_gaps_not_infinities() -> None:
+    host = IntelliVueHost("iv")
+    _connect(host)
+    huge = (127 << 24) | 1000  # 1000 x 10^127: a FLOAT-Type can say it, a float32 cannot
+    events = host.receive_data(_wave_reply(32, [0, 16383], scale=(huge, huge + 1)), 1.0)
+    (wave,) = [e for e in events if isinstance(e, WaveformChunk)]
+    assert wave.gap_mask.all()
 
 
 def test_numerics_and_compound_nibp() -> None:

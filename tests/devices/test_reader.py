@@ -4,14 +4,24 @@ device's state and goes on."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from devices.drivers import DRIVERS
+import pytest
+
+from devices.drivers import DRIVERS, Decoder
 from devices.errors import SerialError
-from devices.model import DeviceEvent, DeviceState, DeviceStatus
+from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation
+from devices.protocols import cms50
+from devices.protocols.intellivue import messages as m
+from devices.protocols.intellivue.framing import Deframer, encode_frame
+from devices.protocols.intellivue.host import IntelliVueHost
 from devices.reader import DeviceReader, ReaderOptions
+from devices.simulation.intellivue_monitor import IntelliVueSimulator
 from devices.simulation.pty_link import PtyLink
+from devices.simulation.registry import SIMULATORS
 from devices.simulation.simulators import Cms50Simulator
 from runtime.tasks import cancel_and_wait, spawn
 from tests.helpers import eventually
@@ -58,5 +68,167 @@ async def test_a_consumer_that_falls_behind_loses_the_oldest_events(tmp_path: Pa
         assert reader.events.qsize() == 4
         newest = [e.receive_time for e in _drain(reader)]
         assert newest == sorted(newest)  # what is left is the latest, in order
+    finally:
+        await cancel_and_wait([task, simulator])
+
+
+async def _until(
+    reader: DeviceReader, predicate: Callable[[DeviceEvent], bool], seen: list[DeviceState]
+) -> DeviceEvent:
+    """Read events until one matches, noting every state reported on the way. The timeout
+    bounds a hang; it is not a timing assertion."""
+    async with asyncio.timeout(15):
+        while True:
+            event = await reader.events.get()
+            if isinstance(event, DeviceStatus):
+                seen.append(event.state)
+            if predicate(event):
+                return event
+
+
+def _state(state: DeviceState) -> Callable[[DeviceEvent], bool]:
+    return lambda e: isinstance(e, DeviceStatus) and e.state is state
+
+
+def _spo2(event: DeviceEvent) -> bool:
+    return isinstance(event, Observation) and event.code.key == "spo2" and event.value is not None
+
+
+def _errors_logged(caplog: pytest.LogCaptureFixture, error: BaseException) -> int:
+    return sum(
+        1
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.exc_info is not None and r.exc_info[1] is error
+    )
+
+
+async def test_the_port_vanishing_mid_frame_is_a_disconnection_then_a_recovery(
+    tmp_path: Path,
+) -> None:
+    link = PtyLink(tmp_path / "tty")
+    asked = asyncio.Event()
+    link.plug(lambda _: asked.set())  # the device end, by hand for now
+    reader = DeviceReader(DRIVERS["cms50"], link.path, options=FAST)
+    task = spawn(reader.run(), "reader")
+    simulator: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(10):
+            await asked.wait()  # the reader opened the port and asked for live data
+        two = Cms50Simulator(PtyLink()).frames(2)
+        link.write(two[: len(two) - 4])  # one frame and most of the next...
+        await _until(reader, _spo2, [])
+        link.unplug()  # ...and the cable comes out in the middle of it
+        await _until(reader, _state(DeviceState.DISCONNECTED), [])
+
+        simulator = spawn(Cms50Simulator(link).run(), "simulator")  # plugged back in
+        seen: list[DeviceState] = []
+        await _until(reader, _spo2, seen)
+        assert seen == [DeviceState.CONNECTED]
+        assert reader.connections == 2
+        assert not task.done()
+    finally:
+        await cancel_and_wait([task, *([simulator] if simulator else [])])
+        link.unplug()
+
+
+async def test_the_port_vanishing_mid_association_is_a_disconnection_then_a_recovery(
+    tmp_path: Path,
+) -> None:
+    link = PtyLink(tmp_path / "tty")
+    heard = bytearray()
+    link.plug(heard.extend)  # a monitor that hears the association request...
+    reader = DeviceReader(DRIVERS["intellivue"], link.path, options=FAST)
+    task = spawn(reader.run(), "reader")
+    simulator: asyncio.Task[None] | None = None
+    try:
+
+        def association_requested() -> bool:
+            payloads = Deframer().receive_data(bytes(heard))
+            return any(
+                isinstance(p, bytes) and isinstance(m.parse_host(p), m.AssociationRequest)
+                for p in payloads
+            )
+
+        await eventually(association_requested)
+        accept = encode_frame(m.association_result())
+        link.write(accept[: len(accept) // 2])  # ...starts to accept it...
+        link.unplug()  # ...and loses its cable
+        await _until(reader, _state(DeviceState.DISCONNECTED), [])
+
+        simulator = spawn(IntelliVueSimulator(link).run(), "monitor")  # a whole monitor
+        seen: list[DeviceState] = []
+        await _until(reader, _spo2, seen)
+        assert seen == [DeviceState.CONNECTED]
+        assert not task.done()
+    finally:
+        await cancel_and_wait([task, *([simulator] if simulator else [])])
+        link.unplug()
+
+
+class _Trap:
+    """Armed by the test, sprung once by the code under test: the weird input."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.error = RuntimeError("a decoder bug met weird input")
+
+    def spring(self) -> None:
+        if self.armed:
+            self.armed = False
+            raise self.error
+
+
+class _BrittleCms50(cms50.Cms50Decoder):
+    def __init__(self, device_id: str, trap: _Trap) -> None:
+        super().__init__(device_id)
+        self._trap = trap
+
+    def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]:
+        self._trap.spring()
+        return super().receive_data(data, now)
+
+
+class _BrittleIntelliVue(IntelliVueHost):
+    def __init__(self, device_id: str, trap: _Trap) -> None:
+        super().__init__(device_id)
+        self._trap = trap
+
+    def tick(self, now: float) -> None:
+        self._trap.spring()
+        super().tick(now)
+
+
+@pytest.mark.parametrize("where", ["decoding", "conversation timer"])
+async def test_a_decoder_that_raises_restarts_the_session_and_the_reader_goes_on(
+    where: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reader's choice: a decoder that raises is logged with its traceback, the device
+    reported disconnected, and the session started afresh with a new decoder (its state may
+    be broken; the device's handshake, if any, runs again)."""
+    trap = _Trap()
+    protocol = "cms50" if where == "decoding" else "intellivue"
+    brittle: Callable[[str], Decoder] = (
+        (lambda device_id: _BrittleCms50(device_id, trap))
+        if protocol == "cms50"
+        else (lambda device_id: _BrittleIntelliVue(device_id, trap))
+    )
+    link = PtyLink(tmp_path / "tty")
+    simulator = spawn(SIMULATORS[protocol](link).run(), "simulator")
+    await eventually(lambda: link.plugged)
+    driver = replace(DRIVERS[protocol], make_decoder=brittle)
+    reader = DeviceReader(driver, link.path, options=FAST)
+    task = spawn(reader.run(), "reader")
+    try:
+        await _until(reader, _spo2, [])
+        trap.armed = True
+        lost = await _until(reader, _state(DeviceState.DISCONNECTED), [])
+        assert isinstance(lost, DeviceStatus)
+        assert "a decoder bug met weird input" in lost.detail
+        seen: list[DeviceState] = []
+        await _until(reader, _spo2, seen)
+        assert seen == [DeviceState.CONNECTED]
+        assert reader.connections == 2
+        assert not task.done()
+        assert _errors_logged(caplog, trap.error) == 1
     finally:
         await cancel_and_wait([task, simulator])

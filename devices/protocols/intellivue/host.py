@@ -245,6 +245,11 @@ class IntelliVueHost(DecoderBase):
         code: VitalCode | None = by_mdc(t.mdc_of(physio))
         if code is None or spec.period_s is None or spec.period_s <= 0 or len(v) < 6 + size:
             return  # no sample period known yet: never guess one
+        if size % 2:
+            self._error(events, "malformed wave", len(v), now, f"{size} bytes of 16-bit samples")
+            return
+        if size == 0:
+            return
         raw = struct.unpack(f">{size // 2}H", v[6 : 6 + size])
         if spec.scale is not None:
             lo, hi, lo_s, hi_s = spec.scale
