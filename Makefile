@@ -1,7 +1,15 @@
 # The two commands a newcomer runs (see README.md):
 #   make demo   install everything, then run `telemed demo`
-#   make test   install everything, then run the whole check (lint, types, tests)
-.PHONY: demo test bootstrap check bench
+#   make test   install everything, then run the whole check (what CI runs: .ci/run)
+# The contributor's loop, once bootstrapped (see CONTRIBUTING.md):
+#   make fmt        format and fix what the linters can fix
+#   make lint       ruff (format and rules), the cancellation rule, ESLint
+#   make types      mypy --strict
+#   make test-fast  the tests without a browser, PostgreSQL or slow ones
+#   make check      all of it: scripts/check (lint, types, Node tests, every pytest test)
+.PHONY: demo test bootstrap check fmt lint types test-fast bench
+
+PYTEST_FAST = -m "not slow and not browser and not postgres"
 
 bootstrap:
 	bash scripts/bootstrap
@@ -14,6 +22,19 @@ test: bootstrap
 
 check:
 	bash scripts/check
+
+fmt:
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+lint:
+	bash scripts/check lint
+
+types:
+	bash scripts/check types
+
+test-fast:
+	.venv/bin/python -m pytest $(PYTEST_FAST) -q
 
 bench: bootstrap
 	.venv/bin/python -m benchmarks.signaling_relay

@@ -13,10 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from signaling.schema import Role
-from telemed import __version__, admin, demo, devices_cli, gateway_cli, logs, serve, waveform_cli
-from telemed.serve import ServerStartError
+from telemed import __version__, devices_cli, gateway_cli, logs, waveform_cli
 from telemed.settings import Settings, SettingsError, load_settings
+
+# The server, the demo and the admin commands are imported by the command that needs them: a
+# command starts in a fraction of the time it takes to import the whole stack.
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,25 +111,20 @@ def _bench(suite: str, options: list[str]) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     match args.command:
-        case "serve":
-            serve.serve(settings, args.host, args.port)
+        case "serve" | "demo":
+            from telemed import demo, serve
+
+            try:
+                if args.command == "serve":
+                    serve.serve(settings, args.host, args.port)
+                else:
+                    demo.demo(settings, args.host, args.port)
+            except serve.ServerStartError as exc:
+                print(f"telemed: {exc}", file=sys.stderr)
+                return 1
             return 0
-        case "demo":
-            demo.demo(settings, args.host, args.port)
-            return 0
-        case "users":
-            password = _password(args.password_stdin)
-            return asyncio.run(
-                admin.add_user(
-                    settings, args.username, password, Role(args.role), args.site, args.name
-                )
-            )
-        case "gateways":
-            return asyncio.run(admin.add_gateway(settings, args.name, args.site))
-        case "audit":
-            return asyncio.run(admin.verify_audit(settings))
-        case "db":
-            return asyncio.run(admin.upgrade_db(settings))
+        case "users" | "gateways" | "audit" | "db":
+            return _admin(args, settings)
         case "devices":
             return devices_cli.run(args)
         case "gateway":
@@ -146,6 +142,27 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError(f"unhandled command {args.command}")
 
 
+def _admin(args: argparse.Namespace, settings: Settings) -> int:
+    from signaling.schema import Role
+    from telemed import admin
+
+    match args.command:
+        case "users":
+            password = _password(args.password_stdin)
+            return asyncio.run(
+                admin.add_user(
+                    settings, args.username, password, Role(args.role), args.site, args.name
+                )
+            )
+        case "gateways":
+            return asyncio.run(admin.add_gateway(settings, args.name, args.site))
+        case "audit":
+            return asyncio.run(admin.verify_audit(settings))
+        case "db":
+            return asyncio.run(admin.upgrade_db(settings))
+    raise AssertionError(f"unhandled command {args.command}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: how a hang is diagnosed in
@@ -158,9 +175,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"telemed: {exc}", file=sys.stderr)
         return 2
-    except ServerStartError as exc:
-        print(f"telemed: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into `head` and the like

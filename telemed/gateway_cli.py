@@ -9,15 +9,13 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from devices.simulation.patient import Patient, PatientParameters
-from devices.simulation.pty_link import PtyLink
 from devices.simulation.registry import SIMULATORS
-from media.video.processing import ProcessingSettings
-from runtime.tasks import cancel_and_wait
-from signaling.client import SignalingError
-from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
 from telemed.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from telemed.gateway.runner import GatewayConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +54,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
     """The gateway's configuration: flags first, then settings. Raises SettingsError."""
+    # The media stack loads when a gateway runs, not for every `telemed` command.
+    from media.video.processing import ProcessingSettings
+    from telemed.gateway.runner import DeviceSpec, GatewayConfig
+
     options = settings.gateway
     name = args.name or options.name
     if not name:
@@ -100,6 +102,12 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
 
 
 async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None) -> int:
+    from devices.simulation.patient import Patient, PatientParameters
+    from devices.simulation.pty_link import PtyLink
+    from runtime.tasks import cancel_and_wait
+    from signaling.client import SignalingError
+    from telemed.gateway.runner import DeviceSpec, Gateway
+
     with tempfile.TemporaryDirectory(prefix="telemed-sim-") as tmp:
         simulators = []
         for k, protocol in enumerate(simulate):
@@ -112,9 +120,10 @@ async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None
         main = asyncio.create_task(gateway.run(), name="gateway")
         tasks.append(main)
         try:
-            await asyncio.wait_for(asyncio.shield(main), seconds)
-        except TimeoutError:
-            pass
+            # Until the gateway ends or `seconds` pass; asyncio.wait cancels nothing itself.
+            done, _ = await asyncio.wait([main], timeout=seconds)
+            if main in done:
+                main.result()  # raises what ended it
         except SignalingError as exc:
             print(f"telemed: the server refused the gateway: {exc}", file=sys.stderr)
             return 1

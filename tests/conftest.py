@@ -15,6 +15,32 @@ from tests.helpers import LiveServer, make_config, run_server
 POSTGRES_URL = os.environ.get("TELEMED_TEST_POSTGRES_URL")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """asyncio's debug mode (slow callbacks, never-awaited coroutines, calls from the wrong
+    thread) for every test however pytest is started (``pytest -k ...`` too) and for the
+    ``telemed`` processes tests start. Set before any test runs: a loop reads it when it is
+    created. ``PYTHONASYNCIODEBUG=`` (empty) in the environment turns it off."""
+    os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of a module that drives the browser (imports ``tests.e2e.browser``)
+    ``browser``, so that ``-m "not browser"`` (``make test-fast``) leaves Chromium alone
+    without each module having to say so."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and _drives_the_browser(module):
+            item.add_marker(pytest.mark.browser)
+
+
+def _drives_the_browser(module: object) -> bool:
+    return any(
+        getattr(value, "__module__", None) == "tests.e2e.browser"
+        or getattr(value, "__name__", None) == "tests.e2e.browser"
+        for value in vars(module).values()
+    )
+
+
 @pytest_asyncio.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     async with run_server(make_config(tmp_path)) as live:

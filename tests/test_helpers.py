@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 import pytest
 
 from tests.helpers import eventually
@@ -36,3 +39,10 @@ async def test_eventually_lets_the_predicates_own_errors_through() -> None:
 
     with pytest.raises(TimeoutError, match="the predicate's own"):
         await eventually(broken, timeout=5)
+
+
+async def test_the_suite_runs_in_asyncio_debug_mode() -> None:
+    # However pytest is started (`pytest -k`, an IDE): pyproject's asyncio_debug for the test
+    # loops, PYTHONASYNCIODEBUG (tests/conftest.py) for asyncio.run and child processes.
+    assert asyncio.get_running_loop().get_debug()
+    assert os.environ.get("PYTHONASYNCIODEBUG")

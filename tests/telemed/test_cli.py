@@ -141,8 +141,6 @@ async def test_the_server_is_quiet_by_default_and_logs_requests_when_verbose(
     verbose = await _serve_once(tmp_path, "-v")
     assert '"GET /healthz HTTP/1.1" 200' in verbose  # the access log, in our format
     assert re.search(r"^\S+ \S+ INFO uvicorn\.access: ", verbose, re.MULTILINE), verbose
-    named = await _serve_once(tmp_path, "--log-level", "info")
-    assert '"GET /healthz HTTP/1.1" 200' in named
 
 
 async def test_servers_can_log_one_json_object_per_line(tmp_path: Path) -> None:
