@@ -5,7 +5,8 @@
 #   make fmt        format and fix what the linters can fix
 #   make lint       ruff (format and rules), the cancellation rule, ESLint
 #   make types      mypy --strict
-#   make test-fast  the tests without a browser, PostgreSQL or slow ones
+#   make test-fast  the Node unit tests, and the pytest tests without a browser, PostgreSQL
+#                   or slow ones
 #   make check      all of it: scripts/check (lint, types, Node tests, every pytest test)
 .PHONY: demo test bootstrap check fmt lint types test-fast bench
 
@@ -26,6 +27,7 @@ check:
 fmt:
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
+	node_modules/.bin/eslint --fix clinic_ui/static/js tests/clinic_ui eslint.config.js
 
 lint:
 	bash scripts/check lint
@@ -34,6 +36,7 @@ types:
 	bash scripts/check types
 
 test-fast:
+	bash scripts/check js
 	.venv/bin/python -m pytest $(PYTEST_FAST) -q
 
 bench: bootstrap
