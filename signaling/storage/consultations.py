@@ -5,6 +5,8 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from signaling.auth import Principal
 from signaling.consultation_fsm import TRANSITIONS, ConsultationEvent, next_state
@@ -181,22 +183,27 @@ async def transition(
 
 
 async def record_member(db: Database, consultation_id: str, principal: Principal) -> None:
+    """Note that ``principal`` joined (now). One statement (an upsert), so the same person
+    joining from two tabs at once is one member, not a unique-key violation."""
     now = utcnow()
+    insert = postgresql_insert if db.dialect == "postgresql" else sqlite_insert
+    statement = insert(MemberRow).values(
+        consultation_id=consultation_id,
+        principal_kind=str(principal.kind),
+        principal_id=principal.id,
+        first_joined_at=now,
+        last_joined_at=now,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[
+            MemberRow.consultation_id,
+            MemberRow.principal_kind,
+            MemberRow.principal_id,
+        ],
+        set_={"last_joined_at": statement.excluded.last_joined_at},
+    )
     async with db.session() as session:
-        key = (consultation_id, str(principal.kind), principal.id)
-        row = await session.get(MemberRow, key)
-        if row is None:
-            session.add(
-                MemberRow(
-                    consultation_id=consultation_id,
-                    principal_kind=str(principal.kind),
-                    principal_id=principal.id,
-                    first_joined_at=now,
-                    last_joined_at=now,
-                )
-            )
-        else:
-            row.last_joined_at = now
+        await session.execute(statement)
 
 
 async def members(

@@ -37,8 +37,10 @@ async def test_chat_is_stored_in_order_and_survives_a_new_connection(db: Databas
         await record.add_chat(db, cid, p, f"p-{i}", f"message {i} 血圧 혈압", start + timedelta(i))
         for i, p in enumerate([pw, pk, pw])
     ]
-    assert [c.id for c in sent] == sorted(c.id for c in sent)
-    assert len({c.id for c in sent}) == 3
+    ids = [c.id for c in sent]
+    assert None not in ids
+    assert ids == sorted(i for i in ids if i is not None)
+    assert len(set(ids)) == 3
     again = Database(db.url)
     try:
         history = await record.chat_history(again, cid)
@@ -117,3 +119,10 @@ async def test_snapshots_keep_their_bytes(db: Database) -> None:
     assert await record.snapshot_data(db, "c-other", taken.id) is None
     assert await record.snapshot_data(db, cid, taken.id + 1) is None
     assert await record.snapshot_count(db, cid) == 1
+
+
+async def test_one_person_joining_from_many_tabs_at_once_is_one_member(db: Database) -> None:
+    pw, pk, cid = await _active(db)
+    await asyncio.gather(*(consultations.record_member(db, cid, p) for p in [pw] * 6 + [pk] * 3))
+    members = await consultations.members(db, cid, set())
+    assert sorted(m.name for m in members) == ["Dr K", "Dr W"]
