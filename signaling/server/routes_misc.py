@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -14,6 +15,8 @@ from signaling.config import SiteConfig
 from signaling.server.deps import AdminPrincipal, CurrentPrincipal, ServicesDep
 from signaling.server.services import source_addr
 from signaling.turn import turn_credential
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["misc"])
 
@@ -82,6 +85,7 @@ async def health(svc: ServicesDep) -> Health:
             await session.execute(text("SELECT 1"))
         database = "ok"
     except Exception:  # any failure means "not ok"; the reason goes to the server log
+        log.exception("health check: the database is unreachable")
         database = "unreachable"
     return Health(
         status="ok" if database == "ok" else "degraded",
