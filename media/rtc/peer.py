@@ -32,6 +32,7 @@ from aiortc import (
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
@@ -91,11 +92,13 @@ class MediaPeer:
         ``clock``: monotonic time for the heartbeat, wall time for the packets' times."""
         self._clock = clock
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
-        if video is not None:
-            self.pc.addTrack(video)
-        if receive_video and video is None:
-            self.pc.addTransceiver("video", direction="recvonly")
-        self._add_audio(audio, receive_audio)
+        # Transceivers are made when this side offers, or joined to the offer's m-lines
+        # when it answers (a transceiver no m-line matched breaks aiortc's answer).
+        self._media: dict[str, tuple[MediaStreamTrack | None, bool]] = {
+            "video": (video, receive_video),
+            "audio": (audio, receive_audio),
+        }
+        self._media_added = False
         #: The newest decoded frame from the other side (older ones are dropped, counted).
         self.video_frames: DropOldestQueue[av.VideoFrame] = DropOldestQueue(1)
         #: Decoded audio from the other side, in order; the oldest dropped past 0.5 s.
@@ -123,27 +126,56 @@ class MediaPeer:
         self._task: asyncio.Task[None] | None = None
         self._declared_dead = False
 
-    def _add_audio(self, track: MediaStreamTrack | None, receive: bool) -> None:
-        if track is None and not receive:
-            return  # no audio m-line at all
-        if track is None:
-            self.pc.addTransceiver("audio", direction="recvonly")
+    def _add_media_to_offer(self) -> None:
+        """Offering: one transceiver per kind that is sent or asked for; sendrecv, sendonly
+        or recvonly by what this side does, none at all for neither."""
+        if self._media_added:
             return
-        transceiver = self.pc.addTransceiver(track, direction="sendrecv" if receive else "sendonly")
-        mime = getattr(track, "encoded_as", None)
-        if mime is not None:
-            codecs = RTCRtpSender.getCapabilities("audio").codecs
-            transceiver.setCodecPreferences([c for c in codecs if c.mimeType == mime])
+        self._media_added = True
+        for kind, (track, receive) in self._media.items():
+            if track is not None:
+                # Video keeps the sendrecv that browsers have always been offered here.
+                both = receive or kind == "video"
+                transceiver = self.pc.addTransceiver(
+                    track, direction="sendrecv" if both else "sendonly"
+                )
+                _only_the_codec_of(transceiver, track)
+            elif receive:
+                self.pc.addTransceiver(kind, direction="recvonly")
+
+    def _add_media_to_answer(self) -> None:
+        """Answering: aiortc made a recvonly transceiver for each m-line offered; a track of
+        ours joins the one of its kind (sendrecv, or sendonly when the other side's media
+        is not asked for). What the offer has no m-line for is not sent. Media the other
+        side sends is received whether asked for or not (as aiortc does)."""
+        if self._media_added:
+            return
+        self._media_added = True
+        for kind, (track, receive) in self._media.items():
+            if track is None:
+                continue
+            transceiver = next(
+                (t for t in self.pc.getTransceivers() if t.kind == kind and t.sender.track is None),
+                None,
+            )
+            if transceiver is None:
+                log.info("the offer has no %s m-line: our %s is not sent", kind, kind)
+                continue
+            transceiver.sender.replaceTrack(track)
+            transceiver.direction = "sendrecv" if receive else "sendonly"
+            _only_the_codec_of(transceiver, track)
 
     # -- negotiation (the SDP travels through signaling) -----------------------------------
 
     async def create_offer(self) -> str:
+        self._add_media_to_offer()
         self._release_video_on_marker()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return str(self.pc.localDescription.sdp)
 
     async def accept_offer(self, sdp: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        self._add_media_to_answer()
         self._release_video_on_marker()  # before the answer: no media can have arrived
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return str(self.pc.localDescription.sdp)
@@ -303,3 +335,12 @@ class MediaPeer:
             for packet in self.reorderer.pop(self._clock.time()):
                 self._put(PeerEvent(PeerEventKind.WAVEFORM, packet=packet))
             await asyncio.sleep(_PUMP_S)
+
+
+def _only_the_codec_of(transceiver: RTCRtpTransceiver, track: MediaStreamTrack) -> None:
+    """A track of encoded packets names their codec (``encoded_as``): offer or accept that
+    codec alone, so the other side cannot pick one the packets are not in."""
+    mime = getattr(track, "encoded_as", None)
+    if mime is not None:
+        codecs = RTCRtpSender.getCapabilities(track.kind).codecs
+        transceiver.setCodecPreferences([c for c in codecs if c.mimeType == mime])

@@ -134,6 +134,24 @@ async def test_no_audio_no_m_line_and_voice_offers_every_codec() -> None:
     assert len([line for line in audio if line.startswith("a=rtpmap:")]) == 4
 
 
+async def test_an_answer_asks_for_nothing_the_offer_lacks() -> None:
+    """A doctor ready for video, sound and talk-back answers a bedside with sound only, and
+    one with neither (no camera, no microphone): it answers for what is offered, and its
+    talk-back goes only where there is an audio m-line (aiortc failed on a transceiver no
+    m-line matched)."""
+    async with _feed(AudioMode.STETHOSCOPE) as bedside, _feed(AudioMode.VOICE) as mic:
+        for audio in (bedside.track(), None):
+            gateway = MediaPeer([], audio=audio, receive_audio=audio is not None)
+            doctor = MediaPeer([], receive_video=True, receive_audio=True, audio=mic.track())
+            try:
+                answer = await doctor.accept_offer(await gateway.create_offer())
+            finally:
+                await gateway.close()
+                await doctor.close()
+            assert "m=video" not in answer
+            assert ("a=sendrecv" in _audio_lines(answer)) is (audio is not None)
+
+
 @pytest.mark.slow
 async def test_stethoscope_sound_and_talk_back_beside_video_and_waveforms() -> None:
     loop = asyncio.get_running_loop()
