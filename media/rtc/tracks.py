@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 
 import av
 import numpy as np
@@ -13,6 +14,8 @@ from numpy.typing import NDArray
 
 from media.video.capture import CapturedFrame, LatestFrame
 from media.video.processing import FrameProcessor
+
+log = logging.getLogger(__name__)
 
 CLOCK_RATE = 90_000
 TIME_BASE = fractions.Fraction(1, CLOCK_RATE)
@@ -54,7 +57,7 @@ class PipelineVideoTrack(_CaptureClockTrack):
         captured = await self.mailbox.get()
         if captured is None:
             self.stop()
-            raise MediaStreamError("the video source ended")
+            raise MediaStreamError(self.mailbox.ended_because())
         return await self._frame(captured, await self.processor.process(captured))
 
 
@@ -68,7 +71,10 @@ class ProcessedFrames:
     the newest processed image in a frame of its own.
 
     :meth:`run` is the pipeline; run it in a task you own. It processes frames only while at
-    least one track is live.
+    least one track is live. It ends (without raising) when the source ends or fails; every
+    track then ends with a ``MediaStreamError`` that says which (:attr:`failure`). A frame
+    that cannot be processed is skipped and counted (:attr:`skipped`); the first of a run of
+    such frames is logged with its traceback, and the return to normal too.
     """
 
     def __init__(self, mailbox: LatestFrame, processor: FrameProcessor) -> None:
@@ -79,12 +85,24 @@ class ProcessedFrames:
         self._changed = asyncio.Condition()
         self._viewers = 0
         self.processed = 0
+        self.skipped = 0
+
+    @property
+    def viewers(self) -> int:
+        """The tracks currently live."""
+        return self._viewers
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What the source failed with, once it has (None while it runs, or if it ended)."""
+        return self.mailbox.failure
 
     def track(self) -> MediaStreamTrack:
         return _ViewerTrack(self)
 
     async def run(self) -> None:
         sequence = 0
+        failing = False
         while True:
             async with self._changed:
                 await self._changed.wait_for(lambda: self._viewers > 0)
@@ -94,7 +112,19 @@ class ProcessedFrames:
                     self._ended = True
                     self._changed.notify_all()
                 return
-            image = await self.processor.process(captured)
+            try:
+                image = await self.processor.process(captured)
+            except Exception:  # a frame the processing cannot take: skip it, go on
+                if not failing:
+                    log.exception(
+                        "frame %d cannot be processed; skipping such frames", captured.frame_id
+                    )
+                failing = True
+                self.skipped += 1
+                continue
+            if failing:
+                log.info("frames are processed again (%d skipped)", self.skipped)
+                failing = False
             sequence += 1
             self.processed += 1
             async with self._changed:
@@ -130,7 +160,7 @@ class _ViewerTrack(_CaptureClockTrack):
         latest = await self._source._next_after(self._seen)
         if latest is None:
             self.stop()
-            raise MediaStreamError("the video source ended")
+            raise MediaStreamError(self._source.mailbox.ended_because())
         self._seen, captured, image = latest
         return await self._frame(captured, image)
 

@@ -103,6 +103,8 @@ class LatestFrame:
         self._ready = asyncio.Event()
         self.dropped = 0
         self.closed = False
+        #: Why the source ended, when it failed (None: it ended, or has not).
+        self.failure: BaseException | None = None
 
     def put(self, frame: CapturedFrame | None) -> None:
         """From the capture thread. None means the source ended."""
@@ -113,6 +115,19 @@ class LatestFrame:
             if frame is None:
                 self.closed = True
         self._loop.call_soon_threadsafe(self._ready.set)
+
+    def fail(self, error: BaseException) -> None:
+        """From the capture thread: the source failed with ``error`` (and so has ended)."""
+        with self._lock:
+            self.failure = error
+        self.put(None)
+
+    def ended_because(self) -> str:
+        """Why no frame will come again, in words for a log or a viewer's error."""
+        failure = self.failure
+        return (
+            "the video source ended" if failure is None else f"the video source failed: {failure!r}"
+        )
 
     async def get(self) -> CapturedFrame | None:
         """The newest frame; None once the source has ended."""
@@ -127,7 +142,11 @@ class LatestFrame:
 
 
 class CaptureThread:
-    """Reads ``source`` in a daemon thread into a :class:`LatestFrame` until :meth:`stop`."""
+    """Reads ``source`` in a daemon thread into a :class:`LatestFrame` until :meth:`stop`.
+
+    When the source raises, the failure is logged with its traceback, the source closed, and
+    the mailbox ended with the failure (:attr:`LatestFrame.failure`), which the pipeline
+    passes on to every viewer."""
 
     def __init__(self, source: FrameSource, mailbox: LatestFrame) -> None:
         self.source = source
@@ -139,7 +158,13 @@ class CaptureThread:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def failure(self) -> BaseException | None:
+        """What the source raised, when a failure ended the capture."""
+        return self.mailbox.failure
+
     def _run(self) -> None:
+        failure: BaseException | None = None
         try:
             while not self._stop.is_set():
                 image = self.source.read()
@@ -147,11 +172,15 @@ class CaptureThread:
                     break
                 self.frames += 1
                 self.mailbox.put(CapturedFrame(self.frames, time.time(), image))
-        except Exception:  # a driver failure ends the capture; the reason goes to the log
-            log.exception("capture failed")
+        except Exception as exc:  # a driver failure ends the capture, logged and reported
+            log.exception("capture failed after %d frames", self.frames)
+            failure = exc
         finally:
             self.source.close()
-            self.mailbox.put(None)
+            if failure is not None:
+                self.mailbox.fail(failure)
+            else:
+                self.mailbox.put(None)
 
     async def stop(self) -> None:
         """Stop and wait for the thread (without blocking the event loop)."""

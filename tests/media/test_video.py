@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import time
 from pathlib import Path
 
@@ -15,9 +16,12 @@ import pytest
 from aiortc.codecs.h264 import H264Decoder, H264Encoder, h264_depayload
 from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, vp8_depayload
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
+from media.rtc.tracks import PipelineVideoTrack, ProcessedFrames
 from media.video.capture import (
     CapturedFrame,
     CaptureThread,
@@ -27,7 +31,8 @@ from media.video.capture import (
 )
 from media.video.processing import FrameProcessor, ProcessingSettings, process_frame
 from media.video.stamp import draw_stamp, read_stamp
-from runtime.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait, spawn
+from tests.helpers import eventually
 
 
 def _through_codec(image: np.ndarray, codec: str) -> np.ndarray:
@@ -135,11 +140,6 @@ async def test_processing_scales_enhances_overlays_and_stamps_off_the_loop() -> 
 
 
 async def test_one_pipeline_serves_several_viewers_and_idles_without_them() -> None:
-    from media.rtc.tracks import ProcessedFrames
-    from media.video.capture import CaptureThread, LatestFrame, SyntheticSource
-    from media.video.processing import FrameProcessor, ProcessingSettings
-    from media.video.stamp import read_stamp
-
     mailbox = LatestFrame(asyncio.get_running_loop())
     capture = CaptureThread(SyntheticSource(160, 120, 30.0), mailbox)
     processor = FrameProcessor(ProcessingSettings(160, 120))
@@ -147,8 +147,8 @@ async def test_one_pipeline_serves_several_viewers_and_idles_without_them() -> N
     capture.start()
     pipeline = asyncio.create_task(frames.run())
     try:
-        await asyncio.sleep(0.3)
-        assert frames.processed == 0  # nobody watches: nothing is processed
+        await eventually(lambda: capture.frames >= 5)
+        assert frames.processed == 0  # nobody watches: frames come, none is processed
         first, second = frames.track(), frames.track()
         a = [await first.recv() for _ in range(5)]
         b = [await second.recv() for _ in range(5)]
@@ -161,11 +161,117 @@ async def test_one_pipeline_serves_several_viewers_and_idles_without_them() -> N
         assert frames.processed >= 5
         first.stop()
         second.stop()
-        await asyncio.sleep(0.1)
-        idle = frames.processed
-        await asyncio.sleep(0.3)
+        idle, captured = frames.processed, capture.frames
+        await eventually(lambda: capture.frames >= captured + 10)
         assert frames.processed <= idle + 1  # the viewers left: processing stops
     finally:
         await cancel_and_wait([pipeline])
         await capture.stop()
+        processor.close()
+
+
+class _FailingSource:
+    """A grabber that delivers ``good`` frames and then fails, as an unplugged one does."""
+
+    def __init__(self, good: int) -> None:
+        self.good = good
+        self.reads = 0
+        self.closed = False
+        self.error = OSError(5, "grabber unplugged")
+
+    def read(self) -> NDArray[np.uint8] | None:
+        self.reads += 1
+        if self.reads > self.good:
+            raise self.error
+        time.sleep(0.01)  # a camera's pace
+        return np.full((120, 160, 3), self.reads * 20, np.uint8)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _logged(caplog: pytest.LogCaptureFixture, error: BaseException) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.exc_info is not None and r.exc_info[1] is error
+    ]
+
+
+async def test_a_source_failing_mid_stream_is_logged_and_reported_to_every_viewer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = _FailingSource(good=3)
+    mailbox = LatestFrame(asyncio.get_running_loop())
+    capture = CaptureThread(source, mailbox)
+    processor = FrameProcessor(ProcessingSettings(160, 120))
+    frames = ProcessedFrames(mailbox, processor)
+    viewer = frames.track()
+    pipeline = spawn(frames.run(), "video-pipeline")
+    capture.start()
+    try:
+        with pytest.raises(MediaStreamError, match="grabber unplugged"):
+            async with asyncio.timeout(10):
+                while True:
+                    await viewer.recv()
+        async with asyncio.timeout(10):
+            await asyncio.wait([pipeline])
+        assert pipeline.exception() is None  # the pipeline ends; it does not fail its owner
+        assert frames.failure is source.error
+        assert capture.failure is source.error
+        assert mailbox.failure is source.error
+        assert len(_logged(caplog, source.error)) == 1
+        assert source.closed
+        late = frames.track()  # a viewer who comes later is told too
+        with pytest.raises(MediaStreamError, match="grabber unplugged"):
+            await late.recv()
+    finally:
+        await cancel_and_wait([pipeline])
+        await capture.stop()
+        processor.close()
+
+
+async def test_a_source_failing_is_reported_by_the_single_viewer_track() -> None:
+    source = _FailingSource(good=1)
+    mailbox = LatestFrame(asyncio.get_running_loop())
+    capture = CaptureThread(source, mailbox)
+    processor = FrameProcessor(ProcessingSettings(160, 120))
+    track = PipelineVideoTrack(mailbox, processor)
+    capture.start()
+    try:
+        with pytest.raises(MediaStreamError, match="grabber unplugged"):
+            async with asyncio.timeout(10):
+                while True:
+                    await track.recv()
+    finally:
+        await capture.stop()
+        processor.close()
+
+
+async def test_a_frame_that_cannot_be_processed_is_skipped_logged_and_the_video_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mailbox = LatestFrame(asyncio.get_running_loop())
+    processor = FrameProcessor(ProcessingSettings(160, 120))
+    frames = ProcessedFrames(mailbox, processor)
+    viewer = frames.track()
+    pipeline = spawn(frames.run(), "video-pipeline")
+    receiving = spawn(viewer.recv(), "viewer")  # a viewer waits for a frame
+    try:
+        await eventually(lambda: frames.viewers == 1)
+        mailbox.put(CapturedFrame(1, time.time(), np.zeros((0, 0, 3), np.uint8)))  # unusable
+        await eventually(lambda: frames.skipped == 1)
+        assert not pipeline.done()
+        mailbox.put(CapturedFrame(2, time.time(), np.full((120, 160, 3), 90, np.uint8)))
+        async with asyncio.timeout(10):
+            frame = await receiving
+        assert isinstance(frame, av.VideoFrame)
+        stamp = read_stamp(np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8))
+        assert stamp is not None and stamp[0] == 2
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert [r.name for r in errors] == ["media.rtc.tracks"]  # logged once, with the cause
+        assert errors[0].exc_info is not None
+    finally:
+        viewer.stop()
+        await cancel_and_wait([receiving, pipeline])
         processor.close()
