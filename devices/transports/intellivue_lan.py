@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from devices.errors import MessageError
 from devices.model import DeviceEvent, DeviceState, DeviceStatus
@@ -31,7 +32,11 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 class IntelliVueLanReader:
     """Associates with one monitor and polls it. With ``monitor`` unset, waits for the first
-    Connect Indication on ``indication_port`` and uses the address it announces."""
+    Connect Indication on ``indication_port`` and uses the address it announces.
+
+    Call :meth:`run` in a task you own. A session (``make_host`` makes each) that raises on
+    a datagram or a timer it did not foresee is logged with its traceback, reported
+    DISCONNECTED, and replaced by a new one ``restart_s`` later, which associates afresh."""
 
     def __init__(
         self,
@@ -44,7 +49,11 @@ class IntelliVueLanReader:
         device_tz: str = "UTC",
         tick_s: float = 0.1,
         queue_size: int = 1024,
+        make_host: Callable[[str, str], IntelliVueHost] = IntelliVueHost,
+        restart_s: float = 1.0,
     ) -> None:
+        self._make_host = make_host
+        self.restart_s = restart_s
         self.monitor = monitor
         self.monitor_port = monitor_port
         self.bind = bind
@@ -54,6 +63,8 @@ class IntelliVueLanReader:
         self.tick_s = tick_s
         self.events: DropOldestQueue[DeviceEvent] = DropOldestQueue(queue_size)
         self.indication: m.ConnectIndication | None = None
+        #: Set once Connect Indications are listened for (:attr:`indication_port` is bound).
+        self.listening = asyncio.Event()
 
     @property
     def dropped(self) -> int:
@@ -66,6 +77,8 @@ class IntelliVueLanReader:
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(inbox), local_addr=(self.bind, self.indication_port)
         )
+        self.indication_port = transport.get_extra_info("sockname")[1]  # when given 0
+        self.listening.set()
         try:
             while True:
                 data, addr = await inbox.get()
@@ -88,31 +101,54 @@ class IntelliVueLanReader:
             transport.close()
 
     async def run(self) -> None:
-        """Run until cancelled."""
+        """Run until cancelled; raises nothing else once the monitor is known."""
         monitor = self.monitor or await self._wait_for_indication()
         loop = asyncio.get_running_loop()
         inbox: DropOldestQueue[tuple[bytes, tuple[str, int]]] = DropOldestQueue(1024)
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(inbox), local_addr=(self.bind, 0)
         )
-        host = IntelliVueHost(self.device_id, self.device_tz)
         target = (monitor, self.monitor_port)
         try:
             while True:
-                host.tick(time.time())
-                for datagram in host.datagrams_to_send():
-                    transport.sendto(datagram, target)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.tick_s):
-                        while True:
-                            data, addr = await inbox.get()
-                            if addr[0] != monitor:
-                                continue  # only the monitor we associate with
-                            for event in host.receive_datagram(data, time.time()):
-                                self.events.put_latest(event)
-                            for datagram in host.datagrams_to_send():
-                                transport.sendto(datagram, target)
+                host = self._make_host(self.device_id, self.device_tz)
+                try:
+                    await self._session(host, inbox, transport, target)
+                except Exception as exc:  # a bug met on this session: start a new one
+                    log.exception("%s: session failed; associating afresh", self.device_id)
+                    self.events.put_latest(
+                        DeviceStatus(
+                            self.device_id,
+                            DeviceState.DISCONNECTED,
+                            time.time(),
+                            f"session failed: {exc!r}",
+                        )
+                    )
+                    await asyncio.sleep(self.restart_s)  # a bug met at once again must not spin
         finally:
             with contextlib.suppress(OSError):
                 transport.sendto(m.RELEASE_REQUEST, target)
             transport.close()
+
+    async def _session(
+        self,
+        host: IntelliVueHost,
+        inbox: DropOldestQueue[tuple[bytes, tuple[str, int]]],
+        transport: asyncio.DatagramTransport,
+        target: tuple[str, int],
+    ) -> None:
+        """Run ``host`` until it raises."""
+        while True:
+            host.tick(time.time())
+            for datagram in host.datagrams_to_send():
+                transport.sendto(datagram, target)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.tick_s):
+                    while True:
+                        data, addr = await inbox.get()
+                        if addr[0] != target[0]:
+                            continue  # only the monitor we associate with
+                        for event in host.receive_datagram(data, time.time()):
+                            self.events.put_latest(event)
+                        for datagram in host.datagrams_to_send():
+                            transport.sendto(datagram, target)

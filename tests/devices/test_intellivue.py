@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import socket
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,14 +15,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices.errors import MessageError
-from devices.model import DeviceState, DeviceStatus, FrameError, Observation, WaveformChunk
+from devices.model import (
+    DeviceEvent,
+    DeviceState,
+    DeviceStatus,
+    FrameError,
+    Observation,
+    WaveformChunk,
+)
 from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue import types as t
 from devices.protocols.intellivue.framing import Deframer, FramingError, crc16_x25, encode_frame
 from devices.protocols.intellivue.host import HostState, IntelliVueHost
 from devices.simulation.intellivue_monitor import IntelliVueLanSimulator
 from devices.transports.intellivue_lan import IntelliVueLanReader
-from runtime.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait, spawn
 
 
 def _payloads(data: bytes) -> tuple[list[bytes], list[FramingError]]:
@@ -311,17 +317,19 @@ def test_real_lan_connect_indication(captures: Path) -> None:
 
 
 async def test_lan_monitor_over_udp() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        indication_port = probe.getsockname()[1]
-    monitor = IntelliVueLanSimulator("127.0.0.1", 0, ("127.0.0.1", indication_port), announce_s=0.2)
-    sim_task = asyncio.create_task(monitor.run())
-    await monitor.ready.wait()
-    reader = IntelliVueLanReader(
-        None, monitor_port=monitor.port, bind="127.0.0.1", indication_port=indication_port
-    )
-    read_task = asyncio.create_task(reader.run())
+    reader = IntelliVueLanReader(None, bind="127.0.0.1", indication_port=0)
+    read_task = spawn(reader.run(), "reader")
+    sim_task: asyncio.Task[None] | None = None
     try:
+        async with asyncio.timeout(10):
+            await reader.listening.wait()
+        monitor = IntelliVueLanSimulator(
+            "127.0.0.1", 0, ("127.0.0.1", reader.indication_port), announce_s=0.2
+        )
+        sim_task = spawn(monitor.run(), "monitor")
+        async with asyncio.timeout(10):
+            await monitor.ready.wait()
+        reader.monitor_port = monitor.port
         seen: set[str] = set()
         async with asyncio.timeout(10):
             while not {"spo2", "pleth", "ecg_ii", "nibp_sys"} <= seen:
@@ -334,4 +342,61 @@ async def test_lan_monitor_over_udp() -> None:
         assert reader.indication is not None
         assert reader.indication.model == "MX450"
     finally:
-        await cancel_and_wait([read_task, sim_task])
+        await cancel_and_wait([read_task, *([sim_task] if sim_task else [])])
+
+
+class _BrittleHost(IntelliVueHost):
+    """A session with a bug that a datagram meets once the test arms it."""
+
+    error = RuntimeError("a session bug met a datagram")
+
+    def __init__(self, device_id: str, device_tz: str, armed: list[bool]) -> None:
+        super().__init__(device_id, device_tz)
+        self._armed = armed
+
+    def receive_datagram(self, payload: bytes, now: float) -> list[DeviceEvent]:
+        if self._armed and self._armed.pop():
+            raise self.error
+        return super().receive_datagram(payload, now)
+
+
+async def test_a_lan_session_that_raises_is_logged_and_started_afresh(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monitor = IntelliVueLanSimulator("127.0.0.1", 0, None)
+    sim_task = spawn(monitor.run(), "monitor")
+    armed: list[bool] = []
+    read_task: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(10):
+            await monitor.ready.wait()
+        reader = IntelliVueLanReader(
+            "127.0.0.1",
+            monitor_port=monitor.port,
+            bind="127.0.0.1",
+            make_host=lambda device_id, tz: _BrittleHost(device_id, tz, armed),
+            restart_s=0.05,
+        )
+        read_task = spawn(reader.run(), "reader")
+
+        async def next_spo2() -> None:
+            async with asyncio.timeout(10):
+                while True:
+                    event = await reader.events.get()
+                    if isinstance(event, Observation) and event.code.key == "spo2":
+                        return
+
+        await next_spo2()
+        armed.append(True)
+        async with asyncio.timeout(10):
+            while True:
+                event = await reader.events.get()
+                if isinstance(event, DeviceStatus) and event.state is DeviceState.DISCONNECTED:
+                    break
+        assert "a session bug met a datagram" in event.detail
+        await next_spo2()  # associated afresh
+        assert not read_task.done()
+        logged = [r for r in caplog.records if r.exc_info and r.exc_info[1] is _BrittleHost.error]
+        assert len(logged) == 1
+    finally:
+        await cancel_and_wait([sim_task, *([read_task] if read_task else [])])
