@@ -10,20 +10,17 @@ newcomer opens the printed address, signs in as the Koriyama doctor, accepts and
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from pathlib import Path
 
 from clinic_ui import STATIC_DIR
-from devices.simulation.patient import Patient, PatientParameters
-from devices.simulation.pty_link import PtyLink
-from devices.simulation.registry import SIMULATORS
+from devices.simulation.patient import PatientParameters
 from media.video.processing import ProcessingSettings
-from runtime.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait, spawn
 from signaling.client import SignalingClient, SignalingError, UserCredentials
 from signaling.server.app import create_app
-from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
+from telemed.gateway.runner import Gateway, GatewayConfig
 from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY, base_url, seed_demo, start_server
 from telemed.settings import Settings
+from telemed.simulation import SimulatedDevice, simulated_devices
 
 #: The simulated bedside devices: protocol and device id.
 DEMO_DEVICES = (("intellivue", "monitor-1"), ("cms50", "oximeter-1"))
@@ -53,15 +50,12 @@ async def _run_bedside(
     await _request_consultation(base)
     name, site_code, key = DEMO_GATEWAY
     site = settings.site(site_code)
-    with tempfile.TemporaryDirectory(prefix="telemed-demo-") as tmp:
-        tasks: list[asyncio.Task[None]] = []
-        devices = []
-        for k, (protocol, device_id) in enumerate(DEMO_DEVICES):
-            link = PtyLink(Path(tmp) / device_id)
-            patient = Patient(PatientParameters(heart_rate=78.0, spo2=96.0, seed=11))
-            simulator = SIMULATORS[protocol](link, patient)
-            tasks.append(asyncio.create_task(simulator.run(), name=f"simulator-{k}"))
-            devices.append(DeviceSpec(protocol, link.path, device_id))
+    # One patient measured by both devices: the same parameters and seed.
+    patient = PatientParameters(heart_rate=78.0, spo2=96.0, seed=11)
+    bedside = [
+        SimulatedDevice(protocol, device_id, patient) for protocol, device_id in DEMO_DEVICES
+    ]
+    async with simulated_devices(bedside) as devices:
         gateway = Gateway(
             GatewayConfig(
                 server_url=base,
@@ -73,12 +67,12 @@ async def _run_bedside(
                 video=ProcessingSettings(640, 480, overlay=site.name, timezone=site.timezone),
             )
         )
-        tasks.append(asyncio.create_task(gateway.run(), name="gateway"))
+        running = spawn(gateway.run(), "gateway")
         _banner(base, demo_settings)
         try:
             await serving  # until ^C: uvicorn stops serving
         finally:
-            await cancel_and_wait(tasks, SignalingError)
+            await cancel_and_wait([running], SignalingError)
 
 
 async def _request_consultation(base: str) -> None:

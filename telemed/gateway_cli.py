@@ -1,4 +1,4 @@
-"""``telemed gateway``: run the bedside gateway (devices and camera -> the other site)."""
+"""``telemed gateway``: run the bedside gateway (devices, camera and sound -> the other site)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +47,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--camera", help="synthetic, a camera index, a device path, a file or a URL")
     p.add_argument("--size", help="video size WIDTHxHEIGHT (default 640x480)")
+    p.add_argument(
+        "--audio",
+        metavar="DEVICE",
+        help="the bedside's sound: alsa:DEVICE (e.g. alsa:plughw:1,0), a WAV file (looped), "
+        "synthetic (a test tone) or synthetic:clicks (latency); default none",
+    )
+    p.add_argument(
+        "--audio-mode",
+        choices=["voice", "stethoscope"],
+        help="voice (a room microphone, the default) or stethoscope (heart and lung sounds: "
+        "fullband Opus, no speech filter, no gain control or noise suppression)",
+    )
+    p.add_argument(
+        "--speaker",
+        metavar="DEVICE",
+        help="play clinicians' talk-back here: alsa:DEVICE or a WAV file; default none",
+    )
     p.add_argument("--consultation", help="join this consultation (default: follow the site's)")
     p.add_argument("--seconds", type=float, help="stop after this long (default: run until ^C)")
 
@@ -55,6 +71,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
     """The gateway's configuration: flags first, then settings. Raises SettingsError."""
     # The media stack loads when a gateway runs, not for every `telemed` command.
+    from media.audio import AudioMode
     from media.video.processing import ProcessingSettings
     from telemed.gateway.runner import DeviceSpec, GatewayConfig
 
@@ -98,27 +115,28 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
             width=width, height=height, overlay=site.name, timezone=site.timezone
         ),
         consultation_id=args.consultation or options.consultation,
+        # Read with a default: callers that build the namespace by hand may leave them out.
+        audio=getattr(args, "audio", None) or options.audio,
+        audio_mode=AudioMode(getattr(args, "audio_mode", None) or options.audio_mode),
+        speaker=getattr(args, "speaker", None) or options.speaker,
     )
 
 
 async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None) -> int:
-    from devices.simulation.patient import Patient, PatientParameters
-    from devices.simulation.pty_link import PtyLink
+    from devices.simulation.patient import PatientParameters
     from runtime.tasks import cancel_and_wait
     from signaling.client import SignalingError
-    from telemed.gateway.runner import DeviceSpec, Gateway
+    from telemed.gateway.runner import Gateway
+    from telemed.simulation import SimulatedDevice, simulated_devices
 
-    with tempfile.TemporaryDirectory(prefix="telemed-sim-") as tmp:
-        simulators = []
-        for k, protocol in enumerate(simulate):
-            link = PtyLink(Path(tmp) / f"{protocol}-{k}")
-            simulators.append(SIMULATORS[protocol](link, Patient(PatientParameters(seed=k))))
-            spec = DeviceSpec(protocol, link.path, f"{protocol}-sim-{k}")
-            config = replace(config, devices=(*config.devices, spec))
-        gateway = Gateway(config)
-        tasks = [asyncio.create_task(s.run(), name=f"simulator-{s.name}") for s in simulators]
+    wanted = [
+        SimulatedDevice(protocol, f"{protocol}-sim-{k}", PatientParameters(seed=k))
+        for k, protocol in enumerate(simulate)
+    ]
+    async with simulated_devices(wanted) as simulated:
+        gateway = Gateway(replace(config, devices=(*config.devices, *simulated)))
+        # Not spawn(): its end is awaited right here, and a refusal is told as one line.
         main = asyncio.create_task(gateway.run(), name="gateway")
-        tasks.append(main)
         try:
             # Until the gateway ends or `seconds` pass; asyncio.wait cancels nothing itself.
             done, _ = await asyncio.wait([main], timeout=seconds)
@@ -128,13 +146,13 @@ async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None
             print(f"telemed: the server refused the gateway: {exc}", file=sys.stderr)
             return 1
         finally:
-            await cancel_and_wait(tasks, SignalingError)
-        print(
-            f"gateway stopped: {gateway.packets_sent} waveform packets, "
-            f"{gateway.events_sent} event messages",
-            file=sys.stderr,
-        )
-        return 0
+            await cancel_and_wait([main], SignalingError)
+    print(
+        f"gateway stopped: {gateway.packets_sent} waveform packets, "
+        f"{gateway.events_sent} event messages",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
