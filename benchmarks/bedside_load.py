@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from media.rtc.peer import MediaPeer
-from runtime.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait, spawn
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Answer, Offer
 from telemed.serve import DEMO_ACCOUNTS
@@ -69,7 +69,7 @@ class _Doctor:
                     sdp = await self.media.accept_offer(message.sdp)
                     await self.client.send(Answer(to=message.sender, sdp=sdp))
                     if video is None:
-                        video = asyncio.create_task(self._count_frames())
+                        video = spawn(self._count_frames(), "count-frames")
         finally:
             if video is not None:
                 await cancel_and_wait([video])
@@ -133,7 +133,7 @@ async def main(seconds: float) -> None:
             results = {"idle (no doctor)": await _windows(proc.pid, seconds)}
             for count in (1, 2):
                 doctor = _Doctor(base)
-                doctors.append((doctor, asyncio.create_task(doctor.run(cid))))
+                doctors.append((doctor, spawn(doctor.run(cid), f"doctor-{count}")))
                 await asyncio.sleep(5)  # connected, encoder warmed up
                 before = [d.frames for d, _ in doctors]
                 label = f"{count} doctor{'s' if count > 1 else ''} receiving"

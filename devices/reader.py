@@ -63,7 +63,9 @@ class DeviceReader:
         self.device_id = device_id or f"{driver.name}@{port}"
         self.options = options or ReaderOptions()
         self.events: DropOldestQueue[DeviceEvent] = DropOldestQueue(self.options.queue_size)
+        #: Links opened, and attempts to open one that failed.
         self.connections = 0
+        self.open_failures = 0
         self._last_state: DeviceState | None = None
         self._open = opener or (lambda: open_serial(port, driver.serial))
 
@@ -109,6 +111,7 @@ class DeviceReader:
         try:
             reader, writer = await self._open()
         except (SerialError, OSError) as exc:  # OSError: an opener for a network link
+            self.open_failures += 1
             self._status(DeviceState.DISCONNECTED, f"cannot open: {exc}")
             return False
         self.connections += 1

@@ -17,7 +17,7 @@ from devices.protocols.mllp import MllpFramer, frame
 from devices.simulation.hl7_monitor import Hl7MonitorSimulator
 from devices.simulation.patient import Patient, PatientParameters
 from devices.transports.mllp_tcp import Hl7Listener
-from runtime.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait, spawn
 from tests.helpers import eventually
 
 NUMERIC_CODES = [c for c in codes.ALL_CODES if c not in (codes.ECG_II, codes.PLETH)]
@@ -240,12 +240,12 @@ def test_framing_faults() -> None:
 
 async def test_monitor_gateway_over_tcp_with_a_listener_restart() -> None:
     listener = Hl7Listener("127.0.0.1", 0)
-    serving = asyncio.create_task(listener.run())
+    serving = spawn(listener.run(), "listener")
     await listener.ready.wait()
     port = listener.port
     patient = Patient(PatientParameters(heart_rate=88, spo2=95, rsa_bpm=0))
     monitor = Hl7MonitorSimulator("127.0.0.1", port, patient, period_s=0.2)
-    sending = asyncio.create_task(monitor.run())
+    sending = spawn(monitor.run(), "monitor")
     restarted: asyncio.Task[None] | None = None
     try:
         ecg_samples = 0
@@ -262,7 +262,7 @@ async def test_monitor_gateway_over_tcp_with_a_listener_restart() -> None:
         await eventually(lambda: monitor.failures > 0)
         acked = len(monitor.acks)
         listener = Hl7Listener("127.0.0.1", port)
-        restarted = asyncio.create_task(listener.run())
+        restarted = spawn(listener.run(), "listener")
         async with asyncio.timeout(10):
             while True:
                 event = await listener.events.get()

@@ -19,7 +19,7 @@ from devices.simulation.pty_link import PtyLink
 from devices.simulation.registry import SIMULATORS
 from devices.simulation.simulators import Cms50Simulator, Faults, Simulator
 from devices.transports.serial_port import open_serial
-from runtime.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait, spawn
 from tests.helpers import eventually
 
 FAST = ReaderOptions(backoff_initial_s=0.05, backoff_max_s=0.3)
@@ -51,10 +51,10 @@ async def _running(
     link = PtyLink(tmp_path / f"tty-{protocol}")
     patient = Patient(PatientParameters(heart_rate=80, spo2=96, rsa_bpm=0))
     simulator = SIMULATORS[protocol](link, patient, faults)
-    sim_task = asyncio.create_task(simulator.run())
-    await asyncio.sleep(0)  # let it plug in
+    sim_task = spawn(simulator.run(), "simulator")
+    await eventually(lambda: link.plugged)
     reader = DeviceReader(DRIVERS[protocol], link.path, options=FAST)
-    read_task = asyncio.create_task(reader.run())
+    read_task = spawn(reader.run(), "reader")
     try:
         yield simulator, reader, link
     finally:
@@ -73,8 +73,9 @@ async def test_device_over_pty_survives_unplug_and_replug(protocol: str, tmp_pat
         )
         assert isinstance(lost, DeviceStatus)
         assert lost.detail.startswith("link lost")  # the read failed with a SerialError
-        connections = reader.connections
-        await asyncio.sleep(0.8)  # several reopen attempts fail while the cable is out
+        connections, failures = reader.connections, reader.open_failures
+        # Several reopen attempts fail while the cable is out.
+        await eventually(lambda: reader.open_failures >= failures + 2)
         link.replug()
         statuses: list[DeviceState] = []
 
@@ -127,8 +128,8 @@ async def test_cms50_stops_streaming_without_keepalives(tmp_path: Path) -> None:
     "still connected" stops coming."""
     link = PtyLink(tmp_path / "tty")
     simulator = Cms50Simulator(link, keepalive_timeout_s=0.4)
-    task = asyncio.create_task(simulator.run())
-    await asyncio.sleep(0)
+    task = spawn(simulator.run(), "simulator")
+    await eventually(lambda: link.plugged)
     reader, writer = await open_serial(link.path, DRIVERS["cms50"].serial)
     try:
         with pytest.raises(TimeoutError):  # silent until asked

@@ -15,6 +15,7 @@ from media.rtc.wire import WirePacket
 from media.video.capture import CaptureThread, LatestFrame, SyntheticSource
 from media.video.processing import FrameProcessor, ProcessingSettings
 from media.video.stamp import read_stamp
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +29,7 @@ async def test_video_and_waveforms_between_two_peers() -> None:
     capture.start()
     try:
         await sender.accept_answer(await receiver.accept_offer(await sender.create_offer()))
-        async with asyncio.timeout(20):
-            while sender.waveforms.readyState != "open":
-                await asyncio.sleep(0.02)
+        await eventually(lambda: sender.waveforms.readyState == "open", timeout=20)
         sender.start()
         receiver.start()
         stamps: list[int] = []

@@ -145,7 +145,7 @@ async def test_one_pipeline_serves_several_viewers_and_idles_without_them() -> N
     processor = FrameProcessor(ProcessingSettings(160, 120))
     frames = ProcessedFrames(mailbox, processor)
     capture.start()
-    pipeline = asyncio.create_task(frames.run())
+    pipeline = spawn(frames.run(), "video-pipeline")
     try:
         await eventually(lambda: capture.frames >= 5)
         assert frames.processed == 0  # nobody watches: frames come, none is processed
