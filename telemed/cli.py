@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     gateway_cli.add_parser(sub)
     waveform_cli.add_parser(sub)
     bench = sub.add_parser("bench", help="latency and throughput benchmarks")
-    bench.add_argument("suite", choices=["latency", "relay", "decode", "qrs", "bedside"])
+    bench.add_argument("suite", choices=["latency", "audio", "relay", "decode", "qrs", "bedside"])
     bench.add_argument("options", nargs=argparse.REMAINDER, help="passed to the suite (--help)")
     return parser
 
@@ -99,6 +99,7 @@ def _bench(suite: str, options: list[str]) -> int:
     """Benchmarks load only when asked for: they pull in the whole media stack."""
     module = {
         "latency": "benchmarks.latency",
+        "audio": "benchmarks.audio_latency",
         "relay": "benchmarks.signaling_relay",
         "decode": "benchmarks.device_decode",
         "qrs": "benchmarks.qrs_accuracy",

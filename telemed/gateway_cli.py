@@ -124,6 +124,7 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
 
 async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None) -> int:
     from devices.simulation.patient import PatientParameters
+    from media.errors import MediaError
     from runtime.tasks import cancel_and_wait
     from signaling.client import SignalingError
     from telemed.gateway.runner import Gateway
@@ -145,8 +146,11 @@ async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None
         except SignalingError as exc:
             print(f"telemed: the server refused the gateway: {exc}", file=sys.stderr)
             return 1
+        except MediaError as exc:  # a camera or sound device that cannot be opened
+            print(f"telemed: {exc}", file=sys.stderr)
+            return 1
         finally:
-            await cancel_and_wait([main], SignalingError)
+            await cancel_and_wait([main], SignalingError, MediaError)
     print(
         f"gateway stopped: {gateway.packets_sent} waveform packets, "
         f"{gateway.events_sent} event messages",

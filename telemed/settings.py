@@ -52,6 +52,12 @@ class GatewayOptions(BaseModel):
     camera: str | None = None
     width: int = Field(default=640, ge=16, le=3840)
     height: int = Field(default=480, ge=16, le=2160)
+    #: The bedside's sound: ``alsa:DEVICE``, a WAV file, ``synthetic``; unset: no sound.
+    audio: str | None = None
+    #: ``voice`` (a room microphone) or ``stethoscope`` (heart and lung sounds, unfiltered).
+    audio_mode: Literal["voice", "stethoscope"] = "voice"
+    #: Where clinicians' talk-back is played: ``alsa:DEVICE`` or a WAV file; unset: none.
+    speaker: str | None = None
     #: Join this consultation; unset: follow the site's newest active consultation.
     consultation: str | None = None
 

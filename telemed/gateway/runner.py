@@ -27,6 +27,7 @@ from devices.reader import DeviceReader
 from devices.transports.mllp_tcp import Hl7Listener
 from media.audio import AudioMode
 from media.audio.capture import AudioCaptureThread, AudioMailbox
+from media.audio.errors import AudioDeviceError
 from media.audio.feed import AudioFeed
 from media.audio.sinks import SinkThread, open_audio_sink
 from media.audio.sources import open_audio_source, reopener
@@ -216,7 +217,10 @@ class Gateway:
         spec = self.config.audio
         if spec is None:
             return None
-        source = open_audio_source(spec)
+        try:
+            source = open_audio_source(spec)
+        except ValueError as exc:  # a spec that names nothing known
+            raise AudioDeviceError(str(exc)) from None
         mailbox = AudioMailbox(asyncio.get_running_loop())
         self._audio_capture = AudioCaptureThread(source, mailbox, reopener(spec), name=spec)
         self._audio_capture.start()
@@ -227,7 +231,10 @@ class Gateway:
     def _start_talkback(self) -> TalkBack | None:
         if self.config.speaker is None:
             return None
-        sink = SinkThread(open_audio_sink(self.config.speaker))
+        try:
+            sink = SinkThread(open_audio_sink(self.config.speaker))
+        except ValueError as exc:
+            raise AudioDeviceError(str(exc)) from None
         sink.start()
         log.info("talk-back plays on %s", self.config.speaker)
         return TalkBack(sink)

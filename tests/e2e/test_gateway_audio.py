@@ -10,9 +10,12 @@ on the same recording and its band levels printed: the speech high-pass shows be
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from pydantic import SecretStr
 
 from media.audio import AudioMode
 from media.audio.capture import AudioCaptureThread, AudioMailbox
@@ -31,6 +35,8 @@ from media.rtc.peer import MediaPeer
 from runtime.tasks import cancel_and_wait
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Answer, ConsultationAction, Offer, Role
+from telemed import gateway_cli
+from telemed.settings import GatewayOptions, Settings
 from tests.e2e.bedside import bedside
 from tests.helpers import PASSWORD, LiveServer
 from tests.media.audio_signals import (
@@ -214,3 +220,63 @@ async def test_voice_mode_on_the_same_recording(server: LiveServer, tmp_path: Pa
     errors = _band_errors(received, recording.astype(np.float32))
     print("voice, received minus sent (dB):", json.dumps(errors))
     assert abs(errors["150-200 Hz"]) <= 3.0  # above the speech high-pass: the sound is there
+
+
+def test_audio_flags_and_settings_reach_the_gateway_configuration(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        gateway=GatewayOptions(
+            name="bed-1",
+            key=SecretStr("k"),
+            site="wonju",
+            audio="alsa:plughw:1,0",
+            audio_mode="stethoscope",
+        ),
+    )
+    parser = argparse.ArgumentParser()
+    gateway_cli.add_parser(parser.add_subparsers())
+    from_settings = gateway_cli.config_from(parser.parse_args(["gateway"]), settings)
+    assert from_settings.audio == "alsa:plughw:1,0"
+    assert from_settings.audio_mode is AudioMode.STETHOSCOPE
+    assert from_settings.speaker is None
+    flags = ["gateway", "--audio", "synthetic", "--audio-mode", "voice"]
+    flags += ["--speaker", "alsa:default"]
+    flagged = gateway_cli.config_from(parser.parse_args(flags), settings)
+    assert (flagged.audio, flagged.audio_mode, flagged.speaker) == (
+        "synthetic",
+        AudioMode.VOICE,
+        "alsa:default",
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["gateway", "--audio-mode", "music"])
+
+
+async def test_an_absent_sound_device_stops_the_gateway_with_its_name(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """``telemed gateway --audio alsa:hw:9,0`` with no such card: exit status 1 and a line
+    naming the device, not a traceback; the same for a talk-back device."""
+    await server.add_gateway("bed-3.wonju", "wonju", "bed-3-key-0123456789abcdef0123456789")
+    key_file = tmp_path / "key"
+    key_file.write_text("bed-3-key-0123456789abcdef0123456789\n")
+    base = ["gateway", "--server", server.base_url, "--name", "bed-3.wonju"]
+    base += ["--key-file", str(key_file), "--site", "wonju"]
+    for extra, device in (
+        (["--audio", "alsa:hw:9,0"], "ALSA capture device 'hw:9,0'"),
+        (["--audio", "synthetic", "--speaker", "alsa:hw:9,0"], "ALSA playback device 'hw:9,0'"),
+    ):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "telemed",
+            *base,
+            *extra,
+            env={**os.environ, "TELEMED_DATA_DIR": str(tmp_path)},
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            _, err = await proc.communicate()
+        text = err.decode()
+        assert proc.returncode == 1, text
+        assert f"telemed: cannot open {device}" in text
+        assert "Traceback" not in text
