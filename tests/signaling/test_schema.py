@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from signaling.api_models import ConsultationOut
 from signaling.errors import ProtocolError
 from signaling.schema import (
     CLIENT_TYPES,
@@ -15,9 +16,14 @@ from signaling.schema import (
     Candidate,
     Chat,
     ClientMessage,
+    ConsultationInfo,
+    ConsultationState,
+    ConsultationSummary,
+    ConsultationUpdated,
     ErrorCode,
     Hello,
     Join,
+    Joined,
     Leave,
     Offer,
     Ping,
@@ -115,3 +121,63 @@ def test_arbitrary_bytes_never_escape_as_other_errors(data: bytes | str) -> None
         assert exc.reason
     else:  # valid by chance: then it must round-trip
         assert parse_client_message(encode(message)) == message
+
+
+def _summary(**changes: object) -> ConsultationSummary:
+    values: dict[str, object] = {
+        "id": "c-1",
+        "requesting_site": "wonju",
+        "consulting_site": "koriyama",
+        "state": "requested",
+        "consent_cross_border": True,
+        "reason": "",
+        "created_at": "2026-12-01T09:00:00+00:00",
+        "accepted_at": None,
+        "ended_at": None,
+        "allowed_actions": ["accept", "close"],
+    }
+    return ConsultationSummary.model_validate({**values, **changes})
+
+
+def test_consultation_updates_carry_nulls_as_the_http_api_does() -> None:
+    update = ConsultationUpdated(consultation=_summary())
+    text = encode(update)
+    assert json.loads(text)["consultation"] == _summary().model_dump(mode="json")
+    assert json.loads(text)["consultation"]["accepted_at"] is None
+    assert parse_server_message(text) == update
+    # The HTTP model is the same shape, so what one says the other reads.
+    out = ConsultationOut.model_validate_json(_summary(state="active").model_dump_json())
+    assert out.model_dump() == _summary(state="active").model_dump()
+
+
+def test_joined_replays_stored_chat_and_a_clients_id_is_only_a_field() -> None:
+    stored = Chat.model_validate(
+        {
+            "text": "血圧は?",
+            "id": 7,
+            "from": "p-1",
+            "sender_name": "Dr W",
+            "sender_site": "wonju",
+            "at": "2026-12-01T09:00:00Z",
+        }
+    )
+    info = ConsultationInfo(
+        id="c-1",
+        requesting_site="wonju",
+        consulting_site="koriyama",
+        state=ConsultationState.ACTIVE,
+        consent_cross_border=True,
+    )
+    joined = Joined(consultation=info, peers=[], members=[], chat=[stored])
+    assert parse_server_message(encode(joined)) == joined
+    assert json.loads(encode(joined))["chat"][0] == {
+        "type": "chat",
+        "text": "血圧は?",
+        "id": 7,
+        "from": "p-1",
+        "sender_name": "Dr W",
+        "sender_site": "wonju",
+        "at": "2026-12-01T09:00:00Z",
+    }
+    # A client may send an id (the server replaces it); it parses like any chat.
+    assert parse_client_message('{"type":"chat","text":"x","id":3}') == Chat(text="x", id=3)
