@@ -40,8 +40,11 @@ export class ListView {
     $("request-form").hidden = !(p.role === "doctor" || p.role === "technician");
     this.renderSites();
     try {
+      // Changes pushed while the list is fetched are newer than what the fetch returns.
+      this._pushed = new Map();
       const rows = await this.state.api.get("/api/consultations");
-      this.rows = new Map(rows.map((r) => [r.id, r]));
+      this.rows = new Map([...rows.map((r) => [r.id, r]), ...this._pushed]);
+      this._pushed = null;
       this.render();
     } catch (err) {
       $("list-error").textContent = errorText(err);
@@ -56,6 +59,7 @@ export class ListView {
   update(row) {
     const known = this.rows.get(row.id);
     this.rows.set(row.id, row);
+    this._pushed?.set(row.id, row);
     if (!known && row.state === "requested" && row.allowed_actions.includes(ConsultationAction.ACCEPT)) {
       notify(t("notice.newRequest", { from: siteName(this.state.sites, row.requesting_site), reason: row.reason || "" }),
         { kind: "request", chime: true, ms: 15000 });
