@@ -57,6 +57,8 @@ class AudioFeed:
         self._ended = False
         self.blocks = 0
         self.encoded = 0
+        #: Blocks the encoder failed on (skipped; the first logged).
+        self.failed = 0
 
     def track(self) -> MediaStreamTrack:
         """A new track for one connection."""
@@ -75,7 +77,13 @@ class AudioFeed:
                 payload = None
                 if self.encoder is not None:
                     # libopus takes ~0.1-0.3 ms a block: not the event loop's to spend.
-                    payload = await asyncio.to_thread(self.encoder.encode, block.samples)
+                    try:
+                        payload = await asyncio.to_thread(self.encoder.encode, block.samples)
+                    except Exception:  # one block lost (a gap the receiver conceals), not the feed
+                        self.failed += 1
+                        if self.failed == 1:
+                            log.exception("encoding the bedside's sound failed; block skipped")
+                        continue
                     self.encoded += 1
                 for viewer in list(self._viewers):
                     viewer.queue.put_latest((block, payload))

@@ -18,7 +18,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from media.audio import AudioMode
-from media.audio.capture import AudioCaptureThread, AudioMailbox
+from media.audio.capture import AudioBlock, AudioCaptureThread, AudioMailbox
 from media.audio.feed import AudioFeed
 from media.audio.sources import ToneSource
 from media.audio.talkback import decoded_mono
@@ -209,3 +209,24 @@ async def test_stethoscope_sound_and_talk_back_beside_video_and_waveforms() -> N
             await doctor.close()
     await camera.stop()
     processor.close()
+
+
+async def test_a_block_the_encoder_fails_on_is_skipped_and_the_sound_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mailbox = AudioMailbox(asyncio.get_running_loop())
+    feed = AudioFeed(mailbox, AudioMode.STETHOSCOPE)
+    task = asyncio.create_task(feed.run())
+    track = feed.track()
+    first = asyncio.create_task(track.recv())
+    await asyncio.sleep(0.05)  # attached
+    bad = AudioBlock(0, time.time(), np.zeros(480, np.float32))  # half a block
+    good = AudioBlock(1, time.time(), np.zeros(960, np.float32))
+    mailbox.put(bad)
+    mailbox.put(good)
+    packet = await first
+    assert packet.pts == 960  # the bad block skipped, the next one sent
+    assert feed.failed == 1 and "block skipped" in caplog.text
+    mailbox.put(None)
+    await task  # the feed ends with its source, not with the bad block
+    track.stop()
