@@ -224,10 +224,16 @@ class PeerSet:
     async def _play_talkback(self, connection: _Connection, talkback: TalkBack) -> None:
         """The clinician's decoded sound to the bedside's talk-back (which decides whether
         it is talking, and who has the floor)."""
+        failed = 0
         try:
             while True:
                 frame = await connection.media.audio_frames.get()
-                talkback.feed(connection.label, frame)
+                try:
+                    talkback.feed(connection.label, frame)
+                except Exception:  # a frame we cannot take: skipped, the first said
+                    failed += 1
+                    if failed == 1:
+                        log.exception("talk-back from %s: a frame failed", connection.label)
         finally:
             talkback.forget(connection.label)
 
