@@ -1,7 +1,6 @@
 // The consultation room: the bedside link (peer.js) with its vitals (vitals.js), the call
 // between the clinicians (call.js), presence, chat and ending. A Room lives from openRoom()
 // to close(); it uses the session's signaling socket (one per tab), joined to this room.
-import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
 import { Call } from "./call.js";
 import { formatDuration, formatTime, siteName } from "./format.js";
