@@ -1,4 +1,5 @@
-// The consultation room: the bedside link (peer.js) with its vitals (vitals.js), the call
+// The consultation room: the bedside link (peer.js) with its waveforms (waveforms.js) and
+// vital signs (numerics.js), the call
 // between the clinicians (call.js), presence, chat and ending. A Room lives from openRoom()
 // to close(); it uses the session's signaling socket (one per tab), joined to this room.
 import { t } from "./i18n.js";
@@ -8,7 +9,8 @@ import { errorText } from "./list.js";
 import { notify } from "./notice.js";
 import { BedsideLink } from "./peer.js";
 import { ConsultationAction } from "./protocol.js";
-import { VitalsView } from "./vitals.js";
+import { NumericsView } from "./numerics.js";
+import { WaveformView } from "./waveforms.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -55,7 +57,8 @@ export class Room {
     this.peers = new Map(); // peer id -> Peer (everyone online in the room)
     this.chat = new Map(); // message id -> chat message, in arrival order
     this.ended = row.state === "closed" || row.state === "cancelled";
-    this.vitals = new VitalsView();
+    this.waveforms = new WaveformView();
+    this.numerics = new NumericsView();
     this.signaling = state.signaling;
     this.link = new BedsideLink(this.signaling, iceServers);
     this.call = new Call(this.signaling, iceServers);
@@ -67,8 +70,8 @@ export class Room {
     this.link.addEventListener("audio", (e) => this._bedsideAudio(e.detail));
     this.link.addEventListener("hello", () => this._renderAudioKind());
     this.link.addEventListener("talk", (e) => { $("talk").hidden = !e.detail; });
-    this.link.addEventListener("waveform", (e) => this.vitals.waveform(e.detail));
-    this.link.addEventListener("event", (e) => this.vitals.event(e.detail));
+    this.link.addEventListener("waveform", (e) => this.waveforms.packet(e.detail));
+    this.link.addEventListener("event", (e) => this._bedsideEvent(e.detail));
     this.link.addEventListener("refused", (e) => {
       $("room-error").textContent = t("error.server", { detail: e.detail });
     });
@@ -87,11 +90,25 @@ export class Room {
       this.call.startMedia().then(() => this._listDevices());
     }
     const draw = () => {
-      this.vitals.draw();
+      this.waveforms.draw();
       this.frame = requestAnimationFrame(draw);
     };
     this.frame = requestAnimationFrame(draw);
-    this.ticker = setInterval(() => this.vitals.renderNumerics(), 1000);
+    this.ticker = setInterval(() => this.numerics.renderNumerics(), 1000);
+  }
+
+  /** A message of the bedside's events channel, to the view it concerns. */
+  _bedsideEvent(message) {
+    switch (message.type) {
+      case "channel":
+      case "quality":
+        this.waveforms.event(message);
+        break;
+      case "numeric":
+      case "status":
+        this.numerics.event(message);
+        break;
+    }
   }
 
   _on(target, kind, handler) {
@@ -121,7 +138,8 @@ export class Room {
   relabel() {
     this.renderTitle();
     setLinkState($("link-state").dataset.state || "link.waiting");
-    this.vitals.relabel();
+    this.waveforms.relabel();
+    this.numerics.relabel();
     this._renderParticipants();
     this._renderChat();
     this._renderAudioKind();
@@ -242,7 +260,8 @@ export class Room {
   async _showEnded() {
     $("close-consultation").hidden = true;
     setLinkState("link.ended");
-    this.vitals.freeze();
+    this.waveforms.freeze();
+    this.numerics.freeze();
     this._setChatEnabled(false);
     $("room-ended").hidden = false;
     let summary = null;
