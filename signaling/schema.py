@@ -301,7 +301,43 @@ class Error(_Message):
     ref: str | None = None
 
 
-ClientMessage = Hello | Join | Leave | Offer | Answer | Candidate | Chat | Ping
+class AlarmLimit(_Message):
+    """One parameter's alarm limits at the bedside: ``code`` is the parameter's key (e.g.
+    ``spo2``), ``low``/``high`` in its unit (None: no limit on that side), ``delay_s`` how
+    long a value must stay beyond a limit before it alarms."""
+
+    code: str = Field(min_length=1, max_length=64)
+    low: float | None = Field(default=None, allow_inf_nan=False)
+    high: float | None = Field(default=None, allow_inf_nan=False)
+    delay_s: float = Field(default=10.0, ge=0.0, le=120.0)
+
+
+class AlarmAck(_Message):
+    """A doctor acknowledges a bedside alarm. Sent by a doctor of the room (the server refuses
+    anyone else, and audits both); the server relays it to the room's gateways with ``from``
+    and ``by`` (the doctor's name) filled in. The gateway owns the alarm's state and tells
+    every viewer, over the events channel, that it was acknowledged."""
+
+    type: Literal["alarm-ack"] = "alarm-ack"
+    alarm_id: str = Field(min_length=1, max_length=128)
+    sender: _ID | None = Field(default=None, alias="from")
+    by: str | None = None
+
+
+class AlarmLimitsChange(_Message):
+    """The consulting site's doctor changes alarm limits from the room (audited, with the
+    old and new values as the gateway reports them); relayed to the room's gateways, which
+    apply them and tell every viewer the limits now in force."""
+
+    type: Literal["alarm-limits"] = "alarm-limits"
+    limits: list[AlarmLimit] = Field(min_length=1, max_length=32)
+    sender: _ID | None = Field(default=None, alias="from")
+    by: str | None = None
+
+
+ClientMessage = (
+    Hello | Join | Leave | Offer | Answer | Candidate | Chat | Ping | AlarmAck | AlarmLimitsChange
+)
 ServerMessage = (
     Welcome
     | Joined
@@ -314,6 +350,8 @@ ServerMessage = (
     | Chat
     | ConsultationStateChanged
     | ConsultationUpdated
+    | AlarmAck
+    | AlarmLimitsChange
     | Pong
     | Error
 )

@@ -136,7 +136,71 @@ class Ack(_Event):
     at: float
 
 
-EventMessage = Hello | ChannelInfo | Numeric | Beats | Quality | DeviceStatus | Ping | Ack
+class Alarm(_Event):
+    """One alarm condition at the bedside, as the gateway knows it: sent when it starts, when
+    anything about it changes (acknowledged, ended) and to a viewer who connects while it is
+    active. ``id`` is stable over the alarm's life and unique at this gateway.
+
+    Priorities and colours follow IEC 60601-1-8 (high red, medium yellow, low cyan).
+    ``source`` says who decided: the device itself, or the gateway's limit check."""
+
+    type: Literal["alarm"] = "alarm"
+    id: str = Field(min_length=1, max_length=128)
+    device: str
+    #: The parameter (``spo2``, ``heart_rate`` ...); None for a device-wide alarm.
+    code: str | None = None
+    #: A stable key for what is wrong (``spo2_low``, ``hr_high``, ``probe_off``,
+    #: ``disconnected``, or ``device`` for a device's own text).
+    condition: str = Field(min_length=1, max_length=64)
+    #: The device's own words, when it gave any.
+    text: str = Field(default="", max_length=256)
+    priority: Literal["high", "medium", "low"]
+    kind: Literal["physiological", "technical"]
+    source: Literal["device", "limit"]
+    state: Literal["active", "ended"]
+    #: When it started and ended (gateway clock, s since the epoch).
+    started: float
+    ended: float | None = None
+    #: The value that crossed the limit, and the limit (limit alarms), in the parameter's unit.
+    value: float | None = None
+    limit: float | None = None
+    unit: str = ""
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+
+
+class LimitInForce(_Event):
+    """A parameter's alarm limits at the gateway (see signaling's ``AlarmLimit``)."""
+
+    code: str
+    low: float | None = None
+    high: float | None = None
+    delay_s: float
+    unit: str = ""
+
+
+class AlarmLimits(_Event):
+    """The limits in force: sent to every new viewer and whenever they change."""
+
+    type: Literal["limits"] = "limits"
+    limits: list[LimitInForce]
+    #: Who changed them last (None: the defaults), and when.
+    changed_by: str | None = None
+    time: float
+
+
+EventMessage = (
+    Hello
+    | ChannelInfo
+    | Numeric
+    | Beats
+    | Quality
+    | DeviceStatus
+    | Alarm
+    | AlarmLimits
+    | Ping
+    | Ack
+)
 
 _ADAPTER: TypeAdapter[EventMessage] = TypeAdapter(
     Annotated[EventMessage, Field(discriminator="type")]
@@ -170,8 +234,9 @@ def json_schema() -> dict[str, Any]:
     schema = _ADAPTER.json_schema()
     for definition in schema["$defs"].values():
         # ``type`` has a default in the models (for building them), but every message on
-        # the wire carries it: required for readers.
-        definition["required"] = ["type", *definition.get("required", [])]
+        # the wire carries it: required for readers (parts of messages have none).
+        if "type" in definition.get("properties", {}):
+            definition["required"] = ["type", *definition.get("required", [])]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"telemed events channel, version {EVENTS_VERSION}"
     schema["version"] = EVENTS_VERSION

@@ -58,6 +58,9 @@ console.log(JSON.stringify(out));
 """
 
 BAD = [
+    '{"type":"limits","time":1,"limits":[{"code":"spo2","low":90}]}',
+    '{"type":"alarm","id":"a","device":"d","condition":"x","priority":"urgent",'
+    '"kind":"technical","source":"device","state":"active","started":1}',
     "{not json",
     "[1]",
     '{"type":"alarm-storm"}',

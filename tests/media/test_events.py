@@ -19,7 +19,8 @@ from tests.media.event_examples import EXAMPLES
 @pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: m.type)
 def test_every_message_round_trips_by_type(message: events.EventMessage) -> None:
     text = encode_event(message)
-    assert " " not in text.replace("bed-1.wonju", "")  # compact: readers never rely on it
+    # Compact (no spaces between tokens): a reader must never rely on the spacing.
+    assert json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False) == text
     assert parse_event(text) == message
     assert json.loads(text)["type"] == message.type
 

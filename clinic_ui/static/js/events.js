@@ -6,9 +6,11 @@ export { EVENTS_VERSION };
 
 export class EventError extends Error {}
 
-/** The schema of each message type, by its `type`. */
+/** The schema of each message type, by its `type` (other definitions are parts of them). */
 const BY_TYPE = new Map(
-  Object.values(EVENTS_SCHEMA.$defs).map((def) => [def.properties.type.const, def]),
+  Object.values(EVENTS_SCHEMA.$defs)
+    .filter((def) => def.properties?.type?.const)
+    .map((def) => [def.properties.type.const, def]),
 );
 
 function jsonType(value) {
@@ -20,11 +22,18 @@ function jsonType(value) {
 
 /** Why `value` does not match `schema` (the subset our generated schema uses), or null. */
 function mismatch(value, schema, where) {
+  if (schema.$ref) {
+    const def = EVENTS_SCHEMA.$defs[schema.$ref.replace("#/$defs/", "")];
+    return def ? objectMismatch(value, def, where) : `${where}: unknown part ${schema.$ref}`;
+  }
   if (schema.anyOf) {
     return schema.anyOf.some((s) => mismatch(value, s, where) === null)
       ? null : `${where}: ${JSON.stringify(value)} matches none of the allowed types`;
   }
   if ("const" in schema && value !== schema.const) return `${where}: must be ${JSON.stringify(schema.const)}`;
+  if (schema.enum && !schema.enum.includes(value)) {
+    return `${where}: ${JSON.stringify(value)} is not one of ${schema.enum.join(", ")}`;
+  }
   if (schema.type) {
     const actual = jsonType(value);
     const ok = actual === schema.type || (schema.type === "number" && actual === "integer");
@@ -49,6 +58,21 @@ function mismatch(value, schema, where) {
   return null;
 }
 
+/** Why the object `value` does not match the object schema `def`, or null. */
+function objectMismatch(value, def, where) {
+  if (jsonType(value) !== "object") return `${where}: expected object, got ${jsonType(value)}`;
+  for (const field of def.required ?? []) {
+    if (!(field in value)) return `${where ? `${where}.` : ""}${field}: required`;
+  }
+  for (const [field, schema] of Object.entries(def.properties ?? {})) {
+    if (field in value) {
+      const bad = mismatch(value[field], schema, where ? `${where}.${field}` : field);
+      if (bad) return bad;
+    }
+  }
+  return null;
+}
+
 /** One message from its JSON text; throws EventError with the reason when it is not ours.
  *  Fields the schema does not name are ignored (added later within the version). */
 export function parseEvent(text) {
@@ -62,15 +86,8 @@ export function parseEvent(text) {
   if (jsonType(message) !== "object") throw new EventError("a message is a JSON object");
   const def = BY_TYPE.get(message.type);
   if (!def) throw new EventError(`unknown type ${JSON.stringify(message.type)}`);
-  for (const field of def.required ?? []) {
-    if (!(field in message)) throw new EventError(`${field}: required`);
-  }
-  for (const [field, schema] of Object.entries(def.properties)) {
-    if (field in message) {
-      const bad = mismatch(message[field], schema, field);
-      if (bad) throw new EventError(bad);
-    }
-  }
+  const bad = objectMismatch(message, def, "");
+  if (bad) throw new EventError(bad);
   return message;
 }
 

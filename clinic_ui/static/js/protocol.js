@@ -75,6 +75,207 @@ export const EVENTS_SCHEMA = {
       "title": "Ack",
       "type": "object"
     },
+    "Alarm": {
+      "description": "One alarm condition at the bedside, as the gateway knows it: sent when it starts, when\nanything about it changes (acknowledged, ended) and to a viewer who connects while it is\nactive. ``id`` is stable over the alarm's life and unique at this gateway.\n\nPriorities and colours follow IEC 60601-1-8 (high red, medium yellow, low cyan).\n``source`` says who decided: the device itself, or the gateway's limit check.",
+      "properties": {
+        "acknowledged_at": {
+          "anyOf": [
+            {
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Acknowledged At"
+        },
+        "acknowledged_by": {
+          "anyOf": [
+            {
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Acknowledged By"
+        },
+        "code": {
+          "anyOf": [
+            {
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Code"
+        },
+        "condition": {
+          "maxLength": 64,
+          "minLength": 1,
+          "title": "Condition",
+          "type": "string"
+        },
+        "device": {
+          "title": "Device",
+          "type": "string"
+        },
+        "ended": {
+          "anyOf": [
+            {
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Ended"
+        },
+        "id": {
+          "maxLength": 128,
+          "minLength": 1,
+          "title": "Id",
+          "type": "string"
+        },
+        "kind": {
+          "enum": [
+            "physiological",
+            "technical"
+          ],
+          "title": "Kind",
+          "type": "string"
+        },
+        "limit": {
+          "anyOf": [
+            {
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Limit"
+        },
+        "priority": {
+          "enum": [
+            "high",
+            "medium",
+            "low"
+          ],
+          "title": "Priority",
+          "type": "string"
+        },
+        "source": {
+          "enum": [
+            "device",
+            "limit"
+          ],
+          "title": "Source",
+          "type": "string"
+        },
+        "started": {
+          "title": "Started",
+          "type": "number"
+        },
+        "state": {
+          "enum": [
+            "active",
+            "ended"
+          ],
+          "title": "State",
+          "type": "string"
+        },
+        "text": {
+          "default": "",
+          "maxLength": 256,
+          "title": "Text",
+          "type": "string"
+        },
+        "type": {
+          "const": "alarm",
+          "default": "alarm",
+          "title": "Type",
+          "type": "string"
+        },
+        "unit": {
+          "default": "",
+          "title": "Unit",
+          "type": "string"
+        },
+        "value": {
+          "anyOf": [
+            {
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Value"
+        }
+      },
+      "required": [
+        "type",
+        "id",
+        "device",
+        "condition",
+        "priority",
+        "kind",
+        "source",
+        "state",
+        "started"
+      ],
+      "title": "Alarm",
+      "type": "object"
+    },
+    "AlarmLimits": {
+      "description": "The limits in force: sent to every new viewer and whenever they change.",
+      "properties": {
+        "changed_by": {
+          "anyOf": [
+            {
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Changed By"
+        },
+        "limits": {
+          "items": {
+            "$ref": "#/$defs/LimitInForce"
+          },
+          "title": "Limits",
+          "type": "array"
+        },
+        "time": {
+          "title": "Time",
+          "type": "number"
+        },
+        "type": {
+          "const": "limits",
+          "default": "limits",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "limits",
+        "time"
+      ],
+      "title": "AlarmLimits",
+      "type": "object"
+    },
     "Beats": {
       "description": "R peaks or pulse peaks found in a waveform, on the waveform's own clock.",
       "properties": {
@@ -237,6 +438,54 @@ export const EVENTS_SCHEMA = {
       "title": "Hello",
       "type": "object"
     },
+    "LimitInForce": {
+      "description": "A parameter's alarm limits at the gateway (see signaling's ``AlarmLimit``).",
+      "properties": {
+        "code": {
+          "title": "Code",
+          "type": "string"
+        },
+        "delay_s": {
+          "title": "Delay S",
+          "type": "number"
+        },
+        "high": {
+          "anyOf": [
+            {
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "High"
+        },
+        "low": {
+          "anyOf": [
+            {
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Low"
+        },
+        "unit": {
+          "default": "",
+          "title": "Unit",
+          "type": "string"
+        }
+      },
+      "required": [
+        "code",
+        "delay_s"
+      ],
+      "title": "LimitInForce",
+      "type": "object"
+    },
     "Numeric": {
       "description": "One value of one parameter from one device (or derived by the gateway).",
       "properties": {
@@ -395,11 +644,13 @@ export const EVENTS_SCHEMA = {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "discriminator": {
     "mapping": {
+      "alarm": "#/$defs/Alarm",
       "beats": "#/$defs/Beats",
       "channel": "#/$defs/ChannelInfo",
       "hb": "#/$defs/Ping",
       "hb-ack": "#/$defs/Ack",
       "hello": "#/$defs/Hello",
+      "limits": "#/$defs/AlarmLimits",
       "numeric": "#/$defs/Numeric",
       "quality": "#/$defs/Quality",
       "status": "#/$defs/DeviceStatus"
@@ -424,6 +675,12 @@ export const EVENTS_SCHEMA = {
     },
     {
       "$ref": "#/$defs/DeviceStatus"
+    },
+    {
+      "$ref": "#/$defs/Alarm"
+    },
+    {
+      "$ref": "#/$defs/AlarmLimits"
     },
     {
       "$ref": "#/$defs/Ping"
