@@ -189,6 +189,25 @@ class AlarmLimits(_Event):
     time: float
 
 
+class SourceChoice(_Event):
+    """Viewer → bedside: show ``device``'s value as the primary one for the parameter
+    ``code`` (when two devices measure it, e.g. SpO2 from the monitor and an oximeter). The
+    gateway takes it from a technician's connection only."""
+
+    type: Literal["source"] = "source"
+    code: str = Field(min_length=1, max_length=64)
+    device: str = Field(min_length=1, max_length=128)
+
+
+class Sources(_Event):
+    """Bedside → viewers: the device whose value is primary for each parameter measured by
+    more than one (default: the patient monitor), and who chose it last."""
+
+    type: Literal["sources"] = "sources"
+    primary: dict[str, str]
+    chosen_by: str | None = None
+
+
 EventMessage = (
     Hello
     | ChannelInfo
@@ -198,6 +217,8 @@ EventMessage = (
     | DeviceStatus
     | Alarm
     | AlarmLimits
+    | SourceChoice
+    | Sources
     | Ping
     | Ack
 )

@@ -639,6 +639,72 @@ export const EVENTS_SCHEMA = {
       ],
       "title": "Quality",
       "type": "object"
+    },
+    "SourceChoice": {
+      "description": "Viewer \u2192 bedside: show ``device``'s value as the primary one for the parameter\n``code`` (when two devices measure it, e.g. SpO2 from the monitor and an oximeter). The\ngateway takes it from a technician's connection only.",
+      "properties": {
+        "code": {
+          "maxLength": 64,
+          "minLength": 1,
+          "title": "Code",
+          "type": "string"
+        },
+        "device": {
+          "maxLength": 128,
+          "minLength": 1,
+          "title": "Device",
+          "type": "string"
+        },
+        "type": {
+          "const": "source",
+          "default": "source",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "code",
+        "device"
+      ],
+      "title": "SourceChoice",
+      "type": "object"
+    },
+    "Sources": {
+      "description": "Bedside \u2192 viewers: the device whose value is primary for each parameter measured by\nmore than one (default: the patient monitor), and who chose it last.",
+      "properties": {
+        "chosen_by": {
+          "anyOf": [
+            {
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Chosen By"
+        },
+        "primary": {
+          "additionalProperties": {
+            "type": "string"
+          },
+          "title": "Primary",
+          "type": "object"
+        },
+        "type": {
+          "const": "sources",
+          "default": "sources",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "primary"
+      ],
+      "title": "Sources",
+      "type": "object"
     }
   },
   "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -653,6 +719,8 @@ export const EVENTS_SCHEMA = {
       "limits": "#/$defs/AlarmLimits",
       "numeric": "#/$defs/Numeric",
       "quality": "#/$defs/Quality",
+      "source": "#/$defs/SourceChoice",
+      "sources": "#/$defs/Sources",
       "status": "#/$defs/DeviceStatus"
     },
     "propertyName": "type"
@@ -681,6 +749,12 @@ export const EVENTS_SCHEMA = {
     },
     {
       "$ref": "#/$defs/AlarmLimits"
+    },
+    {
+      "$ref": "#/$defs/SourceChoice"
+    },
+    {
+      "$ref": "#/$defs/Sources"
     },
     {
       "$ref": "#/$defs/Ping"
