@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from aiortc import MediaStreamTrack, RTCIceServer
 
 from media.audio.talkback import TalkBack
+from media.rtc.events import EventMessage
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.wire import WirePacket
 from runtime.tasks import cancel_and_wait, spawn
@@ -69,7 +70,11 @@ class PeerSet:
         *,
         audio: Callable[[], MediaStreamTrack] | None = None,
         talkback: TalkBack | None = None,
+        on_message: Callable[[Peer, EventMessage], None] | None = None,
     ) -> None:
+        """``on_message``: what a clinician's connection sends on the events channel (the
+        heartbeat aside), with the clinician it came from."""
+        self._on_message = on_message
         self._open_timeout_s = open_timeout_s
         self._send = send
         self._ice_servers = ice_servers
@@ -214,12 +219,21 @@ class PeerSet:
                 event = await connection.media.events.get()
                 if event.kind is PeerEventKind.DEAD:
                     break
-                if event.kind is PeerEventKind.MESSAGE:
-                    log.info("message from %s: %r", connection.peer.peer_id, event.message)
+                if event.kind is PeerEventKind.MESSAGE and event.message is not None:
+                    self._message(connection.peer, event.message)
             log.warning("connection to %s died; offering again", connection.peer.peer_id)
         self.deaths += 1
         with contextlib.suppress(asyncio.QueueFull):  # full: a restart of it is queued
             self._dead.put_nowait(connection)
+
+    def _message(self, peer: Peer, message: EventMessage) -> None:
+        if self._on_message is None:
+            log.info("message from %s ignored: %r", peer.peer_id, message)
+            return
+        try:
+            self._on_message(peer, message)
+        except Exception:  # one bad message must not end this connection's supervision
+            log.exception("message from %s failed: %r", peer.peer_id, message)
 
     async def _play_talkback(self, connection: _Connection, talkback: TalkBack) -> None:
         """The clinician's decoded sound to the bedside's talk-back (which decides whether

@@ -32,7 +32,7 @@ from media.audio.feed import AudioFeed
 from media.audio.sinks import SinkThread, open_audio_sink
 from media.audio.sources import open_audio_source, reopener
 from media.audio.talkback import TalkBack
-from media.rtc.events import Hello, encode_event
+from media.rtc.events import EventMessage, Hello, Numeric, SourceChoice, encode_event
 from media.rtc.tracks import ProcessedFrames
 from media.rtc.wire import WirePacket
 from media.video.capture import (
@@ -52,11 +52,14 @@ from signaling.schema import (
     Error,
     Joined,
     Offer,
+    Peer,
     PeerJoined,
     PeerLeft,
+    Role,
     ServerMessage,
 )
 from telemed.gateway.peers import OPEN_TIMEOUT_S, PeerSet
+from telemed.gateway.sources import PrimarySources
 from telemed.gateway.vitals import VitalsProcessor
 
 log = logging.getLogger(__name__)
@@ -126,6 +129,9 @@ class Gateway:
         )
         self.vitals = VitalsProcessor(config.mains_hz)
         self.sources: list[Source] = [self._source(spec) for spec in config.devices]
+        #: Which device is primary for a parameter two of them measure.
+        devices = zip(self.sources, config.devices, strict=True)
+        self.primary = PrimarySources([(s.device_id, spec.protocol) for s, spec in devices])
         self.consultation_id: str | None = None
         #: Messages a newly connected clinician gets first: channel metadata, the latest
         #: value of each numeric, each device's state. Touched on the event loop only.
@@ -165,6 +171,7 @@ class Gateway:
                 self.config.peer_open_timeout_s,
                 audio=audio.track if audio is not None else None,
                 talkback=self.talkback,
+                on_message=self._viewer_message,
             )
             async with asyncio.TaskGroup() as tasks:
                 if frames is not None:
@@ -282,11 +289,39 @@ class Gateway:
                     if self.peers is not None:
                         self.peers.send_waveform(item)
                     continue
-                if item.retain is not None:
-                    self._retained[item.retain] = item.text
-                self.events_sent += 1
-                if self.peers is not None:
-                    self.peers.send_event(item.text)
+                self._broadcast(item.text, item.retain)
+                if isinstance(item.message, Numeric) and not item.message.derived:
+                    sources = self.primary.observe(item.message.code, item.message.device)
+                    if sources is not None:
+                        self._broadcast(encode_event(sources), ("sources",))
+
+    def _broadcast(self, text: str, retain: tuple[str, ...] | None) -> None:
+        """An events-channel message to every viewer; a retained one is also what a viewer
+        connecting later is told first."""
+        if retain is not None:
+            self._retained[retain] = text
+        self.events_sent += 1
+        if self.peers is not None:
+            self.peers.send_event(text)
+
+    def _viewer_message(self, peer: Peer, message: EventMessage) -> None:
+        """What a clinician's browser sends on the events channel."""
+        if isinstance(message, SourceChoice):
+            if peer.role is not Role.TECHNICIAN:
+                log.warning(
+                    "source choice from %s (%s) refused: technicians choose", peer.name, peer.role
+                )
+                return
+            sources = self.primary.choose(message.code, message.device, peer.name)
+            if sources is None:
+                log.warning(
+                    "source choice %s refused: %s never measured it", message, message.device
+                )
+                return
+            log.info("%s chose %s for %s", peer.name, message.device, message.code)
+            self._broadcast(encode_event(sources), ("sources",))
+        else:
+            log.info("message from %s ignored: %s", peer.name, message.type)
 
     # -- signaling -------------------------------------------------------------------------
 
