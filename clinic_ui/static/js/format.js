@@ -5,8 +5,21 @@ import { t } from "./i18n.js";
 /** UCUM unit codes as a clinician writes them ("{1}": a signal without a physical unit). */
 const UNITS = { "/min": "/min", "%": "%", "mm[Hg]": "mmHg", "Cel": "°C", "{1}": "" };
 
-export function displayUnit(ucum) {
+/** Rates of the heart as clinicians write them. */
+const BEATS = new Set(["heart_rate", "pulse_rate"]);
+
+/** The unit as a clinician reads it; `code` (optional) tells heart rates (bpm) apart. */
+export function displayUnit(ucum, code = "") {
+  if (ucum === "/min" && BEATS.has(code)) return "bpm";
   return UNITS[ucum] ?? ucum ?? "";
+}
+
+/** How long ago, in words: "12 s ago", "3 min ago", "2 h ago". */
+export function formatAge(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 120) return t("age.seconds", { n: s });
+  if (s < 7200) return t("age.minutes", { n: Math.round(s / 60) });
+  return t("age.hours", { n: Math.round(s / 3600) });
 }
 
 export function formatValue(v) {

@@ -50,6 +50,7 @@ export class BedsideLink extends EventTarget {
     waves.binaryType = "arraybuffer";
     waves.onmessage = (event) => this._onWaveform(event.data);
     const events = pc.createDataChannel("events", { negotiated: true, id: EVENT_CHANNEL_ID });
+    this._events = events;
     events.onmessage = (event) => this._onEvent(events, event.data);
     events.onopen = () => { this.lastHeard = Date.now(); this._setState("connected"); };
     pc.ontrack = (event) => {
@@ -99,6 +100,15 @@ export class BedsideLink extends EventTarget {
   _mediaSection(pc, mid) {
     const sections = pc.remoteDescription.sdp.split(/\r\n(?=m=)/);
     return sections.find((section) => section.includes(`a=mid:${mid}\r\n`)) ?? "";
+  }
+
+  /** Send a message of ours on the events channel (events.js validates what comes back);
+   *  false when the link is not open. */
+  sendEvent(message) {
+    const channel = this._events;
+    if (!channel || channel.readyState !== "open") return false;
+    channel.send(JSON.stringify(message));
+    return true;
   }
 
   /** The track to send for talk-back (a microphone clone, enabled only while talking). */

@@ -58,7 +58,10 @@ export class Room {
     this.chat = new Map(); // message id -> chat message, in arrival order
     this.ended = row.state === "closed" || row.state === "cancelled";
     this.waveforms = new WaveformView();
-    this.numerics = new NumericsView();
+    this.numerics = new NumericsView({
+      canChoose: state.api.principal?.role === "technician",
+      choose: (code, device) => this.link.sendEvent({ type: "source", code, device }),
+    });
     this.signaling = state.signaling;
     this.link = new BedsideLink(this.signaling, iceServers);
     this.call = new Call(this.signaling, iceServers);
@@ -106,6 +109,7 @@ export class Room {
         break;
       case "numeric":
       case "status":
+      case "sources":
         this.numerics.event(message);
         break;
     }
