@@ -7,6 +7,7 @@ common clinic screen sizes."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -278,3 +279,48 @@ async def test_one_screen_holds_video_ecg_and_vitals(server: LiveServer) -> None
             assert missing == [], missing
     finally:
         await tech.close()
+
+
+async def test_tiles_name_their_devices_and_a_technician_chooses_the_primary(
+    server: LiveServer,
+) -> None:
+    """A monitor and an oximeter both measure SpO2 and pulse rate: both values show, each
+    named; the monitor's is primary until the Wonju technician chooses the oximeter, which
+    the Koriyama doctor's screen then shows. NIBP is one tile; heart rate in bpm."""
+    await _clinicians(server)
+    tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
+    await tech.login()
+    row = await tech.request_consultation("koriyama", False, "two oximeters")
+    doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
+    await doctor.login()
+    await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
+    await doctor.close()
+    await tech.close()
+    room = f"#/consultations/{row.id}"
+    async with bedside(server, monitor=True), chromium() as browser:
+        pages = []
+        for user in ("doctor.koriyama", "tech.wonju"):
+            page = await (await browser.new_context(locale="en-US")).new_page()
+            await in_english(page)
+            await sign_in(page, server.base_url, user, PASSWORD, room)
+            pages.append(page)
+        koriyama, wonju = pages
+        spo2 = koriyama.locator("#num-spo2")
+        await expect(spo2).to_have_attribute("data-device", "monitor-1", timeout=30_000)
+        await expect(spo2.locator(".device")).to_have_text("monitor-1")
+        await expect(spo2.locator(".others li[data-device='oximeter-1']")).to_contain_text(
+            re.compile(r"^oximeter-1: \d+ %$"), timeout=15_000
+        )
+        await expect(koriyama.locator("#num-heart_rate .unit")).to_have_text("bpm")
+        nibp = koriyama.locator("#num-nibp")
+        await expect(nibp.locator(".value")).to_have_text(re.compile(r"^\d+/\d+ \(\d+\)$"))
+        await expect(nibp.locator(".unit")).to_have_text("mmHg")
+        await expect(nibp.locator(".note")).to_contain_text("cuff")
+        assert "measured" in (await spo2.locator(".value").get_attribute("title") or "")
+        # Only the technician is offered the choice.
+        await expect(koriyama.locator("#num-spo2 select.source")).to_be_hidden()
+        choice = wonju.locator("#num-spo2 select.source")
+        await expect(choice).to_be_visible(timeout=15_000)
+        await choice.select_option("oximeter-1")
+        await expect(spo2).to_have_attribute("data-device", "oximeter-1", timeout=10_000)
+        await expect(spo2.locator(".others li[data-device='monitor-1']")).to_be_visible()
