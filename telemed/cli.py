@@ -81,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     gateway_cli.add_parser(sub)
     waveform_cli.add_parser(sub)
     bench = sub.add_parser("bench", help="latency and throughput benchmarks")
-    bench.add_argument("suite", choices=["latency", "audio", "relay", "decode", "qrs", "bedside"])
+    bench.add_argument(
+        "suite", choices=["latency", "audio", "call", "relay", "decode", "qrs", "bedside"]
+    )
     bench.add_argument("options", nargs=argparse.REMAINDER, help="passed to the suite (--help)")
     return parser
 
@@ -100,6 +102,7 @@ def _bench(suite: str, options: list[str]) -> int:
     module = {
         "latency": "benchmarks.latency",
         "audio": "benchmarks.audio_latency",
+        "call": "benchmarks.call_latency",
         "relay": "benchmarks.signaling_relay",
         "decode": "benchmarks.device_decode",
         "qrs": "benchmarks.qrs_accuracy",
