@@ -60,6 +60,9 @@ class ErrorCode(enum.StrEnum):
     NOT_ACTIVE = "not_active"
     UNKNOWN_PEER = "unknown_peer"
     RATE_LIMITED = "rate_limited"
+    #: In the room, but the role or site may not do this (an alarm acknowledgement by a
+    #: technician, a limit change from the requesting site).
+    NOT_PERMITTED = "not_permitted"
     INTERNAL = "internal"
 
 
@@ -142,6 +145,63 @@ class ConsultationInfo(_Message):
     consent_cross_border: bool
 
 
+class Sex(enum.StrEnum):
+    """Administrative sex, as FHIR's ``AdministrativeGender``."""
+
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+#: The fields of :class:`PatientView` that identify a person. They are absent (not null:
+#: the key itself is left out) from every view the requesting site's patient has not
+#: consented to send across the border; :mod:`signaling.patient` decides.
+IDENTIFYING_FIELDS: tuple[str, ...] = (
+    "name",
+    "name_romanised",
+    "birth_year",
+    "age",
+    "ward",
+    "bed",
+)
+
+
+class PatientView(_Message):
+    """The patient of a consultation as one recipient may see them. Everyone who may see
+    the consultation gets the pseudonym, the age band, sex and the clinical data (reason,
+    allergies); the identifying fields (:data:`IDENTIFYING_FIELDS`) only the requesting
+    site, or anyone when the patient consented to cross-border transfer (``identified``)."""
+
+    #: The requesting site's pseudonymous id: meaningful only where the key to it is kept.
+    pseudonym: str
+    #: Ten-year band of the age when the consultation was requested (``60-69``; ``90+``
+    #: above 89, as HIPAA's safe harbour aggregates); None when no age was given.
+    age_band: str | None
+    sex: Sex
+    #: Why the patient is being seen, and known allergies: clinical data, always sent.
+    reason: str
+    allergies: list[str]
+    #: True when the identifying fields below are part of this view.
+    identified: bool
+    name: str | None = None
+    name_romanised: str | None = None
+    birth_year: int | None = None
+    #: In years, when the consultation was requested (from the year of birth if given).
+    age: int | None = None
+    ward: str | None = None
+    bed: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _withhold(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Withheld fields are left out, key and all: nothing about them crosses the border.
+        data: dict[str, Any] = handler(self)
+        if not self.identified:
+            for name in IDENTIFYING_FIELDS:
+                data.pop(name, None)
+        return data
+
+
 class ConsultationSummary(ConsultationInfo):
     """A consultation as one principal sees it: the HTTP API's ``ConsultationOut`` and what
     ``consultation`` messages carry. Times are ISO 8601 strings in UTC."""
@@ -152,6 +212,8 @@ class ConsultationSummary(ConsultationInfo):
     ended_at: str | None
     #: What the recipient may do with it now (by its state, their role and site).
     allowed_actions: list[ConsultationAction]
+    #: The patient as the recipient may see them (None: the request named no patient).
+    patient: PatientView | None = None
 
 
 class Hello(_Message):

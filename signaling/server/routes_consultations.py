@@ -66,7 +66,12 @@ async def create_consultation(
     """Request a consultation from another site; the caller's site is the requesting site."""
     try:
         row = await store.create(
-            svc.db, principal, body.consulting_site, body.consent_cross_border, body.reason
+            svc.db,
+            principal,
+            body.consulting_site,
+            body.consent_cross_border,
+            body.reason,
+            body.patient,
         )
     except ConsultationError as exc:
         await svc.record("consultation.create", principal, source_addr(request), outcome="denied")
@@ -76,7 +81,10 @@ async def create_consultation(
         principal,
         source_addr(request),
         consultation_id=row.id,
-        detail={"consent_cross_border": row.consent_cross_border},
+        detail={
+            "consent_cross_border": row.consent_cross_border,
+            "patient": body.patient.pseudonym if body.patient else None,
+        },
     )
     svc.consultation_changed(row)
     return _out(row, principal)

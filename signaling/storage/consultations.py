@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -11,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from signaling.auth import Principal
 from signaling.consultation_fsm import TRANSITIONS, ConsultationEvent, next_state
 from signaling.errors import ConsultationNotFound, InvalidRequest, NotPermitted
+from signaling.patient import view_for
 from signaling.schema import (
     ConsultationAction,
     ConsultationInfo,
@@ -25,10 +28,14 @@ from signaling.storage.models import (
     ConsultationRow,
     GatewayRow,
     MemberRow,
+    PatientRow,
     SiteRow,
     UserRow,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from signaling.api_models import PatientIn
 
 
 def info(row: ConsultationRow) -> ConsultationInfo:
@@ -50,6 +57,7 @@ def describe(principal: Principal, row: ConsultationRow) -> ConsultationSummary:
         accepted_at=row.accepted_at.isoformat() if row.accepted_at else None,
         ended_at=row.ended_at.isoformat() if row.ended_at else None,
         allowed_actions=allowed_actions(principal, row),
+        patient=view_for(principal, row),
     )
 
 
@@ -83,29 +91,52 @@ async def create(
     consulting_site: str,
     consent_cross_border: bool,
     reason: str,
+    patient: PatientIn | None = None,
 ) -> ConsultationRow:
-    """A doctor or technician at the requesting (patient's) site asks another site.
+    """A doctor or technician at the requesting (patient's) site asks another site, about
+    ``patient`` when given.
 
     Raises :class:`NotPermitted` or :class:`InvalidRequest`."""
     if principal.kind is not PrincipalKind.USER or not principal.is_clinician:
         raise NotPermitted("only doctors and technicians request consultations")
     if consulting_site == principal.site:
         raise InvalidRequest("the consulting site must be another site")
+    now = utcnow()
+    if patient is not None and patient.birth_year is not None and patient.birth_year > now.year:
+        raise InvalidRequest(f"year of birth {patient.birth_year} is in the future")
     async with db.session() as session:
         if await session.get(SiteRow, consulting_site) is None:
             raise InvalidRequest(f"unknown site {consulting_site!r}")
+        cid = f"c-{secrets.token_hex(8)}"
         row = ConsultationRow(
-            id=f"c-{secrets.token_hex(8)}",
+            id=cid,
             requesting_site=principal.site,
             consulting_site=consulting_site,
             state=str(ConsultationState.REQUESTED),
             consent_cross_border=consent_cross_border,
             reason=reason,
             created_by=principal.id,
-            created_at=utcnow(),
+            created_at=now,
+            patient=_patient_row(cid, patient) if patient is not None else None,
         )
         session.add(row)
     return row
+
+
+def _patient_row(consultation_id: str, patient: PatientIn) -> PatientRow:
+    return PatientRow(
+        consultation_id=consultation_id,
+        pseudonym=patient.pseudonym,
+        birth_year=patient.birth_year,
+        age=patient.age,
+        sex=str(patient.sex),
+        ward=patient.ward,
+        bed=patient.bed,
+        reason=patient.reason,
+        allergies=json.dumps(patient.allergies, ensure_ascii=False),
+        name=patient.name,
+        name_romanised=patient.name_romanised,
+    )
 
 
 async def get(db: Database, consultation_id: str) -> ConsultationRow | None:

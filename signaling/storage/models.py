@@ -6,17 +6,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -110,6 +113,8 @@ class ConsultationRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Who the consultation is about; loaded with the consultation (it shapes every view).
+    patient: Mapped[PatientRow | None] = relationship(lazy="selectin", uselist=False)
 
 
 class MemberRow(Base):
@@ -191,3 +196,109 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class PatientRow(Base):
+    """The patient a consultation is about, as the requesting (bedside) site named them.
+
+    Kept apart from the consultation so that the identifying fields live in one table:
+    :mod:`signaling.patient` decides, per recipient, which of them leave the requesting
+    site. ``allergies`` is a JSON list of strings."""
+
+    __tablename__ = "consultation_patients"
+
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(64))
+    birth_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    age: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sex: Mapped[str] = mapped_column(String(8))
+    ward: Mapped[str] = mapped_column(String(64))
+    bed: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    allergies: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(128))
+    name_romanised: Mapped[str] = mapped_column(String(128))
+
+
+class VitalSeriesRow(Base):
+    """One parameter of one device (or derived by the gateway) in one consultation: what
+    each stored value belongs to. ``mdc``, ``refid`` and ``loinc`` are the codes the gateway
+    reported with it (the standards exports name them); ``unit`` is UCUM."""
+
+    __tablename__ = "vital_series"
+    __table_args__ = (UniqueConstraint("consultation_id", "device", "code", "derived"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    device: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64))
+    derived: Mapped[bool] = mapped_column(Boolean)
+    unit: Mapped[str] = mapped_column(String(32))
+    mdc: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    refid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    loinc: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class VitalNumericRow(Base):
+    """At most one value per series per second (the primary key): the latest the gateway
+    measured in that second. ``second`` is the gateway's receive time, whole seconds since
+    the epoch; ``time`` the exact one (it decides which value of a second is the latest)."""
+
+    __tablename__ = "vital_numerics"
+
+    series_id: Mapped[int] = mapped_column(ForeignKey("vital_series.id"), primary_key=True)
+    # Indexed on its own too: retention deletes by age across all series.
+    second: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False, index=True
+    )
+    #: None: the device had no valid value then (a gap in the trend, not a zero).
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    time: Mapped[float] = mapped_column(Float)
+    device_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: Quality flag names, comma-separated (empty: nothing known to be wrong).
+    quality: Mapped[str] = mapped_column(String(256))
+
+
+class VitalAlarmRow(Base):
+    """An alarm of the bedside as the gateway last reported it (its fields are those of the
+    events channel's ``alarm``); updated as it changes. ``alarm_id`` is the gateway's, unique
+    per gateway in a consultation."""
+
+    __tablename__ = "vital_alarms"
+    __table_args__ = (UniqueConstraint("consultation_id", "gateway_id", "alarm_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    gateway_id: Mapped[int] = mapped_column(Integer)
+    alarm_id: Mapped[str] = mapped_column(String(128))
+    device: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    condition: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(String(256))
+    priority: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(8))
+    started: Mapped[float] = mapped_column(Float)
+    ended: Mapped[float | None] = mapped_column(Float, nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    limit: Mapped[float | None] = mapped_column("limit_value", Float, nullable=True)
+    unit: Mapped[str] = mapped_column(String(32))
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    acknowledged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlarmLimitsRow(Base):
+    """The alarm limits a gateway reported in force from ``time`` on (a JSON list of
+    limits), and who set them (None: the defaults). One row per gateway and time."""
+
+    __tablename__ = "vital_alarm_limits"
+    __table_args__ = (UniqueConstraint("consultation_id", "gateway_id", "time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    gateway_id: Mapped[int] = mapped_column(Integer)
+    time: Mapped[float] = mapped_column(Float)
+    changed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    limits: Mapped[str] = mapped_column(Text)

@@ -35,6 +35,7 @@ export const ErrorCode = Object.freeze({
   "NOT_ACTIVE": "not_active",
   "UNKNOWN_PEER": "unknown_peer",
   "RATE_LIMITED": "rate_limited",
+  "NOT_PERMITTED": "not_permitted",
   "INTERNAL": "internal"
 });
 
