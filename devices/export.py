@@ -5,7 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from devices.model import DeviceEvent, DeviceStatus, FrameError, Observation, Quality, WaveformChunk
+from devices.model import (
+    DeviceAlarms,
+    DeviceEvent,
+    DeviceStatus,
+    FrameError,
+    Observation,
+    Quality,
+    WaveformChunk,
+)
 
 
 def _quality(q: Quality) -> list[str]:
@@ -62,6 +70,23 @@ def to_dict(event: DeviceEvent) -> dict[str, Any]:
                 "skipped": event.skipped,
                 "receive_time": event.receive_time,
             }
+        case DeviceAlarms():
+            return {
+                "kind": "alarms",
+                "device": event.device_id,
+                "alarms": [
+                    {
+                        "condition": a.condition,
+                        "priority": str(a.priority),
+                        "kind": str(a.kind),
+                        "code": a.code.key if a.code else None,
+                        "text": a.text,
+                        "device_time": a.device_time,
+                    }
+                    for a in event.alarms
+                ],
+                "receive_time": event.receive_time,
+            }
 
 
 def to_text(event: DeviceEvent) -> str:
@@ -84,3 +109,9 @@ def to_text(event: DeviceEvent) -> str:
             return f"status {event.state}" + (f": {event.detail}" if event.detail else "")
         case FrameError():
             return f"frame error: {event.reason} ({event.skipped} bytes skipped) {event.detail}"
+        case DeviceAlarms():
+            listed = "; ".join(
+                f"{a.priority} {a.kind} {a.condition}" + (f" ({a.text})" if a.text else "")
+                for a in event.alarms
+            )
+            return f"alarms: {listed or 'none'}"

@@ -95,7 +95,61 @@ class FrameError:
     detail: str = ""
 
 
-DeviceEvent = Observation | WaveformChunk | DeviceStatus | FrameError
+class AlarmPriority(enum.StrEnum):
+    """IEC 60601-1-8 alarm priorities (high: red, medium: yellow, low: cyan)."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """2 for high, 1 for medium, 0 for low: to sort and to compare."""
+        return {"high": 2, "medium": 1, "low": 0}[self.value]
+
+
+class AlarmKind(enum.StrEnum):
+    """IEC 60601-1-8: a physiological alarm is about the patient, a technical one about the
+    equipment (a probe off, a lost signal, a device gone)."""
+
+    PHYSIOLOGICAL = "physiological"
+    TECHNICAL = "technical"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAlarm:
+    """One alarm condition a device itself reports. ``condition`` is a stable key
+    (:mod:`devices.alarms.conditions`: ``spo2_low``, ``probe_off``, ``device`` for one known
+    only by the device's words in ``text``); ``code`` the parameter it concerns (None: the
+    device as a whole); ``device_time`` when the device says it began, if it says."""
+
+    condition: str
+    priority: AlarmPriority
+    kind: AlarmKind
+    code: VitalCode | None = None
+    text: str = ""
+    device_time: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What makes two reports the same alarm: the condition, the parameter and, for a
+        condition known only by its words, the words."""
+        text = self.text if self.condition == "device" else ""
+        return (self.condition, self.code.key if self.code else "", text)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAlarms:
+    """Every alarm ``device_id`` reports active at ``receive_time``: a complete list, so an
+    alarm absent from it has ended. Decoders send one when the list changes and repeat it
+    now and then (a lost one is made good by the next)."""
+
+    device_id: str
+    alarms: tuple[DeviceAlarm, ...]
+    receive_time: float
+
+
+DeviceEvent = Observation | WaveformChunk | DeviceStatus | FrameError | DeviceAlarms
 
 
 @dataclass

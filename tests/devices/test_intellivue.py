@@ -23,6 +23,7 @@ from devices.model import (
     Observation,
     WaveformChunk,
 )
+from devices.protocols.intellivue import alarms as al
 from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue import types as t
 from devices.protocols.intellivue.framing import Deframer, FramingError, crc16_x25, encode_frame
@@ -158,12 +159,18 @@ def test_host_associates_acknowledges_and_polls() -> None:
     assert isinstance(sent[0], m.AssociationRequest)
     assert sent[1] == m.EventReportResult(7, t.NOM_NOTI_MDS_CREAT)
     polls = [s for s in sent if isinstance(s, m.PollRequest)]
-    assert {p.object_type for p in polls} == {t.NOM_MOC_VMO_METRIC_NU, t.NOM_MOC_VMO_METRIC_SA_RT}
-    # Numerics again a second later; the wave poll is renewed before its period ends.
+    assert {p.object_type for p in polls} == {
+        t.NOM_MOC_VMO_METRIC_NU,
+        t.NOM_MOC_VMO_METRIC_SA_RT,
+        al.NOM_MOC_VMO_AL_MON,
+    }
+    # Numerics and alarms again a second later; the wave poll is renewed before its period
+    # ends.
     host.tick(1.0)
     again = _sent_messages(host.data_to_send())
     assert [p.object_type for p in again if isinstance(p, m.PollRequest)] == [
-        t.NOM_MOC_VMO_METRIC_NU
+        t.NOM_MOC_VMO_METRIC_NU,
+        al.NOM_MOC_VMO_AL_MON,
     ]
     host.receive_data(encode_frame(b"\xe1\x00\x00\x02\x00\x01\x00\x00"), 7.9)  # anything: alive
     host.tick(8.0)

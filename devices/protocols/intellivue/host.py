@@ -8,9 +8,11 @@ send what :meth:`data_to_send` returns (framed). Over the LAN the same session r
 datagrams: :meth:`receive_datagram` and :meth:`datagrams_to_send` (no serial framing).
 While associating, the request is repeated every ``association_retry_s`` (Philips' own test
 tool waits about 4.4 s). While polling, numerics are polled every ``numerics_period_s``
-(which also keeps the association alive: the monitor drops a silent host), and an extended
-wave poll is renewed before its period runs out. Wave sample periods and scales are read
-from the monitor's attributes, never assumed.
+(which also keeps the association alive: the monitor drops a silent host), the Alarm
+Monitor every ``alarms_period_s`` (its lists become :class:`~devices.model.DeviceAlarms`,
+see :mod:`devices.protocols.intellivue.alarms`), and an extended wave poll is renewed before
+its period runs out. Wave sample periods and scales are read from the monitor's attributes,
+never assumed.
 """
 
 from __future__ import annotations
@@ -22,10 +24,19 @@ import struct
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from devices.alarms.reporting import AlarmReporter
 from devices.codes import VitalCode, by_mdc
 from devices.errors import MessageError
-from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
+from devices.model import (
+    DeviceAlarm,
+    DeviceEvent,
+    DeviceState,
+    DeviceStatus,
+    Observation,
+    Quality,
+)
 from devices.protocols.common import DecoderBase, chunk
+from devices.protocols.intellivue import alarms as al
 from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue import types as t
 from devices.protocols.intellivue.framing import Deframer, FramingError, encode_frame
@@ -62,8 +73,15 @@ class IntelliVueHost(DecoderBase):
         wave_poll_period_s: float = 10.0,
         association_retry_s: float = 4.4,
         silence_s: float = 10.0,
+        alarms_period_s: float = 1.0,
     ) -> None:
         super().__init__(device_id)
+        self.alarms_period_s = alarms_period_s
+        self._next_alarms = 0.0
+        # Every reply is the complete list; one a second is sent on only when it changed,
+        # and every 10th all the same.
+        self._alarms = AlarmReporter(device_id, every=10)
+        self._alarm_replies = 0
         self.tz = ZoneInfo(device_tz)
         self.numerics_period_s = numerics_period_s
         self.wave_poll_period_s = wave_poll_period_s
@@ -115,6 +133,9 @@ class IntelliVueHost(DecoderBase):
             if now >= self._next_numerics:
                 self._poll(t.NOM_MOC_VMO_METRIC_NU, None, now)
                 self._next_numerics = now + self.numerics_period_s
+            if now >= self._next_alarms:
+                self._poll(al.NOM_MOC_VMO_AL_MON, None, now)
+                self._next_alarms = now + self.alarms_period_s
             if now >= self._next_waves:
                 self._poll(t.NOM_MOC_VMO_METRIC_SA_RT, self.wave_poll_period_s, now)
                 # Renew before the monitor's period ends so the waves never pause.
@@ -175,7 +196,7 @@ class IntelliVueHost(DecoderBase):
                 self._send(m.event_report_result(invoke_id, t.NOM_NOTI_MDS_CREAT), now)
                 if self.state is not HostState.POLLING:
                     self.state = HostState.POLLING
-                    self._next_numerics = self._next_waves = now
+                    self._next_numerics = self._next_waves = self._next_alarms = now
                     events.append(DeviceStatus(self.device_id, DeviceState.CONNECTED, now))
                     self.tick(now)
             case m.PollReply() if self.state is HostState.POLLING:
@@ -189,6 +210,9 @@ class IntelliVueHost(DecoderBase):
                 pass  # results the gateway does not need
 
     def _poll_reply(self, reply: m.PollReply, events: list[DeviceEvent], now: float) -> None:
+        if reply.object_type == al.NOM_MOC_VMO_AL_MON:
+            self._alarm_reply(reply, events, now)
+            return
         device_time = t.decode_abs_time(reply.abs_time, self.tz)
         for obs in reply.observations:
             spec = self._waves.setdefault(obs.handle, _WaveSpec())
@@ -262,3 +286,22 @@ class IntelliVueHost(DecoderBase):
         rate = 1.0 / spec.period_s
         first = None if device_time is None else device_time - len(samples) / rate
         events.append(chunk(code, rate, samples, self.device_id, now, first_time=first))
+
+    def _alarm_reply(self, reply: m.PollReply, events: list[DeviceEvent], now: float) -> None:
+        """The Alarm Monitor's lists: every physiological and technical alarm active now."""
+        found: list[DeviceAlarm] = []
+        for obs in reply.observations:
+            for ava in obs.attributes:
+                if ava.attribute_id not in (
+                    al.NOM_ATTR_AL_MON_P_AL_LIST,
+                    al.NOM_ATTR_AL_MON_T_AL_LIST,
+                ):
+                    continue
+                try:
+                    entries = al.parse_alarm_list(ava.value)
+                except MessageError as exc:
+                    self._error(events, "malformed alarm list", len(ava.value), now, str(exc))
+                    return  # a list we cannot read says nothing: the last report stands
+                found += [a for a in map(al.device_alarm, entries) if a is not None]
+        self._alarm_replies += 1
+        self._alarms.offer(events, found, self._alarm_replies, now)
