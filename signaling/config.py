@@ -83,6 +83,13 @@ class ServerOptions(BaseModel):
     turn: TurnConfig | None = None
     #: Apply database migrations at start-up (a deployment may run ``telemed db upgrade`` instead).
     auto_migrate: bool = True
+    #: Numerics, alarms and alarm limits the bedside measured are kept this many days (the
+    #: audit log's two years by default), then deleted by a task of the server's.
+    numerics_retention_days: int = Field(default=730, ge=1)
+    #: How often that task looks for what to delete.
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    #: The largest ``record`` upload a gateway may send, in bytes.
+    record_max_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
 
 
 class ServerConfig(ServerOptions):

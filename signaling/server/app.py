@@ -14,9 +14,16 @@ from runtime.clock import SYSTEM_CLOCK, Clock
 from signaling.auth import LoginLimiter, TokenService
 from signaling.config import ServerConfig
 from signaling.schema import CloseCode
-from signaling.server import routes_auth, routes_consultations, routes_misc, routes_snapshots
+from signaling.server import (
+    routes_auth,
+    routes_consultations,
+    routes_misc,
+    routes_snapshots,
+    routes_vitals,
+)
 from signaling.server.activity import ActivityRecorder
 from signaling.server.hub import Hub
+from signaling.server.retention import Retention
 from signaling.server.services import Services
 from signaling.server.ws import websocket_endpoint
 from signaling.storage.accounts import sync_sites
@@ -51,12 +58,17 @@ def create_app(
                 activity=activity,
                 clock=clock,
             )
+            retention = Retention(
+                db, config.numerics_retention_days, config.retention_interval_s, clock=clock
+            )
             activity.start()
+            retention.start()
             log.info("signaling server ready (%s)", db.dialect)
             try:
                 yield
             finally:
                 hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+                await retention.stop()
                 await activity.stop()
         finally:
             await db.close()
@@ -70,6 +82,7 @@ def create_app(
     app.include_router(routes_auth.router)
     app.include_router(routes_consultations.router)
     app.include_router(routes_snapshots.router)
+    app.include_router(routes_vitals.router)
     app.include_router(routes_misc.router)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     if static_dir is not None:
