@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--host", help="address to listen on (setting: host)")
         p.add_argument("--port", type=int, help="port to listen on (setting: port)")
+    sub.choices["serve"].add_argument(
+        "--fd",
+        type=int,
+        help="serve on this already listening socket (inherited file descriptor; a process "
+        "manager or a test binds the port once and hands it over)",
+    )
 
     users = sub.add_parser("users", help="clinician accounts").add_subparsers(
         dest="action", required=True
@@ -120,7 +126,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
             try:
                 if args.command == "serve":
-                    serve.serve(settings, args.host, args.port)
+                    serve.serve(settings, args.host, args.port, fd=args.fd)
                 else:
                     demo.demo(settings, args.host, args.port)
             except serve.ServerStartError as exc:

@@ -115,14 +115,23 @@ def base_url(host: str, port: int) -> str:
     return f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    asyncio.run(_serve_until_stopped(settings, host or settings.host, port))
+def serve(
+    settings: Settings, host: str | None = None, port: int | None = None, *, fd: int | None = None
+) -> None:
+    """Serve until a signal. ``fd``: a listening socket inherited from the caller (then
+    ``host`` and ``port`` only name it)."""
+    asyncio.run(_serve_until_stopped(settings, host or settings.host, port, fd))
 
 
-async def _serve_until_stopped(settings: Settings, host: str, port: int | None) -> None:
+async def _serve_until_stopped(
+    settings: Settings, host: str, port: int | None, fd: int | None
+) -> None:
     config = settings.server_config()
     app = create_app(config, static_dir=STATIC_DIR)
-    _, task, bound = await start_server(app, config, host, settings.port if port is None else port)
+    sock = None if fd is None else socket.socket(fileno=fd)
+    _, task, bound = await start_server(
+        app, config, host, settings.port if port is None else port, sock=sock
+    )
     print(f"telemed: serving on {base_url(host, bound)} (Ctrl-C stops)", flush=True)
     await task  # until a signal: uvicorn stops serving, then re-raises it
 

@@ -4,8 +4,6 @@ live again on the doctor's screen."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,25 +13,18 @@ from playwright.async_api import expect
 from signaling.client import SignalingClient, UserCredentials
 from tests.e2e.bedside import bedside_at
 from tests.e2e.browser import chromium, sign_in
-from tests.e2e.test_server_restart import ServerProcess, _free_port
+from tests.e2e.server_process import ServerProcess
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
-    proc = ServerProcess(tmp_path, _free_port())
+    proc = ServerProcess(tmp_path)
     for user, role, site in (("tw", "technician", "wonju"), ("dk", "doctor", "koriyama")):
         args = ("users", "add", user, "--role", role, "--site", site, "--password-stdin")
         proc.cli(*args, stdin=f"password-{user}\n".encode())
-    added = subprocess.run(
-        [sys.executable, "-m", "telemed", "gateways", "add", "bed-1", "--site", "wonju"],
-        env=proc.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = added.stdout.strip().split()[-1]  # printed once, last
+    key = proc.cli("gateways", "add", "bed-1", "--site", "wonju").strip().split()[-1]
     try:
         yield proc, key
     finally:
@@ -45,7 +36,7 @@ async def test_browser_and_gateway_come_back_after_a_server_restart(
 ) -> None:
     process, key = server
     await process.start()
-    base = f"http://127.0.0.1:{process.port}"
+    base = process.base_url
     tech = SignalingClient(base, UserCredentials("tw", "password-tw"))
     await tech.login()
     row = await tech.request_consultation("koriyama", False)

@@ -4,81 +4,23 @@ the database and both clients reconnect and re-join on their own."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from signaling.client import ClientOptions, SignalingClient, UserCredentials
 from signaling.schema import ConsultationAction, Joined, Offer, Welcome
-from tests.helpers import SECRET, next_of_type
+from tests.e2e.server_process import ServerProcess
+from tests.helpers import next_of_type
 
 pytestmark = pytest.mark.slow
 FAST = ClientOptions(heartbeat_interval_s=0.5, heartbeat_timeout_s=2.0, backoff_max_s=0.5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerProcess:
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.port = port
-        self.env = {
-            **os.environ,
-            "TELEMED_DATA_DIR": str(data_dir),
-            "TELEMED_SECRET_KEY": SECRET,
-            "TELEMED_LOG_LEVEL": "warning",
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def cli(self, *args: str, stdin: bytes = b"") -> None:
-        subprocess.run(
-            [sys.executable, "-m", "telemed", *args],
-            env=self.env,
-            input=stdin,
-            check=True,
-            capture_output=True,
-        )
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "telemed", "serve", "--port", str(self.port)],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        async with httpx.AsyncClient() as http:
-            for _ in range(300):
-                try:
-                    await http.get(f"http://127.0.0.1:{self.port}/healthz")
-                    return
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
-        raise RuntimeError("server did not start")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path, _free_port())
+    proc = ServerProcess(tmp_path)
     proc.cli(
         "users",
         "add",
@@ -109,7 +51,7 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
 
 async def test_clients_rejoin_after_server_is_killed(server_process: ServerProcess) -> None:
     await server_process.start()
-    url = f"http://127.0.0.1:{server_process.port}"
+    url = server_process.base_url
     wonju = SignalingClient(url, UserCredentials("dw", "password-wonju"), options=FAST)
     koriyama = SignalingClient(url, UserCredentials("dk", "password-koriyama"), options=FAST)
     try:
