@@ -23,6 +23,8 @@ TURN_SECRET = "coturn-shared-secret-for-tests"
 
 
 def _free_udp_port() -> int:
+    # coturn takes a port number, not a socket: the one place a port is picked and released.
+    # A clash (another process taking it meanwhile) fails this test loudly, never silently.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
