@@ -8,24 +8,18 @@ client's ``recv()`` (and the gateway reading it) waited forever."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from clinic_ui import STATIC_DIR
 from signaling.client import ClientOptions, SignalingClient, UserCredentials
 from signaling.schema import Role, Welcome
-from signaling.server.app import create_app
 from signaling.storage import accounts
 from signaling.storage.database import Database
-from telemed.serve import uvicorn_config
-from tests.helpers import PASSWORD, make_config, next_of_type
+from tests.helpers import PASSWORD, make_config, next_of_type, run_server
 
 FAST = ClientOptions(
     heartbeat_interval_s=0.5, heartbeat_timeout_s=2.0, backoff_initial_s=1.0, backoff_max_s=1.0
@@ -38,23 +32,6 @@ def _listening_socket(port: int = 0) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     return sock
-
-
-@contextlib.asynccontextmanager
-async def _serving(tmp_path: Path, sock: socket.socket) -> AsyncIterator[None]:
-    config = make_config(tmp_path)
-    server = uvicorn.Server(
-        uvicorn_config(create_app(config, static_dir=STATIC_DIR), config, "127.0.0.1", 0, "error")
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                await asyncio.sleep(0.01)
-        yield
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_supervisor_survives_an_unreachable_server_while_logging_in_again(
@@ -74,7 +51,7 @@ async def test_supervisor_survives_an_unreachable_server_while_logging_in_again(
     url = f"http://127.0.0.1:{port}"
     client = SignalingClient(url, UserCredentials("dw", PASSWORD), options=FAST)
     try:
-        async with _serving(tmp_path, sock):
+        async with run_server(config, sock=sock):
             await client.start()
             await next_of_type(client.recv, Welcome)
             # The session ends (as after an idle timeout): the socket is closed, and the
@@ -97,7 +74,7 @@ async def test_supervisor_survives_an_unreachable_server_while_logging_in_again(
             r.getMessage() for r in caplog.records
         ]
         # The server returns on the same port: the client logs in and connects by itself.
-        async with _serving(tmp_path, _listening_socket(port)):
+        async with run_server(config, sock=_listening_socket(port)):
             welcome = await next_of_type(client.recv, Welcome, timeout=15)
             assert welcome.name == "dw"
     finally:
