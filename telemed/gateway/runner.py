@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from aiortc import RTCIceServer
@@ -44,6 +45,7 @@ from media.video.capture import (
 )
 from media.video.processing import FrameProcessor, ProcessingSettings
 from signaling.client import GatewayCredentials, SignalingClient, SignalingError
+from signaling.journal import Journal, JournalLimits, JournalStore
 from signaling.schema import (
     Answer,
     Candidate,
@@ -58,6 +60,7 @@ from signaling.schema import (
     Role,
     ServerMessage,
 )
+from signaling.uploader import Uploader, client_post
 from telemed.gateway.peers import OPEN_TIMEOUT_S, PeerSet
 from telemed.gateway.sources import PrimarySources
 from telemed.gateway.vitals import VitalsProcessor
@@ -114,6 +117,10 @@ class GatewayConfig:
     #: Where clinicians' talk-back is played: ``alsa:DEVICE`` or a WAV file; None: none
     #: (the connections then do not ask for the clinicians' sound).
     speaker: str | None = None
+    #: Where the gateway keeps what the server has not taken yet (``journal.sqlite3``, see
+    #: signaling.journal); None: in memory only (lost when the gateway stops).
+    data_dir: Path | None = None
+    journal: JournalLimits = field(default_factory=JournalLimits)
 
 
 Source = DeviceReader | Hl7Listener
@@ -133,6 +140,12 @@ class Gateway:
         devices = zip(self.sources, config.devices, strict=True)
         self.primary = PrimarySources([(s.device_id, spec.protocol) for s, spec in devices])
         self.consultation_id: str | None = None
+        #: What was measured, kept for the consultation's record until the server has it.
+        path = None if config.data_dir is None else config.data_dir / "journal.sqlite3"
+        self.journal = Journal(
+            JournalStore.open(path, config.journal), lambda: self.consultation_id
+        )
+        self.uploader = Uploader(self.journal, client_post(self.client))
         #: Messages a newly connected clinician gets first: channel metadata, the latest
         #: value of each numeric, each device's state. Touched on the event loop only.
         self._retained: dict[tuple[str, ...], str] = {}
@@ -184,6 +197,7 @@ class Gateway:
                 tasks.create_task(self.peers.run(), name="peer-restarts")
                 tasks.create_task(self._signaling(), name="signaling")
                 tasks.create_task(self._follow(), name="consultation")
+                tasks.create_task(self.uploader.run(), name="journal-uploader")
         finally:
             await self._stop()
 
@@ -201,6 +215,7 @@ class Gateway:
         if self.talkback is not None:
             await asyncio.to_thread(self.talkback.close)
         self._worker.shutdown(wait=True, cancel_futures=True)
+        await self.journal.close()
 
     def _start_video(self) -> ProcessedFrames | None:
         camera = self.config.camera
@@ -290,10 +305,18 @@ class Gateway:
                         self.peers.send_waveform(item)
                     continue
                 self._broadcast(item.text, item.retain)
+                if isinstance(item.message, Numeric):
+                    self._journal_numeric(item.message)
                 if isinstance(item.message, Numeric) and not item.message.derived:
                     sources = self.primary.observe(item.message.code, item.message.device)
                     if sources is not None:
                         self._broadcast(encode_event(sources), ("sources",))
+
+    def _journal_numeric(self, numeric: Numeric) -> None:
+        try:
+            self.journal.add_numeric(numeric)
+        except ValueError as exc:  # the server would refuse it: not kept, the rest goes on
+            log.warning("%s of %s: %s", numeric.code, numeric.device, exc)
 
     def _broadcast(self, text: str, retain: tuple[str, ...] | None) -> None:
         """An events-channel message to every viewer; a retained one is also what a viewer
