@@ -22,6 +22,11 @@ at 60/s, bit 7 set only on the first byte::
     b1  pleth (0-127)
     b2  bits 0-3 bar graph, 4 probe error, 5 searching, 6 pulse rate bit 7
     b3  pulse rate bits 0-6            b4  SpO2 (0x7F invalid)
+
+Alarms (:class:`~devices.model.DeviceAlarms`, repeated every 10 s): probe error is a
+technical ``probe_off``, searching (or searching too long) a technical ``searching``, both
+low priority; the V7.0 "low SpO2" bit is the oximeter's own ``spo2_low``, medium priority
+(the protocol gives no priority: medium is what the gateway's own SpO2 limit has).
 """
 
 from __future__ import annotations
@@ -29,9 +34,20 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from devices.alarms import conditions
+from devices.alarms.reporting import AlarmReporter
 from devices.codes import PERFUSION_INDEX, PLETH, PULSE_RATE, SPO2
 from devices.errors import CodecError
-from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
+from devices.model import (
+    AlarmKind,
+    AlarmPriority,
+    DeviceAlarm,
+    DeviceEvent,
+    DeviceState,
+    DeviceStatus,
+    Observation,
+    Quality,
+)
 from devices.protocols.common import DecoderBase, NumericThrottle, bit7_frames, chunk
 
 SAMPLE_RATE = 60.0
@@ -147,6 +163,19 @@ def _quality(s: LiveSample) -> Quality:
     return q
 
 
+PROBE_OFF = DeviceAlarm(conditions.PROBE_OFF, AlarmPriority.LOW, AlarmKind.TECHNICAL, SPO2)
+SEARCHING = DeviceAlarm(conditions.SEARCHING, AlarmPriority.LOW, AlarmKind.TECHNICAL, SPO2)
+LOW_SPO2 = DeviceAlarm(conditions.SPO2_LOW, AlarmPriority.MEDIUM, AlarmKind.PHYSIOLOGICAL, SPO2)
+
+
+def alarms_of(s: LiveSample) -> list[DeviceAlarm]:
+    """The alarms one packet's flags raise."""
+    if s.probe_error:
+        return [PROBE_OFF]  # nothing else means anything with the probe off
+    found = [SEARCHING] if s.searching or s.searching_too_long else []
+    return [*found, LOW_SPO2] if s.low_spo2 else found
+
+
 def _state(s: LiveSample) -> DeviceState:
     if s.probe_error:
         return DeviceState.PROBE_OFF
@@ -161,6 +190,7 @@ class _Cms50Base(DecoderBase):
         self._buf = bytearray()
         self._throttle = NumericThrottle(numerics_every)
         self._state: DeviceState | None = None
+        self._alarms = AlarmReporter(device_id, every=10 * int(SAMPLE_RATE))
 
     def _emit(
         self, s: LiveSample, events: list[DeviceEvent], samples: list[float], now: float
@@ -171,6 +201,7 @@ class _Cms50Base(DecoderBase):
         if state is not self._state:
             self._state = state
             events.append(DeviceStatus(self.device_id, state, now))
+        self._alarms.offer(events, alarms_of(s), self.stats.frames, now)
         # Pleth is meaningless with the probe off: a gap, not a zero.
         samples.append(float("nan") if s.probe_error else float(s.pleth))
         frame = self.stats.frames

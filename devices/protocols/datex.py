@@ -14,8 +14,22 @@ below -32001 is a status, not a value (invalid, not updated, out of range...).
   and is active.
 - ``DRI_MT_WAVE`` (1): each subrecord is ``act_len`` (samples), status, label, then samples;
   ECG in microvolts at 300/s, pleth at 100/s (x0.01), CO2 at 25/s.
-- Requests from the host: a PHDB request (displayed values every ``tx_ival`` seconds) and a
-  waveform request (start/stop continuous waves of up to 8 types).
+- ``DRI_MT_ALARM`` (4): subrecord ``DRI_AL_STATUS`` (1) is the monitor's alarm display,
+  ``dri_al_msg``: reserved, sound on/off, two reserved, silence info (5 shorts), then the 5
+  alarms shown (``al_disp_al``, 98 bytes each: text[80], text_changed, color
+  ``DRI_PR0``-``DRI_PR3``, color_changed, then 12 bytes that newer DRI levels fill with
+  format info, audio mode, is_asy, is_apnea, the alarm source id and the alarm type
+  (unknown, low limit, high limit, status), older ones leave zero), then 5 reserved shorts.
+- Requests from the host: a PHDB request (displayed values every ``tx_ival`` seconds), a
+  waveform request (start/stop continuous waves of up to 8 types) and an alarm request
+  (``al_tx_cmds``: transmit the status once, or enter/exit "differential mode", where the
+  monitor sends the status whenever it changes).
+
+Alarm colours are priorities: red (``DRI_PR3``) high, yellow (``DRI_PR2``) medium, white
+(``DRI_PR1``) low. The kind follows the alarm type where the monitor states it (a status
+alarm is technical, a limit alarm physiological); where it does not, a white one is taken
+as technical and a coloured one as physiological. The alarm is known by its words
+(condition ``device``), or as asystole or apnea when the monitor flags it so.
 """
 
 from __future__ import annotations
@@ -26,9 +40,20 @@ import struct
 from dataclasses import dataclass, field
 
 from devices import codes
+from devices.alarms import conditions
+from devices.alarms.reporting import AlarmReporter
 from devices.codes import VitalCode
 from devices.errors import CodecError
-from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
+from devices.model import (
+    AlarmKind,
+    AlarmPriority,
+    DeviceAlarm,
+    DeviceEvent,
+    DeviceState,
+    DeviceStatus,
+    Observation,
+    Quality,
+)
 from devices.protocols.common import DecoderBase, chunk
 
 FLAG, ESC = 0x7E, 0x7D
@@ -96,6 +121,58 @@ BASIC_FIELDS: tuple[tuple[int, int, VitalCode, float], ...] = (
 _IMP_RR = (_ECG, 14)  # impedance respiration, used when CO2 gives no rate
 
 
+class AlarmCommand(enum.IntEnum):
+    XMIT_STATUS = 0
+    ENTER_DIFFMODE = 2
+    EXIT_DIFFMODE = 3
+
+
+class AlarmColor(enum.IntEnum):
+    NONE = 0  # DRI_PR0
+    WHITE = 1
+    YELLOW = 2
+    RED = 3
+
+
+class AlarmType(enum.IntEnum):
+    UNKNOWN = 0
+    LOW_LIMIT = 1
+    HIGH_LIMIT = 2
+    STATUS = 3
+
+
+AL_STATUS = 1  # DRI_AL_STATUS, the alarm status subrecord
+AL_DISP = struct.Struct("<80shhhBBBBHhhh")  # al_disp_al: 98 bytes
+AL_MSG_HEAD = struct.Struct("<hhhhh")
+AL_MSG_SIZE = AL_MSG_HEAD.size + 5 * AL_DISP.size + 10
+_PRIORITY = {
+    AlarmColor.RED: AlarmPriority.HIGH,
+    AlarmColor.YELLOW: AlarmPriority.MEDIUM,
+    AlarmColor.WHITE: AlarmPriority.LOW,
+}
+
+
+@dataclass(frozen=True)
+class AlarmDisplay:
+    """One of the five alarms the monitor shows."""
+
+    text: str
+    color: AlarmColor
+    alarm_type: AlarmType = AlarmType.UNKNOWN
+    is_asystole: bool = False
+    is_apnea: bool = False
+    source_id: int = 0
+
+
+@dataclass(frozen=True)
+class AlarmStatus:
+    """``dri_al_msg``: sound on or off, the silence info, and the alarms shown."""
+
+    displays: tuple[AlarmDisplay, ...]
+    sound_on: bool = True
+    silence_info: int = 0
+
+
 def checksum(record: bytes) -> int:
     return sum(record) & 0xFF
 
@@ -126,6 +203,85 @@ def wave_request(types: list[WaveType], start: bool = True) -> bytes:
     body = struct.pack("<hh", 0 if start else 1, 0) + bytes(listed + [0] * (8 - len(listed)))
     body += bytes(20)
     return header(MainType.WAVE, [(0, WaveType.CMD)], len(body), 0) + body
+
+
+def alarm_request(command: AlarmCommand = AlarmCommand.ENTER_DIFFMODE) -> bytes:
+    """The host's alarm request: differential mode (the status whenever it changes) by
+    default."""
+    body = struct.pack("<h5h", command, 0, 0, 0, 0, 0)
+    return header(MainType.ALARM, [(0, 0)], len(body), 0) + body
+
+
+def encode_alarm_status(status: AlarmStatus, t: int) -> bytes:
+    """An alarm record (what the monitor sends): one DRI_AL_STATUS subrecord."""
+    if len(status.displays) > 5:
+        raise ValueError("the monitor shows at most 5 alarms")
+    body = AL_MSG_HEAD.pack(0, int(status.sound_on), 0, 0, status.silence_info)
+    shown = [*status.displays, *[AlarmDisplay("", AlarmColor.NONE)] * (5 - len(status.displays))]
+    for d in shown:
+        body += AL_DISP.pack(
+            d.text.encode("latin-1", errors="replace")[:79],
+            1,
+            d.color,
+            1,
+            0,
+            0,
+            int(d.is_asystole),
+            int(d.is_apnea),
+            d.source_id,
+            d.alarm_type,
+            0,
+            0,
+        )
+    body += bytes(10)
+    return header(MainType.ALARM, [(0, AL_STATUS)], len(body), t) + body
+
+
+def parse_alarm_status(sub: bytes) -> AlarmStatus:
+    """A DRI_AL_STATUS subrecord. Raises :class:`CodecError`."""
+    if len(sub) < AL_MSG_SIZE:
+        raise CodecError(f"alarm status of {len(sub)} bytes (expected {AL_MSG_SIZE})")
+    _, sound, _, _, silence = AL_MSG_HEAD.unpack_from(sub)
+    displays = []
+    for k in range(5):
+        raw, _, color, _, _, _, asy, apnea, source, kind, _, _ = AL_DISP.unpack_from(
+            sub, AL_MSG_HEAD.size + k * AL_DISP.size
+        )
+        text = " ".join(raw.split(b"\x00", 1)[0].decode("latin-1").split())
+        displays.append(
+            AlarmDisplay(
+                text,
+                AlarmColor(color) if color in AlarmColor._value2member_map_ else AlarmColor.NONE,
+                AlarmType(kind) if kind in AlarmType._value2member_map_ else AlarmType.UNKNOWN,
+                bool(asy),
+                bool(apnea),
+                source,
+            )
+        )
+    return AlarmStatus(tuple(displays), bool(sound), silence)
+
+
+def device_alarms(status: AlarmStatus) -> list[DeviceAlarm]:
+    """The alarms of a status message (the slots showing one)."""
+    found = []
+    for d in status.displays:
+        if d.color is AlarmColor.NONE or not d.text:
+            continue
+        if d.alarm_type is AlarmType.STATUS:
+            kind = AlarmKind.TECHNICAL
+        elif d.alarm_type in (AlarmType.LOW_LIMIT, AlarmType.HIGH_LIMIT):
+            kind = AlarmKind.PHYSIOLOGICAL
+        else:
+            kind = AlarmKind.TECHNICAL if d.color is AlarmColor.WHITE else AlarmKind.PHYSIOLOGICAL
+        condition = (
+            conditions.ASYSTOLE
+            if d.is_asystole
+            else conditions.APNEA
+            if d.is_apnea
+            else conditions.DEVICE
+        )
+        found.append(DeviceAlarm(condition, _PRIORITY[d.color], kind, None, d.text))
+    return found
 
 
 @dataclass
@@ -168,7 +324,15 @@ class WaveRequest:
     start: bool
 
 
-def parse_request(record: bytes) -> PhdbRequest | WaveRequest | None:
+@dataclass(frozen=True)
+class AlarmRequest:
+    command: AlarmCommand
+
+
+Request = PhdbRequest | WaveRequest | AlarmRequest
+
+
+def parse_request(record: bytes) -> Request | None:
     """What a host asked for in one record (read by the simulator), if anything."""
     if len(record) < HEADER_SIZE:
         return None
@@ -182,6 +346,10 @@ def parse_request(record: bytes) -> PhdbRequest | WaveRequest | None:
         listed = body[4:12].split(bytes([EOL]))[0]
         types = tuple(WaveType(b) for b in listed if b in WaveType._value2member_map_)
         return WaveRequest(types, req == 0)
+    if maintype == MainType.ALARM and len(body) >= 2:
+        (command,) = struct.unpack_from("<h", body)
+        if command in AlarmCommand._value2member_map_:
+            return AlarmRequest(AlarmCommand(command))
     return None
 
 
@@ -250,6 +418,9 @@ class DatexDecoder(DecoderBase):
         super().__init__(device_id)
         self._unframer = Unframer()
         self._connected = False
+        # The monitor sends its alarm status when it changes: each one is reported.
+        self._alarms = AlarmReporter(device_id, every=1)
+        self._alarm_records = 0
 
     def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]:
         self.stats.bytes_in += len(data)
@@ -290,7 +461,13 @@ class DatexDecoder(DecoderBase):
         elif maintype == MainType.WAVE:
             for _, typ, sub in self._subrecords(record):
                 self._wave(typ, sub, r_time, events, now)
-        # Alarm and network records are valid but not decoded here.
+        elif maintype == MainType.ALARM:
+            for _, typ, sub in self._subrecords(record):
+                if typ == AL_STATUS:
+                    status = parse_alarm_status(sub)
+                    self._alarm_records += 1
+                    self._alarms.offer(events, device_alarms(status), self._alarm_records, now)
+        # Network records are valid but not decoded here.
 
     def _phdb(self, sub: bytes, events: list[DeviceEvent], now: float) -> None:
         if len(sub) < PHDB_SIZE:

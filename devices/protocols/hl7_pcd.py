@@ -1,4 +1,5 @@
-"""HL7 v2 ORU^R01 as IHE PCD-01 (Communicate PCD Data), over MLLP.
+"""HL7 v2 ORU^R01 as IHE PCD-01 (Communicate PCD Data), over MLLP; on the same link, the
+ORU^R40 alarm reports of IHE PCD ACM (:mod:`devices.protocols.hl7_acm`).
 
 The route to Nihon Kohden, Mindray, Fukuda and Mediana monitors through their HL7
 gateways. Parsing uses python-hl7; this module maps what it parses to the device model:
@@ -14,7 +15,9 @@ gateways. Parsing uses python-hl7; this module maps what it parses to the device
 
 :class:`Hl7Decoder` is sans-I/O: ``receive_data`` returns events and queues an ACK (``AA``)
 or NAK (``AE``/``AR`` with the reason in MSA-3) for every message, which
-``data_to_send`` hands to whatever carries the bytes.
+``data_to_send`` hands to whatever carries the bytes. It keeps each device's active ACM
+alarms and reports them as :class:`~devices.model.DeviceAlarms` whenever an ORU^R40 changes
+them.
 """
 
 from __future__ import annotations
@@ -28,8 +31,17 @@ import hl7
 
 from devices.codes import ALL_CODES, VitalCode, by_mdc
 from devices.errors import Hl7Error
-from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
+from devices.model import (
+    DeviceAlarm,
+    DeviceAlarms,
+    DeviceEvent,
+    DeviceState,
+    DeviceStatus,
+    Observation,
+    Quality,
+)
 from devices.protocols.common import DecoderBase, chunk
+from devices.protocols.hl7_acm import AlarmReport, parse_r40
 from devices.protocols.mllp import FramingError, MllpFramer, frame
 
 SENTINELS = frozenset({-999.0, -100.0, -1.0, -99.9})
@@ -90,10 +102,13 @@ def _number(text: str) -> float | None:
 class ParsedMessage:
     control_id: str
     events: list[DeviceEvent]
+    #: What an ORU^R40 reported (None for an ORU^R01).
+    alarm: AlarmReport | None = None
 
 
 def parse_oru(text: str, default_device: str, now: float) -> ParsedMessage:
-    """Events of one ORU^R01 message. Raises :class:`Hl7Error` when it cannot be used."""
+    """Events of one ORU^R01 message, or the alarm of one ORU^R40. Raises
+    :class:`Hl7Error` when it cannot be used."""
     try:
         message = hl7.parse(text.replace("\r\n", "\r").replace("\n", "\r"))
         msh = message.segment("MSH")
@@ -103,8 +118,10 @@ def parse_oru(text: str, default_device: str, now: float) -> ParsedMessage:
         raise Hl7Error(f"not an HL7 v2 message: {exc or type(exc).__name__}") from None
     control_id = _field(msh, 10)
     kind = (_component(msh, 9, 0), _component(msh, 9, 1))
+    if kind == ("ORU", "R40"):
+        return ParsedMessage(control_id, [], parse_r40(message, default_device))
     if kind != ("ORU", "R01"):
-        raise Hl7Error(f"message type {'^'.join(kind)} is not ORU^R01", "AR")
+        raise Hl7Error(f"message type {'^'.join(kind)} is not ORU^R01 (nor ORU^R40)", "AR")
     message_time = _time(_field(msh, 7))
     try:
         segments = list(message.segments("OBX"))
@@ -170,6 +187,8 @@ class Hl7Decoder(DecoderBase):
         self._framer = MllpFramer()
         self._outgoing = bytearray()
         self._connected = False
+        #: Active ACM alarms by device, each by its instance key.
+        self._alarms: dict[str, dict[str, DeviceAlarm]] = {}
 
     def data_to_send(self) -> bytes:
         out, self._outgoing = bytes(self._outgoing), bytearray()
@@ -194,8 +213,21 @@ class Hl7Decoder(DecoderBase):
                 self._connected = True
                 events.append(DeviceStatus(self.device_id, DeviceState.CONNECTED, now))
             events += parsed.events
+            if parsed.alarm is not None:
+                self._alarm(parsed.alarm, events, now)
             self._outgoing += frame(ack(text, "AA"))
         return events
+
+    def _alarm(self, report: AlarmReport, events: list[DeviceEvent], now: float) -> None:
+        """The device's alarms after one ORU^R40, every time (a report is rare, and one
+        the gateway lost is made good by the next). The list is what this connection
+        reported: a gateway that reconnects tells its alarms anew as they go on."""
+        active = self._alarms.setdefault(report.device_id, {})
+        if report.ended:
+            active.pop(report.key, None)
+        else:
+            active[report.key] = report.alarm
+        events.append(DeviceAlarms(report.device_id, tuple(active.values()), now))
 
 
 _control_ids = itertools.count(1)

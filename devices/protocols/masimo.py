@@ -10,6 +10,15 @@ EXC is a hexadecimal exception bit set; the bits this decoder maps (others are k
 "some exception" in the line's quality): 0x001 no sensor, 0x002 defective sensor, 0x004 low
 perfusion, 0x008 pulse search, 0x010 interference, 0x020 sensor off, 0x040 ambient light,
 0x080 unrecognised sensor, 0x200 low signal IQ.
+
+Alarms (:class:`~devices.model.DeviceAlarms`, repeated every 10 lines). EXC gives the
+technical ones, low priority: no sensor or sensor off ``probe_off``, defective or
+unrecognised sensor ``sensor_fault``, low perfusion ``low_perfusion``, pulse search
+``searching``, interference, ambient light and low signal IQ ``low_signal``. ALARM
+(hexadecimal) gives the physiological ones, as a public transcription of the Rad-8 manual
+reads its bits: 0x01 SpO2 high, 0x02 SpO2 low, 0x04 pulse high, 0x08 pulse low; the serial
+output states no priority, so medium (what the gateway's own limits have). Its other bits
+(alarm sounding, silenced) are no conditions.
 """
 
 from __future__ import annotations
@@ -17,8 +26,19 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
+from devices.alarms import conditions
+from devices.alarms.reporting import AlarmReporter
 from devices.codes import PERFUSION_INDEX, PULSE_RATE, SPO2, VitalCode
-from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
+from devices.model import (
+    AlarmKind,
+    AlarmPriority,
+    DeviceAlarm,
+    DeviceEvent,
+    DeviceState,
+    DeviceStatus,
+    Observation,
+    Quality,
+)
 from devices.protocols.common import DecoderBase
 
 MAX_LINE = 512
@@ -36,15 +56,54 @@ _EXC: tuple[tuple[int, Quality], ...] = (
 )
 
 
+_EXC_ALARMS: tuple[tuple[int, str], ...] = (
+    (0x001, conditions.PROBE_OFF),
+    (0x020, conditions.PROBE_OFF),
+    (0x002, conditions.SENSOR_FAULT),
+    (0x080, conditions.SENSOR_FAULT),
+    (0x004, conditions.LOW_PERFUSION),
+    (0x008, conditions.SEARCHING),
+    (0x010, conditions.LOW_SIGNAL),
+    (0x040, conditions.LOW_SIGNAL),
+    (0x200, conditions.LOW_SIGNAL),
+)
+_ALARM_BITS: tuple[tuple[int, str], ...] = (
+    (0x01, conditions.high(SPO2)),
+    (0x02, conditions.low(SPO2)),
+    (0x04, conditions.high(PULSE_RATE)),
+    (0x08, conditions.low(PULSE_RATE)),
+)
+ALARM_SPO2_LOW = 0x02
+
+
+def alarms_of(exc: int, alarm: int) -> list[DeviceAlarm]:
+    """The alarms of one line's EXC and ALARM fields."""
+    found = {
+        DeviceAlarm(condition, AlarmPriority.LOW, AlarmKind.TECHNICAL, SPO2)
+        for bit, condition in _EXC_ALARMS
+        if exc & bit
+    }
+    for bit, condition in _ALARM_BITS:
+        if alarm & bit:
+            code = SPO2 if condition.startswith("spo2") else PULSE_RATE
+            found.add(DeviceAlarm(condition, AlarmPriority.MEDIUM, AlarmKind.PHYSIOLOGICAL, code))
+    return sorted(found, key=lambda a: a.key)
+
+
 def encode_line(
-    when: datetime, spo2: int | None, bpm: int | None, pi: float | None, exc: int = 0
+    when: datetime,
+    spo2: int | None,
+    bpm: int | None,
+    pi: float | None,
+    exc: int = 0,
+    alarm: int = 0,
 ) -> bytes:
     spo2_text = "---" if spo2 is None else f"{spo2:03d}"
     bpm_text = "---" if bpm is None else f"{bpm:03d}"
     pi_text = "--.--" if pi is None else f"{pi:05.2f}"
     return (
         f"{when:%m/%d/%y %H:%M:%S} SN=0000012345 SPO2={spo2_text}% BPM={bpm_text} "
-        f"PI={pi_text} SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=000000 "
+        f"PI={pi_text} SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM={alarm:04X} "
         f"EXC={exc:07X}\r\n"
     ).encode("ascii")
 
@@ -55,6 +114,7 @@ class MasimoDecoder(DecoderBase):
         self._tz = ZoneInfo(device_tz) if isinstance(device_tz, str) else device_tz
         self._buf = bytearray()
         self._state: DeviceState | None = None
+        self._alarms = AlarmReporter(device_id, every=10)
 
     def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]:
         self.stats.bytes_in += len(data)
@@ -84,11 +144,13 @@ class MasimoDecoder(DecoderBase):
             )
             fields = dict(p.split("=", 1) for p in pairs)
             exc = int(fields.get("EXC", "0"), 16)
+            alarm = int(fields.get("ALARM", "0"), 16)
             values = {key: self._number(fields[key]) for key in _FIELDS if key in fields}
         except (UnicodeDecodeError, ValueError) as exc_info:
             self._error(events, "unreadable line", len(raw) + 1, now, str(exc_info))
             return
         self.stats.frames += 1
+        self._alarms.offer(events, alarms_of(exc, alarm), self.stats.frames, now)
         quality = Quality.OK
         for bit, flag in _EXC:
             if exc & bit:

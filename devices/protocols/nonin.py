@@ -14,6 +14,11 @@ bytes never do, which is how the stream is framed.
 
 STATUS bits: 6 sensor disconnected, 5 artifact, 4 out of track, 3 sensor alarm,
 2 red perfusion (low), 1 green perfusion; both perfusion bits: marginal ("yellow").
+
+Alarms (:class:`~devices.model.DeviceAlarms`, repeated every 10 s), all technical and of
+low priority: sensor disconnected ``probe_off``, out of track ``searching``, red perfusion
+alone ``low_perfusion``, sensor alarm (unusable data) ``sensor_fault``. Artifact is a
+quality flag on the values, not an alarm.
 """
 
 from __future__ import annotations
@@ -21,8 +26,19 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from devices.alarms import conditions
+from devices.alarms.reporting import AlarmReporter
 from devices.codes import PLETH, PULSE_RATE, SPO2
-from devices.model import DeviceEvent, DeviceState, DeviceStatus, Observation, Quality
+from devices.model import (
+    AlarmKind,
+    AlarmPriority,
+    DeviceAlarm,
+    DeviceEvent,
+    DeviceState,
+    DeviceStatus,
+    Observation,
+    Quality,
+)
 from devices.protocols.common import DecoderBase, NumericThrottle, bit7_frames, chunk
 
 FRAME_RATE = 75.0
@@ -111,6 +127,24 @@ def _quality(status: Status) -> Quality:
     return q
 
 
+def _technical(condition: str) -> DeviceAlarm:
+    return DeviceAlarm(condition, AlarmPriority.LOW, AlarmKind.TECHNICAL, SPO2)
+
+
+def alarms_of(status: Status) -> list[DeviceAlarm]:
+    """The alarms one frame's status raises."""
+    if status & Status.SENSOR_DISCONNECTED:
+        return [_technical(conditions.PROBE_OFF)]
+    found = []
+    if status & Status.OUT_OF_TRACK:
+        found.append(_technical(conditions.SEARCHING))
+    if status & Status.RED_PERFUSION and not status & Status.GREEN_PERFUSION:
+        found.append(_technical(conditions.LOW_PERFUSION))
+    if status & Status.SENSOR_ALARM:
+        found.append(_technical(conditions.SENSOR_FAULT))
+    return found
+
+
 def _state(status: Status) -> DeviceState:
     if status & Status.SENSOR_DISCONNECTED:
         return DeviceState.PROBE_OFF
@@ -132,6 +166,8 @@ class NoninDecoder(DecoderBase):
         self._throttle = NumericThrottle(1)
         self._state: DeviceState | None = None
         self._worst = Status(0)
+        every = 10 if fmt is Format.NUMERICS else 10 * int(FRAME_RATE)
+        self._alarms = AlarmReporter(device_id, every)
 
     def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]:
         self.stats.bytes_in += len(data)
@@ -144,6 +180,7 @@ class NoninDecoder(DecoderBase):
         return events
 
     def _status(self, events: list[DeviceEvent], status: Status, now: float) -> None:
+        self._alarms.offer(events, alarms_of(status), self.stats.frames, now)
         state = _state(status)
         if state is not self._state:
             self._state = state

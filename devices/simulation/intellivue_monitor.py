@@ -3,9 +3,14 @@
 :class:`MonitorProtocol` is the monitor's behaviour, sans-I/O (payloads in, payloads out):
 it answers an association request with an acceptance and an MDS create event, and once the
 host has acknowledged that event it answers extended polls: numerics once per request,
-waves either once or, with a poll period, every 256 ms until the period ends. A host that
-sends nothing for ``host_timeout_s`` loses its association. Sample periods and scales travel
-as attributes in every wave reply.
+waves either once or, with a poll period, every 256 ms until the period ends, and the Alarm
+Monitor with its alarm lists. A host that sends nothing for ``host_timeout_s`` loses its
+association. Sample periods and scales travel as attributes in every wave reply.
+
+The monitor raises its own alarms as one would: its limits (the adult defaults of
+:mod:`devices.alarms.limits`, with their delays) on the values it reports, and a technical
+alarm while the SpO2 probe is off. Alarm scenarios (:mod:`devices.simulation.alarms`) take
+the patient there on demand.
 
 :class:`IntelliVueSimulator` carries it over MIB/RS232 framing on a pseudo-terminal.
 """
@@ -19,7 +24,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from devices.alarms import conditions
+from devices.alarms.engine import AlarmEngine, AlarmRecord
+from devices.codes import VitalCode, by_mdc
 from devices.errors import MessageError
+from devices.model import AlarmPriority, Observation
+from devices.protocols.intellivue import alarms as al
 from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue import types as t
 from devices.protocols.intellivue.framing import Deframer, FramingError, encode_frame
@@ -32,6 +42,17 @@ ECG_II, PLETH = 0x0102, 0x4BB4
 HR, SPO2, PR, RESP, TEMP = 0x4182, 0x4BB8, 0x481A, 0x500A, 0x4B48
 NIBP_SYS, NIBP_DIA, NIBP_MEAN = 0x4A05, 0x4A06, 0x4A07
 DIM_BPM, DIM_PERCENT, DIM_MMHG, DIM_DEGC, DIM_RPM = 0x0AA0, 0x0220, 0x0F20, 0x17A0, 0x0AE0
+#: Physio id by parameter key.
+_PHYSIO = {
+    "heart_rate": HR,
+    "spo2": SPO2,
+    "pulse_rate": PR,
+    "resp_rate": RESP,
+    "temperature": TEMP,
+    "nibp_sys": NIBP_SYS,
+    "nibp_dia": NIBP_DIA,
+    "nibp_mean": NIBP_MEAN,
+}
 
 #: handle: (physio id, sample period in 1/8 ms ticks, scale (lo abs, hi abs, lo raw, hi raw))
 WAVES = {
@@ -39,6 +60,53 @@ WAVES = {
     0x0102: (PLETH, 64, (0.0, 1.0, 0, 4095)),
 }
 WAVE_REPLY_S = 0.256
+#: The Alarm Monitor object's handle.
+ALARM_MONITOR_HANDLE = 0x0001
+
+_P_ALERT = {
+    AlarmPriority.HIGH: al.HI_PRI_P_AL,
+    AlarmPriority.MEDIUM: al.MED_PRI_P_AL,
+    AlarmPriority.LOW: al.LOW_PRI_P_AL,
+}
+_STARS = {AlarmPriority.HIGH: "***", AlarmPriority.MEDIUM: "**", AlarmPriority.LOW: "*"}
+_LABELS = {
+    "heart_rate": "HR",
+    "spo2": "SpO2",
+    "pulse_rate": "Pulse",
+    "resp_rate": "RR",
+    "nibp_sys": "NBPs",
+    "nibp_dia": "NBPd",
+    "nibp_mean": "NBPm",
+    "temperature": "Temp",
+}
+
+
+def _p_alarm(record: AlarmRecord, code: VitalCode) -> al.AlarmEntry:
+    """A monitor's P-alarm entry for one of its limit alarms."""
+    if record.condition == conditions.SPO2_DESAT:
+        event, words = al.NOM_EVT_DESAT, "Desat"
+    elif record.condition.endswith("_low"):
+        event, words = al.NOM_EVT_LO, f"{_LABELS.get(code.key, code.key)} Low"
+    else:
+        event, words = al.NOM_EVT_HI, f"{_LABELS.get(code.key, code.key)} High"
+    return al.AlarmEntry(
+        source=code.mdc & 0xFFFF,
+        code=event,
+        alert_type=_P_ALERT[record.priority],
+        state=al.AL_NEW_ALERT,
+        flags=al.BEDSIDE_AUDIBLE | al.CENTRAL_AUDIBLE,
+        text=_STARS[record.priority] + words,
+    )
+
+
+#: The technical alarm of an SpO2 probe off the finger (cyan, as the monitor's INOP).
+PROBE_OFF_INOP = al.AlarmEntry(
+    source=SPO2,
+    code=al.NOM_EVT_SENSOR_DISCONN,
+    alert_type=al.LOW_PRI_T_AL,
+    flags=al.BEDSIDE_AUDIBLE | al.CENTRAL_AUDIBLE,
+    text="SpO2 SENSOR OFF",
+)
 
 
 class MonitorProtocol:
@@ -61,6 +129,9 @@ class MonitorProtocol:
         self._wave_invoke = 0
         self._wave_t = 0.0  # patient time of the next wave sample
         self._started = time.monotonic()
+        #: The monitor's own limit alarms, on what it reports.
+        self.limit_alarms = AlarmEngine()
+        self._alarm_changes = 0
 
     def _rel_time(self, now: float) -> int:
         return int((now - self._started) * t.TICKS_PER_S) & 0xFFFFFFFF
@@ -86,6 +157,8 @@ class MonitorProtocol:
                 self._wave_t = self.patient.time
             case m.PollRequest(object_type=t.NOM_MOC_VMO_METRIC_NU) if self.ready:
                 return [self._numerics_reply(message, now)]
+            case m.PollRequest(object_type=al.NOM_MOC_VMO_AL_MON) if self.ready:
+                return [self._alarms_reply(message, now)]
             case m.PollRequest(object_type=t.NOM_MOC_VMO_METRIC_SA_RT) if self.ready:
                 self._wave_invoke = message.invoke_id
                 if message.period_s:
@@ -115,26 +188,80 @@ class MonitorProtocol:
             invoke_id, poll_number, kind, self._rel_time(now), datetime.now(UTC)
         )
 
+    @property
+    def probe_off(self) -> bool:
+        return self.faults.probe_off or self.patient.probe_off
+
     def _numerics_reply(self, poll: m.PollRequest, now: float) -> bytes:
-        p, off = self.patient, self.faults.probe_off
+        p, off = self.patient, self.probe_off
         parts = self._parts(poll.invoke_id, poll.poll_number, t.NOM_MOC_VMO_METRIC_NU, now)
-        singles = [
-            (0x0201, m.numeric_value(HR, round(p.heart_rate), DIM_BPM)),
-            (0x0202, m.numeric_value(SPO2, round(p.spo2), DIM_PERCENT, not off)),
-            (0x0203, m.numeric_value(PR, round(p.heart_rate), DIM_BPM, not off)),
-            (0x0204, m.numeric_value(RESP, round(p.resp_rate), DIM_RPM)),
-            (0x0205, m.numeric_value(TEMP, 36.8, DIM_DEGC)),
-        ]
-        for handle, value in singles:
+        values = {
+            HR: round(p.heart_rate),
+            SPO2: None if off else round(p.spo2),
+            PR: None if off else round(p.heart_rate),
+            RESP: round(p.resp_rate),
+            TEMP: round(p.held("temperature", 36.8), 1),
+            NIBP_SYS: round(p.held("nibp_sys", 118)),
+            NIBP_DIA: round(p.held("nibp_dia", 76)),
+            NIBP_MEAN: round(p.held("nibp_mean", 90)),
+        }
+        self._check_limits(values, now)
+        units = {HR: DIM_BPM, SPO2: DIM_PERCENT, PR: DIM_BPM, RESP: DIM_RPM, TEMP: DIM_DEGC}
+        for handle, physio in zip(range(0x0201, 0x0206), (HR, SPO2, PR, RESP, TEMP), strict=True):
+            value = m.numeric_value(
+                physio, values[physio], units[physio], values[physio] is not None
+            )
             parts.observations.append(m.Observation(handle, (t.Ava(t.NOM_ATTR_NU_VAL_OBS, value),)))
         nibp = [
-            m.numeric_value(NIBP_SYS, 118, DIM_MMHG),
-            m.numeric_value(NIBP_DIA, 76, DIM_MMHG),
-            m.numeric_value(NIBP_MEAN, 90, DIM_MMHG),
+            m.numeric_value(physio, values[physio], DIM_MMHG)
+            for physio in (NIBP_SYS, NIBP_DIA, NIBP_MEAN)
         ]
         compound = struct.pack(">HH", 3, 30) + b"".join(nibp)
         parts.observations.append(
             m.Observation(0x0206, (t.Ava(t.NOM_ATTR_NU_CMPD_VAL_OBS, compound),))
+        )
+        return m.poll_reply(parts)
+
+    def _check_limits(self, values: dict[int, float | None], now: float) -> None:
+        for physio, value in values.items():
+            code = by_mdc(t.mdc_of(physio))
+            if code is not None:
+                observation = Observation(
+                    code, None if value is None else float(value), "monitor", now
+                )
+                self._alarm_changes += len(self.limit_alarms.observe(observation))
+
+    def alarm_entries(self, now: float) -> tuple[list[al.AlarmEntry], list[al.AlarmEntry]]:
+        """The P-alarm and T-alarm lists as of ``now``."""
+        self._alarm_changes += len(self.limit_alarms.tick(now))
+        physiological = []
+        for record in self.limit_alarms.active():
+            code = by_mdc(t.mdc_of(_PHYSIO[record.code or ""]))
+            if code is not None:
+                physiological.append(_p_alarm(record, code))
+        technical = [PROBE_OFF_INOP] if self.probe_off else []
+        return physiological, technical
+
+    def _alarms_reply(self, poll: m.PollRequest, now: float) -> bytes:
+        physiological, technical = self.alarm_entries(now)
+        worst_p = max((e.alert_type for e in physiological), default=al.NO_ALERT)
+        worst_t = max((e.alert_type for e in technical), default=al.NO_ALERT)
+        condition = al.AlertCondition(
+            change_count=self._alarm_changes & 0xFFFF,
+            max_p_alarm=worst_p,
+            max_t_alarm=worst_t,
+            max_audible=max(worst_p, worst_t),
+        )
+        parts = self._parts(poll.invoke_id, poll.poll_number, al.NOM_MOC_VMO_AL_MON, now)
+        parts.observations.append(
+            m.Observation(
+                ALARM_MONITOR_HANDLE,
+                (
+                    t.Ava(al.NOM_ATTR_DEV_AL_COND, condition.encode()),
+                    t.Ava(al.NOM_ATTR_AL_MON_P_AL_LIST, al.encode_alarm_list(physiological)),
+                    t.Ava(al.NOM_ATTR_AL_MON_T_AL_LIST, al.encode_alarm_list(technical)),
+                ),
+            )
         )
         return m.poll_reply(parts)
 
@@ -149,7 +276,7 @@ class MonitorProtocol:
             times = np.arange(start, end, ticks / t.TICKS_PER_S)
             signal = p.ecg_at(times) if physio == ECG_II else p.pleth_at(times)
             raw = np.clip(np.round(lo_s + (signal - lo) * (hi_s - lo_s) / (hi - lo)), lo_s, hi_s)
-            state = t.STATE_INVALID if physio == PLETH and self.faults.probe_off else 0
+            state = t.STATE_INVALID if physio == PLETH and self.probe_off else 0
             samples = struct.pack(f">{len(raw)}H", *raw.astype(int))
             scale = struct.pack(">IIHH", t.encode_float(lo, 3), t.encode_float(hi, 3), lo_s, hi_s)
             value = struct.pack(">HHH", physio, state, len(samples)) + samples

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from devices.simulation.alarms import AlarmScenarios
 from devices.simulation.ecgsyn import EcgSyn
 
 _DRIFT_STEP_S = 0.1
@@ -38,9 +39,11 @@ class PatientParameters:
 class Patient:
     """Query waveforms with :meth:`ecg_at`/:meth:`pleth_at` (absolute seconds), or stream
     pleth with :meth:`pleth`; numerics (:attr:`heart_rate`, :attr:`spo2`) drift as time
-    advances."""
+    advances. ``scenarios`` (alarms on demand, :mod:`devices.simulation.alarms`) hold values
+    while they run: what every simulator of this patient then reports."""
 
     params: PatientParameters = field(default_factory=PatientParameters)
+    scenarios: AlarmScenarios = field(default_factory=AlarmScenarios)
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.params.seed)
@@ -62,17 +65,33 @@ class Patient:
         """Beats a minute at time ``t``: the drifting rate of its tick, with the
         respiratory sinus arrhythmia."""
         self.advance_to(t)
+        held = self.scenarios.value("heart_rate")
+        if held is not None:
+            return held
         offset = self._offsets.get(math.floor(t / _DRIFT_STEP_S), self._hr_offset)
         breath = math.sin(2 * math.pi * self.params.resp_rate / 60 * t)
         return self.params.heart_rate + offset + self.params.rsa_bpm / 2 * breath
 
     @property
     def spo2(self) -> float:
-        return self._spo2
+        held = self.scenarios.value("spo2")
+        return self._spo2 if held is None else held
 
     @property
     def resp_rate(self) -> float:
-        return self.params.resp_rate
+        held = self.scenarios.value("resp_rate")
+        return self.params.resp_rate if held is None else held
+
+    def held(self, key: str, usual: float) -> float:
+        """A parameter the patient model does not vary (NIBP, temperature): ``usual``, or
+        what a running scenario holds it at."""
+        held = self.scenarios.value(key)
+        return usual if held is None else held
+
+    @property
+    def probe_off(self) -> bool:
+        """A running scenario has taken the SpO2 probe off."""
+        return self.scenarios.probe_off
 
     def advance_to(self, t: float) -> None:
         """Drift the numerics to time ``t`` and lay out the beats a little beyond it."""

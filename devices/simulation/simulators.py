@@ -2,7 +2,10 @@
 device expects, driven by a synthetic :class:`~devices.simulation.patient.Patient`.
 
 A simulator writes through a :class:`~devices.simulation.pty_link.PtyLink`; :meth:`run` paces
-frames by the clock (no drift) until cancelled. Faults can be switched at any time.
+frames by the clock (no drift) until cancelled. Faults can be switched at any time, and the
+patient's alarm scenarios (:mod:`devices.simulation.alarms`) started: each device then
+raises the alarms its protocol can carry, from its own limits (the adult defaults) on what
+it measures.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from devices import codes
+from devices.alarms import conditions
+from devices.alarms.engine import AlarmEngine
+from devices.alarms.limits import ADULT_DEFAULTS
+from devices.model import AlarmPriority, Observation
 from devices.protocols import cms50, datex, masimo, nonin
 from devices.simulation.patient import Patient
 from devices.simulation.pty_link import PtyLink
@@ -55,6 +63,11 @@ class Simulator:
         self.patient = patient or Patient()
         self.faults = faults or Faults()
         self.frames_sent = 0
+
+    @property
+    def probe_off(self) -> bool:
+        """The SpO2 probe is off: a fault switched on, or a scenario running."""
+        return self.faults.probe_off or self.patient.probe_off
 
     def on_host_bytes(self, data: bytes) -> None:
         """What the host wrote (commands)."""
@@ -126,12 +139,14 @@ class Cms50Simulator(Simulator):
         return int(elapsed * cms50.SAMPLE_RATE)
 
     def sample(self, pleth: float) -> cms50.LiveSample:
-        if self.faults.probe_off:
+        if self.probe_off:
             return cms50.LiveSample(0, None, None, None, probe_error=True)
+        spo2 = round(self.patient.spo2)
         return cms50.LiveSample(
             pleth=int(pleth * 120),
             pulse_rate=round(self.patient.heart_rate),
-            spo2=round(self.patient.spo2),
+            spo2=spo2,
+            low_spo2=spo2 < SPO2_LOW_LIMIT,
             perfusion_index=3.2,
             signal_strength=6,
             bar_graph=int(pleth * 15),
@@ -199,7 +214,7 @@ class NoninSimulator(Simulator):
         status = nonin.Status.GREEN_PERFUSION
         hr: int | None = round(self.patient.heart_rate)
         spo2: int | None = round(self.patient.spo2)
-        if self.faults.probe_off:
+        if self.probe_off:
             status, hr, spo2 = nonin.Status.SENSOR_DISCONNECTED, None, None
         if self.format is nonin.Format.NUMERICS:
             self.patient.pleth(75 * count, nonin.FRAME_RATE)  # keep the patient's time going
@@ -212,7 +227,7 @@ class NoninSimulator(Simulator):
             if position == 0:
                 self._floats = nonin.packet_floats(hr, spo2)
             frame_status = status | (nonin.Status.SYNC if position == 0 else nonin.Status(0))
-            value = 0 if self.faults.probe_off else int(float(p) * top)
+            value = 0 if self.probe_off else int(float(p) * top)
             out += nonin.encode_frame(
                 self.format, nonin.Frame(frame_status, value, self._floats[position])
             )
@@ -242,18 +257,18 @@ class MasimoSimulator(Simulator):
     def frames(self, count: int) -> bytes:
         self.patient.pleth(60 * count, 60.0)
         now = datetime.now(self._tz).replace(tzinfo=None)
-        if self.faults.probe_off:
+        if self.probe_off:
             return masimo.encode_line(now, None, None, None, exc=0x020) * count
-        line = masimo.encode_line(
-            now, round(self.patient.spo2), round(self.patient.heart_rate), 1.45
-        )
-        return line * count
+        spo2, bpm = round(self.patient.spo2), round(self.patient.heart_rate)
+        alarm = masimo.ALARM_SPO2_LOW if spo2 < SPO2_LOW_LIMIT else 0
+        return masimo.encode_line(now, spo2, bpm, 1.45, alarm=alarm) * count
 
 
 class DatexSimulator(Simulator):
     """S/5 monitor computer interface: sends nothing until asked; then displayed values
-    every requested interval and the requested waves (ECG1 300/s, pleth 100/s) in records
-    every 100 ms."""
+    every requested interval, the requested waves (ECG1 300/s, pleth 100/s) in records
+    every 100 ms, and, once asked for alarms, its alarm status (in differential mode again
+    whenever it changes): its own limits on what it displays, and a white "probe off"."""
 
     name = "datex"
     tick_s = 0.1
@@ -266,7 +281,11 @@ class DatexSimulator(Simulator):
         self.phdb_interval: int | None = None
         self.waves: list[datex.WaveType] = []
         self._last_phdb = -1e9
-        self.requests: list[datex.PhdbRequest | datex.WaveRequest] = []
+        self.requests: list[datex.Request] = []
+        self.limit_alarms = AlarmEngine()
+        self.alarm_mode: datex.AlarmCommand | None = None
+        self._alarm_status_due = False
+        self._alarms_shown: tuple[datex.AlarmDisplay, ...] = ()
 
     def on_host_bytes(self, data: bytes) -> None:
         for record, error, _ in self._unframer.receive_data(data):
@@ -277,11 +296,35 @@ class DatexSimulator(Simulator):
             if isinstance(request, datex.PhdbRequest):
                 self.phdb_interval = max(1, request.interval_s)
                 self._last_phdb = -1e9
-            else:
+            elif isinstance(request, datex.WaveRequest):
                 self.waves = list(request.types) if request.start else []
+            else:
+                self.alarm_mode = request.command
+                self._alarm_status_due = request.command is not datex.AlarmCommand.EXIT_DIFFMODE
 
     def frames_due(self, elapsed: float) -> int:
         return int(elapsed / self.tick_s)
+
+    def alarm_displays(self) -> tuple[datex.AlarmDisplay, ...]:
+        """What the monitor's alarm area shows now (at most five, red first)."""
+        shown = []
+        for record in self.limit_alarms.active():
+            low = record.condition.endswith("_low") or record.condition == conditions.SPO2_DESAT
+            label = _DATEX_LABELS.get(record.code or "", record.code or "")
+            shown.append(
+                datex.AlarmDisplay(
+                    f"{label} {'LOW' if low else 'HIGH'}",
+                    datex.AlarmColor.RED
+                    if record.priority is AlarmPriority.HIGH
+                    else datex.AlarmColor.YELLOW,
+                    datex.AlarmType.LOW_LIMIT if low else datex.AlarmType.HIGH_LIMIT,
+                )
+            )
+        if self.probe_off:
+            shown.append(
+                datex.AlarmDisplay("SpO2 PROBE OFF", datex.AlarmColor.WHITE, datex.AlarmType.STATUS)
+            )
+        return tuple(sorted(shown, key=lambda d: -d.color)[:5])
 
     def frames(self, count: int) -> bytes:
         out = b""
@@ -296,22 +339,52 @@ class DatexSimulator(Simulator):
                 waves[datex.WaveType.ECG1] = [int(v * 1000) for v in ecg]
             if datex.WaveType.PLETH in self.waves:
                 waves[datex.WaveType.PLETH] = (
-                    [-32767] * 10 if self.faults.probe_off else [int(v * 10000) for v in pleth]
+                    [-32767] * 10 if self.probe_off else [int(v * 10000) for v in pleth]
                 )
             if waves:
                 out += datex.frame(datex.encode_waves(now, waves))
+            off = self.probe_off
+            values: dict[str, float | None] = {
+                "heart_rate": round(p.heart_rate),
+                "spo2": None if off else round(p.spo2, 1),
+                "pulse_rate": None if off else round(p.heart_rate),
+                "nibp_sys": round(p.held("nibp_sys", 115)),
+                "nibp_dia": round(p.held("nibp_dia", 55)),
+                "nibp_mean": round(p.held("nibp_mean", 79)),
+                "temperature": round(p.held("temperature", 36.8), 1),
+                "resp_rate": round(p.resp_rate),
+            }
+            for key, value in values.items():
+                code = _CODES[key]
+                self.limit_alarms.observe(Observation(code, value, "monitor", p.time))
+            self.limit_alarms.tick(p.time)
             if self.phdb_interval and p.time - self._last_phdb >= self.phdb_interval:
                 self._last_phdb = p.time
-                off = self.faults.probe_off
-                values: dict[str, float | None] = {
-                    "heart_rate": round(p.heart_rate),
-                    "spo2": None if off else round(p.spo2, 1),
-                    "pulse_rate": None if off else round(p.heart_rate),
-                    "nibp_sys": 115,
-                    "nibp_dia": 55,
-                    "nibp_mean": 79,
-                    "temperature": 36.8,
-                    "resp_rate": round(p.resp_rate),
-                }
                 out += datex.frame(datex.encode_phdb(datex.PhdbValues(now, values)))
+            out += self._alarm_status(now)
         return out
+
+    def _alarm_status(self, now: int) -> bytes:
+        shown = self.alarm_displays()
+        changed = shown != self._alarms_shown
+        self._alarms_shown = shown
+        diff_mode = self.alarm_mode is datex.AlarmCommand.ENTER_DIFFMODE
+        if not (self._alarm_status_due or (diff_mode and changed)):
+            return b""
+        self._alarm_status_due = False
+        return datex.frame(datex.encode_alarm_status(datex.AlarmStatus(shown), now))
+
+
+#: The limit the simulated oximeters alarm below (their own "low SpO2").
+SPO2_LOW_LIMIT = next(limit.low for limit in ADULT_DEFAULTS if limit.name == "spo2") or 90.0
+_CODES = {c.key: c for c in codes.ALL_CODES}
+_DATEX_LABELS = {
+    "heart_rate": "HR",
+    "spo2": "SpO2",
+    "pulse_rate": "PR",
+    "resp_rate": "RR",
+    "nibp_sys": "NIBP SYS",
+    "nibp_dia": "NIBP DIA",
+    "nibp_mean": "NIBP MEAN",
+    "temperature": "T1",
+}
