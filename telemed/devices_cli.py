@@ -15,6 +15,7 @@ from devices.errors import RecordError
 from devices.export import to_dict, to_text
 from devices.model import DeviceEvent, FrameError
 from devices.reader import DeviceReader
+from devices.simulation import alarms as scenarios
 from devices.simulation.hl7_monitor import Hl7MonitorSimulator
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
@@ -52,6 +53,29 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sim.add_argument("--noise", type=float, default=0.0, help="garbage bursts a second")
     sim.add_argument("--drop", type=float, default=0.0, help="probability a byte is lost")
     sim.add_argument(
+        "--alarm",
+        action="append",
+        default=[],
+        type=_scenario,
+        metavar="SCENARIO[:SECONDS]",
+        help="take the patient into an alarm condition (repeatable): "
+        + ", ".join(s.value for s in scenarios.Scenario)
+        + " (e.g. spo2-low: SpO2 86 %% for 15 s); SECONDS overrides how long",
+    )
+    sim.add_argument(
+        "--alarm-in",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="start the --alarm scenarios this long after the simulator (default 10 s)",
+    )
+    sim.add_argument(
+        "--alarm-every",
+        type=float,
+        metavar="SECONDS",
+        help="start them again every SECONDS (default: once)",
+    )
+    sim.add_argument(
         "--unplug-every",
         type=float,
         metavar="SECONDS",
@@ -71,6 +95,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     decode.add_argument("protocol", choices=sorted(DECODERS))
     decode.add_argument("file", type=Path)
     decode.add_argument("--json", action="store_true", help="JSON lines")
+
+
+def _scenario(text: str) -> tuple[scenarios.Scenario, float | None]:
+    try:
+        return scenarios.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _print(event: DeviceEvent, as_json: bool) -> None:
@@ -126,12 +157,32 @@ async def simulate(args: argparse.Namespace) -> int:
         print(link.path, flush=True)
         if args.unplug_every:
             helpers.append(spawn(_unplug_every(link, args.unplug_every), "unplug"))
+    if args.alarm:
+        helpers.append(
+            spawn(_alarms(patient, args.alarm, args.alarm_in, args.alarm_every), "alarms")
+        )
     print(f"simulating {args.protocol}; Ctrl-C to stop", file=sys.stderr)
     try:
         await task
     finally:
         await cancel_and_wait([task, *helpers])
     return 0
+
+
+async def _alarms(
+    patient: Patient,
+    wanted: list[tuple[scenarios.Scenario, float | None]],
+    first_in: float,
+    every: float | None,
+) -> None:
+    await asyncio.sleep(first_in)
+    while True:
+        for scenario, seconds in wanted:
+            patient.scenarios.start(scenario, seconds)
+            print(f"alarm scenario {scenario} started", file=sys.stderr, flush=True)
+        if every is None:
+            return
+        await asyncio.sleep(every)
 
 
 async def _unplug_every(link: PtyLink, period: float) -> None:
