@@ -7,6 +7,7 @@ thread and the event loop keeps relaying signaling messages meanwhile.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -18,36 +19,50 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from signaling.config import HashCost
 from signaling.errors import AuthError, TokenExpired
 from signaling.schema import PrincipalKind, Role
 
-_HASHER = PasswordHasher()
-# Verified against when the account does not exist, so that timing does not reveal which
-# usernames are real.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 _ALGORITHM = "HS256"
 _SPRAY_FACTOR = 4
 _ISSUER = "telemed"
 
 
-def hash_secret(secret: str) -> str:
-    return _HASHER.hash(secret)
+class SecretHasher:
+    """Argon2id hashing and checking of passwords and gateway keys at a given cost. Slow on
+    purpose (tens of milliseconds): the async methods run it in a worker thread."""
+
+    def __init__(self, cost: HashCost | None = None) -> None:
+        cost = cost or HashCost()
+        self._hasher = PasswordHasher(
+            time_cost=cost.time_cost, memory_cost=cost.memory_kib, parallelism=cost.parallelism
+        )
+        # Checked against when the account does not exist, so that timing does not reveal
+        # which names are real.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, secret: str) -> str:
+        return self._hasher.hash(secret)
+
+    def verify(self, stored_hash: str | None, secret: str) -> bool:
+        """True when ``secret`` matches ``stored_hash`` (whose own cost applies); a missing
+        hash costs the same time."""
+        try:
+            return self._hasher.verify(stored_hash or self._dummy, secret) and bool(stored_hash)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def hash_async(self, secret: str) -> str:
+        return await asyncio.to_thread(self.hash, secret)
+
+    async def verify_async(self, stored_hash: str | None, secret: str) -> bool:
+        return await asyncio.to_thread(self.verify, stored_hash, secret)
 
 
-def verify_secret(stored_hash: str | None, secret: str) -> bool:
-    """True when ``secret`` matches ``stored_hash``; a missing hash costs the same time."""
-    try:
-        return _HASHER.verify(stored_hash or _DUMMY_HASH, secret) and stored_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-async def hash_secret_async(secret: str) -> str:
-    return await asyncio.to_thread(hash_secret, secret)
-
-
-async def verify_secret_async(stored_hash: str | None, secret: str) -> bool:
-    return await asyncio.to_thread(verify_secret, stored_hash, secret)
+@functools.cache
+def default_hasher() -> SecretHasher:
+    """A hasher at the default cost, made once (making it costs one hash)."""
+    return SecretHasher()
 
 
 def new_gateway_key() -> str:

@@ -54,11 +54,25 @@ class TurnConfig(BaseModel):
     ttl_s: int = Field(default=3600, ge=60, le=86400)
 
 
+class HashCost(BaseModel):
+    """Argon2id's cost for passwords and gateway keys (argon2-cffi's defaults: about 50 ms
+    and 64 MiB a hash here). A stored hash carries its own cost, so changing this affects new
+    and changed secrets only; tests use a tiny cost to stay fast."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    time_cost: int = Field(default=3, ge=1)
+    memory_kib: int = Field(default=65536, ge=8)
+    parallelism: int = Field(default=4, ge=1)
+
+
 class ServerOptions(BaseModel):
     """The server's tunables; every one has a sensible default."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: What hashing a password or a gateway key costs.
+    hash_cost: HashCost = HashCost()
     #: Lifetime of an access token; clients refresh before it ends.
     token_ttl_s: int = Field(default=900, ge=10)
     #: A clinician session with no activity for this long is logged out (gateways are exempt).

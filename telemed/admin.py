@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import sys
 
-from signaling.auth import new_gateway_key
+from signaling.auth import SecretHasher, new_gateway_key
 from signaling.errors import AccountError
 from signaling.schema import Role
 from signaling.storage import accounts
@@ -43,7 +43,8 @@ async def add_user(
     settings.site(site)
     db = await _open(settings)
     try:
-        account = await accounts.add_user(db, username, password, role, site, name)
+        hasher = SecretHasher(settings.server_config().hash_cost)
+        account = await accounts.add_user(db, username, password, role, site, name, hasher)
         await _audit_cli(db, "user.create", {"user": username, "role": str(role), "site": site})
     except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -59,7 +60,8 @@ async def add_gateway(settings: Settings, name: str, site: str) -> int:
     key = new_gateway_key()
     db = await _open(settings)
     try:
-        account = await accounts.add_gateway(db, name, site, key)
+        hasher = SecretHasher(settings.server_config().hash_cost)
+        account = await accounts.add_gateway(db, name, site, key, hasher)
         await _audit_cli(db, "gateway.create", {"gateway": name, "site": site})
     except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from clinic_ui import STATIC_DIR
+from signaling.auth import SecretHasher
 from signaling.config import ServerConfig
 from signaling.errors import AccountError
 from signaling.schema import Role
@@ -161,13 +162,14 @@ async def seed_demo(config: ServerConfig) -> None:
     try:
         await db.migrate()
         await accounts.sync_sites(db, config.sites)
+        hasher = SecretHasher(config.hash_cost)
         for acc in DEMO_ACCOUNTS:
             with contextlib.suppress(AccountError):  # seeded by an earlier run
                 await accounts.add_user(
-                    db, acc.username, acc.password, acc.role, acc.site, acc.username
+                    db, acc.username, acc.password, acc.role, acc.site, acc.username, hasher
                 )
         name, site, key = DEMO_GATEWAY
         with contextlib.suppress(AccountError):
-            await accounts.add_gateway(db, name, site, key)
+            await accounts.add_gateway(db, name, site, key, hasher)
     finally:
         await db.close()

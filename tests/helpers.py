@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 import httpx
 
 from clinic_ui import STATIC_DIR
-from signaling.config import ServerConfig
+from signaling.config import HashCost, ServerConfig
 from signaling.schema import Role, ServerMessage
 from signaling.server.app import create_app
 from signaling.server.services import Services
@@ -29,6 +29,7 @@ from telemed.serve import start_server
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 SECRET = "test-secret-key-0123456789abcdef-0123456789"
+TEST_HASH_COST = HashCost(time_cost=1, memory_kib=64, parallelism=1)
 PASSWORD = "correct horse battery"
 
 
@@ -36,6 +37,8 @@ def make_config(tmp_path: Path, **overrides: Any) -> ServerConfig:
     values: dict[str, Any] = {
         "database_url": sqlite_url(tmp_path / "signaling.sqlite3"),
         "secret_key": SECRET,
+        # Argon2 at its default cost takes most of a test's time: the cost is not under test.
+        "hash_cost": TEST_HASH_COST,
     }
     values.update(overrides)
     return ServerConfig(**values)
@@ -52,10 +55,12 @@ class LiveServer:
         return "ws" + self.base_url.removeprefix("http") + "/ws"
 
     async def add_user(self, username: str, role: Role, site: str) -> accounts.Account:
-        return await accounts.add_user(self.services.db, username, PASSWORD, role, site, username)
+        return await accounts.add_user(
+            self.services.db, username, PASSWORD, role, site, username, self.services.hasher
+        )
 
     async def add_gateway(self, name: str, site: str, key: str) -> accounts.Account:
-        return await accounts.add_gateway(self.services.db, name, site, key)
+        return await accounts.add_gateway(self.services.db, name, site, key, self.services.hasher)
 
     async def token(self, username: str, password: str = PASSWORD) -> str:
         async with httpx.AsyncClient(base_url=self.base_url) as http:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from runtime.clock import SYSTEM_CLOCK, Clock
-from signaling.auth import LoginLimiter, TokenService
+from signaling.auth import LoginLimiter, SecretHasher, TokenService
 from signaling.config import ServerConfig
 from signaling.schema import CloseCode
 from signaling.server import (
@@ -56,6 +57,7 @@ def create_app(
                 audit=AuditLog(db),
                 hub=hub,
                 activity=activity,
+                hasher=await asyncio.to_thread(SecretHasher, config.hash_cost),
                 clock=clock,
             )
             retention = Retention(

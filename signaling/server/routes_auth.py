@@ -69,7 +69,7 @@ def _check_rate(svc: Services, request: Request, key: str) -> None:
 async def login(body: UserLogin, request: Request, svc: ServicesDep) -> TokenOut:
     """Clinician login. Repeated failures from one address are refused for a while (429)."""
     _check_rate(svc, request, f"user:{body.username}")
-    account = await check_user(svc.db, body.username, body.password)
+    account = await check_user(svc.db, body.username, body.password, svc.hasher)
     return await _login(svc, request, "user", body.username, account)
 
 
@@ -77,7 +77,7 @@ async def login(body: UserLogin, request: Request, svc: ServicesDep) -> TokenOut
 async def gateway_login(body: GatewayLogin, request: Request, svc: ServicesDep) -> TokenOut:
     """Device gateway login with the key printed by ``telemed gateways add``."""
     _check_rate(svc, request, f"gateway:{body.name}")
-    account = await check_gateway(svc.db, body.name, body.key)
+    account = await check_gateway(svc.db, body.name, body.key, svc.hasher)
     return await _login(svc, request, "gateway", body.name, account)
 
 

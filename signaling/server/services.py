@@ -9,7 +9,7 @@ from typing import cast
 from starlette.requests import HTTPConnection
 
 from runtime.clock import SYSTEM_CLOCK, Clock
-from signaling.auth import LoginLimiter, Principal, TokenService
+from signaling.auth import LoginLimiter, Principal, SecretHasher, TokenService
 from signaling.config import ServerConfig
 from signaling.consultation_fsm import FINAL_STATES
 from signaling.schema import ConsultationSummary, PrincipalKind
@@ -30,6 +30,8 @@ class Services:
     audit: AuditLog
     hub: Hub
     activity: ActivityRecorder
+    #: Hashes and checks passwords and gateway keys at the configured cost.
+    hasher: SecretHasher
     #: Monotonic time for timeouts and rate limits, wall time for stamps (tests inject one).
     clock: Clock = SYSTEM_CLOCK
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from signaling.auth import hash_secret_async, verify_secret_async
+from signaling.auth import SecretHasher, default_hasher
 from signaling.config import SiteConfig
 from signaling.errors import AccountError, SessionEnded
 from signaling.schema import PrincipalKind, Role
@@ -42,13 +42,19 @@ async def sync_sites(db: Database, sites: tuple[SiteConfig, ...]) -> None:
 
 
 async def add_user(
-    db: Database, username: str, password: str, role: Role, site: str, display_name: str
+    db: Database,
+    username: str,
+    password: str,
+    role: Role,
+    site: str,
+    display_name: str,
+    hasher: SecretHasher | None = None,
 ) -> Account:
     if role not in CLINICIAN_ROLES:
         raise AccountError(f"role must be one of {', '.join(CLINICIAN_ROLES)}")
     if len(password) < 8:
         raise AccountError("a password needs at least 8 characters")
-    password_hash = await hash_secret_async(password)
+    password_hash = await (hasher or default_hasher()).hash_async(password)
     try:
         async with db.session() as session:
             if await session.get(SiteRow, site) is None:
@@ -68,8 +74,10 @@ async def add_user(
         raise AccountError(f"user {username!r} exists already") from None
 
 
-async def add_gateway(db: Database, name: str, site: str, key: str) -> Account:
-    key_hash = await hash_secret_async(key)
+async def add_gateway(
+    db: Database, name: str, site: str, key: str, hasher: SecretHasher | None = None
+) -> Account:
+    key_hash = await (hasher or default_hasher()).hash_async(key)
     try:
         async with db.session() as session:
             if await session.get(SiteRow, site) is None:
@@ -82,20 +90,26 @@ async def add_gateway(db: Database, name: str, site: str, key: str) -> Account:
         raise AccountError(f"gateway {name!r} exists already") from None
 
 
-async def check_user(db: Database, username: str, password: str) -> Account | None:
+async def check_user(
+    db: Database, username: str, password: str, hasher: SecretHasher | None = None
+) -> Account | None:
     """The account when the password matches an active user, else None (constant effort)."""
     async with db.session() as session:
         row = await session.scalar(select(UserRow).where(UserRow.username == username))
-    ok = await verify_secret_async(row.password_hash if row else None, password)
+    ok = await (hasher or default_hasher()).verify_async(
+        row.password_hash if row else None, password
+    )
     if row is None or not ok or not row.active:
         return None
     return Account(PrincipalKind.USER, row.id, row.display_name, Role(row.role), row.site_code)
 
 
-async def check_gateway(db: Database, name: str, key: str) -> Account | None:
+async def check_gateway(
+    db: Database, name: str, key: str, hasher: SecretHasher | None = None
+) -> Account | None:
     async with db.session() as session:
         row = await session.scalar(select(GatewayRow).where(GatewayRow.name == name))
-    ok = await verify_secret_async(row.key_hash if row else None, key)
+    ok = await (hasher or default_hasher()).verify_async(row.key_hash if row else None, key)
     if row is None or not ok or not row.active:
         return None
     return Account(PrincipalKind.GATEWAY, row.id, row.name, Role.GATEWAY, row.site_code)

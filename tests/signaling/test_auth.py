@@ -13,13 +13,14 @@ import pytest
 from signaling.auth import (
     LoginLimiter,
     Principal,
+    SecretHasher,
     TokenService,
-    hash_secret,
-    verify_secret,
 )
+from signaling.config import HashCost
 from signaling.errors import AuthError
 from signaling.schema import PrincipalKind, Role
 from signaling.turn import turn_credential
+from tests.helpers import TEST_HASH_COST
 
 KEY = "k" * 40
 DOCTOR = Principal(PrincipalKind.USER, 7, "doctor", Role.DOCTOR, "wonju", "sess1")
@@ -51,12 +52,15 @@ def test_forged_and_altered_tokens_are_refused() -> None:
 
 
 def test_hashes_verify_only_the_right_secret() -> None:
-    stored = hash_secret("a long enough password")
-    assert stored.startswith("$argon2")
-    assert verify_secret(stored, "a long enough password")
-    assert not verify_secret(stored, "a long enough passwore")
-    assert not verify_secret(None, "anything")
-    assert not verify_secret("not a hash", "anything")
+    hasher = SecretHasher(HashCost(time_cost=2, memory_kib=256, parallelism=1))
+    stored = hasher.hash("a long enough password")
+    assert stored.startswith("$argon2id$") and "m=256,t=2,p=1" in stored
+    assert hasher.verify(stored, "a long enough password")
+    assert not hasher.verify(stored, "a long enough passwore")
+    assert not hasher.verify(None, "anything")
+    assert not hasher.verify("not a hash", "anything")
+    # A stored hash carries its own cost: a hasher of another cost checks it all the same.
+    assert SecretHasher(TEST_HASH_COST).verify(stored, "a long enough password")
 
 
 def test_login_limiter_window() -> None:
