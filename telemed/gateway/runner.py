@@ -23,7 +23,7 @@ import httpx
 from aiortc import RTCIceServer
 
 from devices.drivers import DRIVERS
-from devices.model import DeviceEvent
+from devices.model import DeviceAlarms, DeviceEvent
 from devices.reader import DeviceReader
 from devices.transports.mllp_tcp import Hl7Listener
 from media.audio import AudioMode
@@ -47,6 +47,8 @@ from media.video.processing import FrameProcessor, ProcessingSettings
 from signaling.client import GatewayCredentials, SignalingClient, SignalingError
 from signaling.journal import Journal, JournalLimits, JournalStore
 from signaling.schema import (
+    AlarmAck,
+    AlarmLimitsChange,
     Answer,
     Candidate,
     ConsultationState,
@@ -61,6 +63,7 @@ from signaling.schema import (
     ServerMessage,
 )
 from signaling.uploader import Uploader, client_post
+from telemed.gateway.alarms import GatewayAlarms
 from telemed.gateway.peers import OPEN_TIMEOUT_S, PeerSet
 from telemed.gateway.sources import PrimarySources
 from telemed.gateway.vitals import VitalsProcessor
@@ -146,6 +149,8 @@ class Gateway:
             JournalStore.open(path, config.journal), lambda: self.consultation_id
         )
         self.uploader = Uploader(self.journal, client_post(self.client))
+        #: The bedside's alarms: device alarms and limit alarms, to viewers and the journal.
+        self.alarms = GatewayAlarms(lambda text: self._broadcast(text, None), self.journal)
         #: Messages a newly connected clinician gets first: channel metadata, the latest
         #: value of each numeric, each device's state. Touched on the event loop only.
         self._retained: dict[tuple[str, ...], str] = {}
@@ -198,6 +203,7 @@ class Gateway:
                 tasks.create_task(self._signaling(), name="signaling")
                 tasks.create_task(self._follow(), name="consultation")
                 tasks.create_task(self.uploader.run(), name="journal-uploader")
+                tasks.create_task(self.alarms.run(), name="alarms")
         finally:
             await self._stop()
 
@@ -281,7 +287,7 @@ class Gateway:
         hello = encode_event(
             Hello(source=config.name, audio=audio, talkback=config.speaker is not None)
         )
-        return [hello, *self._retained.values()]
+        return [hello, *self._retained.values(), *self.alarms.greeting()]
 
     # -- devices -> peers --------------------------------------------------------------------
 
@@ -291,6 +297,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         while True:
             event: DeviceEvent = await source.events.get()
+            self.alarms.handle(event, link_states=isinstance(source, DeviceReader))
+            if isinstance(event, DeviceAlarms):
+                continue  # alarms only: nothing for the vitals
             # Filtering and beat detection run in the worker thread, in arrival order.
             try:
                 outgoing = await loop.run_in_executor(self._worker, self.vitals.handle, event)
@@ -364,6 +373,7 @@ class Gateway:
         match message:
             case Joined():
                 self.consultation_id = message.consultation.id
+                self.alarms.joined()
                 own = self.client.peer_id
                 await peers.sync([p for p in message.peers if p.peer_id != own])
             case PeerJoined():
@@ -376,6 +386,10 @@ class Gateway:
                 await peers.candidate(message)
             case Offer():
                 await peers.offer(message)
+            case AlarmAck():
+                self.alarms.acknowledge(message)
+            case AlarmLimitsChange():
+                self.alarms.change_limits(message)
             case ConsultationStateChanged():
                 if message.consultation.state in (
                     ConsultationState.CLOSED,
