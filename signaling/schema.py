@@ -9,7 +9,8 @@ closed) reaches a clinician's socket as ``consultation``, in a room or not. ``jo
 ``joined`` (peers, members and the stored chat) and a ``peer-joined`` to the others; then
 ``offer``/``answer``/``candidate`` are relayed only to peers of the same consultation, the
 server filling in ``from``; ``chat`` is stored with the consultation and relayed to the whole
-room with its ``id``; ``leave`` or closing the socket sends ``peer-left`` to the others.
+room with its ``id``; ``alarm-ack`` and ``alarm-limits`` go to the room's gateways only,
+with ``from`` and ``by`` set; ``leave`` or closing the socket sends ``peer-left`` to the others.
 ``ping``/``pong`` are heartbeats. Anything wrong gets an ``error`` with a :class:`ErrorCode`.
 
 This module is sans-I/O: :func:`parse_client_message` turns text into a model or raises

@@ -2,7 +2,9 @@
 
 An authenticated socket is in its site's lobby and receives ``consultation`` messages
 (:meth:`~signaling.server.hub.Hub.publish`) whether it has joined a room or not. Chat is
-stored with the consultation before it is relayed, and replayed in every ``joined``.
+stored with the consultation before it is relayed, and replayed in every ``joined``. An
+``alarm-ack`` (a doctor of the room) or ``alarm-limits`` (a doctor of the consulting site)
+is audited and relayed to the room's gateways only; anyone else gets ``not_permitted``.
 
 Per connection there are two tasks, both owned here: the reader (this handler) and a writer
 draining the connection's bounded outbox. Every protocol fault gets an ``error`` reply and is
@@ -12,6 +14,7 @@ counted; past ``ws_max_errors`` the socket is closed with 1008 (policy violation
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -31,6 +34,8 @@ from signaling.errors import (
 )
 from signaling.schema import (
     PROTOCOL_VERSION,
+    AlarmAck,
+    AlarmLimitsChange,
     Answer,
     Candidate,
     Chat,
@@ -47,6 +52,8 @@ from signaling.schema import (
     Offer,
     Ping,
     Pong,
+    PrincipalKind,
+    Role,
     Welcome,
     encode,
     parse_client_message,
@@ -56,6 +63,7 @@ from signaling.server.services import Services, services_of, source_addr
 from signaling.storage import consultations as store
 from signaling.storage import record
 from signaling.storage.accounts import touch_session
+from signaling.storage.audit import DetailValue
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +343,8 @@ class WsSession:
                 self._relay(conn, message)
             case Chat():
                 await self._chat(conn, message)
+            case AlarmAck() | AlarmLimitsChange():
+                await self._alarm(conn, message)
 
     async def _join(self, conn: Connection, join: Join) -> None:
         cid = join.consultation_id
@@ -447,6 +457,47 @@ class WsSession:
             consultation_id=cid,
             detail={"chars": len(chat.text), "message": stored.id},
         )
+
+    async def _alarm(self, conn: Connection, message: AlarmAck | AlarmLimitsChange) -> None:
+        """An alarm acknowledgement (a doctor of the room) or a limit change (a doctor of
+        the consulting site): audited, and relayed to the room's gateways with ``from`` and
+        ``by`` set. The gateway owns the alarms: what it makes of it reaches every viewer
+        on the events channel, and the server's record through its upload."""
+        cid = self._active_room(conn, message.type)
+        principal = conn.principal
+        room = self.svc.hub.room(cid)
+        assert room is not None  # _active_room checked it
+        doctor = principal.kind is PrincipalKind.USER and principal.role is Role.DOCTOR
+        refusal: tuple[ErrorCode, str] | None = None
+        detail: dict[str, DetailValue]
+        if isinstance(message, AlarmAck):
+            action = "alarm.ack"
+            detail = {"alarm": message.alarm_id}
+            if not doctor:
+                refusal = (ErrorCode.NOT_PERMITTED, "only a doctor acknowledges an alarm")
+        else:
+            action = "alarm.limits"
+            limits = [limit.model_dump(exclude_none=True) for limit in message.limits]
+            detail = {"limits": json.dumps(limits, separators=(",", ":"))}
+            if not doctor or principal.site != room.info.consulting_site:
+                refusal = (
+                    ErrorCode.NOT_PERMITTED,
+                    "only a doctor of the consulting site changes alarm limits",
+                )
+        gateways = [
+            c for c in self.svc.hub.others(conn) if c.principal.kind is PrincipalKind.GATEWAY
+        ]
+        if refusal is None and not gateways:
+            refusal = (ErrorCode.UNKNOWN_PEER, "no bedside gateway is in this consultation")
+        if refusal is not None:
+            await self.svc.record(
+                action, principal, self.addr, consultation_id=cid, outcome="denied", detail=detail
+            )
+            raise ProtocolError(refusal[0], refusal[1], message.type)
+        outgoing = encode(message.model_copy(update={"sender": conn.peer_id, "by": principal.name}))
+        for gateway in gateways:
+            gateway.send_text(outgoing)
+        await self.svc.record(action, principal, self.addr, consultation_id=cid, detail=detail)
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
