@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,6 +37,7 @@ _messages = st.one_of(
 )
 
 
+@pytest.mark.slow  # property-based over a live socket: a few hundred messages
 @settings(
     max_examples=25,
     deadline=None,
