@@ -3,6 +3,7 @@
 // between the clinicians (call.js), presence, chat and ending. A Room lives from openRoom()
 // to close(); it uses the session's signaling socket (one per tab), joined to this room.
 import { t } from "./i18n.js";
+import { AlarmView } from "./alarms.js";
 import { Call } from "./call.js";
 import { formatDuration, formatTime, siteName } from "./format.js";
 import { errorText } from "./list.js";
@@ -58,6 +59,11 @@ export class Room {
     this.chat = new Map(); // message id -> chat message, in arrival order
     this.ended = row.state === "closed" || row.state === "cancelled";
     this.waveforms = new WaveformView();
+    const me = state.api.principal;
+    this.alarms = new AlarmView(state.signaling, {
+      canAcknowledge: me?.role === "doctor",
+      canEditLimits: me?.role === "doctor" && me?.site === row.consulting_site,
+    });
     this.numerics = new NumericsView({
       canChoose: state.api.principal?.role === "technician",
       choose: (code, device) => this.link.sendEvent({ type: "source", code, device }),
@@ -112,6 +118,10 @@ export class Room {
       case "sources":
         this.numerics.event(message);
         break;
+      case "alarm":
+      case "limits":
+        this.alarms.event(message);
+        break;
     }
   }
 
@@ -122,6 +132,7 @@ export class Room {
 
   close() {
     cancelAnimationFrame(this.frame);
+    this.alarms.close();
     clearInterval(this.ticker);
     for (const [target, kind, handler] of this._listeners) target.removeEventListener(kind, handler);
     this.signaling.leave();
@@ -144,6 +155,7 @@ export class Room {
     setLinkState($("link-state").dataset.state || "link.waiting");
     this.waveforms.relabel();
     this.numerics.relabel();
+    this.alarms.relabel();
     this._renderParticipants();
     this._renderChat();
     this._renderAudioKind();
@@ -266,6 +278,7 @@ export class Room {
     setLinkState("link.ended");
     this.waveforms.freeze();
     this.numerics.freeze();
+    this.alarms.freeze();
     this._setChatEnabled(false);
     $("room-ended").hidden = false;
     let summary = null;
