@@ -259,6 +259,7 @@ class SeriesOut(BaseModel):
     unit: str
     derived: bool
     mdc: int | None
+    refid: str | None = None
     loinc: str | None
     points: list[tuple[int, float | None]]
 

@@ -38,6 +38,7 @@ from signaling.api_models import (
     ConsultationRequest,
     GatewayLogin,
     IceServersOut,
+    PatientIn,
     SnapshotOut,
     SummaryOut,
     TokenOut,
@@ -263,15 +264,21 @@ class SignalingClient:
         return ConsultationOut.model_validate(body)
 
     async def request_consultation(
-        self, consulting_site: str, consent_cross_border: bool, reason: str = ""
+        self,
+        consulting_site: str,
+        consent_cross_border: bool,
+        reason: str = "",
+        patient: PatientIn | None = None,
     ) -> ConsultationOut:
-        """Ask ``consulting_site`` for a consultation (the caller's site requests)."""
+        """Ask ``consulting_site`` for a consultation (the caller's site requests), about
+        ``patient`` when given."""
         request = ConsultationRequest(
             consulting_site=consulting_site,
             consent_cross_border=consent_cross_border,
             reason=reason,
+            patient=patient,
         )
-        body = await self.api("POST", "/api/consultations", request.model_dump())
+        body = await self.api("POST", "/api/consultations", request.model_dump(mode="json"))
         return ConsultationOut.model_validate(body)
 
     async def consultation_action(

@@ -13,20 +13,30 @@ names the first fault).
 :class:`~signaling.api_models.TrendsOut`. ``until`` defaults to now, ``since`` to an hour
 before it, ``step`` to what gives at most :data:`DEFAULT_POINTS` points; a window may
 have at most :data:`MAX_POINTS` steps.
+
+``GET /api/consultations/{id}/export?format=fhir|hl7&step=S&since=ISO&until=ISO``
+(whoever may see the consultation): its numerics and alarms as a FHIR R4 Bundle
+(``application/fhir+json``) or HL7 v2 ORU^R01 messages in a batch
+(``x-application/hl7-v2+er7``), with the patient as the caller may see them
+(:mod:`signaling.exports`). The window defaults to the consultation's; ``step`` to 1 s
+(every stored value). Audited with the format and the window; 422 when the window at that
+step holds more than :data:`~signaling.exports.MAX_EXPORT_VALUES` values.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import ValidationError
 
 from signaling.api_models import RecordIn, RecordOut, TrendsOut
 from signaling.errors import InvalidRequest
+from signaling.exports import ExportTooLarge, fhir, gather, hl7
 from signaling.schema import ConsultationState, PrincipalKind
 from signaling.server.deps import CurrentPrincipal, ServicesDep
 from signaling.server.routes_consultations import visible
@@ -208,3 +218,71 @@ async def trends(
         },
     )
     return TrendsOut(since=first, until=last, step=step, series=series, alarms=alarms)
+
+
+_EXPORT_TYPES = {
+    "fhir": ("application/fhir+json", "json"),
+    "hl7": ("x-application/hl7-v2+er7; charset=utf-8", "hl7"),
+}
+
+
+@router.get(
+    "/{consultation_id}/export",
+    responses={
+        200: {"content": {t: {} for t, _ in _EXPORT_TYPES.values()}, "description": "export"},
+        404: {},
+        422: {},
+    },
+    response_class=Response,
+)
+async def export(
+    consultation_id: str,
+    principal: CurrentPrincipal,
+    request: Request,
+    svc: ServicesDep,
+    format: Literal["fhir", "hl7"] = "fhir",
+    step: Annotated[int, Query(ge=1, le=86_400)] = 1,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Response:
+    """The consultation's numerics and alarms as FHIR R4 or HL7 v2 (IHE PCD-01)."""
+    addr = source_addr(request)
+    row = await visible(svc, principal, consultation_id, "consultation.export", addr)
+    try:
+        start = _epoch(since) if since is not None else None
+        end = _epoch(until) if until is not None else None
+    except (OverflowError, OSError, ValueError):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "time out of range") from None
+    if start is not None and end is not None and not start < end:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "since must be before until")
+    try:
+        data = await gather(
+            svc.db, principal, row, now=svc.clock.time(), step=step, since=start, until=end
+        )
+    except ExportTooLarge as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    builder = fhir.build if format == "fhir" else hl7.build
+    # Building and validating thousands of resources is CPU work: off the event loop.
+    text = await asyncio.to_thread(builder, data)
+    await svc.record(
+        "consultation.export",
+        principal,
+        addr,
+        consultation_id=row.id,
+        detail={
+            "format": format,
+            "since": data.since,
+            "until": data.until,
+            "step": data.step,
+            "identified": data.patient.identified if data.patient else None,
+        },
+    )
+    media_type, extension = _EXPORT_TYPES[format]
+    return Response(
+        content=text.encode(),
+        media_type=media_type,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{row.id}.{extension}"',
+        },
+    )

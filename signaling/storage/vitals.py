@@ -380,6 +380,7 @@ async def trends(
             unit=s.unit,
             derived=s.derived,
             mdc=s.mdc,
+            refid=s.refid,
             loinc=s.loinc,
             points=points[s.id],
         )
@@ -470,3 +471,26 @@ async def delete_older_than(db: Database, cutoff: float) -> int:
             .execution_options(synchronize_session=False)
         )
     return deleted
+
+
+async def measured_seconds(
+    db: Database, consultation_id: str, since: int, until: int, step: int
+) -> dict[SeriesKey, set[int]]:
+    """For each series, the starts of the steps in ``[since, until)`` that hold a row (with
+    a value or without one): what was measured, as opposed to a trend's gap marks."""
+    bucket = ((VitalNumericRow.second - since) // step).label("bucket")
+    query = (
+        select(VitalSeriesRow.device, VitalSeriesRow.code, VitalSeriesRow.derived, bucket)
+        .join(VitalSeriesRow, VitalSeriesRow.id == VitalNumericRow.series_id)
+        .where(
+            VitalSeriesRow.consultation_id == consultation_id,
+            VitalNumericRow.second >= since,
+            VitalNumericRow.second < until,
+        )
+        .group_by(VitalSeriesRow.device, VitalSeriesRow.code, VitalSeriesRow.derived, bucket)
+    )
+    found: dict[SeriesKey, set[int]] = {}
+    async with db.session() as session:
+        for device, code, derived, index in await session.execute(query):
+            found.setdefault((device, code, bool(derived)), set()).add(since + int(index) * step)
+    return found
