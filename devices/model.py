@@ -47,7 +47,9 @@ class Observation:
 class WaveformChunk:
     """Consecutive samples of one channel. Missing samples are NaN (a gap is marked, never
     filled with zeros); ``first_sample_time`` is on the device clock when the device has one,
-    else estimated from the gateway's receive time."""
+    else estimated from the gateway's receive time. ``first_sample_index`` is the device's own
+    number for the first sample when the device numbers its samples (counting up, unwrapped
+    by the codec), else None: the gateway then counts the samples it receives."""
 
     code: VitalCode
     sample_rate: float
@@ -56,6 +58,7 @@ class WaveformChunk:
     device_id: str
     receive_time: float
     quality: Quality = Quality.OK
+    first_sample_index: int | None = None
 
     @property
     def gap_mask(self) -> NDArray[np.bool_]:

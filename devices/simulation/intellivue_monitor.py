@@ -266,14 +266,19 @@ class MonitorProtocol:
         return m.poll_reply(parts)
 
     def _waves_reply(self, invoke_id: int, poll_number: int, now: float) -> bytes:
-        """The samples since the last wave reply (at most 1 s), with their attributes."""
+        """The samples since the last wave reply (at most 1 s), with their attributes. Each
+        wave's samples are its sample period's multiples in [start, end): a time that float
+        sums leave a hair short of a multiple counts as that multiple, so that no sample is
+        sent twice (up to one pleth sample in 33 was, shifting all after it)."""
         p = self.patient
         end = max(p.time, self._wave_t)
         start = max(self._wave_t, end - 1.0)
         self._wave_t = end
         parts = self._parts(invoke_id, poll_number, t.NOM_MOC_VMO_METRIC_SA_RT, now)
         for handle, (physio, ticks, (lo, hi, lo_s, hi_s)) in WAVES.items():
-            times = np.arange(start, end, ticks / t.TICKS_PER_S)
+            period = ticks / t.TICKS_PER_S
+            first, stop = (int(np.ceil(x / period - 1e-6)) for x in (start, end))
+            times = np.asarray(np.arange(first, stop) * period, dtype=np.float64)
             signal = p.ecg_at(times) if physio == ECG_II else p.pleth_at(times)
             raw = np.clip(np.round(lo_s + (signal - lo) * (hi_s - lo_s) / (hi - lo)), lo_s, hi_s)
             state = t.STATE_INVALID if physio == PLETH and self.probe_off else 0

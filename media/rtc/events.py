@@ -59,16 +59,25 @@ class Hello(_Event):
 
 
 class ChannelInfo(_Event):
-    """A waveform channel's metadata, sent before its first packet."""
+    """A waveform channel's metadata, sent before its first packet (and again to a viewer
+    who connects later). A channel is one signal of one device: two devices measuring the
+    same signal (a monitor's pleth and an oximeter's) are two channels, each named by its
+    device."""
 
     type: Literal["channel"] = "channel"
-    #: The id the wire packets carry (the MDC code of the signal).
+    #: The id the wire packets carry, given by the gateway to this (device, signal); the
+    #: same id for the gateway's life. (``Beats`` and ``Quality`` name channels by it too.)
     channel: int = Field(ge=0, le=0xFFFFFFFF)
     code: str
     refid: str
     unit: str
     sample_rate: float = Field(gt=0)
+    #: The device the samples come from (its id at the gateway).
     device: str
+    #: The signal's MDC code (131330 ECG lead II, 150452 pleth). Optional within this
+    #: version of the events channel; gateways that speak waveform wire version 2 always
+    #: send it (before it, ``channel`` was the MDC code).
+    mdc: int | None = Field(default=None, ge=0, le=0xFFFFFFFF)
 
 
 class Numeric(_Event):

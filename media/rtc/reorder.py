@@ -2,7 +2,8 @@
 
 Packets may arrive late, twice, out of order or not at all. Per channel, :class:`Reorderer`
 releases packets in sequence order; it waits up to ``reorder_s`` for a missing one, then
-releases a gap in its place (NaN samples spanning the missing time, never zeros). Packets
+releases a gap in its place: NaN samples (never zeros) for exactly the sample indices
+between the last packet released and the next one (wire format version 2). Packets
 whose data ended more than ``horizon_s`` ago are dropped as stale: a late sample is worse
 than a missing one on a live trace. Memory is bounded by ``max_pending`` packets a channel.
 """
@@ -38,7 +39,7 @@ class ReorderStats:
 @dataclass
 class _Channel:
     next_seq: int | None = None
-    next_time: float | None = None
+    next_index: int | None = None
     pending: dict[int, tuple[WirePacket, float]] = field(default_factory=dict)
 
 
@@ -93,23 +94,26 @@ class Reorderer:
 
     def _release(self, ch: _Channel, packet: WirePacket) -> WirePacket:
         ch.next_seq = (packet.sequence + 1) & 0xFFFFFFFF
-        ch.next_time = packet.end_time
+        ch.next_index = packet.first_index + len(packet.samples)
         self.stats.released += 1
         return packet
 
     def _gap(self, channel: int, ch: _Channel, following: WirePacket) -> WirePacket | None:
         self.stats.gaps += 1
-        if ch.next_time is None:
+        if ch.next_index is None:
             return None  # nothing before it: there is no trace to break
-        missing = round((following.first_time - ch.next_time) * following.sample_rate)
-        missing = min(max(missing, 0), MAX_GAP_SAMPLES)
-        if missing == 0:
+        missing = following.first_index - ch.next_index
+        if missing <= 0:
             return None
         self.stats.gap_samples += missing
+        # A longer gap is shortened to its last MAX_GAP_SAMPLES: what lies before them is
+        # older than any trace shows, and the indices still say where each sample goes.
+        shown = min(missing, MAX_GAP_SAMPLES)
         return WirePacket(
             channel,
             (following.sequence - 1) & 0xFFFFFFFF,
             following.sample_rate,
-            ch.next_time,
-            np.full(missing, np.nan, dtype=np.float32),
+            following.first_time - shown / following.sample_rate,
+            np.full(shown, np.nan, dtype=np.float32),
+            following.first_index - shown,
         )

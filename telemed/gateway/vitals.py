@@ -5,11 +5,17 @@ event messages are those of :mod:`media.rtc.events` (``channel``, ``numeric``, `
 ``quality``, ``status``); each leaves here with a ``retain`` key or None: the latest message
 under each key (channel metadata, the latest value of each numeric, each device's state) is
 what a viewer who connects later is told first.
+
+Each waveform channel, one (device, signal), has an id of its own for the gateway's life
+(two devices' pleths are two channels) and a :class:`~media.waveform.clock.SampleTimeline`:
+its packets carry the stream index of their first sample and a time from the channel's
+sample clock, never a read's arrival time (see :mod:`media.rtc.wire`).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +27,7 @@ from devices.model import DeviceEvent, DeviceStatus, FrameError, Observation, Wa
 from media.rtc import events
 from media.rtc.wire import MAX_SAMPLES, WirePacket
 from media.waveform.channel import ChannelOutput, EcgChannel, PlethChannel
+from media.waveform.clock import SampleTimeline
 
 #: A derived rate is sent at most this often per channel.
 DERIVED_EVERY_S = 1.0
@@ -44,26 +51,41 @@ Outgoing = WirePacket | Event
 
 @dataclass
 class _Channel:
+    id: int
     code: VitalCode
     device_id: str
     sample_rate: float
+    timeline: SampleTimeline
     sequence: itertools.count[int] = field(default_factory=itertools.count)
     process: Callable[[np.ndarray], ChannelOutput] | None = None
+    #: Samples given to ``process`` (the detectors count in these).
     samples_seen: int = 0
+    #: (detector index where a chunk starts, its stream index minus that) for recent
+    #: chunks: a beat decided late is timed by the chunk it fell in, silences included.
+    shifts: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=512))
     last_derived: float = float("-inf")
 
     def announcement(self) -> Event:
         return Event(
             events.ChannelInfo(
-                channel=self.code.mdc,
+                channel=self.id,
                 code=self.code.key,
                 refid=self.code.refid,
                 unit=self.code.ucum,
                 sample_rate=self.sample_rate,
                 device=self.device_id,
+                mdc=self.code.mdc,
             ),
             retain=("channel", self.device_id, str(self.code.mdc)),
         )
+
+    def stream_index(self, detector_index: int) -> int:
+        shift = self.shifts[0][1] if self.shifts else 0
+        for start, chunk_shift in reversed(self.shifts):
+            if start <= detector_index:
+                shift = chunk_shift
+                break
+        return detector_index + shift
 
 
 class VitalsProcessor:
@@ -73,7 +95,13 @@ class VitalsProcessor:
     def __init__(self, mains_hz: float) -> None:
         self.mains_hz = mains_hz
         self._channels: dict[tuple[str, int], _Channel] = {}
+        self._ids = itertools.count(1)
         self.frame_errors = 0
+        #: A test hook on the sending side: a packet for which it returns True is not sent
+        #: (its sequence number and samples are missing at the other end, as on a lossy
+        #: link). None in service.
+        self.drop_packet: Callable[[WirePacket], bool] | None = None
+        self.packets_dropped = 0
 
     def handle(self, event: DeviceEvent) -> list[Outgoing]:
         match event:
@@ -109,44 +137,61 @@ class VitalsProcessor:
         channel = self._channels.get(key)
         out: list[Outgoing] = []
         if channel is None or channel.sample_rate != chunk.sample_rate:
-            channel = _Channel(chunk.code, chunk.device_id, chunk.sample_rate)
-            channel.process = _pipeline(chunk.code, chunk.sample_rate, self.mains_hz)
+            # A new rate (rare: a monitor's wave settings changed) starts the channel's
+            # stream afresh under the same id; its sequence numbers go on.
+            channel = _Channel(
+                channel.id if channel is not None else next(self._ids),
+                chunk.code,
+                chunk.device_id,
+                chunk.sample_rate,
+                SampleTimeline(chunk.sample_rate),
+                channel.sequence if channel is not None else itertools.count(),
+                _pipeline(chunk.code, chunk.sample_rate, self.mains_hz),
+            )
             self._channels[key] = channel
             out.append(channel.announcement())
         samples = np.asarray(chunk.samples, dtype=np.float32)
+        n = len(samples)
+        if n == 0:
+            return out
+        first = channel.timeline.place(n, chunk.receive_time, chunk.first_sample_index)
         shown = samples
-        if channel.process is not None and len(samples):
+        if channel.process is not None:
+            channel.shifts.append((channel.samples_seen, first.first_index - channel.samples_seen))
             result = channel.process(samples.astype(np.float64))
             shown = result.samples
             out.extend(self._derived(channel, chunk, result))
-        for k in range(0, len(shown), MAX_SAMPLES):
-            part = shown[k : k + MAX_SAMPLES]
-            out.append(
-                WirePacket(
-                    channel=chunk.code.mdc,
-                    sequence=next(channel.sequence) & 0xFFFFFFFF,
-                    sample_rate=chunk.sample_rate,
-                    first_time=chunk.first_sample_time + k / chunk.sample_rate,
-                    samples=part,
-                )
+            channel.samples_seen += n
+        for k in range(0, n, MAX_SAMPLES):
+            index = first.first_index + k
+            packet = WirePacket(
+                channel=channel.id,
+                sequence=next(channel.sequence) & 0xFFFFFFFF,
+                sample_rate=chunk.sample_rate,
+                first_time=channel.timeline.stamp(index),
+                samples=shown[k : k + MAX_SAMPLES],
+                first_index=index,
             )
-        channel.samples_seen += len(samples)
+            if self.drop_packet is not None and self.drop_packet(packet):
+                self.packets_dropped += 1
+                continue
+            out.append(packet)
         return out
 
     def _derived(
         self, channel: _Channel, chunk: WaveformChunk, result: ChannelOutput
     ) -> list[Outgoing]:
         out: list[Outgoing] = []
-        # Beat times on the waveform's own clock: stream index -> time of that sample.
-        origin = chunk.first_sample_time - channel.samples_seen / chunk.sample_rate
+        # Beat and quality times on the channel's sample clock, by stream index.
+        timeline = channel.timeline
         if result.beats:
-            times = [round(origin + b / chunk.sample_rate, 4) for b in result.beats]
-            out.append(Event(events.Beats(channel=chunk.code.mdc, times=times)))
+            times = [round(timeline.time_of(channel.stream_index(b)), 4) for b in result.beats]
+            out.append(Event(events.Beats(channel=channel.id, times=times)))
         for score in result.quality:
             quality = events.Quality(
-                channel=chunk.code.mdc,
+                channel=channel.id,
                 score=round(score.score, 3),
-                time=round(origin + score.end / chunk.sample_rate, 4),
+                time=round(timeline.time_of(channel.stream_index(score.end)), 4),
             )
             out.append(Event(quality))
         rate_code = HEART_RATE if chunk.code is ECG_II else PULSE_RATE

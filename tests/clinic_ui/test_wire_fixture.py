@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from media.rtc.wire import WirePacket, decode, encode
+from media.rtc.wire import MAX_INDEX, WirePacket, decode, encode
 
 FIXTURE = Path(__file__).with_name("wire_packets.json")
 
@@ -21,10 +21,14 @@ _ECG = [0.0, 0.12, 0.55, 1.48, -0.31, -0.08, 0.02, 0.0, 0.05, 0.11]
 _PLETH = [np.nan, 41.0, 44.5, 50.25, 61.0, 70.0, 66.5, 58.0, np.nan, 47.0, 45.5, np.nan]
 
 PACKETS = {
-    "ecg 500 Hz, no gaps": WirePacket(131330, 7, 500.0, 1_795_000_000.125, np.array(_ECG)),
-    # Gaps at both ends and across the second bitmap byte; the sequence about to wrap.
-    "pleth 125 Hz, gaps": WirePacket(150452, 2**32 - 1, 125.0, 1_795_000_001.5, np.array(_PLETH)),
-    "nothing but gaps": WirePacket(131330, 0, 500.0, 1_795_000_002.0, np.full(3, np.nan)),
+    "ecg 500 Hz, no gaps": WirePacket(1, 7, 500.0, 1_795_000_000.125, np.array(_ECG), 3_500),
+    # Gaps at both ends and across the second bitmap byte; the sequence about to wrap; an
+    # index beyond 32 bits.
+    "pleth 125 Hz, gaps": WirePacket(
+        2, 2**32 - 1, 125.0, 1_795_000_001.5, np.array(_PLETH), 2**40 + 3
+    ),
+    # The largest index a browser reads exactly.
+    "nothing but gaps": WirePacket(1, 0, 500.0, 1_795_000_002.0, np.full(3, np.nan), MAX_INDEX),
 }
 
 
@@ -46,6 +50,7 @@ def fixture() -> list[dict[str, Any]]:
                 "sequence": back.sequence,
                 "sampleRate": back.sample_rate,
                 "firstTime": back.first_time,
+                "firstIndex": back.first_index,
                 "samples": [_number(float(v)) for v in back.samples],
             }
         )

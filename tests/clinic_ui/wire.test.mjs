@@ -34,6 +34,7 @@ test("decodes what the Python encoder wrote, value for value", () => {
     assert.equal(got.sequence, expected.sequence, expected.name);
     assert.equal(got.sampleRate, expected.sampleRate, expected.name);
     assert.equal(got.firstTime, expected.firstTime, expected.name);
+    assert.equal(got.firstIndex, expected.firstIndex, expected.name);
     assert.ok(got.samples instanceof Float32Array);
     const samples = Array.from(got.samples, (v) => (Number.isNaN(v) ? null : v));
     assert.deepEqual(samples, expected.samples, expected.name);
@@ -67,10 +68,31 @@ test("a bitmap flag without its bitmap, or bytes past the packet, are refused", 
 });
 
 test("another version of the format is refused", () => {
-  for (const version of [0, 2, 255]) {
+  for (const version of [0, 1, 3, 255]) {
     const buffer = edited("ecg 500 Hz, no gaps", (view) => view.setUint8(0, version));
-    assert.throws(() => decode(buffer), new RegExp(`version ${version}`));
+    assert.throws(() => decode(buffer), new RegExp(`version ${version}; this page speaks 2`));
   }
+});
+
+test("a version 1 packet (a 28-byte header, no sample index) is refused with its version", () => {
+  const old = new Uint8Array(28 + 4);
+  const view = new DataView(old.buffer);
+  view.setUint8(0, 1);
+  view.setUint16(2, 2, true);
+  view.setUint32(4, 150452, true);
+  view.setFloat32(12, 60, true);
+  view.setFloat32(24, 1, true);
+  assert.throws(() => decode(old.buffer), /version 1/);
+});
+
+test("the first sample's index is read whole, past 32 bits", () => {
+  assert.equal(decode(bytes(packet("pleth 125 Hz, gaps").hex)).firstIndex, 2 ** 40 + 3);
+  assert.equal(decode(bytes(packet("nothing but gaps").hex)).firstIndex, Number.MAX_SAFE_INTEGER);
+});
+
+test("an index a JavaScript number cannot hold exactly is refused", () => {
+  const buffer = edited("ecg 500 Hz, no gaps", (view) => view.setBigUint64(28, 2n ** 53n, true));
+  assert.throws(() => decode(buffer), /first index 9007199254740992/);
 });
 
 test("a sample count outside 1..MAX_SAMPLES is refused", () => {

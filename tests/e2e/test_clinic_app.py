@@ -66,12 +66,12 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
             await page.wait_for_function(
                 "document.getElementById('video').videoWidth === 320", timeout=20_000
             )
-            trace = page.locator(f".trace[data-channel='{PLETH.mdc}']")
+            trace = page.locator(f".trace[data-mdc='{PLETH.mdc}'][data-device='oximeter-1']")
             await expect(trace.locator(".label")).to_have_text("Pleth · 60 Hz")
             # The trace fills the canvas as seconds of pleth arrive (6 s across 800 px).
             await page.wait_for_function(
                 """channel => {
-                    const box = document.querySelector(`.trace[data-channel='${channel}']`);
+                    const box = document.querySelector(`.trace[data-mdc='${channel}']`);
                     const canvas = box.querySelector('canvas');
                     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width,
                                                                        canvas.height).data;
@@ -144,8 +144,8 @@ async def test_browser_wire_decoder_matches_the_python_encoder(server: LiveServe
                     try { wire.decode(new Uint8Array(bytes.slice(0, cut)).buffer); }
                     catch (e) { bad.push(e instanceof wire.WireError); }
                 }
-                const v2 = bytes.slice(); v2[0] = 2;
-                try { wire.decode(new Uint8Array(v2).buffer); } catch (e) { bad.push(e.message); }
+                const v1 = bytes.slice(); v1[0] = 1;
+                try { wire.decode(new Uint8Array(v1).buffer); } catch (e) { bad.push(e.message); }
                 return {channel: p.channel, sequence: p.sequence, rate: p.sampleRate,
                         first: p.firstTime,
                         samples: Array.from(p.samples, x => isNaN(x) ? null : x), bad};
@@ -159,7 +159,9 @@ async def test_browser_wire_decoder_matches_the_python_encoder(server: LiveServe
     got = np.array([0.0 if r is None else r for r in result["samples"]])
     want = np.array([0.0 if e is None else e for e in expected])
     assert np.allclose(got, want, atol=3.0 / 32767)
-    assert result["bad"] == [True, True, "wire format version 2"], json.dumps(result["bad"])
+    assert result["bad"] == [True, True, "wire format version 1; this page speaks 2"], json.dumps(
+        result["bad"]
+    )
 
 
 async def test_a_present_doctor_stays_signed_in_and_an_absent_one_is_signed_out(

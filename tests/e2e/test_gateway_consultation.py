@@ -62,6 +62,10 @@ class Doctor:
             elif event.kind is PeerEventKind.MESSAGE and event.message is not None:
                 self.messages.append(event.message.model_dump())
 
+    def channel_ids(self, mdc: int) -> set[int]:
+        """The ids the gateway gave the channels of signal ``mdc`` (from its channel messages)."""
+        return {m["channel"] for m in self.messages if m["type"] == "channel" and m["mdc"] == mdc}
+
     def numerics(self, code: str, derived: bool = False) -> list[float]:
         """Values of one numeric: from the device, or (``derived``) computed by the gateway."""
         return [
@@ -126,17 +130,20 @@ async def test_bedside_to_consulting_doctor(server: LiveServer) -> None:
             await _until(
                 lambda: (
                     len(doctor.numerics("spo2")) >= 2
-                    and len([p for p in doctor.packets if p.channel == PLETH.mdc]) >= 120
+                    and len(
+                        [p for p in doctor.packets if p.channel in doctor.channel_ids(PLETH.mdc)]
+                    )
+                    >= 120
                 ),
                 doctor,
             )
             channel = next(m for m in doctor.messages if m["type"] == "channel")
-            assert channel["channel"] == PLETH.mdc
+            assert (channel["mdc"], channel["device"]) == (PLETH.mdc, "oximeter-1")
             assert channel["sample_rate"] == 60.0
             assert all(92 <= v <= 100 for v in doctor.numerics(SPO2.key))
             device_rates = doctor.numerics(PULSE_RATE.key)
             assert device_rates and all(55 <= v <= 90 for v in device_rates)
-            pleth = [p for p in doctor.packets if p.channel == PLETH.mdc]
+            pleth = [p for p in doctor.packets if p.channel in doctor.channel_ids(PLETH.mdc)]
             sequences = [p.sequence for p in pleth]
             assert sequences == sorted(sequences)
             samples = np.concatenate([p.samples for p in pleth])

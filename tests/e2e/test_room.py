@@ -239,7 +239,7 @@ async def test_one_screen_holds_video_ecg_and_vitals(server: LiveServer) -> None
             await sign_in(
                 page, server.base_url, "doctor.koriyama", PASSWORD, f"#/consultations/{row.id}"
             )
-            ecg = page.locator(f".trace[data-channel='{ECG_II.mdc}'] canvas")
+            ecg = page.locator(f".trace[data-mdc='{ECG_II.mdc}'][data-device='monitor-1'] canvas")
             await expect(ecg).to_be_visible(timeout=30_000)
             await expect(page.locator("#num-spo2")).to_be_visible(timeout=30_000)
             await page.wait_for_function(
@@ -257,7 +257,7 @@ async def test_one_screen_holds_video_ecg_and_vitals(server: LiveServer) -> None
                             return {top: r.top, bottom: r.bottom, height: r.height};
                         };
                         return {scrollY: window.scrollY,
-                                video: box('#video'), ecg: box(".trace[data-channel='131330']"),
+                                video: box('#video'), ecg: box(".trace[data-mdc='131330']"),
                                 vitals: box('#numerics')};
                     }"""
                 )
@@ -324,3 +324,40 @@ async def test_tiles_name_their_devices_and_a_technician_chooses_the_primary(
         await choice.select_option("oximeter-1")
         await expect(spo2).to_have_attribute("data-device", "oximeter-1", timeout=10_000)
         await expect(spo2.locator(".others li[data-device='monitor-1']")).to_be_visible()
+
+
+async def test_trends_show_what_the_bedside_measured(server: LiveServer) -> None:
+    """The gateway uploads every numeric to the server; the room's trends draw them for the
+    last hour (heart rate and SpO2 from the monitor, NIBP, respiration, temperature)."""
+    await _clinicians(server)
+    tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
+    await tech.login()
+    row = await tech.request_consultation("koriyama", False, "trends")
+    doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
+    await doctor.login()
+    await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
+    await doctor.close()
+    await tech.close()
+    async with bedside(server, monitor=True), chromium() as browser:
+        page = await browser.new_page(locale="en-US")
+        await in_english(page)
+        await sign_in(
+            page, server.base_url, "doctor.koriyama", PASSWORD, f"#/consultations/{row.id}"
+        )
+        await expect(page.locator("#num-spo2")).to_be_visible(timeout=30_000)
+        await page.wait_for_timeout(5000)  # a few seconds of numerics uploaded
+        await page.click("#open-trends")
+        await expect(page.locator("#trends-dialog")).to_be_visible()
+        for chart in ("heart_rate", "spo2", "nibp", "resp_rate", "temperature"):
+            canvas = page.locator(f".trend[data-chart='{chart}'] canvas")
+            await expect(canvas).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
+        await expect(page.locator(".trend[data-chart='spo2'] figcaption")).to_contain_text(
+            "monitor-1"
+        )
+        await page.click("#trends-dialog [data-hours='8']")
+        await expect(page.locator("#trends-dialog [data-hours='8']")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        await page.screenshot(path=artifacts_dir() / "trends-1366.png")
+        await page.click("#close-trends")
+        await expect(page.locator("#trends-dialog")).to_be_hidden()

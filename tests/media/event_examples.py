@@ -7,12 +7,13 @@ from media.rtc import events
 EXAMPLES: list[events.EventMessage] = [
     events.Hello(source="bed-1.wonju"),
     events.ChannelInfo(
-        channel=131330,
+        channel=1,
         code="ecg_ii",
         refid="MDC_ECG_ELEC_POTL_II",
         unit="mV",
         sample_rate=500.0,
         device="monitor-1",
+        mdc=131330,
     ),
     events.Numeric(
         code="spo2",
@@ -36,8 +37,8 @@ EXAMPLES: list[events.EventMessage] = [
         device="monitor-1",
         derived=True,
     ),
-    events.Beats(channel=131330, times=[1_800_000_000.25, 1_800_000_001.05]),
-    events.Quality(channel=150452, score=0.82, time=1_800_000_002.0),
+    events.Beats(channel=1, times=[1_800_000_000.25, 1_800_000_001.05]),
+    events.Quality(channel=2, score=0.82, time=1_800_000_002.0),
     events.DeviceStatus(device="oximeter-1", state="probe_off", detail="", time=1.0),
     events.Ping(seq=7, at=1234.5),
     events.Ack(seq=7, at=1234.5),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from media.waveform.clock import SampleClock, SampleTimeline
 
@@ -27,8 +28,9 @@ class Run:
     true_firsts: list[int] = field(default_factory=list)  # the device's own
     missing: list[int] = field(default_factory=list)
 
-    def settled(self, after_s: float) -> np.ndarray:
-        return np.abs(np.array(self.errors)[np.array(self.seconds) >= after_s])
+    def settled(self, after_s: float) -> NDArray[np.float64]:
+        errors = np.array(self.errors, dtype=np.float64)
+        return np.asarray(np.abs(errors[np.array(self.seconds) >= after_s]), dtype=np.float64)
 
 
 def simulate(

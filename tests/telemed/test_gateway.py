@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -33,9 +34,15 @@ def _ecg(seconds: float, fs: float = 250.0, rate: float = 75.0) -> np.ndarray:
 
 
 def _chunks(x: np.ndarray, fs: float, n: int, start: float = 1000.0) -> list[WaveformChunk]:
+    """Reads of ``n`` samples, each arriving as its last sample is made."""
     return [
         WaveformChunk(
-            ECG_II, fs, start + k / fs, x[k : k + n].astype(np.float32), "monitor", start + k / fs
+            ECG_II,
+            fs,
+            start + k / fs,
+            x[k : k + n].astype(np.float32),
+            "monitor",
+            start + (k + len(x[k : k + n]) - 1) / fs,
         )
         for k in range(0, len(x), n)
     ]
@@ -54,16 +61,19 @@ def test_ecg_becomes_announced_packets_beats_and_a_derived_heart_rate() -> None:
     messages = _messages(out)
     assert messages[0] == {
         "type": "channel",
-        "channel": ECG_II.mdc,
+        "channel": 1,
         "code": "ecg_ii",
         "refid": ECG_II.refid,
         "unit": "mV",
         "sample_rate": fs,
         "device": "monitor",
+        "mdc": ECG_II.mdc,
     }
     assert sum(m["type"] == "channel" for m in messages) == 1
     packets = [o for o in out if isinstance(o, WirePacket)]
     assert [p.sequence for p in packets] == list(range(len(packets)))
+    assert [p.first_index for p in packets] == list(range(0, 20 * 250, 125))
+    assert {p.channel for p in packets} == {1}
     shown = np.concatenate([p.samples for p in packets])
     tail = shown[int(5 * fs) :]
     spectrum = np.abs(np.fft.rfft(tail - tail.mean()))
@@ -98,7 +108,10 @@ def test_long_chunks_are_split_and_other_events_pass_as_messages() -> None:
     long = WaveformChunk(PLETH, 125.0, 10.0, np.zeros(MAX_SAMPLES + 5, np.float32), "ox", 11.0)
     packets = [o for o in processor.handle(long) if isinstance(o, WirePacket)]
     assert [len(p.samples) for p in packets] == [MAX_SAMPLES, 5]
-    assert packets[1].first_time == pytest.approx(10.0 + MAX_SAMPLES / 125.0)
+    assert [p.first_index for p in packets] == [0, MAX_SAMPLES]
+    # The read's last sample arrived at 11.0: the clock times the samples back from it.
+    assert packets[1].first_time == pytest.approx(11.0 - 4 / 125.0)
+    assert packets[1].first_time - packets[0].first_time == pytest.approx(MAX_SAMPLES / 125.0)
     (numeric,) = _messages(processor.handle(Observation(SPO2, None, "ox", 12.0, 11.5)))
     assert numeric["value"] is None and numeric["code"] == "spo2" and numeric["derived"] is False
     (retained,) = processor.handle(DeviceStatus("ox", DeviceState.PROBE_OFF, 13.0))
@@ -113,6 +126,159 @@ def test_long_chunks_are_split_and_other_events_pass_as_messages() -> None:
     }
     assert processor.handle(FrameError("ox", "bad checksum", 1, 14.0)) == []
     assert processor.frame_errors == 1
+
+
+def _pleth_reads(
+    device: str,
+    rate: float,
+    seconds: float,
+    *,
+    start: float = 2000.0,
+    jitter_s: float = 0.040,
+    seed: int = 3,
+    silent: tuple[float, float] | None = None,
+    truth: list[int] | None = None,
+) -> list[WaveformChunk]:
+    """A device without a counter as the gateway reads it: a read every 16-50 ms brings the
+    samples made since the last, 0-40 ms late; ``silent`` (start, length): none sent. Each
+    chunk's first sample time is what a codec gives (the read's time, back by the chunk's
+    length); ``truth`` gets the device's own number of each chunk's first sample."""
+    rng = np.random.default_rng(seed)
+    chunks, sent, t = [], 0, 0.0
+    while t < seconds:
+        t += rng.uniform(0.016, 0.050)
+        newest = int(t * rate)
+        if newest < sent:
+            continue
+        if silent and silent[0] <= sent / rate < silent[0] + silent[1]:
+            sent = newest + 1
+            continue
+        values = (np.arange(sent, newest + 1) % 120).astype(np.float32)
+        arrival = start + newest / rate + rng.uniform(0, jitter_s)
+        first = arrival - (len(values) - 1) / rate
+        chunks.append(WaveformChunk(PLETH, rate, first, values, device, arrival))
+        if truth is not None:
+            truth.append(sent)
+        sent = newest + 1
+    return chunks
+
+
+def _packets(out: list[Outgoing], channel: int | None = None) -> list[WirePacket]:
+    return [o for o in out if isinstance(o, WirePacket) and channel in (None, o.channel)]
+
+
+def test_two_devices_measuring_pleth_are_two_channels_named_by_their_device() -> None:
+    processor = VitalsProcessor(mains_hz=60.0)
+    oximeter = _pleth_reads("oximeter-1", 60.0, 5.0)
+    monitor = _pleth_reads("monitor-1", 125.0, 5.0, seed=4)
+    reads = sorted([*oximeter, *monitor], key=lambda c: c.receive_time)
+    out = [o for chunk in reads for o in processor.handle(chunk)]
+    infos = {m["device"]: m for m in _messages(out) if m["type"] == "channel"}
+    assert set(infos) == {"oximeter-1", "monitor-1"}
+    assert {m["mdc"] for m in infos.values()} == {PLETH.mdc}
+    assert infos["oximeter-1"]["channel"] != infos["monitor-1"]["channel"]
+    for device, chunks in (("oximeter-1", oximeter), ("monitor-1", monitor)):
+        info = infos[device]
+        packets = _packets(out, int(info["channel"]))  # type: ignore[call-overload]
+        assert info["sample_rate"] == chunks[0].sample_rate
+        assert sum(len(p.samples) for p in packets) == sum(len(c.samples) for c in chunks)
+        assert all(p.sample_rate == chunks[0].sample_rate for p in packets)
+
+
+def test_packets_follow_on_by_index_and_their_times_do_not_jitter() -> None:
+    """The defect this fixes: a packet timed by its read started up to 40 ms late or early
+    against the one before it, and a trace placed by times broke or overlapped there."""
+    processor = VitalsProcessor(mains_hz=60.0)
+    reads = _pleth_reads("oximeter-1", 60.0, 60.0)
+    packets = _packets([o for chunk in reads for o in processor.handle(chunk)])
+    firsts = [p.first_index for p in packets]
+    ends = [p.first_index + len(p.samples) for p in packets]
+    assert firsts[0] == 0 and firsts[1:] == ends[:-1]  # every sample once, in order
+    for packet, chunk in zip(packets, reads, strict=True):  # values untouched (pleth)
+        assert np.array_equal(packet.samples, chunk.samples)
+    # Where each packet's time says it follows the one before, against where it does.
+    step = np.array(
+        [
+            b.first_time - (a.first_time + len(a.samples) / 60.0)
+            for a, b in itertools.pairwise(packets)
+        ]
+    )
+    read_step = np.array(
+        [
+            b.first_sample_time - (a.first_sample_time + len(a.samples) / 60.0)
+            for a, b in itertools.pairwise(reads)
+        ]
+    )
+    later = np.array([p.first_index for p in packets[1:]]) > 5 * 60
+    assert np.abs(read_step[later]).max() > 0.020  # what the reads' own times do
+    assert np.abs(step[later]).max() < 0.0005  # the clock's slew: 0.5 % of a packet
+
+
+def test_a_device_gap_stays_nan_and_a_silence_becomes_a_gap_of_its_length() -> None:
+    processor = VitalsProcessor(mains_hz=60.0)
+    truth: list[int] = []
+    reads = _pleth_reads("oximeter-1", 60.0, 20.0, silent=(10.0, 2.0), truth=truth)
+    probe_off = reads[100]
+    reads[100] = WaveformChunk(
+        PLETH,
+        60.0,
+        probe_off.first_sample_time,
+        np.full(len(probe_off.samples), np.nan, np.float32),
+        "oximeter-1",
+        probe_off.receive_time,
+    )
+    packets = _packets([o for chunk in reads for o in processor.handle(chunk)])
+    assert np.isnan(packets[100].samples).all()  # the device's own "no value"
+    lost = [b - a for a, b in itertools.pairwise(truth) if b - a > 3]
+    assert len(lost) == 1 and lost[0] > 110  # the 2 s silence, as the device counted
+    # Each packet at the device's own number for its first sample, within one sample
+    # (the read jitter hides which read a silence ended in); never squeezed out.
+    offsets = np.array([p.first_index for p in packets]) - np.array(truth)
+    assert np.abs(offsets).max() <= 1
+    gap = int(np.flatnonzero(np.diff(truth) > 3)[0]) + 1
+    assert (offsets[:gap] == 0).all() and len(set(offsets[gap:])) == 1
+
+
+def test_a_device_counter_numbers_the_samples() -> None:
+    processor = VitalsProcessor(mains_hz=60.0)
+    out: list[Outgoing] = []
+    for k, device_index in enumerate([900, 925, 975, 1000]):  # 950..974 never came
+        chunk = WaveformChunk(
+            PLETH,
+            125.0,
+            0.0,
+            np.ones(25, np.float32),
+            "monitor-1",
+            100.0 + 0.2 * k,
+            first_sample_index=device_index,
+        )
+        out += processor.handle(chunk)
+    assert [p.first_index for p in _packets(out)] == [0, 25, 75, 100]
+
+
+def test_beats_after_a_silence_are_timed_by_their_samples() -> None:
+    fs = 250.0
+    processor = VitalsProcessor(mains_hz=60.0)
+    chunks = [
+        c for c in _chunks(_ecg(30.0), fs, 50) if not 12.0 <= c.first_sample_time - 1000.0 < 15.0
+    ]
+    out = [o for chunk in chunks for o in processor.handle(chunk)]
+    beats = [t for m in _messages(out) if m["type"] == "beats" for t in m["times"]]  # type: ignore[attr-defined]
+    expected = 1000.0 + np.arange(0.4, 30.0, 0.8)
+    later = [t for t in beats if t > 1016.0]
+    assert len(later) >= 15
+    assert max(min(abs(expected - t)) for t in later) < 0.03
+
+
+def test_packets_the_loss_hook_takes_are_not_sent() -> None:
+    processor = VitalsProcessor(mains_hz=60.0)
+    processor.drop_packet = lambda p: p.sequence in (3, 4)
+    packets = _packets(
+        [o for chunk in _pleth_reads("oximeter-1", 60.0, 1.0) for o in processor.handle(chunk)]
+    )
+    assert processor.packets_dropped == 2
+    sequences = [p.sequence for p in packets]
+    assert 3 not in sequences and 4 not in sequences and sequences[:3] == [0, 1, 2]
 
 
 def test_device_specs_name_known_protocols() -> None:

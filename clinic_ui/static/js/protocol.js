@@ -307,7 +307,7 @@ export const EVENTS_SCHEMA = {
       "type": "object"
     },
     "ChannelInfo": {
-      "description": "A waveform channel's metadata, sent before its first packet.",
+      "description": "A waveform channel's metadata, sent before its first packet (and again to a viewer\nwho connects later). A channel is one signal of one device: two devices measuring the\nsame signal (a monitor's pleth and an oximeter's) are two channels, each named by its\ndevice.",
       "properties": {
         "channel": {
           "maximum": 4294967295,
@@ -322,6 +322,20 @@ export const EVENTS_SCHEMA = {
         "device": {
           "title": "Device",
           "type": "string"
+        },
+        "mdc": {
+          "anyOf": [
+            {
+              "maximum": 4294967295,
+              "minimum": 0,
+              "type": "integer"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Mdc"
         },
         "refid": {
           "title": "Refid",
