@@ -154,6 +154,11 @@ function wire(state) {
     if ($("confirm-end").returnValue === "end") state.room?.end();
   });
   $("snapshot").addEventListener("click", () => state.room?.snapshot());
+  $("open-trends").addEventListener("click", () => state.room?.trends.open(1));
+  $("close-trends").addEventListener("click", () => state.room?.trends.close());
+  for (const button of document.querySelectorAll("#trends-dialog [data-hours]")) {
+    button.addEventListener("click", () => state.room?.trends.open(Number(button.dataset.hours)));
+  }
   $("fullscreen").addEventListener("click", () => $("video").requestFullscreen?.());
   $("bedside-volume").addEventListener("input", (e) => { $("bedside-audio").volume = Number(e.target.value); });
   $("mute").addEventListener("click", () => {

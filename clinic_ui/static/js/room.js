@@ -11,6 +11,7 @@ import { notify } from "./notice.js";
 import { BedsideLink } from "./peer.js";
 import { ConsultationAction } from "./protocol.js";
 import { NumericsView } from "./numerics.js";
+import { TrendsView } from "./trends.js";
 import { WaveformView } from "./waveforms.js";
 
 const $ = (id) => document.getElementById(id);
@@ -69,6 +70,7 @@ export class Room {
       choose: (code, device) => this.link.sendEvent({ type: "source", code, device }),
     });
     this.signaling = state.signaling;
+    this.trends = new TrendsView(state.api, row.id);
     this.link = new BedsideLink(this.signaling, iceServers);
     this.call = new Call(this.signaling, iceServers);
     this._listeners = [];
@@ -138,6 +140,7 @@ export class Room {
     this.signaling.leave();
     this.link.close();
     this.call.close();
+    this.trends.close();
     $("bedside-audio").srcObject = null;
     $("bedside-audio-box").hidden = true;
     $("talk").hidden = true;
