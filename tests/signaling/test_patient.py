@@ -119,7 +119,7 @@ async def sites(tmp_path: Path) -> AsyncIterator[Sites]:
 async def _drain(ws: ClientConnection) -> list[str]:
     """Every message queued for ``ws`` (up to the pong of a ping sent now)."""
     await ws.send(json.dumps({"type": "ping", "nonce": 7}))
-    texts = []
+    texts: list[str] = []
     while True:
         message = await recv(ws)
         if message == {"type": "pong", "nonce": 7}:
