@@ -11,6 +11,24 @@ import { ConsultationAction } from "./protocol.js";
 
 const $ = (id) => document.getElementById(id);
 
+/** The patient the request form names, or null when no pseudonym was given. */
+function patientFromForm() {
+  const pseudonym = $("patient-pseudonym").value.trim();
+  if (!pseudonym) return null;
+  const year = $("patient-birth-year").value;
+  return {
+    pseudonym,
+    birth_year: year ? Number(year) : null,
+    sex: $("patient-sex").value,
+    ward: $("patient-ward").value.trim(),
+    bed: $("patient-bed").value.trim(),
+    reason: $("reason").value.trim(),
+    allergies: $("patient-allergies").value.split(/[,、，]/).map((a) => a.trim()).filter(Boolean),
+    name: $("patient-name").value.trim(),
+    name_romanised: $("patient-name-romanised").value.trim(),
+  };
+}
+
 export function errorText(err) {
   if (err instanceof ApiError) return t("error.server", { detail: err.detail });
   return t("error.network");
@@ -129,9 +147,9 @@ export class ListView {
         consulting_site: $("consulting-site").value,
         consent_cross_border: $("consent").checked,
         reason: $("reason").value,
+        patient: patientFromForm(),
       });
-      $("reason").value = "";
-      $("consent").checked = false;
+      $("request-form").reset();
       this.update(row);
     } catch (err) {
       $("list-error").textContent = errorText(err);

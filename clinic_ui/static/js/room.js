@@ -24,6 +24,7 @@ export function resetRoomView() {
   $("room-error").textContent = "";
   $("room-ended").hidden = true;
   $("close-consultation").hidden = true;
+  $("patient-banner").hidden = true;
   $("video").srcObject = null;
   for (const id of ["participants", "chat-log", "room-summary", "traces", "numerics", "devices"]) {
     $(id).replaceChildren();
@@ -91,6 +92,7 @@ export class Room {
     }
     this.call.addEventListener("media", (e) => this._onMedia(e.detail));
     this.renderTitle();
+    this.renderPatient();
     $("close-consultation").hidden = !row.allowed_actions.includes(ConsultationAction.CLOSE);
     this._setChatEnabled(!this.ended);
     this._renderParticipants();
@@ -146,6 +148,31 @@ export class Room {
     $("talk").hidden = true;
   }
 
+  /** Who the patient is, as far as this user may see, and to whom the consultation shows
+   *  it (the server sends only what this user may see). */
+  renderPatient() {
+    const patient = this.row.patient;
+    $("patient-banner").hidden = !patient;
+    if (!patient) return;
+    const sex = t(`patient.sex.${patient.sex}`);
+    const name = patient.identified && patient.name
+      ? `${patient.name}${patient.name_romanised ? ` (${patient.name_romanised})` : ""}`
+      : t("patient.pseudonymous", { id: patient.pseudonym });
+    $("patient-who").textContent = name;
+    const age = patient.age !== null && patient.age !== undefined
+      ? t("patient.ageYears", { age: patient.age }) : patient.age_band ? t("patient.ageBand", { band: patient.age_band }) : "";
+    const place = [patient.ward, patient.bed].filter(Boolean).join(" / ");
+    $("patient-details").textContent = [age, sex, place, patient.identified ? patient.pseudonym : ""]
+      .filter(Boolean).join(" · ");
+    $("patient-allergies-line").textContent = patient.allergies.length
+      ? t("patient.allergiesAre", { list: patient.allergies.join(", ") }) : t("patient.noAllergies");
+    const mine = this.state.api.principal?.site === this.row.requesting_site;
+    $("patient-visibility").textContent = this.row.consent_cross_border
+      ? t("patient.shownBoth")
+      : mine ? t("patient.shownHereOnly") : t("patient.withheld");
+    $("patient-banner").dataset.identified = String(patient.identified);
+  }
+
   renderTitle() {
     $("room-title").textContent = t("consultations.from", {
       from: siteName(this.state.sites, this.row.requesting_site),
@@ -155,6 +182,7 @@ export class Room {
 
   relabel() {
     this.renderTitle();
+    this.renderPatient();
     setLinkState($("link-state").dataset.state || "link.waiting");
     this.waveforms.relabel();
     this.numerics.relabel();
@@ -168,6 +196,7 @@ export class Room {
   /** The server told the list of a change to this consultation. */
   update(row) {
     this.row = row;
+    this.renderPatient();
     $("close-consultation").hidden = this.ended || !row.allowed_actions.includes(ConsultationAction.CLOSE);
     if ((row.state === "closed" || row.state === "cancelled") && !this.ended) this._end();
   }
