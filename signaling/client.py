@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import logging
 import random
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -42,6 +43,7 @@ from signaling.api_models import (
     SnapshotOut,
     SummaryOut,
     TokenOut,
+    TrendsOut,
     UserLogin,
 )
 from signaling.errors import ProtocolError, SignalingError
@@ -326,6 +328,21 @@ class SignalingClient:
             "GET", f"/api/consultations/{consultation_id}/snapshots/{snapshot_id}"
         )
         return response.headers.get("content-type", ""), response.content
+
+    async def trends(self, consultation_id: str, **query: str | int) -> TrendsOut:
+        """The consultation's trends (query: ``codes``, ``since``, ``until``, ``step``)."""
+        path = f"/api/consultations/{consultation_id}/trends"
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        return TrendsOut.model_validate(await self.api("GET", path))
+
+    async def export(self, consultation_id: str, format: str, **query: str | int) -> str:
+        """The consultation's numerics and alarms as FHIR JSON (``fhir``) or an HL7 v2
+        batch (``hl7``); query: ``step``, ``since``, ``until``. Raises
+        :class:`SignalingError` with the server's status and reason."""
+        text = urllib.parse.urlencode({"format": format, **query})
+        response = await self._request("GET", f"/api/consultations/{consultation_id}/export?{text}")
+        return response.text
 
     async def ice_servers(self) -> IceServersOut:
         """STUN/TURN servers for a peer connection, TURN credentials included."""

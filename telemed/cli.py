@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from telemed import __version__, devices_cli, gateway_cli, logs, waveform_cli
+from telemed import __version__, devices_cli, export_cli, gateway_cli, logs, waveform_cli
 from telemed.settings import Settings, SettingsError, load_settings
 
 # The server, the demo and the admin commands are imported by the command that needs them: a
@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     devices_cli.add_parser(sub)
     gateway_cli.add_parser(sub)
     waveform_cli.add_parser(sub)
+    export_cli.add_parser(sub)
     bench = sub.add_parser("bench", help="latency and throughput benchmarks")
     bench.add_argument(
         "suite", choices=["latency", "audio", "call", "relay", "decode", "qrs", "bedside"]
@@ -141,6 +142,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return gateway_cli.run(args, settings)
         case "waveform":
             return waveform_cli.run(args)
+        case "export":
+            return export_cli.run(args, settings)
         case "bench":
             return _bench(args.suite, args.options)
         case "sites":
