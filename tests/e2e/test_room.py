@@ -15,8 +15,9 @@ import pytest
 from playwright.async_api import Page, expect
 
 from devices.codes import ECG_II
+from signaling.api_models import PatientIn
 from signaling.client import SignalingClient, UserCredentials
-from signaling.schema import Chat, ConsultationAction, Role
+from signaling.schema import Chat, ConsultationAction, Role, Sex
 from tests.e2e.bedside import bedside
 from tests.e2e.browser import artifacts_dir, chromium, in_english, sign_in
 from tests.helpers import PASSWORD, LiveServer, next_of_type
@@ -227,7 +228,11 @@ async def test_one_screen_holds_video_ecg_and_vitals(server: LiveServer) -> None
     tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
     await tech.start()
     try:
-        row = await tech.request_consultation("koriyama", False, "layout")
+        # With a patient: the banner takes its line too.
+        patient = PatientIn(
+            pseudonym="W-2207", birth_year=1958, sex=Sex.MALE, allergies=["penicillin"]
+        )
+        row = await tech.request_consultation("koriyama", False, "layout", patient)
         doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
         await doctor.login()
         await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
