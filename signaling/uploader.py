@@ -102,7 +102,7 @@ class Uploader:
         except SignalingError as exc:
             return await self._refused(batch, exc)
         except (httpx.HTTPError, OSError) as exc:
-            self._unreachable(repr(exc))
+            await self._unreachable(repr(exc))
             return None
         await asyncio.to_thread(self.journal.store.remove, batch.seqs)
         self.sent += len(batch)
@@ -114,14 +114,13 @@ class Uploader:
             self._limit = self.batch_size
         return full
 
-    def _unreachable(self, why: str) -> None:
+    async def _unreachable(self, why: str) -> None:
         self.failures += 1
         if not self._failing:
             self._failing = True
+            pending = await asyncio.to_thread(self.journal.store.count)
             log.warning(
-                "cannot send the journal to the server (%s); keeping it (%d pending)",
-                why,
-                self.journal.store.count(),
+                "cannot send the journal to the server (%s); keeping it (%d pending)", why, pending
             )
 
     async def _refused(self, batch: Batch, exc: SignalingError) -> bool | None:
@@ -141,5 +140,5 @@ class Uploader:
             self.refused += len(batch)
             self._limit = self.batch_size
             return True
-        self._unreachable(str(exc))
+        await self._unreachable(str(exc))
         return None
