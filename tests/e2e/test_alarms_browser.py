@@ -142,6 +142,10 @@ async def test_spo2_alarm_reaches_both_sites_is_acknowledged_and_audited(
             await expect(item).to_have_attribute("data-kind", "physiological")
             await expect(item.locator(".what")).to_have_text("SpO₂ low")
             await expect(item.locator(".value")).to_have_text("86 % (limit 90)")
+            # Said at once to a screen reader (the device's own alarm words it the same).
+            await expect(page.locator("#alarms .alarm-alert")).to_have_text(
+                "Medium alarm: SpO₂ low, monitor-1"
+            )
             # IEC 60601-1-8 medium: yellow.
             colour = await item.evaluate("li => getComputedStyle(li).backgroundColor")
             assert colour == "rgb(255, 210, 0)", colour

@@ -5,8 +5,9 @@
 // acknowledged by a doctor (an `alarm-ack` through the server, which audits it and relays it
 // to the gateway). The tone can be paused for two minutes, never switched off; an alarm that
 // starts meanwhile ends the pause. The limits in force are shown, and the consulting site's
-// doctor changes them (`alarm-limits`). The list is announced to screen readers: a new alarm
-// assertively, a change (ended, acknowledged) politely.
+// doctor changes them (`alarm-limits`). Screen readers are told each new alarm at once
+// (an assertive live region, one sentence) and each change (ended, acknowledged) politely;
+// the list itself is read like any list.
 import { t } from "./i18n.js";
 import { displayUnit, formatValue, formatTime } from "./format.js";
 
@@ -223,13 +224,14 @@ export class AlarmView {
     this.none = el("span", { className: "alarms-none" });
     const head = el("div", { className: "alarms-head" }, this.title, this.none, this.toneText,
       this.pauseButton, this.limitsButton);
-    // New alarms are read out at once (assertive, additions); changes politely, one line.
     this.list = el("ul", { id: "alarm-list", className: "alarm-list" });
-    this.list.setAttribute("aria-live", "assertive");
-    this.list.setAttribute("aria-relevant", "additions");
+    // One sentence per new alarm, read out at once; one per change, politely. (A live list
+    // would be read again whole each time an item's state is redrawn.)
+    this.alert = el("p", { className: "visually-hidden alarm-alert" });
+    this.alert.setAttribute("aria-live", "assertive");
     this.news = el("p", { className: "visually-hidden alarm-news", role: "status" });
     this.limitsBox = el("div", { id: "alarm-limits", className: "alarm-limits", hidden: true });
-    section.replaceChildren(head, this.list, this.news, this.limitsBox);
+    section.replaceChildren(head, this.list, this.alert, this.news, this.limitsBox);
     section.dataset.tone = "silent";
     section.dataset.bursts = "0";
   }
@@ -253,10 +255,12 @@ export class AlarmView {
     const what = alarmWhat(alarm);
     let text = "";
     if (!before && alarm.state === "active") {
-      text = t("alarm.announce.started", {
+      this.alert.textContent = t("alarm.announce.started", {
         priority: t(`alarm.priority.${alarm.priority}`), what, device: alarm.device,
       });
-    } else if (before && !before.acknowledged_by && alarm.acknowledged_by) {
+      return;
+    }
+    if (before && !before.acknowledged_by && alarm.acknowledged_by) {
       text = t("alarm.announce.acknowledged", { what, name: alarm.acknowledged_by });
     } else if (before?.state === "active" && alarm.state === "ended") {
       text = t("alarm.announce.ended", { what });
@@ -340,6 +344,10 @@ export class AlarmView {
   }
 
   _fill(li, alarm) {
+    // Redrawn only when something shown changed (a focused button keeps its focus).
+    const signature = JSON.stringify([alarm, this.canAcknowledge, t("alarm.acknowledge")]);
+    if (li.alarmSignature === signature) return;
+    li.alarmSignature = signature;
     Object.assign(li.dataset, {
       id: alarm.id, priority: alarm.priority, kind: alarm.kind, state: alarm.state,
       source: alarm.source, condition: alarm.condition, device: alarm.device,
