@@ -209,13 +209,22 @@ class Placement:
 
 
 class SampleTimeline:
-    """Numbers a channel's samples and keeps its clock. ``stall_s``: how much longer than
-    its usual delay a device without a counter may be silent before samples are taken as
-    lost; shorter losses go unseen there (a device counter sees every one).
+    """Numbers a channel's samples and keeps its clock.
 
     A device counter (``device_index``) is followed while it moves forward by less than
-    ``max_jump_s``; a counter that goes back or leaps (the device restarted) is followed
-    again from there, the stream continuing as for a device without one."""
+    ``max_jump_s``: a jump is a gap the device marks, exactly. A counter that goes back or
+    leaps (the device restarted) is followed again from there.
+
+    Without a counter, the samples are counted, and the clock tells a silence: a read whose
+    arrival the clock puts more than ``stall_s`` past its usual delay after its newest
+    sample may follow a silence in which samples were lost, or may only be late (the gateway
+    or the device busy; its samples then come in a burst). It is held until the next read
+    tells which: if the count is still behind the clock then, the held read is placed after
+    a gap of the samples missing; if the next read caught up, without one. A silence costs
+    one read's latency; a late read, no gap. Losses shorter than ``stall_s`` go unseen.
+
+    :meth:`place` returns the placements of the reads it decides, in order; a held read's
+    placement comes with the next read's (or from :meth:`release`)."""
 
     def __init__(
         self,
@@ -235,30 +244,82 @@ class SampleTimeline:
         #: The usual excess of the clock's newest possible index over the newest counted
         #: one (the read delay, in samples), from recent reads without a loss.
         self._excess: deque[float] = deque(maxlen=64)
+        #: A read that may follow a silence: (n, arrival, its excess over the usual).
+        self._held: tuple[int, float, float] | None = None
         self.gaps = 0
         self.gap_samples = 0
+        #: Reads held and then found only late (no gap).
+        self.late_reads = 0
 
-    def place(self, n: int, arrival: float, device_index: int | None = None) -> Placement:
+    @property
+    def holding(self) -> bool:
+        return self._held is not None
+
+    def place(self, n: int, arrival: float, device_index: int | None = None) -> list[Placement]:
         """A read of ``n`` samples (n >= 1) arrived at ``arrival``; ``device_index``: the
-        device's own number of the first of them, if it has one."""
+        device's own number of the first of them, if it has one. Returns the placements
+        decided now, in the order the reads came: a held read's first, then this one's
+        unless it is held in turn."""
         if n < 1:
             raise ValueError("a chunk has at least one sample")
+        if device_index is not None:
+            return [*self.release(), self._counted(n, arrival, device_index)]
+        out: list[Placement] = []
+        if self._held is not None:
+            held_n, held_arrival, held_excess = self._held
+            self._held = None
+            # Still behind the clock with this read counted after the held one: lost.
+            behind = self._beyond_usual(held_n + n, arrival)
+            missing = 0
+            if behind > self.stall_samples:
+                missing = max(0, round(min(held_excess, behind)))
+            else:
+                self.late_reads += 1
+            out.append(self._commit(held_n, held_arrival, missing))
+        if self._started and self.clock.ready:
+            beyond = self._beyond_usual(n, arrival)
+            if beyond > self.stall_samples:
+                self._held = (n, arrival, beyond)
+                return out
+            self._excess.append(beyond + self._usual())
+        out.append(self._commit(n, arrival, 0))
+        return out
+
+    def release(self) -> list[Placement]:
+        """The held read's placement, decided on the evidence so far (a gap): for a device
+        that fell silent right after it."""
+        if self._held is None:
+            return []
+        n, arrival, excess = self._held
+        self._held = None
+        return [self._commit(n, arrival, max(0, round(excess)))]
+
+    def _counted(self, n: int, arrival: float, device_index: int) -> Placement:
         missing = 0
-        if not self._started:
-            self._started = True
-            if device_index is not None:
-                self._device_origin = device_index
-        elif device_index is not None and self._device_origin is not None:
+        if self._device_origin is not None:
             jump = device_index - self._device_origin - self._next
             if 0 <= jump <= self.max_jump:
                 missing = jump
-            else:  # restarted or leapt: take it from here
+            else:  # restarted or leapt: continue from here, by the clock
                 self._device_origin = None
-        if device_index is not None and self._device_origin is None:
-            missing = self._silence(n, arrival)
+        if self._device_origin is None:
+            if self._started and self.clock.ready:
+                missing = max(0, round(self._beyond_usual(n, arrival)))
+                if missing <= self.stall_samples:
+                    missing = 0
             self._device_origin = device_index - (self._next + missing)
-        elif device_index is None:
-            missing = self._silence(n, arrival)
+        return self._commit(n, arrival, missing)
+
+    def _usual(self) -> float:
+        return float(np.median(self._excess)) if self._excess else 0.0
+
+    def _beyond_usual(self, n: int, arrival: float) -> float:
+        """How far (samples) the newest index the clock allows by ``arrival`` is past the
+        newest of ``n`` more counted samples, beyond the usual read delay."""
+        return self.clock.index_at(arrival) - (self._next + n - 1) - self._usual()
+
+    def _commit(self, n: int, arrival: float, missing: int) -> Placement:
+        self._started = True
         first = self._next + missing
         if missing:
             self.gaps += 1
@@ -266,19 +327,6 @@ class SampleTimeline:
         self._next = first + n
         self.clock.observe(first + n - 1, arrival)
         return Placement(first, missing)
-
-    def _silence(self, n: int, arrival: float) -> int:
-        """Samples lost before this read, judged by the clock: none unless the newest
-        index the clock allows by ``arrival`` is past the counted one by more than the usual
-        delay plus ``stall_s``."""
-        if not self.clock.ready:
-            return 0
-        excess = self.clock.index_at(arrival) - (self._next + n - 1)
-        usual = float(np.median(self._excess)) if self._excess else 0.0
-        if excess - usual <= self.stall_samples:
-            self._excess.append(excess)
-            return 0
-        return max(0, round(excess - usual))
 
     def time_of(self, index: float) -> float:
         return self.clock.time_of(index)

@@ -23,7 +23,14 @@ import numpy as np
 
 from devices.codes import ECG_II, HEART_RATE, PLETH, PULSE_RATE, VitalCode
 from devices.export import to_dict
-from devices.model import DeviceEvent, DeviceStatus, FrameError, Observation, WaveformChunk
+from devices.model import (
+    DeviceEvent,
+    DeviceState,
+    DeviceStatus,
+    FrameError,
+    Observation,
+    WaveformChunk,
+)
 from media.rtc import events
 from media.rtc.wire import MAX_SAMPLES, WirePacket
 from media.waveform.channel import ChannelOutput, EcgChannel, PlethChannel
@@ -31,6 +38,8 @@ from media.waveform.clock import SampleTimeline
 
 #: A derived rate is sent at most this often per channel.
 DERIVED_EVERY_S = 1.0
+#: A device in one of these states sends no more samples for now.
+_QUIET = frozenset({DeviceState.SILENT, DeviceState.DISCONNECTED, DeviceState.PROBE_OFF})
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,8 @@ class _Channel:
     #: (detector index where a chunk starts, its stream index minus that) for recent
     #: chunks: a beat decided late is timed by the chunk it fell in, silences included.
     shifts: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=512))
+    #: A read the timeline holds until the next tells whether a silence came before it.
+    held: list[WaveformChunk] = field(default_factory=list)
     last_derived: float = float("-inf")
 
     def announcement(self) -> Event:
@@ -103,6 +114,11 @@ class VitalsProcessor:
         self.drop_packet: Callable[[WirePacket], bool] | None = None
         self.packets_dropped = 0
 
+    def timeline(self, device_id: str, mdc: int) -> SampleTimeline | None:
+        """The sample numbering of one device's signal (its gaps and late reads counted)."""
+        channel = self._channels.get((device_id, mdc))
+        return None if channel is None else channel.timeline
+
     def handle(self, event: DeviceEvent) -> list[Outgoing]:
         match event:
             case WaveformChunk():
@@ -126,7 +142,8 @@ class VitalsProcessor:
                     detail=event.detail,
                     time=event.receive_time,
                 )
-                return [Event(status, retain=("status", event.device_id))]
+                held = self._release(event.device_id) if event.state in _QUIET else []
+                return [*held, Event(status, retain=("status", event.device_id))]
             case FrameError():
                 self.frame_errors += 1  # counted and logged by the reader; nothing to send
                 return []
@@ -139,6 +156,9 @@ class VitalsProcessor:
         if channel is None or channel.sample_rate != chunk.sample_rate:
             # A new rate (rare: a monitor's wave settings changed) starts the channel's
             # stream afresh under the same id; its sequence numbers go on.
+            if channel is not None and channel.held:
+                (placement,) = channel.timeline.release()
+                out.extend(self._packets(channel, channel.held.pop(), placement.first_index))
             channel = _Channel(
                 channel.id if channel is not None else next(self._ids),
                 chunk.code,
@@ -150,20 +170,40 @@ class VitalsProcessor:
             )
             self._channels[key] = channel
             out.append(channel.announcement())
+        if len(chunk.samples) == 0:
+            return out
+        pending = [*channel.held, chunk]
+        placed = channel.timeline.place(
+            len(chunk.samples), chunk.receive_time, chunk.first_sample_index
+        )
+        channel.held = pending[len(placed) :]
+        for ready, placement in zip(pending, placed, strict=False):
+            out.extend(self._packets(channel, ready, placement.first_index))
+        return out
+
+    def _release(self, device_id: str) -> list[Outgoing]:
+        """A device fell silent: a read its channels hold goes out as the evidence says."""
+        out: list[Outgoing] = []
+        for channel in self._channels.values():
+            if channel.device_id == device_id and channel.held:
+                (placement,) = channel.timeline.release()
+                out.extend(self._packets(channel, channel.held.pop(), placement.first_index))
+        return out
+
+    def _packets(self, channel: _Channel, chunk: WaveformChunk, first: int) -> list[Outgoing]:
+        """One placed read: processed for display, beats and quality, then packets."""
+        out: list[Outgoing] = []
         samples = np.asarray(chunk.samples, dtype=np.float32)
         n = len(samples)
-        if n == 0:
-            return out
-        first = channel.timeline.place(n, chunk.receive_time, chunk.first_sample_index)
         shown = samples
         if channel.process is not None:
-            channel.shifts.append((channel.samples_seen, first.first_index - channel.samples_seen))
+            channel.shifts.append((channel.samples_seen, first - channel.samples_seen))
             result = channel.process(samples.astype(np.float64))
             shown = result.samples
             out.extend(self._derived(channel, chunk, result))
             channel.samples_seen += n
         for k in range(0, n, MAX_SAMPLES):
-            index = first.first_index + k
+            index = first + k
             packet = WirePacket(
                 channel=channel.id,
                 sequence=next(channel.sequence) & 0xFFFFFFFF,

@@ -223,6 +223,41 @@ async def test_a_coded_signal_reaches_the_screen_sample_for_sample(server: LiveS
         wrong = [(i, c) for i, c in present if c is None or (i + offset) % 120 != c]
         assert wrong == []
         figures["dropped_packets"] = dropped
+        for device in DEVICES:
+            line = gateway.vitals.timeline(device, PLETH.mdc)
+            assert line is not None
+            figures[f"{device}_gateway"] = {
+                "gaps": line.gaps,
+                "late_reads": line.late_reads,
+                "drift_ppm": round(line.clock.drift * line.rate * 1e6, 1),
+            }
         await page.locator("#traces").screenshot(path=artifacts_dir() / "traces-coded-loss.png")
+
+        # Freeze: every trace stops and says so; the last seconds can be reviewed; a speed
+        # change relabels; resume goes live again.
+        freeze = page.locator(".trace-tools button[name=freeze]")
+        await freeze.click()
+        await expect(freeze).to_have_attribute("aria-pressed", "true")
+        await expect(page.locator(".trace .label").first).to_contain_text("frozen")
+        review = page.locator(".trace-tools input[name=review]")
+        await expect(review).to_be_enabled()
+        assert float(await review.get_attribute("max") or 0) >= 5
+        frozen_at = (await _placed(page, oximeter))["newest"]
+        await review.evaluate(
+            "(el) => { el.value = el.max; el.dispatchEvent(new Event('input')); }"
+        )
+        await page.locator(".trace-tools select[name=speed]").select_option("50")
+        await expect(page.locator(f".trace[data-mdc='{ECG_II.mdc}'] .scale")).to_have_text(
+            "×1 · 10 mm/mV · 50 mm/s"
+        )
+        await page.locator("#traces").screenshot(path=artifacts_dir() / "traces-review.png")
+        await freeze.click()
+        await expect(freeze).to_have_attribute("aria-pressed", "false")
+        await expect(review).to_be_disabled()
+        await page.wait_for_function(  # live again: newer samples placed and drawn
+            "([id, at]) => window.telemedTraces.get(id).newest > at + 60",
+            arg=[oximeter, frozen_at],
+        )
+        await page.locator(".trace-tools select[name=speed]").select_option("25")
         assert errors == []
     (artifacts_dir() / "waveforms-browser.json").write_text(json.dumps(figures, indent=2))

@@ -43,16 +43,20 @@ def simulate(
     seed: int = 1,
     silent: tuple[float, float] | None = None,
     blocked: tuple[float, float] | None = None,
+    late: tuple[float, float] | None = None,
     timeline: SampleTimeline | None = None,
 ) -> tuple[Run, SampleTimeline]:
     """Reads of a device making samples at ``rate`` x (1 + drift); each arrives
     FLOOR_S + U(0, jitter_s) after its newest sample. ``silent`` (start, length): the device
     sends nothing then (those samples are lost); ``blocked``: the gateway does not read then
-    (the samples wait, and come in one read after)."""
+    (the samples wait, and come in one read after); ``late`` (at, delay): the first read
+    from ``at`` on comes ``delay`` late, and the next brings what was made meanwhile (the
+    device or the gateway was busy: nothing was lost)."""
     rng = np.random.default_rng(seed)
     true_rate = rate * (1 + drift_ppm * 1e-6)
     line = timeline or SampleTimeline(rate)
     run = Run()
+    waiting: list[tuple[int, int, float]] = []  # reads not yet placed: (first, n, arrival)
     sent = 0  # the next sample the device has not yet delivered
     t = 0.0
     while t < seconds:
@@ -67,16 +71,22 @@ def simulate(
             continue  # the samples wait for the next read
         n = newest - sent + 1
         arrival = T0 + newest / true_rate + FLOOR_S + rng.uniform(0, jitter_s)
-        placed = line.place(n, arrival)
-        stamp = line.stamp(placed.first_index)
-        truth = T0 + sent / true_rate + FLOOR_S
-        run.seconds.append(sent / true_rate)
-        run.errors.append(stamp - truth)
-        run.naive.append(arrival - (n - 1) / rate - truth)
-        run.stamps.append(stamp)
-        run.firsts.append(placed.first_index)
-        run.true_firsts.append(sent)
-        run.missing.append(placed.missing)
+        if late and late[0] <= t < late[0] + late[1] + 1.0:
+            arrival += late[1]
+            t += late[1]  # nothing read meanwhile
+            late = None
+        waiting.append((sent, n, arrival))
+        for placed in line.place(n, arrival):
+            first, count, at = waiting.pop(0)
+            stamp = line.stamp(placed.first_index)
+            truth = T0 + first / true_rate + FLOOR_S
+            run.seconds.append(first / true_rate)
+            run.errors.append(stamp - truth)
+            run.naive.append(at - (count - 1) / rate - truth)
+            run.stamps.append(stamp)
+            run.firsts.append(placed.first_index)
+            run.true_firsts.append(first)
+            run.missing.append(placed.missing)
         sent = newest + 1
     return run, line
 
@@ -138,16 +148,33 @@ def test_a_gateway_that_did_not_read_for_a_second_loses_nothing() -> None:
     assert run.firsts == run.true_firsts
 
 
+@pytest.mark.parametrize("delay", [0.2, 0.5, 2.0])
+def test_a_read_that_came_late_with_its_samples_after_it_is_no_gap(delay: float) -> None:
+    """A read late by more than the stall threshold looks like the first after a silence;
+    the next one, bringing what was made meanwhile, says it was not."""
+    run, line = simulate(seed=8, seconds=60.0, late=(30.0, delay))
+    assert line.gaps == 0 and line.late_reads == 1
+    assert run.firsts == run.true_firsts
+
+
+def test_a_read_held_for_a_silence_is_placed_when_the_device_falls_silent() -> None:
+    line = SampleTimeline(60.0)
+    for k in range(120):  # 2 s of 1-sample reads, on time
+        line.place(1, T0 + k / 60)
+    assert line.place(1, T0 + 4.0) == []  # 2 s later, one sample: held
+    (placed,) = line.release()
+    assert abs(placed.missing - 119) <= 1 and not line.holding
+
+
 def test_a_device_counter_marks_its_own_gaps_exactly() -> None:
     line = SampleTimeline(100.0)
-    assert line.place(10, T0, device_index=5000).first_index == 0
-    assert line.place(10, T0 + 0.1, device_index=5010).first_index == 10
-    lost = line.place(10, T0 + 0.3, device_index=5030)  # 5020..5029 never came
+    assert line.place(10, T0, device_index=5000)[0].first_index == 0
+    assert line.place(10, T0 + 0.1, device_index=5010)[0].first_index == 10
+    (lost,) = line.place(10, T0 + 0.3, device_index=5030)  # 5020..5029 never came
     assert (lost.first_index, lost.missing) == (30, 10)
     # A counter that goes back (the device restarted) is followed from there.
-    again = line.place(10, T0 + 0.4, device_index=7)
-    assert again.first_index == 40
-    assert line.place(10, T0 + 0.5, device_index=17).first_index == 50
+    assert line.place(10, T0 + 0.4, device_index=7)[0].first_index == 40
+    assert line.place(10, T0 + 0.5, device_index=17)[0].first_index == 50
 
 
 def test_a_clock_stepped_back_starts_afresh() -> None:

@@ -239,6 +239,29 @@ def test_a_device_gap_stays_nan_and_a_silence_becomes_a_gap_of_its_length() -> N
     assert (offsets[:gap] == 0).all() and len(set(offsets[gap:])) == 1
 
 
+def test_a_late_read_is_no_gap_and_a_held_read_goes_out_when_its_device_falls_silent() -> None:
+    processor = VitalsProcessor(mains_hz=60.0)
+
+    def read(first: int, n: int, late: float = 0.0) -> list[Outgoing]:
+        arrival = 3000.0 + (first + n - 1) / 60 + 0.005 + late
+        values = np.arange(first, first + n, dtype=np.float32) % 120
+        return processor.handle(WaveformChunk(PLETH, 60.0, arrival, values, "ox", arrival))
+
+    out = [o for k in range(180) for o in read(k, 1)]  # 3 s on time
+    assert _packets(read(180, 1, late=0.4)) == []  # 0.4 s late: held, a silence or not?
+    out += read(181, 24)  # what was made meanwhile, on time: it was only late
+    indices = [
+        i for p in _packets(out) for i in range(p.first_index, p.first_index + len(p.samples))
+    ]
+    assert indices == list(range(205))
+    # A read after 2 s of silence is held; the device is then reported silent.
+    assert _packets(read(205 + 120, 1)) == []
+    released = processor.handle(DeviceStatus("ox", DeviceState.SILENT, 3010.0))
+    (packet,) = _packets(released)
+    assert abs(packet.first_index - (205 + 120)) <= 1  # after a gap of the silence
+    assert isinstance(released[-1], Event)  # and the status after it
+
+
 def test_a_device_counter_numbers_the_samples() -> None:
     processor = VitalsProcessor(mains_hz=60.0)
     out: list[Outgoing] = []
