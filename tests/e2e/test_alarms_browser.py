@@ -3,7 +3,8 @@
 A real server, a real gateway and the IntelliVue simulator on a pty; a Koriyama doctor and a
 Wonju technician in two Chromium pages. The simulated patient's SpO2 falls to 86 % for 15 s:
 after the limit's 10 s delay a medium alarm reaches both pages; the doctor acknowledges it,
-both pages show it acknowledged, and the server's audit log has the acknowledgement. The
+both pages show it acknowledged, the server's audit log has the acknowledgement and its
+record (through the gateway's journal) the alarm's whole life. The
 doctor changes a limit from the room: both pages show the limits in force, audited too.
 Then the tone: sounding, paused by the technician for two minutes (driven by Playwright's
 clock), back by itself, never off.
@@ -30,8 +31,10 @@ from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.registry import SIMULATORS
 from runtime.tasks import cancel_and_wait
+from signaling.api_models import AlarmOut
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import ConsultationAction, Role
+from signaling.storage import vitals
 from signaling.storage.models import AuditEventRow
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
 from tests.e2e.browser import artifacts_dir, chromium, in_english, sign_in
@@ -182,6 +185,20 @@ async def test_spo2_alarm_reaches_both_sites_is_acknowledged_and_audited(
                 "data-state", "ended", timeout=ARRIVAL_WAIT_S * 1000
             )
 
+        # The alarm's whole life reaches the server's record through the gateway's journal.
+        async def stored() -> AlarmOut | None:
+            rows = await vitals.alarms(server.services.db, row.id)
+            done = [a for a in rows if a.id == record.id and a.state == "ended"]
+            return done[0] if done and done[0].acknowledged_by else None
+
+        kept = await eventually(stored, timeout=ARRIVAL_WAIT_S, interval=0.5)
+        assert (kept.condition, kept.priority, kept.source, kept.acknowledged_by) == (
+            "spo2_low",
+            "medium",
+            "limit",
+            "doctor.koriyama",
+        )
+        assert kept.started == record.started and kept.value == 86
         await koriyama.screenshot(path=artifacts_dir() / "alarms-koriyama.png")
         await wonju.screenshot(path=artifacts_dir() / "alarms-wonju.png")
 
