@@ -37,6 +37,7 @@ from devices.protocols.mllp import MllpFramer, frame
 from devices.reader import DeviceReader, ReaderOptions
 from devices.simulation import alarms as scenarios
 from devices.simulation.alarms import AlarmScenarios, Scenario
+from devices.simulation.hl7_monitor import Hl7MonitorSimulator
 from devices.simulation.intellivue_monitor import MonitorProtocol
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
@@ -513,3 +514,32 @@ async def test_probe_off_on_demand_reaches_the_reader_as_an_alarm(
         await _until(reader, lambda e: isinstance(e, DeviceAlarms) and not e.alarms)
     finally:
         await cancel_and_wait(tasks)
+
+
+def test_the_hl7_monitor_simulator_reports_its_alarms_as_r40() -> None:
+    clock = Clock()
+    patient = Patient(PatientParameters(spo2=97, rsa_bpm=0), scenarios=AlarmScenarios(clock))
+    monitor = Hl7MonitorSimulator("127.0.0.1", 1, patient)  # never run: messages built only
+    decoder = Hl7Decoder("hl7")
+    reports: list[tuple[str, ...]] = []
+
+    def second(at: float) -> None:
+        clock.now = at
+        decoder.receive_data(frame(monitor.message(1_800_000_000.0 + at)), at)
+        for message in monitor.alarm_messages:
+            for event in decoder.receive_data(frame(message), at):
+                if isinstance(event, DeviceAlarms):
+                    reports.append(tuple(a.condition for a in event.alarms))
+        monitor.alarm_messages.clear()
+
+    second(0.0)
+    patient.scenarios.start(Scenario.PROBE_OFF, 3.0)
+    for at in range(1, 6):
+        second(float(at))
+    # The probe off at once (technical), back on after 3 s: an R40 each way.
+    assert reports == [("probe_off",), ()]
+    patient.scenarios.start(Scenario.SPO2_LOW)
+    for at in range(6, 30):
+        second(float(at))
+    # The monitor's own SpO2 limit, after its 10 s delay, until SpO2 is back.
+    assert reports[2:] == [("spo2_low",), ()]
