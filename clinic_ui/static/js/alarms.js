@@ -268,6 +268,14 @@ export class AlarmView {
     if (text) this.news.textContent = text;
   }
 
+  /** A new connection to the bedside: what it tells next (its limits, then every alarm
+   *  still worth showing) replaces what this view knew, which may have changed unseen. */
+  restart() {
+    this.alarms.clear();
+    this.render();
+    this._tick();
+  }
+
   /** The alarms shown now, in order. */
   shown() {
     const now = this.now();
