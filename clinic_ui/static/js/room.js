@@ -80,7 +80,7 @@ export class Room {
     this.link.addEventListener("state", (e) => { if (!this.ended) setLinkState(`link.${e.detail}`); });
     this.link.addEventListener("video", (e) => { $("video").srcObject = e.detail; });
     this.link.addEventListener("audio", (e) => this._bedsideAudio(e.detail));
-    this.link.addEventListener("hello", () => this._renderAudioKind());
+    this.link.addEventListener("hello", () => { this.alarms.restart(); this._renderAudioKind(); });
     this.link.addEventListener("talk", (e) => { $("talk").hidden = !e.detail; });
     this.link.addEventListener("waveform", (e) => this.waveforms.packet(e.detail));
     this.link.addEventListener("event", (e) => this._bedsideEvent(e.detail));
