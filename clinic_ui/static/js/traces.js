@@ -136,9 +136,11 @@ export class SampleBuffer {
  *  recent lateness plus a margin, approached at a bounded slew (the sweep's speed changes by
  *  at most `slew`), so the index shown advances at the device's pace and never goes back. */
 export class Playout {
-  constructor(sampleRate, { windowS = 10, quantile = 0.95, marginS = 0.03, slew = 0.02 } = {}) {
+  constructor(sampleRate, { windowS = 10, quantile = 0.95, marginS = 0.03, slew = 0.02, everyS = 0.5 } = {}) {
     this.sampleRate = sampleRate;
     this.windowS = windowS;
+    this.everyS = everyS;
+    this.nextTarget = -Infinity;
     this.quantile = quantile;
     this.marginS = marginS;
     this.slew = slew;
@@ -153,13 +155,21 @@ export class Playout {
   arrived(packet, now) {
     const lateness = now - packet.firstTime;
     this.recent.push([now, lateness]);
-    while (this.recent.length && this.recent[0][0] < now - this.windowS) this.recent.shift();
     if (!this.anchor || packet.firstIndex >= this.anchor.index) {
       this.anchor = { index: packet.firstIndex, time: packet.firstTime };
     }
-    const sorted = this.recent.map((r) => r[1]).sort((a, b) => a - b);
-    const high = sorted[Math.min(sorted.length - 1, Math.floor(this.quantile * sorted.length))];
-    this.target = high + this.marginS;
+    // The quantile is taken again every `everyS` (sorting the window for each packet of a
+    // 60 Hz oximeter cost more than the rest of its handling), and at once when a packet
+    // comes later than the delay allows.
+    if (this.target === null || now >= this.nextTarget || lateness + this.marginS > this.target) {
+      let old = 0;
+      while (old < this.recent.length && this.recent[old][0] < now - this.windowS) old++;
+      if (old) this.recent.splice(0, old);
+      const sorted = this.recent.map((r) => r[1]).sort((a, b) => a - b);
+      const high = sorted[Math.min(sorted.length - 1, Math.floor(this.quantile * sorted.length))];
+      this.target = high + this.marginS;
+      this.nextTarget = now + this.everyS;
+    }
     if (this.delay === null) this.delay = this.target;
   }
 
@@ -362,11 +372,12 @@ export class Trace {
       if (!column) return;
       const [px, first, lo, hi, last] = column;
       if (pen) ctx.lineTo(px, first); else ctx.moveTo(px, first);
-      if (lo !== first || hi !== first || last !== first) {
-        ctx.lineTo(px, lo);
-        ctx.lineTo(px, hi);
-        ctx.lineTo(px, last);
-      }
+      // Only the extremes the line from first to last would not reach: a column is one to
+      // four points, so a path has about as many points as the trace has pixels.
+      const [from, to] = first <= last ? [lo, hi] : [hi, lo];
+      if (from !== first && from !== last) ctx.lineTo(px, from);
+      if (to !== first && to !== last) ctx.lineTo(px, to);
+      if (last !== first) ctx.lineTo(px, last);
       pen = true;
       column = null;
     };
