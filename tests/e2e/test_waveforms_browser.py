@@ -4,8 +4,10 @@ through the real reader, gateway and WebRTC, into headless Chromium; the test re
 the samples the renderer placed (window.telemedTraces, a read-only hook).
 
 - On a loss-free link every index is there once and each value is its code: zero
-  discontinuities. This is also the old defect's regression test: a CMS50 pleth, placed by
-  its packets' jittering times, showed breaks and overlaps in the browser.
+  discontinuities; the ECG's indices follow on too. This is also the old defect's regression
+  test: traces placed by their packets' jittering times showed blank gaps (8-14 in every
+  6 s of ECG, measured on the old traces.js) and the monitor's pleth was dropped (it had the
+  oximeter's channel id).
 - Packets dropped at the gateway (its sending side's loss hook) are gaps of exactly their
   samples, at their place; every other sample is still its code.
 - The monitor's pleth (125 Hz) and the oximeter's (60 Hz) are two traces, each named by its
@@ -183,6 +185,16 @@ async def test_a_coded_signal_reaches_the_screen_sample_for_sample(server: LiveS
             figures[f"{name}_discontinuities"] = len(faults)
             assert faults == [], (name, faults[:10])
             assert len(indices) >= 8 * rate
+
+        # The ECG carries no code (it is filtered for display), but its indices must follow
+        # on: the old trace, placed by packet times, blanked 8-14 gaps in every 6 s of it.
+        ecg = channels[("monitor-1", ECG_II.mdc)]
+        placed = await _placed(page, ecg)
+        indices = [i for i in placed["indices"] if i < placed["newest"] - 500]
+        assert len(indices) >= 5 * 500
+        assert indices == list(range(indices[0], indices[0] + len(indices)))
+        assert None not in placed["values"][: len(indices)]
+        figures["ecg_samples_checked"] = len(indices)
 
         await page.locator("#traces").screenshot(path=artifacts_dir() / "traces-coded.png")
         await page.screenshot(path=artifacts_dir() / "room-waveforms-1366.png")
