@@ -94,7 +94,8 @@ DRIVERS: Registry[Driver] = Registry(
             SerialParams(19200, parity="E", rtscts=True),
             lambda device_id: datex.DatexDecoder(device_id),
             hello=datex.frame(datex.phdb_request(5))
-            + datex.frame(datex.wave_request([datex.WaveType.ECG1, datex.WaveType.PLETH])),
+            + datex.frame(datex.wave_request([datex.WaveType.ECG1, datex.WaveType.PLETH]))
+            + datex.frame(datex.alarm_request()),
             silence_s=5.0,
         ),
         "intellivue": Driver(

@@ -112,7 +112,7 @@ def numeric_entry(consultation_id: str, numeric: BaseModel | Mapping[str, Any]) 
     key = "\x1f".join(
         (consultation_id, value.device, value.code, str(int(value.derived)), str(int(value.time)))
     )
-    body = value.model_dump_json(exclude_none=True)
+    body = value.model_dump_json()  # value: null is "no value", not a missing field
     return Entry(consultation_id, "numeric", key, value.time, body)
 
 

@@ -119,6 +119,8 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
         audio=getattr(args, "audio", None) or options.audio,
         audio_mode=AudioMode(getattr(args, "audio_mode", None) or options.audio_mode),
         speaker=getattr(args, "speaker", None) or options.speaker,
+        # What the server has not taken yet survives a restart of the gateway too.
+        data_dir=settings.data_dir / "gateway",
     )
 
 

@@ -325,3 +325,15 @@ async def test_refused_for_good_is_forgotten_and_run_survives_faults() -> None:
     finally:
         task.cancel()
         await asyncio.wait([task])
+
+
+def test_a_numeric_without_a_value_is_journaled_as_the_server_takes_it() -> None:
+    """A device's "no value" (a sentinel, probe off) is journaled with ``value: null``: the
+    server requires the field, so leaving it out had every such numeric refused on upload."""
+    from signaling.api_models import NumericIn
+    from signaling.journal import numeric_entry
+
+    entry = numeric_entry("c-1", numeric(1000.0, value=None))
+    body = json.loads(entry.body)
+    assert "value" in body and body["value"] is None
+    assert NumericIn.model_validate(body).value is None

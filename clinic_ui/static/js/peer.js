@@ -23,7 +23,6 @@ export class BedsideLink extends EventTarget {
     this.lastHeard = 0;
     this.badPackets = 0;
     this.badEvents = 0;
-    this.lastSequence = new Map();
     this.state = "waiting";
     this.talkTrack = null;
     this.canTalk = false; // the gateway's offer accepts audio from us
@@ -40,7 +39,6 @@ export class BedsideLink extends EventTarget {
   async acceptOffer(message) {
     this.closeConnection();
     this.remote = message.from;
-    this.lastSequence.clear();
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
     this._setState("connecting");
@@ -164,13 +162,8 @@ export class BedsideLink extends EventTarget {
       if (err instanceof WireError) { this.badPackets++; return; }
       throw err;
     }
-    // Unordered channel: a packet older than one already shown is too late to draw.
-    const last = this.lastSequence.get(packet.channel);
-    if (last !== undefined) {
-      const ahead = (packet.sequence - last) >>> 0;
-      if (ahead === 0 || ahead > 0x7fffffff) return;
-    }
-    this.lastSequence.set(packet.channel, packet.sequence);
+    // Unordered channel: a packet that arrives after a later one still has its place (the
+    // trace puts samples by index); what is too old to draw the trace itself leaves out.
     this.dispatchEvent(new CustomEvent("waveform", { detail: packet }));
   }
 
