@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     export_cli.add_parser(sub)
     bench = sub.add_parser("bench", help="latency and throughput benchmarks")
     bench.add_argument(
-        "suite", choices=["latency", "audio", "call", "relay", "decode", "qrs", "bedside"]
+        "suite",
+        choices=["latency", "audio", "call", "waveforms", "relay", "decode", "qrs", "bedside"],
     )
     bench.add_argument("options", nargs=argparse.REMAINDER, help="passed to the suite (--help)")
     return parser
@@ -110,6 +111,7 @@ def _bench(suite: str, options: list[str]) -> int:
         "latency": "benchmarks.latency",
         "audio": "benchmarks.audio_latency",
         "call": "benchmarks.call_latency",
+        "waveforms": "benchmarks.waveforms",
         "relay": "benchmarks.signaling_relay",
         "decode": "benchmarks.device_decode",
         "qrs": "benchmarks.qrs_accuracy",

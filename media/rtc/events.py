@@ -5,7 +5,10 @@ unordered channel; everything else between a bedside and a viewer travels here a
 object per message with a ``type`` discriminator:
 
 - bedside → viewer: ``hello`` (first, names the version), ``channel`` (a waveform's metadata,
-  before its first packet), ``numeric``, ``beats``, ``quality``, ``status`` (a device's state);
+  before its first packet), ``numeric``, ``beats``, ``quality``, ``status`` (a device's state),
+  ``alarm`` and ``limits`` (the bedside's alarms and the limits in force), ``sources`` (the
+  primary device of a parameter two devices measure);
+- viewer → bedside: ``source`` (a technician's choice of that primary device);
 - either way: ``hb`` (a heartbeat ping) and ``hb-ack`` (its echo), see
   :mod:`media.rtc.heartbeat`.
 

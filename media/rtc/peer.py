@@ -2,7 +2,7 @@
 
 Two data channels are negotiated out of band (fixed ids, so both sides have them before any
 ``datachannel`` event): ``waveforms`` unordered with ``maxRetransmits=0`` (a late sample is
-worthless), ``events`` reliable and ordered (numerics, alarms, chat, the heartbeat). ICE
+worthless), ``events`` reliable and ordered (numerics, alarms, device states, the heartbeat). ICE
 servers come from the caller only: never aiortc's default public STUN server.
 
 Audio (optional) has one transceiver, whose direction says what each side does: sendrecv

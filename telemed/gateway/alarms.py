@@ -152,7 +152,10 @@ class GatewayAlarms:
         """Tick the engine until cancelled."""
         while True:
             await asyncio.sleep(TICK_S)
-            self.engine.tick(self._clock())
+            try:
+                self.engine.tick(self._clock())
+            except Exception:  # one bad tick is logged; the next may alarm again
+                log.exception("alarm tick failed")
 
     # -- out -----------------------------------------------------------------------------------
 

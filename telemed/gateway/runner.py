@@ -297,7 +297,13 @@ class Gateway:
         loop = asyncio.get_running_loop()
         while True:
             event: DeviceEvent = await source.events.get()
-            self.alarms.handle(event, link_states=isinstance(source, DeviceReader))
+            try:
+                self.alarms.handle(event, link_states=isinstance(source, DeviceReader))
+            except Exception:  # the alarms must not stop the vitals, nor end the gateway
+                self.events_failed += 1
+                log.exception(
+                    "alarm handling of %s from %s failed", type(event).__name__, _name(source)
+                )
             if isinstance(event, DeviceAlarms):
                 continue  # alarms only: nothing for the vitals
             # Filtering and beat detection run in the worker thread, in arrival order.

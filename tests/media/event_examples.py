@@ -78,4 +78,6 @@ EXAMPLES: list[events.EventMessage] = [
         changed_by="doctor.koriyama",
         time=1_800_000_030.0,
     ),
+    events.SourceChoice(code="spo2", device="oximeter-1"),
+    events.Sources(primary={"spo2": "monitor-1"}, chosen_by=None),
 ]
