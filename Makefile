@@ -10,7 +10,7 @@
 #   make check      all of it: scripts/check (lint, types, Node tests, every pytest test)
 .PHONY: demo test bootstrap check fmt lint types test-fast bench
 
-PYTEST_FAST = -m "not slow and not browser and not postgres"
+PYTEST_FAST = -m "not slow and not browser and not postgres" -n 2
 
 bootstrap:
 	bash scripts/bootstrap
