@@ -10,6 +10,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Page, expect
@@ -23,6 +24,18 @@ from tests.e2e.browser import artifacts_dir, chromium, in_english, sign_in
 from tests.helpers import PASSWORD, LiveServer, next_of_type
 
 pytestmark = pytest.mark.slow
+
+
+async def _accepted(server: LiveServer, request: Any) -> Any:
+    """Koriyama's doctor accepts the consultation ``request`` (awaited: Wonju's request)
+    returns; the accepted consultation."""
+    row = await request
+    doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
+    try:
+        await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
+    finally:
+        await doctor.close()
+    return row
 
 
 async def _clinicians(server: LiveServer) -> tuple[int, int]:
@@ -122,11 +135,7 @@ async def test_ending_freezes_the_room_and_summarises_it(server: LiveServer) -> 
     tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
     await tech.start()
     try:
-        row = await tech.request_consultation("koriyama", True, "chest pain")
-        doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
-        await doctor.login()
-        await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
-        await doctor.close()
+        row = await _accepted(server, tech.request_consultation("koriyama", True, "chest pain"))
         async with bedside(server), chromium() as browser:
             page = await browser.new_page(locale="en-US")
             errors: list[str] = []
@@ -232,11 +241,9 @@ async def test_one_screen_holds_video_ecg_and_vitals(server: LiveServer) -> None
         patient = PatientIn(
             pseudonym="W-2207", birth_year=1958, sex=Sex.MALE, allergies=["penicillin"]
         )
-        row = await tech.request_consultation("koriyama", False, "layout", patient)
-        doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
-        await doctor.login()
-        await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
-        await doctor.close()
+        row = await _accepted(
+            server, tech.request_consultation("koriyama", False, "layout", patient)
+        )
         async with bedside(server, monitor=True), chromium() as browser:
             page = await browser.new_page(locale="ja-JP", viewport={"width": 1366, "height": 768})
             missing: list[str] = []  # nothing the page asks for may be missing (the favicon)
@@ -295,11 +302,7 @@ async def test_tiles_name_their_devices_and_a_technician_chooses_the_primary(
     await _clinicians(server)
     tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
     await tech.login()
-    row = await tech.request_consultation("koriyama", False, "two oximeters")
-    doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
-    await doctor.login()
-    await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
-    await doctor.close()
+    row = await _accepted(server, tech.request_consultation("koriyama", False, "two oximeters"))
     await tech.close()
     room = f"#/consultations/{row.id}"
     async with bedside(server, monitor=True), chromium() as browser:
@@ -337,11 +340,7 @@ async def test_trends_show_what_the_bedside_measured(server: LiveServer) -> None
     await _clinicians(server)
     tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
     await tech.login()
-    row = await tech.request_consultation("koriyama", False, "trends")
-    doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
-    await doctor.login()
-    await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
-    await doctor.close()
+    row = await _accepted(server, tech.request_consultation("koriyama", False, "trends"))
     await tech.close()
     async with bedside(server, monitor=True), chromium() as browser:
         page = await browser.new_page(locale="en-US")
