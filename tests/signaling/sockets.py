@@ -10,7 +10,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from signaling.schema import PROTOCOL_VERSION
+from signaling.schema import PROTOCOL_VERSION, Role
 from tests.helpers import LiveServer
 
 
@@ -76,3 +76,18 @@ async def request_consultation(server: LiveServer, token: str, consulting_site: 
 async def act(server: LiveServer, token: str, consultation_id: str, action: str) -> None:
     response = await api(server, "POST", f"/api/consultations/{consultation_id}/{action}", token)
     assert response.status_code == 200, response.text
+
+
+async def active_consultation(
+    server: LiveServer, users: list[tuple[str, Role, str]]
+) -> tuple[dict[str, str], str]:
+    """Adds ``users`` (name, role, site) and signs each in; ``tw`` (Wonju's technician)
+    requests from Koriyama and ``dk`` (Koriyama's doctor) accepts. Returns the tokens by name
+    and the active consultation's id."""
+    tokens: dict[str, str] = {}
+    for name, role, site in users:
+        await server.add_user(name, role, site)
+        tokens[name] = await server.token(name)
+    cid = await request_consultation(server, tokens["tw"], "koriyama")
+    await act(server, tokens["dk"], cid, "accept")
+    return tokens, cid

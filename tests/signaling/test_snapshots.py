@@ -23,7 +23,7 @@ from signaling.server.routes_snapshots import MAX_SNAPSHOT_BYTES
 from signaling.storage.models import AuditEventRow
 from tests.helpers import PASSWORD, LiveServer, make_config, run_server
 from tests.signaling.pictures import jpeg, png
-from tests.signaling.sockets import act, api, request_consultation
+from tests.signaling.sockets import act, active_consultation, api, request_consultation
 
 SEOUL = SiteConfig(
     code="seoul", name="Seoul", country="KR", language="ko", timezone="Asia/Seoul", mains_hz=60
@@ -41,19 +41,18 @@ class Bedside:
         self.cid = ""
 
     async def setup(self) -> None:
-        for name, role, site in [
-            ("dw", Role.DOCTOR, "wonju"),
-            ("tw", Role.TECHNICIAN, "wonju"),
-            ("dk", Role.DOCTOR, "koriyama"),
-            ("tk", Role.TECHNICIAN, "koriyama"),
-            ("ew", Role.ENGINEER, "wonju"),
-            ("ds", Role.DOCTOR, "seoul"),
-            ("admin", Role.ADMIN, "seoul"),
-        ]:
-            await self.server.add_user(name, role, site)
-            self.tokens[name] = await self.server.token(name)
-        self.cid = await request_consultation(self.server, self.tokens["tw"], "koriyama")
-        await act(self.server, self.tokens["dk"], self.cid, "accept")
+        self.tokens, self.cid = await active_consultation(
+            self.server,
+            [
+                ("dw", Role.DOCTOR, "wonju"),
+                ("tw", Role.TECHNICIAN, "wonju"),
+                ("dk", Role.DOCTOR, "koriyama"),
+                ("tk", Role.TECHNICIAN, "koriyama"),
+                ("ew", Role.ENGINEER, "wonju"),
+                ("ds", Role.DOCTOR, "seoul"),
+                ("admin", Role.ADMIN, "seoul"),
+            ],
+        )
 
     async def post(
         self, who: str, body: bytes, content_type: str | None, cid: str | None = None

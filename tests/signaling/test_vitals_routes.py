@@ -20,7 +20,7 @@ from signaling.config import DEFAULT_SITES, SiteConfig
 from signaling.schema import Role
 from signaling.storage.models import AuditEventRow
 from tests.helpers import LiveServer, make_config, run_server
-from tests.signaling.sockets import act, api, request_consultation
+from tests.signaling.sockets import act, active_consultation, api, request_consultation
 
 SEOUL = SiteConfig(
     code="seoul", name="Seoul", country="KR", language="ko", timezone="Asia/Seoul", mains_hz=60
@@ -38,19 +38,18 @@ class Room:
         self.cid = ""
 
     async def setup(self) -> None:
-        for name, role, site in [
-            ("tw", Role.TECHNICIAN, "wonju"),
-            ("dk", Role.DOCTOR, "koriyama"),
-            ("ds", Role.DOCTOR, "seoul"),
-            ("ew", Role.ENGINEER, "wonju"),
-        ]:
-            await self.server.add_user(name, role, site)
-            self.tokens[name] = await self.server.token(name)
+        self.tokens, self.cid = await active_consultation(
+            self.server,
+            [
+                ("tw", Role.TECHNICIAN, "wonju"),
+                ("dk", Role.DOCTOR, "koriyama"),
+                ("ds", Role.DOCTOR, "seoul"),
+                ("ew", Role.ENGINEER, "wonju"),
+            ],
+        )
         for name, site in [("gw-wonju", "wonju"), ("gw-seoul", "seoul")]:
             await self.server.add_gateway(name, site, GATEWAY_KEY)
             self.tokens[name] = await self._gateway_token(name)
-        self.cid = await request_consultation(self.server, self.tokens["tw"], "koriyama")
-        await act(self.server, self.tokens["dk"], self.cid, "accept")
 
     async def _gateway_token(self, name: str) -> str:
         async with httpx.AsyncClient(base_url=self.server.base_url) as http:
