@@ -8,7 +8,11 @@
 #   make test-fast  the Node unit tests, and the pytest tests without a browser, PostgreSQL
 #                   or slow ones
 #   make check      all of it: scripts/check (lint, types, Node tests, every pytest test)
-.PHONY: demo test bootstrap check fmt lint types test-fast bench
+#   make fuzz       the fuzz tests (tests/**/test_fuzz_*.py) with 10x their CI budget
+#                   (FUZZ_SCALE=N to change it)
+.PHONY: demo test bootstrap check fmt lint types test-fast bench fuzz
+
+FUZZ_SCALE ?= 10
 
 PYTEST_FAST = -m "not slow and not browser and not postgres" -n 2
 
@@ -41,3 +45,6 @@ test-fast:
 
 bench: bootstrap
 	.venv/bin/python -m benchmarks.signaling_relay
+
+fuzz: bootstrap
+	TELEMED_FUZZ_SCALE=$(FUZZ_SCALE) .venv/bin/python -m pytest -q $$(find tests -name 'test_fuzz_*.py' | sort)
