@@ -104,6 +104,20 @@ class ServerOptions(BaseModel):
     retention_interval_s: float = Field(default=3600.0, gt=0)
     #: The largest ``record`` upload a gateway may send, in bytes.
     record_max_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    #: Deepest nesting of arrays and objects a WebSocket message may have; deeper ones are
+    #: refused with an ``error`` reply before they are decoded.
+    ws_max_json_depth: int = Field(default=32, ge=4, le=256)
+    #: Open WebSockets allowed from one source address, and for one account; the next is
+    #: refused (a ward behind one NAT address needs room: one per tab and gateway).
+    ws_max_per_address: int = Field(default=64, ge=1)
+    ws_max_per_account: int = Field(default=8, ge=1)
+    #: Serve the OpenAPI description and its pages (``/docs``, ``/openapi.json``); off in
+    #: production, where they tell an attacker every route.
+    api_docs: bool = False
+    #: The server is reached over HTTPS (its own TLS or a TLS proxy): responses carry HSTS.
+    https: bool = False
+    #: Shortest password a clinician account may be given.
+    password_min_length: int = Field(default=12, ge=8)
 
 
 class ServerConfig(ServerOptions):
