@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -38,6 +39,10 @@ from signaling.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 
+#: The deepest nesting of arrays and objects a message may have unless the caller says
+#: otherwise; no message of this protocol needs more than a few levels.
+MAX_JSON_DEPTH = 32
+
 _ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
@@ -49,6 +54,8 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     UNEXPECTED_TYPE = "unexpected_type"
     TOO_LARGE = "too_large"
+    #: Arrays and objects nested deeper than the server allows (refused before decoding).
+    TOO_DEEP = "too_deep"
     UNSUPPORTED_VERSION = "unsupported_version"
     NOT_AUTHENTICATED = "not_authenticated"
     AUTH_FAILED = "auth_failed"
@@ -436,11 +443,46 @@ CLIENT_TYPES = _types(ClientMessage)
 SERVER_TYPES = _types(ServerMessage)
 
 
-def _load_object(text: str | bytes) -> tuple[dict[str, Any], str]:
+# A JSON string (escapes included), or a character that is neither a quote nor a bracket:
+# both are removed before the brackets are counted, so brackets inside strings are not
+# nesting. An unterminated string runs to the end, and the quantifiers are possessive:
+# every character is looked at once, whatever the text.
+_NOT_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.?)*+(?:"|\Z)|[^"\[\]{}]++', re.DOTALL)
+
+
+def json_depth_exceeds(text: str | bytes, max_depth: int) -> bool:
+    """True when ``text`` nests arrays and objects deeper than ``max_depth``, judged by a
+    scan of its brackets outside strings, without decoding it: what a recursive decoder
+    (``json.loads``) must never be given. Unbalanced text is judged by its deepest point."""
+    if isinstance(text, bytes):
+        # One character per byte: the brackets and quotes are ASCII in every encoding a
+        # JSON decoder accepts, whatever the other bytes are.
+        text = text.decode("latin-1")
+    if text.count("[") + text.count("{") <= max_depth:
+        return False  # the common case, decided at C speed: it cannot nest that deep
+    depth = 0
+    for char in _NOT_STRUCTURE.sub("", text):
+        if char in "[{":
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth = max(0, depth - 1)
+    return False
+
+
+def _load_object(text: str | bytes, max_depth: int) -> tuple[dict[str, Any], str]:
+    if json_depth_exceeds(text, max_depth):
+        raise ProtocolError(
+            ErrorCode.TOO_DEEP, f"arrays and objects nested deeper than {max_depth} levels"
+        )
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        # Not reached past the scan above; kept so that no text can end a connection.
+        raise ProtocolError(ErrorCode.TOO_DEEP, "arrays and objects nested too deep") from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
     kind = data.get("type")
@@ -456,9 +498,11 @@ def _describe(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
-def parse_client_message(text: str | bytes) -> ClientMessage:
-    """Parse what a client sent. Raises :class:`ProtocolError` with the reason on any fault."""
-    data, kind = _load_object(text)
+def parse_client_message(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> ClientMessage:
+    """Parse what a client sent. Raises :class:`ProtocolError` with the reason on any fault;
+    ``too_deep`` when arrays and objects nest deeper than ``max_depth`` (checked before the
+    text is decoded, so that no nesting can exhaust the decoder's recursion)."""
+    data, kind = _load_object(text, max_depth)
     if kind not in CLIENT_TYPES:
         code = ErrorCode.UNEXPECTED_TYPE if kind in SERVER_TYPES else ErrorCode.UNKNOWN_TYPE
         raise ProtocolError(code, f"type {kind[:40]!r} may not be sent by a client")
@@ -468,9 +512,10 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, _describe(exc), ref=kind) from None
 
 
-def parse_server_message(text: str | bytes) -> ServerMessage:
-    """Parse what the server sent. Raises :class:`ProtocolError` on any fault."""
-    data, kind = _load_object(text)
+def parse_server_message(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> ServerMessage:
+    """Parse what the server sent. Raises :class:`ProtocolError` on any fault (``too_deep``
+    as :func:`parse_client_message`)."""
+    data, kind = _load_object(text, max_depth)
     if kind not in SERVER_TYPES:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown server message type {kind[:40]!r}")
     try:

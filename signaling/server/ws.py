@@ -127,7 +127,7 @@ class WsSession:
             )
         if not self._bucket.take():
             raise ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down")
-        return parse_client_message(data)
+        return parse_client_message(data, self.svc.config.ws_max_json_depth)
 
     async def _fault(self, exc: ProtocolError) -> None:
         """Answer a protocol fault; close the socket once there have been too many."""

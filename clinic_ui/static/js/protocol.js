@@ -23,6 +23,7 @@ export const ErrorCode = Object.freeze({
   "UNKNOWN_TYPE": "unknown_type",
   "UNEXPECTED_TYPE": "unexpected_type",
   "TOO_LARGE": "too_large",
+  "TOO_DEEP": "too_deep",
   "UNSUPPORTED_VERSION": "unsupported_version",
   "NOT_AUTHENTICATED": "not_authenticated",
   "AUTH_FAILED": "auth_failed",
