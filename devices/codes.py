@@ -32,6 +32,30 @@ TEMPERATURE = VitalCode("temperature", "MDC_TEMP", 150344, "8310-5", "Cel")
 #: Relative perfusion (the oximeter's "PI"). No LOINC code is given for it here on purpose:
 #: a wrong code is worse than none.
 PERFUSION_INDEX = VitalCode("perfusion_index", "MDC_PULS_OXIM_PERF_REL", 150488, None, "%")
+# Invasive pressures, capnography and cardiac output. MDC codes: IEEE 11073-10101 (SCADA
+# partition 2, 2 << 16 | term code), as the Mindray BeneView HL7 interface tables and
+# OpenICE's rosetta nomenclature list them (MDC_PRESS_BLD_ART 150032, _ART_ABP 150036,
+# _ART_PULM 150044, _VEN_CENT 150084, MDC_PRESS_INTRA_CRAN 153608, each followed by its
+# _SYS/_DIA/_MEAN at +1/+2/+3; MDC_CONC_AWAY_CO2_ET 151708, MDC_CO2_RESP_RATE 151594). The
+# arterial families ART and ART_ABP both occur in real messages: either is accepted.
+# MDC_OUTPUT_CARD 150276 is IntelliVue's NOM_OUTPUT_CARD (0x4B04) in the SCADA partition.
+# No LOINC codes for these here: none could be checked against LOINC itself, and a wrong
+# code is worse than none.
+ABP_SYS = VitalCode("abp_sys", "MDC_PRESS_BLD_ART_ABP_SYS", 150037, None, "mm[Hg]", (150033,))
+ABP_DIA = VitalCode("abp_dia", "MDC_PRESS_BLD_ART_ABP_DIA", 150038, None, "mm[Hg]", (150034,))
+ABP_MEAN = VitalCode("abp_mean", "MDC_PRESS_BLD_ART_ABP_MEAN", 150039, None, "mm[Hg]", (150035,))
+PAP_SYS = VitalCode("pap_sys", "MDC_PRESS_BLD_ART_PULM_SYS", 150045, None, "mm[Hg]")
+PAP_DIA = VitalCode("pap_dia", "MDC_PRESS_BLD_ART_PULM_DIA", 150046, None, "mm[Hg]")
+PAP_MEAN = VitalCode("pap_mean", "MDC_PRESS_BLD_ART_PULM_MEAN", 150047, None, "mm[Hg]")
+CVP_SYS = VitalCode("cvp_sys", "MDC_PRESS_BLD_VEN_CENT_SYS", 150085, None, "mm[Hg]")
+CVP_DIA = VitalCode("cvp_dia", "MDC_PRESS_BLD_VEN_CENT_DIA", 150086, None, "mm[Hg]")
+CVP_MEAN = VitalCode("cvp_mean", "MDC_PRESS_BLD_VEN_CENT_MEAN", 150087, None, "mm[Hg]")
+ICP_SYS = VitalCode("icp_sys", "MDC_PRESS_INTRA_CRAN_SYS", 153609, None, "mm[Hg]")
+ICP_DIA = VitalCode("icp_dia", "MDC_PRESS_INTRA_CRAN_DIA", 153610, None, "mm[Hg]")
+ICP_MEAN = VitalCode("icp_mean", "MDC_PRESS_INTRA_CRAN_MEAN", 153611, None, "mm[Hg]")
+ETCO2 = VitalCode("etco2", "MDC_CONC_AWAY_CO2_ET", 151708, None, "mm[Hg]")
+AWAY_RESP_RATE = VitalCode("awrr", "MDC_CO2_RESP_RATE", 151594, None, "/min")
+CARDIAC_OUTPUT = VitalCode("cardiac_output", "MDC_OUTPUT_CARD", 150276, None, "L/min")
 ECG_II = VitalCode("ecg_ii", "MDC_ECG_ELEC_POTL_II", 131330, None, "mV")
 PLETH = VitalCode("pleth", "MDC_PULS_OXIM_PLETH", 150452, None, "{1}")
 
@@ -45,6 +69,21 @@ ALL_CODES: tuple[VitalCode, ...] = (
     RESP_RATE,
     TEMPERATURE,
     PERFUSION_INDEX,
+    ABP_SYS,
+    ABP_DIA,
+    ABP_MEAN,
+    PAP_SYS,
+    PAP_DIA,
+    PAP_MEAN,
+    CVP_SYS,
+    CVP_DIA,
+    CVP_MEAN,
+    ICP_SYS,
+    ICP_DIA,
+    ICP_MEAN,
+    ETCO2,
+    AWAY_RESP_RATE,
+    CARDIAC_OUTPUT,
     ECG_II,
     PLETH,
 )

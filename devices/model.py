@@ -28,6 +28,9 @@ class Quality(enum.Flag):
     LOW_PERFUSION = enum.auto()
     OUT_OF_TRACK = enum.auto()
     LOW_SIGNAL = enum.auto()
+    #: The device sent the value in a unit that is unknown or does not measure this
+    #: parameter: the value is withheld (None), never shown under the wrong unit.
+    UNIT_UNKNOWN = enum.auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,9 @@ class DeviceState(enum.StrEnum):
     PROBE_OFF = "probe_off"
     SILENT = "silent"
     DISCONNECTED = "disconnected"
+    #: The reader's session failed on something unforeseen (a decoder fault); it starts
+    #: afresh after a backoff. ``detail`` says what failed.
+    ERROR = "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,11 +163,13 @@ DeviceEvent = Observation | WaveformChunk | DeviceStatus | FrameError | DeviceAl
 
 @dataclass
 class DecoderStats:
-    """Counters every decoder keeps; ``errors`` by reason."""
+    """Counters every decoder keeps; ``errors`` by reason; ``unmapped`` what decoded but
+    could not be passed on (a code outside :mod:`devices.codes`, an unknown unit), by what."""
 
     bytes_in: int = 0
     frames: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    unmapped: dict[str, int] = field(default_factory=dict)
 
     def error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1

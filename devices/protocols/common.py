@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -11,6 +13,18 @@ from devices.model import DecoderStats, DeviceEvent, FrameError, Observation, Qu
 
 log = logging.getLogger("devices.decode")
 
+#: The reason a :class:`FrameError` gives for a message whose decoding raised something the
+#: decoder did not foresee (a bug met on input): stable, so the stats count them together.
+DECODER_FAULT = "decoder fault"
+#: The reason of the one report of each code or unit a decoder read but could not map.
+UNMAPPED = "unmapped"
+
+
+def finite(value: float | None) -> float | None:
+    """``value`` when it is a finite number, else None: NaN and the infinities are "no
+    value" (a quality flag says so), never a number passed on."""
+    return value if value is not None and math.isfinite(value) else None
+
 
 class DecoderBase:
     """Owns the stats and turns faults into counted, logged :class:`FrameError` events."""
@@ -18,6 +32,7 @@ class DecoderBase:
     def __init__(self, device_id: str) -> None:
         self.device_id = device_id
         self.stats = DecoderStats()
+        self._faults_logged: set[str] = set()
 
     def _error(
         self, events: list[DeviceEvent], reason: str, skipped: int, now: float, detail: str = ""
@@ -25,6 +40,41 @@ class DecoderBase:
         self.stats.error(reason)
         log.info("%s: %s %s(%d bytes skipped)", self.device_id, reason, detail, skipped)
         events.append(FrameError(self.device_id, reason, skipped, now, detail[:200]))
+
+    def _unmapped(self, events: list[DeviceEvent], what: str, now: float) -> None:
+        """Something decoded that cannot be passed on (a code outside the table, a unit
+        unknown): counted every time in ``stats.unmapped``, and reported the first time as
+        a :data:`UNMAPPED` :class:`FrameError` of no bytes, so it never vanishes unsaid."""
+        count = self.stats.unmapped.get(what, 0)
+        self.stats.unmapped[what] = count + 1
+        if count == 0:
+            log.info("%s: unmapped: %s", self.device_id, what)
+            events.append(FrameError(self.device_id, UNMAPPED, 0, now, what[:200]))
+
+    def _guarded(
+        self,
+        events: list[DeviceEvent],
+        now: float,
+        size: int,
+        decode: Callable[[list[DeviceEvent]], None],
+    ) -> bool:
+        """Run ``decode`` on one message (it appends that message's events to the list it is
+        given): the message boundary no exception crosses. Whatever it raises, its events
+        are dropped (a message half read may be half wrong), the fault is counted as a
+        :data:`DECODER_FAULT` of ``size`` bytes, logged with its traceback the first time
+        each kind of fault occurs, and the stream goes on. True if the message decoded."""
+        mine: list[DeviceEvent] = []
+        try:
+            decode(mine)
+        except Exception as exc:
+            kind = type(exc).__name__
+            if kind not in self._faults_logged:
+                self._faults_logged.add(kind)
+                log.warning("%s: decoding a message raised", self.device_id, exc_info=True)
+            self._error(events, DECODER_FAULT, size, now, f"{kind}: {exc}")
+            return False
+        events += mine
+        return True
 
 
 def bit7_frames(

@@ -40,6 +40,7 @@ from devices.protocols.intellivue import alarms as al
 from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue import types as t
 from devices.protocols.intellivue.framing import Deframer, FramingError, encode_frame
+from devices.units import to_canonical, ucum_of_intellivue
 
 
 class HostState(enum.Enum):
@@ -176,6 +177,10 @@ class IntelliVueHost(DecoderBase):
         return events
 
     def _payload(self, payload: bytes, events: list[DeviceEvent], now: float) -> None:
+        """One message: the boundary no exception crosses (see ``_guarded``)."""
+        self._guarded(events, now, len(payload), lambda out: self._message(payload, out, now))
+
+    def _message(self, payload: bytes, events: list[DeviceEvent], now: float) -> None:
         try:
             message = m.parse_monitor(payload)
         except MessageError as exc:
@@ -231,8 +236,20 @@ class IntelliVueHost(DecoderBase):
             for a, v in values:
                 if a == t.NOM_ATTR_NU_VAL_OBS:
                     self._numeric(v, events, now, device_time)
-                elif a == t.NOM_ATTR_NU_CMPD_VAL_OBS and len(v) >= 4:
-                    count = int.from_bytes(v[:2], "big")
+                elif a == t.NOM_ATTR_NU_CMPD_VAL_OBS:
+                    # The count is checked against the bytes present before any loop: a
+                    # reply claiming 65,535 entries in each of many attributes once took
+                    # seconds in one call.
+                    count = int.from_bytes(v[:2], "big") if len(v) >= 4 else -1
+                    if count < 0 or 4 + 10 * count > len(v):
+                        self._error(
+                            events,
+                            "malformed compound numeric",
+                            len(v),
+                            now,
+                            f"{count} entries claimed in {len(v)} bytes",
+                        )
+                        continue
                     for i in range(count):
                         self._numeric(v[4 + 10 * i : 14 + 10 * i], events, now, device_time)
                 elif a == t.NOM_ATTR_SA_VAL_OBS:
@@ -243,9 +260,10 @@ class IntelliVueHost(DecoderBase):
     ) -> None:
         if len(v) != 10:
             return
-        physio, state, _unit, raw = struct.unpack(">HHHI", v)
+        physio, state, unit_code, raw = struct.unpack(">HHHI", v)
         code = by_mdc(t.mdc_of(physio))
         if code is None:
+            self._unmapped(events, f"physio id 0x{physio:04X} (MDC {t.mdc_of(physio)})", now)
             return
         value = t.decode_float(raw)
         quality = _quality(state)
@@ -253,6 +271,14 @@ class IntelliVueHost(DecoderBase):
             value = None
         elif value is None:
             quality |= Quality.INVALID
+        else:
+            unit = ucum_of_intellivue(unit_code)
+            value = to_canonical(code, unit, value)
+            if value is None:
+                quality |= Quality.INVALID | Quality.UNIT_UNKNOWN
+                self._unmapped(
+                    events, f"{code.refid} in unit code 0x{unit_code:04X} ({unit or '?'})", now
+                )
         events.append(Observation(code, value, self.device_id, now, device_time, quality))
 
     def _wave(
@@ -267,7 +293,10 @@ class IntelliVueHost(DecoderBase):
             return
         physio, state, size = struct.unpack(">HHH", v[:6])
         code: VitalCode | None = by_mdc(t.mdc_of(physio))
-        if code is None or spec.period_s is None or spec.period_s <= 0 or len(v) < 6 + size:
+        if len(v) < 6 + size:
+            self._error(events, "malformed wave", len(v), now, f"{size} bytes claimed")
+            return
+        if code is None or spec.period_s is None or spec.period_s <= 0:
             return  # no sample period known yet: never guess one
         if size % 2:
             self._error(events, "malformed wave", len(v), now, f"{size} bytes of 16-bit samples")
