@@ -1,4 +1,4 @@
-"""Credentials and tokens: argon2 password/key hashing, signed JWTs, the login rate limiter.
+"""Credentials and tokens: argon2 password/key hashing, signed JWTs, the login rate limit.
 
 Hashing is deliberately slow (tens of milliseconds), so the async helpers run it in a worker
 thread and the event loop keeps relaying signaling messages meanwhile.
@@ -14,6 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import jwt
 from argon2 import PasswordHasher
@@ -137,9 +138,76 @@ class TokenService:
             raise AuthError("invalid token") from None
 
 
+@dataclass(frozen=True)
+class LoginLimits:
+    """How many failed (or still unchecked) logins are allowed within ``window_s``:
+
+    - ``max_failures`` per (account, source address): the guessing of one account;
+    - ``per_address`` per address over all accounts: password spraying;
+    - ``per_account`` per account over all addresses: guessing from many addresses. An
+      address the account has logged in from before (within ``known_address_days``) is
+      exempt from this one, so an attacker elsewhere cannot lock the account's owner out;
+      for everyone else it is a delay of at most one window after the last counted
+      failure, never a lockout that needs an administrator.
+    """
+
+    max_failures: int
+    window_s: float
+    per_address: int
+    per_account: int
+    known_address_days: float = 30.0
+
+    @classmethod
+    def of(cls, max_failures: int, window_s: float) -> LoginLimits:
+        """The server's limits from its two settings (the wider ones a fixed multiple)."""
+        wide = max_failures * _SPRAY_FACTOR
+        return cls(max_failures, window_s, per_address=wide, per_account=wide)
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A login attempt may go ahead: check the password, then report the outcome with
+    :meth:`LoginAttempts.finish`. ``handle`` is the store's own."""
+
+    handle: int
+    account: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A login attempt refused unchecked: ``limit`` names the one reached (``account``,
+    ``address`` or ``account-wide``); another attempt may succeed after ``retry_after_s``."""
+
+    retry_after_s: float
+    limit: str
+
+
+class LoginAttempts(Protocol):
+    """The login rate limit shared by every server process (the database now; a shared
+    store such as Redis later).
+
+    An attempt is *reserved* before its password is checked: the reservation counts as a
+    failure until it is finished, and no more reservations are granted than the limits
+    allow, however many requests arrive at once."""
+
+    async def reserve(self, account: str, source: str) -> Reserved | Refused:
+        """Reserve one attempt at ``account`` (``kind:name``) from ``source`` (an address),
+        atomically over every process sharing the store."""
+        ...
+
+    async def finish(self, attempt: Reserved, succeeded: bool) -> None:
+        """Record the attempt's outcome: a success lets its (account, address) start afresh
+        and makes the address known to the account."""
+        ...
+
+
 class LoginLimiter:
     """Sliding-window limit on failed logins per (account, source address), and per address
-    over all accounts (``_SPRAY_FACTOR`` times as many).
+    over all accounts (``_SPRAY_FACTOR`` times as many), in this process's memory only.
+
+    Not atomic over a password check, and not shared between processes: the server uses
+    :class:`LoginAttempts` (``signaling.storage.login_attempts``) instead.
 
     Memory is bounded: at most ``max_keys`` keys are tracked, the least recently failed
     dropped first. ``clock`` is injectable for tests.

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, HTTPException, Request, status
 
 from signaling.api_models import GatewayLogin, PrincipalOut, TokenOut, UserLogin
-from signaling.auth import Principal
+from signaling.auth import Principal, Refused
 from signaling.server.deps import CurrentPrincipal, ServicesDep
 from signaling.server.services import Services, source_addr
 from signaling.storage.accounts import (
@@ -37,15 +38,29 @@ def _issue(svc: Services, principal: Principal) -> TokenOut:
 
 
 async def _login(
-    svc: Services, request: Request, kind: str, account_name: str, account: Account | None
+    svc: Services,
+    request: Request,
+    kind: str,
+    account_name: str,
+    check: Callable[[], Awaitable[Account | None]],
 ) -> TokenOut:
+    """Reserve an attempt, then (only then) check the secret with ``check``."""
     addr = source_addr(request)
     host = request.client.host if request.client else "unknown"
+    attempt = await svc.attempts.reserve(f"{kind}:{account_name}", host)
+    if isinstance(attempt, Refused):
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed logins; try again later",
+            headers={"Retry-After": str(math.ceil(attempt.retry_after_s))},
+        )
+    # Should the check fail or be cancelled, the reservation stays pending, and counts as a
+    # failure until it ages out of the window.
+    account = await check()
+    await svc.attempts.finish(attempt, succeeded=account is not None)
     if account is None:
-        svc.limiter.failed(f"{kind}:{account_name}", host)
         await svc.record(f"{kind}.login", None, addr, outcome="denied", account=account_name)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong name or password")
-    svc.limiter.succeeded(f"{kind}:{account_name}", host)
     session_id = await start_session(svc.db, account, addr)
     principal = Principal(
         account.kind, account.id, account.name, account.role, account.site, session_id
@@ -54,31 +69,29 @@ async def _login(
     return _issue(svc, principal)
 
 
-def _check_rate(svc: Services, request: Request, key: str) -> None:
-    host = request.client.host if request.client else "unknown"
-    wait = svc.limiter.retry_after(key, host)
-    if wait > 0:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            "too many failed logins; try again later",
-            headers={"Retry-After": str(math.ceil(wait))},
-        )
-
-
 @router.post("/login", responses={401: {}, 429: {}})
 async def login(body: UserLogin, request: Request, svc: ServicesDep) -> TokenOut:
-    """Clinician login. Repeated failures from one address are refused for a while (429)."""
-    _check_rate(svc, request, f"user:{body.username}")
-    account = await check_user(svc.db, body.username, body.password, svc.hasher)
-    return await _login(svc, request, "user", body.username, account)
+    """Clinician login. Repeated failures are refused for a while (429): per account and
+    address, per address, and per account from addresses it has not logged in from."""
+    return await _login(
+        svc,
+        request,
+        "user",
+        body.username,
+        lambda: check_user(svc.db, body.username, body.password, svc.hasher),
+    )
 
 
 @router.post("/gateway", responses={401: {}, 429: {}})
 async def gateway_login(body: GatewayLogin, request: Request, svc: ServicesDep) -> TokenOut:
     """Device gateway login with the key printed by ``telemed gateways add``."""
-    _check_rate(svc, request, f"gateway:{body.name}")
-    account = await check_gateway(svc.db, body.name, body.key, svc.hasher)
-    return await _login(svc, request, "gateway", body.name, account)
+    return await _login(
+        svc,
+        request,
+        "gateway",
+        body.name,
+        lambda: check_gateway(svc.db, body.name, body.key, svc.hasher),
+    )
 
 
 @router.post("/refresh")

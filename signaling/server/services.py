@@ -9,7 +9,14 @@ from typing import cast
 from starlette.requests import HTTPConnection
 
 from runtime.clock import SYSTEM_CLOCK, Clock
-from signaling.auth import LoginLimiter, Principal, SecretHasher, TokenService
+from signaling.auth import (
+    LoginAttempts,
+    LoginLimiter,
+    LoginLimits,
+    Principal,
+    SecretHasher,
+    TokenService,
+)
 from signaling.config import ServerConfig
 from signaling.consultation_fsm import FINAL_STATES
 from signaling.schema import ConsultationSummary, PrincipalKind
@@ -18,6 +25,7 @@ from signaling.server.hub import Hub
 from signaling.storage import consultations as store
 from signaling.storage.audit import AuditEvent, AuditLog, DetailValue
 from signaling.storage.database import Database
+from signaling.storage.login_attempts import DatabaseLoginAttempts
 from signaling.storage.models import ConsultationRow
 
 
@@ -26,6 +34,7 @@ class Services:
     config: ServerConfig
     db: Database
     tokens: TokenService
+    #: Unused: the in-memory limiter of before (the login rate limit is ``attempts``).
     limiter: LoginLimiter
     audit: AuditLog
     hub: Hub
@@ -34,6 +43,18 @@ class Services:
     hasher: SecretHasher
     #: Monotonic time for timeouts and rate limits, wall time for stamps (tests inject one).
     clock: Clock = SYSTEM_CLOCK
+    #: The login rate limit shared by every server process (default: in the database).
+    login_attempts: LoginAttempts | None = None
+
+    def __post_init__(self) -> None:
+        if self.login_attempts is None:
+            limits = LoginLimits.of(self.config.login_max_failures, self.config.login_window_s)
+            self.login_attempts = DatabaseLoginAttempts(self.db, limits)
+
+    @property
+    def attempts(self) -> LoginAttempts:
+        assert self.login_attempts is not None  # set by __post_init__
+        return self.login_attempts
 
     def idle_timeout(self, principal: Principal) -> timedelta | None:
         """Clinicians are logged out when idle; a gateway is a machine and stays connected."""

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from signaling.storage.database import Database
 from signaling.storage.models import AuditEventRow, AuditHeadRow, utcnow
@@ -100,6 +100,15 @@ class AuditLog:
         """Append ``event`` in its own transaction; returns its sequence number."""
         detail_json = json.dumps(dict(event.detail), ensure_ascii=False, sort_keys=True)
         async with self._lock, self._db.session() as session:
+            if self._db.dialect == "sqlite":
+                # A write first takes SQLite's write lock (waiting for it as long as the busy
+                # timeout allows), so the head read next is the latest even when another
+                # process appends too; a read first would race, and its write fail.
+                await session.execute(
+                    update(AuditHeadRow)
+                    .where(AuditHeadRow.id == 1)
+                    .values(last_seq=AuditHeadRow.last_seq)
+                )
             head = await session.scalar(
                 select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
             )

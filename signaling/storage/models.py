@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -98,6 +99,28 @@ class SessionRow(Base):
     last_active_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class LoginAttemptRow(Base):
+    """One login attempt, for the rate limit every server process shares
+    (``signaling.storage.login_attempts``). ``outcome`` is ``pending`` (reserved, password
+    not yet checked), ``failed`` or ``ok``. Rows older than the limit's window are deleted,
+    but for the newest ``ok`` of each (account, source): it marks a known address."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_account_at", "account", "at"),
+        Index("ix_login_attempts_source_at", "source", "at"),
+        Index("ix_login_attempts_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: ``kind:name`` of the account tried (lower case), whether or not it exists.
+    account: Mapped[str] = mapped_column(String(200))
+    #: The address the attempt came from (without port).
+    source: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(8))
 
 
 class ConsultationRow(Base):
