@@ -30,6 +30,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCRtpTransceiver,
@@ -84,14 +85,20 @@ class MediaPeer:
         clock: Clock = SYSTEM_CLOCK,
         audio: MediaStreamTrack | None = None,
         receive_audio: bool = False,
+        relay_only: bool = False,
     ) -> None:
         """``video``: a track to send (e.g. a PipelineVideoTrack); ``receive_video``: ask
         for the other side's video, delivered to :attr:`video_frames` (newest frame only).
         ``audio``: a track to send (e.g. from an AudioFeed); ``receive_audio``: ask for the
         other side's sound, delivered to :attr:`audio_frames` (every frame, bounded).
-        ``clock``: monotonic time for the heartbeat, wall time for the packets' times."""
+        ``clock``: monotonic time for the heartbeat, wall time for the packets' times.
+        ``relay_only``: gather and use TURN relay candidates only (a site whose network
+        allows nothing else, and the WAN tests, which force every packet through a relay)."""
         self._clock = clock
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=ice_servers, iceTransportPolicy=policy)
+        )
         # Transceivers are made when this side offers, or joined to the offer's m-lines
         # when it answers (a transceiver no m-line matched breaks aiortc's answer).
         self._media: dict[str, tuple[MediaStreamTrack | None, bool]] = {
@@ -125,6 +132,10 @@ class MediaPeer:
         self.channel.on("message", self._on_event)
         self._task: asyncio.Task[None] | None = None
         self._declared_dead = False
+        #: Set when aiortc gives the connection up (``failed``) or it is closed: the caller
+        #: need not wait for an open that will never come, nor for the heartbeat.
+        self.failed = asyncio.Event()
+        self.pc.on("connectionstatechange", self._on_state)
 
     def _add_media_to_offer(self) -> None:
         """Offering: one transceiver per kind that is sent or asked for; sendrecv, sendonly
@@ -290,6 +301,15 @@ class MediaPeer:
 
     def _put(self, event: PeerEvent) -> None:
         self.events.put_latest(event)
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        if state in ("failed", "closed") and not self.failed.is_set():
+            log.info("peer connection %s", state)
+            self.failed.set()
+            if not self._declared_dead:
+                self._declared_dead = True
+                self._put(PeerEvent(PeerEventKind.DEAD))
 
     def _on_waveform(self, message: bytes | str) -> None:
         if isinstance(message, str):

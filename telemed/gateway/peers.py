@@ -1,20 +1,25 @@
 """The gateway's WebRTC connections: one MediaPeer per clinician in the consultation.
 
-The gateway is the offering side: it has the media. It offers to every clinician peer it
-learns of (the ``joined`` peer list, ``peer-joined``), applies their answers and trickled
-candidates, and closes a connection when its clinician leaves or its heartbeat dies. After a
-death it offers again while the clinician is still in the consultation: aiortc has no ICE
-restart, so a new connection is the way back.
+The gateway is the offering side: it has the media. Each clinician peer it learns of (the
+``joined`` peer list, ``peer-joined``) gets one supervising task, its *link*, which makes a
+connection, offers it, and gives it up when it does not open in time, when aiortc says it
+failed, when the heartbeat dies, or when the clinician's answer is refused; then it makes the
+next one after the :class:`~media.rtc.rebuild.Backoff` delay, for as long as the clinician is
+in the consultation (aiortc has no ICE restart: a new connection is the way back). Everything
+a link does for its clinician happens in its own task, so a slow offer (gathering candidates
+from a TURN server that does not answer) holds up nobody else's signaling.
 
-Each connection has one supervising task, owned here: :meth:`PeerSet.close` cancels and
-awaits them all. Dead connections are replaced by :meth:`PeerSet.run`, which the gateway runs
-in a task it owns.
+A connection given up is closed in the background with a deadline: closing waits for the
+TURN server to release the allocation, which on a dead path takes a minute, and the next
+connection must not wait for that.
+
+The links and the closings are owned here: :meth:`PeerSet.close` cancels and awaits them all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,17 +29,18 @@ from aiortc import MediaStreamTrack, RTCIceServer
 from media.audio.talkback import TalkBack
 from media.rtc.events import EventMessage
 from media.rtc.peer import MediaPeer, PeerEventKind
+from media.rtc.rebuild import Backoff, RebuildPolicy
 from media.rtc.wire import WirePacket
+from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.tasks import cancel_and_wait, spawn
 from signaling.schema import Answer, Candidate, ClientMessage, Offer, Peer, PrincipalKind
 
 log = logging.getLogger(__name__)
 
-#: How long to wait before offering again to a clinician whose connection died.
-REOFFER_DELAY_S = 1.0
-#: An offer whose connection has not opened by then is given up and made again: the answer
-#: was lost, or ICE found no path (the heartbeat starts only once the channel opens).
-OPEN_TIMEOUT_S = 20.0
+#: An offer whose connection has not opened by then is given up and made again.
+OPEN_TIMEOUT_S = RebuildPolicy().open_timeout_s
+#: How long a given-up connection may take to close in the background.
+CLOSE_DEADLINE_S = 5.0
 
 Send = Callable[[ClientMessage], Awaitable[None]]
 
@@ -43,10 +49,11 @@ Send = Callable[[ClientMessage], Awaitable[None]]
 class _Connection:
     peer: Peer
     media: MediaPeer
-    task: asyncio.Task[None] | None = None
     #: Takes the clinician's talk-back to the bedside sink (when there is one).
     talkback_task: asyncio.Task[None] | None = None
     opened: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set when what the clinician sent cannot be used (an answer aiortc refuses).
+    abandoned: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def label(self) -> str:
@@ -54,11 +61,12 @@ class _Connection:
 
 
 class PeerSet:
-    """``send`` puts a message on the signaling socket; ``video`` makes a new video track for
-    each connection (None: no camera), ``audio`` a new audio track (None: no bedside sound);
-    ``talkback`` plays what clinicians say (None: the connection does not ask for their
-    sound); ``greeting`` gives the messages a newly opened connection receives first
-    (channel metadata, the latest numerics)."""
+    """``send`` puts a message on the signaling socket; ``ice_servers`` gives the servers
+    for a new connection (cached by the caller: it is called for every connection);
+    ``video`` makes a new video track for each connection (None: no camera), ``audio`` a
+    new audio track (None: no bedside sound); ``talkback`` plays what clinicians say (None:
+    the connection does not ask for their sound); ``greeting`` gives the messages a newly
+    opened connection receives first (channel metadata, the latest numerics)."""
 
     def __init__(
         self,
@@ -71,21 +79,39 @@ class PeerSet:
         audio: Callable[[], MediaStreamTrack] | None = None,
         talkback: TalkBack | None = None,
         on_message: Callable[[Peer, EventMessage], None] | None = None,
+        policy: RebuildPolicy | None = None,
+        relay_only: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """``on_message``: what a clinician's connection sends on the events channel (the
-        heartbeat aside), with the clinician it came from."""
+        heartbeat aside), with the clinician it came from. ``policy``: when to give a
+        connection up and make the next (its ``open_timeout_s`` is replaced by the argument).
+        ``relay_only``: TURN relay candidates only."""
         self._on_message = on_message
-        self._open_timeout_s = open_timeout_s
+        base = policy or RebuildPolicy()
+        self._policy = RebuildPolicy(
+            open_timeout_s=open_timeout_s,
+            first_delay_s=base.first_delay_s,
+            max_delay_s=base.max_delay_s,
+            stable_s=base.stable_s,
+        )
+        self._relay_only = relay_only
+        self._clock = clock
         self._send = send
         self._ice_servers = ice_servers
         self._video = video
         self._audio = audio
         self._talkback = talkback
         self._greeting = greeting
+        #: The connection each clinician has now (open or being negotiated).
         self._connections: dict[str, _Connection] = {}
+        #: Each present clinician's supervising task.
+        self._links: dict[str, asyncio.Task[None]] = {}
         self._present: dict[str, Peer] = {}
-        self._dead: asyncio.Queue[_Connection] = asyncio.Queue(64)
+        #: Connections being closed in the background (each bounded by CLOSE_DEADLINE_S).
+        self._closing: set[asyncio.Task[None]] = set()
         self.opened_total = 0
+        #: Connections given up (not opened in time, failed, heartbeat silent, refused).
         self.deaths = 0
 
     @property
@@ -98,18 +124,16 @@ class PeerSet:
         """The consultation's online peers (a ``joined``): connect to new clinicians, drop
         connections to peers no longer there (their ids change when they reconnect)."""
         self._present = {p.peer_id: p for p in peers if _is_clinician(p)}
-        for peer_id in list(self._connections):
+        for peer_id in list(self._links):
             if peer_id not in self._present:
                 await self._drop(peer_id)
         for peer in self._present.values():
-            if peer.peer_id not in self._connections:
-                await self._connect(peer)
+            self._ensure_link(peer)
 
     async def peer_joined(self, peer: Peer) -> None:
         if _is_clinician(peer):
             self._present[peer.peer_id] = peer
-            if peer.peer_id not in self._connections:
-                await self._connect(peer)
+            self._ensure_link(peer)
 
     async def peer_left(self, peer_id: str) -> None:
         self._present.pop(peer_id, None)
@@ -117,7 +141,7 @@ class PeerSet:
 
     async def left_consultation(self) -> None:
         self._present.clear()
-        for peer_id in list(self._connections):
+        for peer_id in list(self._links):
             await self._drop(peer_id)
 
     # -- negotiation ---------------------------------------------------------------------------
@@ -130,11 +154,10 @@ class PeerSet:
         try:
             await connection.media.accept_answer(message.sdp)
         except Exception as exc:  # any SDP from the network reaches aiortc's parser
-            # A clinician's browser must not bring the bedside down: drop this connection and
-            # offer a fresh one, as for a dead link.
+            # A clinician's browser must not bring the bedside down: give this connection
+            # up and offer a fresh one, as for a dead link.
             log.warning("answer from %s rejected (%s: %s)", message.sender, type(exc).__name__, exc)
-            with contextlib.suppress(asyncio.QueueFull):
-                self._dead.put_nowait(connection)
+            connection.abandoned.set()
 
     async def candidate(self, message: Candidate) -> None:
         connection = self._connections.get(message.sender or "")
@@ -165,9 +188,38 @@ class PeerSet:
             if connection.opened.is_set():
                 connection.media.send_event(text)
 
-    # -- connections -------------------------------------------------------------------------
+    # -- links -------------------------------------------------------------------------------
 
-    async def _connect(self, peer: Peer) -> None:
+    def _ensure_link(self, peer: Peer) -> None:
+        if peer.peer_id not in self._links:
+            task = spawn(self._link(peer), f"peer-{peer.peer_id}")
+            self._links[peer.peer_id] = task
+            task.add_done_callback(functools.partial(self._link_ended, peer.peer_id))
+
+    def _link_ended(self, peer_id: str, task: asyncio.Task[None]) -> None:
+        if self._links.get(peer_id) is task:
+            del self._links[peer_id]
+
+    async def _link(self, peer: Peer) -> None:
+        """Connect to ``peer`` again and again for as long as it is present. Ends when the
+        signaling socket is down (its next ``joined`` brings the peer back)."""
+        backoff = Backoff(self._policy)
+        while peer.peer_id in self._present:
+            try:
+                await self._attempt(peer, backoff)
+            except ConnectionError as exc:
+                log.info("offer to %s not sent (%s); waiting for signaling", peer.peer_id, exc)
+                return
+            except Exception:  # a connection we could not even make: try again later
+                log.exception("connection to %s could not be made", peer.peer_id)
+            self.deaths += 1
+            delay = backoff.failed(self._clock.monotonic())
+            log.info("offering again to %s in %.1f s", peer.peer_id, delay)
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, peer: Peer, backoff: Backoff) -> None:
+        """One connection's life: made, offered, opened (or given up), then carried until
+        it dies. Returns when it is given up; it is closed in the background."""
         video = self._video() if self._video is not None else None
         audio = self._audio() if self._audio is not None else None
         media = MediaPeer(
@@ -175,56 +227,83 @@ class PeerSet:
             video=video,
             audio=audio,
             receive_audio=self._talkback is not None,
+            relay_only=self._relay_only,
         )
         connection = _Connection(peer, media)
         self._connections[peer.peer_id] = connection
-        media.channel.on("open", lambda: self._on_open(connection))
-        connection.task = spawn(self._supervise(connection), f"peer-{peer.peer_id}")
-        if self._talkback is not None:
-            connection.talkback_task = spawn(
-                self._play_talkback(connection, self._talkback), f"talkback-{peer.peer_id}"
-            )
-        sdp = await media.create_offer()
         try:
+            media.channel.on("open", lambda: self._on_open(connection, backoff))
+            if self._talkback is not None:
+                connection.talkback_task = spawn(
+                    self._play_talkback(connection, self._talkback), f"talkback-{peer.peer_id}"
+                )
+            sdp = await media.create_offer()
             await self._send(Offer(to=peer.peer_id, sdp=sdp))
-        except ConnectionError as exc:
-            # Signaling is down; after it reconnects, its ``joined`` brings the peer back.
-            log.info("offer to %s not sent (%s); waiting for signaling", peer.peer_id, exc)
-            await self._drop(peer.peer_id)
-            return
-        log.info("offered to %s (%s, %s)", peer.peer_id, peer.name, peer.site)
+            log.info("offered to %s (%s, %s)", peer.peer_id, peer.name, peer.site)
+            await self._carry(connection)
+        finally:
+            if self._connections.get(peer.peer_id) is connection:
+                del self._connections[peer.peer_id]
+            self._close_later(connection)
 
-    def _on_open(self, connection: _Connection) -> None:
+    async def _carry(self, connection: _Connection) -> None:
+        """Wait for the connection to open (or be given up), then drain its events (the
+        clinician's messages are passed on) until it dies."""
+        media = connection.media
+        peer_id = connection.peer.peer_id
+        waits = [
+            spawn(connection.opened.wait(), f"opened-{peer_id}"),
+            spawn(media.failed.wait(), f"failed-{peer_id}"),
+            spawn(connection.abandoned.wait(), f"abandoned-{peer_id}"),
+        ]
+        try:
+            async with asyncio.timeout(self._policy.open_timeout_s):
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            log.warning(
+                "connection to %s did not open in %.0f s; offering again",
+                peer_id,
+                self._policy.open_timeout_s,
+            )
+            return
+        finally:
+            await cancel_and_wait(waits)
+        if not connection.opened.is_set():
+            why = "was refused" if connection.abandoned.is_set() else "failed"
+            log.warning("connection to %s %s before opening; offering again", peer_id, why)
+            return
+        while not connection.abandoned.is_set():
+            event = await media.events.get()
+            if event.kind is PeerEventKind.DEAD:
+                break
+            if event.kind is PeerEventKind.MESSAGE and event.message is not None:
+                self._message(connection.peer, event.message)
+        log.warning("connection to %s died; offering again", peer_id)
+
+    def _on_open(self, connection: _Connection, backoff: Backoff) -> None:
         connection.media.start()  # heartbeat from now on
         for text in self._greeting():
             connection.media.send_event(text)
         connection.opened.set()
+        backoff.opened(self._clock.monotonic())
         self.opened_total += 1
         log.info("connected to %s (%s)", connection.peer.peer_id, connection.peer.name)
 
-    async def _supervise(self, connection: _Connection) -> None:
-        """Wait for the connection to open (or give it up), then drain the peer's events
-        (doctors' messages are logged); on death, reconnect."""
+    def _close_later(self, connection: _Connection) -> None:
+        task = spawn(self._close(connection), f"close-{connection.peer.peer_id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close(self, connection: _Connection) -> None:
+        if connection.talkback_task is not None:
+            await cancel_and_wait([connection.talkback_task])
         try:
-            async with asyncio.timeout(self._open_timeout_s):
-                await connection.opened.wait()
+            async with asyncio.timeout(CLOSE_DEADLINE_S):
+                await connection.media.close()
         except TimeoutError:
-            log.warning(
-                "connection to %s did not open in %.0f s; offering again",
-                connection.peer.peer_id,
-                self._open_timeout_s,
-            )
-        else:
-            while True:
-                event = await connection.media.events.get()
-                if event.kind is PeerEventKind.DEAD:
-                    break
-                if event.kind is PeerEventKind.MESSAGE and event.message is not None:
-                    self._message(connection.peer, event.message)
-            log.warning("connection to %s died; offering again", connection.peer.peer_id)
-        self.deaths += 1
-        with contextlib.suppress(asyncio.QueueFull):  # full: a restart of it is queued
-            self._dead.put_nowait(connection)
+            # The TURN server did not confirm the release (a dead path): its allocation
+            # times out on its own; nothing of ours is left waiting.
+            log.info("connection to %s closed without its TURN release", connection.label)
 
     def _message(self, peer: Peer, message: EventMessage) -> None:
         if self._on_message is None:
@@ -251,36 +330,16 @@ class PeerSet:
         finally:
             talkback.forget(connection.label)
 
-    async def run(self) -> None:
-        """Replace dead connections (run it in a task the gateway owns). A failure to replace
-        one is logged and does not stop the others being replaced."""
-        while True:
-            dead = await self._dead.get()
-            try:
-                await self._replace(dead)
-            except Exception:
-                log.exception("could not offer again to %s", dead.peer.peer_id)
-
-    async def _replace(self, dead: _Connection) -> None:
-        peer_id = dead.peer.peer_id
-        if self._connections.get(peer_id) is not dead:
-            return  # already dropped (the clinician left)
-        await self._drop(peer_id)
-        await asyncio.sleep(REOFFER_DELAY_S)
-        peer = self._present.get(peer_id)
-        if peer is not None and peer_id not in self._connections:
-            await self._connect(peer)
-
     async def _drop(self, peer_id: str) -> None:
-        connection = self._connections.pop(peer_id, None)
-        if connection is None:
-            return
-        tasks = [t for t in (connection.task, connection.talkback_task) if t is not None]
-        await cancel_and_wait(tasks)
-        await connection.media.close()
+        task = self._links.pop(peer_id, None)
+        if task is not None:
+            await cancel_and_wait([task])
 
     async def close(self) -> None:
+        """Drop every link, and wait for the closings (each bounded by its deadline)."""
         await self.left_consultation()
+        if self._closing:
+            await asyncio.wait(list(self._closing))
 
 
 def _is_clinician(peer: Peer) -> bool:

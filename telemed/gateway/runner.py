@@ -34,6 +34,7 @@ from media.audio.sinks import SinkThread, open_audio_sink
 from media.audio.sources import open_audio_source, reopener
 from media.audio.talkback import TalkBack
 from media.rtc.events import EventMessage, Hello, Numeric, SourceChoice, encode_event
+from media.rtc.ice import Fetched, IceServerCache
 from media.rtc.tracks import ProcessedFrames
 from media.rtc.wire import WirePacket
 from media.video.capture import (
@@ -124,6 +125,8 @@ class GatewayConfig:
     #: signaling.journal); None: in memory only (lost when the gateway stops).
     data_dir: Path | None = None
     journal: JournalLimits = field(default_factory=JournalLimits)
+    #: Connect through the TURN relay only (a site whose network allows nothing else).
+    relay_only: bool = False
 
 
 Source = DeviceReader | Hl7Listener
@@ -161,6 +164,8 @@ class Gateway:
         self.audio: AudioFeed | None = None
         self.talkback: TalkBack | None = None
         self.peers: PeerSet | None = None
+        #: ICE servers for new connections, fetched once and refreshed before they expire.
+        self.ice_servers = IceServerCache(self._fetch_ice_servers)
         self.packets_sent = 0
         self.events_sent = 0
         #: Device events the vitals processing failed on (logged and skipped).
@@ -183,13 +188,14 @@ class Gateway:
             await self.client.start()
             self.peers = PeerSet(
                 self.client.send,
-                self._ice_servers,
+                self.ice_servers.get,
                 frames.track if frames is not None else None,
                 self.greeting,
                 self.config.peer_open_timeout_s,
                 audio=audio.track if audio is not None else None,
                 talkback=self.talkback,
                 on_message=self._viewer_message,
+                relay_only=self.config.relay_only,
             )
             async with asyncio.TaskGroup() as tasks:
                 if frames is not None:
@@ -199,7 +205,6 @@ class Gateway:
                 for source in self.sources:
                     tasks.create_task(source.run(), name=f"device-{_name(source)}")
                     tasks.create_task(self._pump(source), name=f"pump-{_name(source)}")
-                tasks.create_task(self.peers.run(), name="peer-restarts")
                 tasks.create_task(self._signaling(), name="signaling")
                 tasks.create_task(self._follow(), name="consultation")
                 tasks.create_task(self.uploader.run(), name="journal-uploader")
@@ -210,6 +215,7 @@ class Gateway:
     async def _stop(self) -> None:
         if self.peers is not None:
             await self.peers.close()
+        await self.ice_servers.close()
         await self.client.leave()
         await self.client.close()
         if self._capture is not None:
@@ -267,16 +273,15 @@ class Gateway:
         log.info("talk-back plays on %s", self.config.speaker)
         return TalkBack(sink)
 
-    async def _ice_servers(self) -> list[RTCIceServer]:
-        try:
-            body = await self.client.ice_servers()
-        except (SignalingError, OSError, httpx.HTTPError) as exc:
-            log.warning("no ICE servers from the server (%s): host candidates only", exc)
-            return []
-        return [
+    async def _fetch_ice_servers(self) -> Fetched:
+        """The server's STUN/TURN servers and when their credentials expire (raises when
+        the server cannot be asked: the cache keeps what it has)."""
+        body = await self.client.ice_servers()
+        servers = [
             RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
             for s in body.ice_servers
         ]
+        return servers, None if body.expires_at is None else body.expires_at.timestamp()
 
     def greeting(self) -> list[str]:
         """What a newly opened connection is told first: who we are (the events version,

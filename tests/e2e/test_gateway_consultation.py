@@ -5,129 +5,32 @@ the numerics and the stamped video; the doctor leaves and comes back, the consul
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pytest
 
 from devices.codes import PLETH, PULSE_RATE, SPO2
-from media.rtc.peer import MediaPeer, PeerEventKind
-from media.rtc.wire import WirePacket
+from media.rtc.peer import MediaPeer
 from media.video.stamp import read_stamp
-from runtime.tasks import cancel_and_wait
-from signaling.api_models import ConsultationOut
-from signaling.client import SignalingClient, UserCredentials
-from signaling.schema import Answer, Candidate, ConsultationAction, ConsultationState, Offer, Role
-from telemed.gateway.runner import Gateway
+from signaling.schema import Answer, Candidate, ConsultationAction, ConsultationState, Offer
 from tests.e2e.bedside import bedside
-from tests.helpers import PASSWORD, LiveServer, next_of_type
+from tests.e2e.doctor import Doctor, active_consultation, gateway_in, tasks, until
+from tests.helpers import LiveServer, next_of_type
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Doctor:
-    """The consulting doctor's side, as the browser will be: answers the gateway's offers
-    and collects what arrives."""
-
-    client: SignalingClient
-    media: MediaPeer | None = None
-    packets: list[WirePacket] = field(default_factory=list)
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    offers: int = 0
-
-    async def answer_offers(self) -> None:
-        while True:
-            message = await self.client.recv()
-            if isinstance(message, Offer):
-                assert message.sender is not None
-                if self.media is not None:
-                    await self.media.close()
-                self.media = MediaPeer([], receive_video=True)
-                self.offers += 1
-                sdp = await self.media.accept_offer(message.sdp)
-                await self.client.send(Answer(to=message.sender, sdp=sdp))
-
-    def drain(self) -> None:
-        if self.media is None:
-            return
-        while not self.media.events.empty():
-            event = self.media.events.get_nowait()
-            if event.kind is PeerEventKind.WAVEFORM and event.packet is not None:
-                self.packets.append(event.packet)
-            elif event.kind is PeerEventKind.MESSAGE and event.message is not None:
-                self.messages.append(event.message.model_dump())
-
-    def channel_ids(self, mdc: int) -> set[int]:
-        """The ids the gateway gave the channels of signal ``mdc`` (from its channel messages)."""
-        return {m["channel"] for m in self.messages if m["type"] == "channel" and m["mdc"] == mdc}
-
-    def numerics(self, code: str, derived: bool = False) -> list[float]:
-        """Values of one numeric: from the device, or (``derived``) computed by the gateway."""
-        return [
-            m["value"]
-            for m in self.messages
-            if m["type"] == "numeric"
-            and m["code"] == code
-            and m["derived"] is derived
-            and m["value"] is not None
-        ]
-
-
-async def _until(condition: Any, doctor: Doctor, seconds: float = 30.0) -> None:
-    async with asyncio.timeout(seconds):
-        while True:
-            doctor.drain()
-            if condition():
-                return
-            await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def _tasks(*coros: Any) -> AsyncIterator[list[asyncio.Task[Any]]]:
-    tasks = [asyncio.create_task(c) for c in coros]
-    try:
-        yield tasks
-    finally:
-        await cancel_and_wait(tasks)
-
-
-async def _gateway_in(gateway: Gateway, consultation_id: str) -> None:
-    """Wait for the gateway to find and join the consultation by itself."""
-    async with asyncio.timeout(15):
-        while gateway.consultation_id != consultation_id:
-            await asyncio.sleep(0.05)
-
-
-async def _active_consultation(
-    server: LiveServer,
-) -> tuple[SignalingClient, Doctor, ConsultationOut]:
-    """Wonju's technician requests, Koriyama's doctor accepts: both signed in."""
-    await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
-    await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
-    tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
-    doctor = Doctor(SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD)))
-    await tech.start()
-    await doctor.client.start()
-    row = await tech.request_consultation("koriyama", False)
-    await doctor.client.consultation_action(row.id, ConsultationAction.ACCEPT)
-    return tech, doctor, row
-
-
 async def test_bedside_to_consulting_doctor(server: LiveServer) -> None:
-    tech, doctor, row = await _active_consultation(server)
+    tech, doctor, row = await active_consultation(server)
     try:
-        async with bedside(server) as gateway, _tasks(doctor.answer_offers()):
+        async with bedside(server) as gateway, tasks(doctor.answer_offers()):
             # The gateway follows its site's active consultation by itself.
-            await _gateway_in(gateway, row.id)
+            await gateway_in(gateway, row.id)
             await doctor.client.join(row.id)
 
             # Pleth, SpO2 and pulse rate from the device; pulse rate derived from pleth.
-            await _until(
+            await until(
                 lambda: (
                     len(doctor.numerics("spo2")) >= 2
                     and len(
@@ -161,7 +64,7 @@ async def test_bedside_to_consulting_doctor(server: LiveServer) -> None:
             assert age_ms < 5000
 
             # The pulse rate the gateway derives from pleth is the patient's.
-            await _until(lambda: len(doctor.numerics(PULSE_RATE.key, derived=True)) >= 2, doctor)
+            await until(lambda: len(doctor.numerics(PULSE_RATE.key, derived=True)) >= 2, doctor)
             derived = doctor.numerics(PULSE_RATE.key, derived=True)
             assert all(55 <= v <= 90 for v in derived), derived
 
@@ -172,7 +75,7 @@ async def test_bedside_to_consulting_doctor(server: LiveServer) -> None:
                     await asyncio.sleep(0.05)
             before = len(doctor.packets)
             await doctor.client.join(row.id)
-            await _until(lambda: doctor.offers >= 2 and len(doctor.packets) > before + 60, doctor)
+            await until(lambda: doctor.offers >= 2 and len(doctor.packets) > before + 60, doctor)
             greeting = [m for m in doctor.messages if m["type"] == "channel"]
             assert len(greeting) >= 2  # the new connection was told the channels again
 
@@ -197,12 +100,12 @@ async def test_a_dead_link_is_rebuilt_without_the_doctor_doing_anything(
 ) -> None:
     """The doctor's side of the connection vanishes (no signaling says so): the gateway's
     heartbeat notices within 3 s and offers a new connection, and data flows again."""
-    tech, doctor, row = await _active_consultation(server)
+    tech, doctor, row = await active_consultation(server)
     try:
-        async with bedside(server) as gateway, _tasks(doctor.answer_offers()):
-            await _gateway_in(gateway, row.id)
+        async with bedside(server) as gateway, tasks(doctor.answer_offers()):
+            await gateway_in(gateway, row.id)
             await doctor.client.join(row.id)
-            await _until(lambda: len(doctor.packets) >= 30, doctor)
+            await until(lambda: len(doctor.packets) >= 30, doctor)
             assert doctor.media is not None and gateway.peers is not None
             await doctor.media.close()  # the browser tab froze or its network went away
             lost = asyncio.get_running_loop().time()
@@ -211,7 +114,7 @@ async def test_a_dead_link_is_rebuilt_without_the_doctor_doing_anything(
                     await asyncio.sleep(0.05)
             assert asyncio.get_running_loop().time() - lost <= 3.5
             before = len(doctor.packets)
-            await _until(lambda: doctor.offers >= 2 and len(doctor.packets) > before + 60, doctor)
+            await until(lambda: doctor.offers >= 2 and len(doctor.packets) > before + 60, doctor)
             assert gateway.peers.opened_total == 2
     finally:
         if doctor.media is not None:
@@ -224,14 +127,14 @@ async def test_both_sites_clinicians_each_get_the_video(server: LiveServer) -> N
     """Two viewers at once (the consulting doctor and the bedside technician): each
     connection encodes its own frames (a frame shared between two encoders crashed the
     gateway), and both see live, stamped video."""
-    tech, doctor, row = await _active_consultation(server)
+    tech, doctor, row = await active_consultation(server)
     viewer = Doctor(tech)  # the technician watches the same room from the bedside
     try:
         async with (
             bedside(server) as gateway,
-            _tasks(doctor.answer_offers(), viewer.answer_offers()),
+            tasks(doctor.answer_offers(), viewer.answer_offers()),
         ):
-            await _gateway_in(gateway, row.id)
+            await gateway_in(gateway, row.id)
             await doctor.client.join(row.id)
             await tech.join(row.id)
             stamps: dict[str, list[int]] = {"doctor": [], "technician": []}
@@ -262,10 +165,10 @@ async def test_a_bad_answer_or_candidate_does_not_bring_the_bedside_down(
 ) -> None:
     """A clinician's client answers with garbage: the gateway logs it, drops that
     connection, offers again, and a proper answer then connects."""
-    tech, doctor, row = await _active_consultation(server)
+    tech, doctor, row = await active_consultation(server)
     try:
         async with bedside(server) as gateway:
-            await _gateway_in(gateway, row.id)
+            await gateway_in(gateway, row.id)
             await doctor.client.join(row.id)
             offer = await next_of_type(doctor.client.recv, Offer, timeout=15)
             assert offer.sender is not None
@@ -274,14 +177,14 @@ async def test_a_bad_answer_or_candidate_does_not_bring_the_bedside_down(
             )
             await doctor.client.send(Answer(to=offer.sender, sdp="v=0\r\nthis is not SDP\r\n"))
             again = await next_of_type(doctor.client.recv, Offer, timeout=15)  # a fresh offer
-            async with _tasks(doctor.answer_offers()):
+            async with tasks(doctor.answer_offers()):
                 doctor.offers = 0
                 media = MediaPeer([], receive_video=True)
                 doctor.media = media
                 await doctor.client.send(
                     Answer(to=again.sender or "", sdp=await media.accept_offer(again.sdp))
                 )
-                await _until(lambda: len(doctor.packets) >= 30, doctor)
+                await until(lambda: len(doctor.packets) >= 30, doctor)
             assert gateway.peers is not None and gateway.peers.open_peers
     finally:
         if doctor.media is not None:
@@ -294,14 +197,14 @@ async def test_an_offer_nobody_answers_is_made_again(server: LiveServer) -> None
     """The clinician's answer is lost (a browser closed mid-negotiation, a signaling blip):
     the connection never opens, so no heartbeat can declare it dead. The gateway gives the
     offer up after its open timeout and offers again; the clinician then connects."""
-    tech, doctor, row = await _active_consultation(server)
+    tech, doctor, row = await active_consultation(server)
     try:
         async with bedside(server, peer_open_timeout_s=2.0) as gateway:
-            await _gateway_in(gateway, row.id)
+            await gateway_in(gateway, row.id)
             await doctor.client.join(row.id)
             await next_of_type(doctor.client.recv, Offer, timeout=15)  # left unanswered
-            async with _tasks(doctor.answer_offers()):
-                await _until(lambda: len(doctor.packets) >= 30, doctor)
+            async with tasks(doctor.answer_offers()):
+                await until(lambda: len(doctor.packets) >= 30, doctor)
             assert doctor.offers == 1  # the second offer, answered
             assert gateway.peers is not None and gateway.peers.deaths == 1
     finally:
@@ -314,16 +217,16 @@ async def test_an_offer_nobody_answers_is_made_again(server: LiveServer) -> None
 async def test_an_event_the_vitals_processing_fails_on_is_skipped(server: LiveServer) -> None:
     """Something the processing cannot take reaches the pump: it is logged and skipped, and
     the device's values go on reaching the doctor."""
-    tech, doctor, row = await _active_consultation(server)
+    tech, doctor, row = await active_consultation(server)
     try:
-        async with bedside(server) as gateway, _tasks(doctor.answer_offers()):
-            await _gateway_in(gateway, row.id)
+        async with bedside(server) as gateway, tasks(doctor.answer_offers()):
+            await gateway_in(gateway, row.id)
             await doctor.client.join(row.id)
-            await _until(lambda: len(doctor.numerics(SPO2.key)) >= 1, doctor)
+            await until(lambda: len(doctor.numerics(SPO2.key)) >= 1, doctor)
             source = gateway.sources[0]
             source.events.put_nowait(object())  # type: ignore[arg-type]
             before = len(doctor.numerics(SPO2.key))
-            await _until(lambda: len(doctor.numerics(SPO2.key)) >= before + 3, doctor)
+            await until(lambda: len(doctor.numerics(SPO2.key)) >= before + 3, doctor)
             assert gateway.events_failed == 1
     finally:
         if doctor.media is not None:

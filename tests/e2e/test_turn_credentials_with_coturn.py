@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,52 +14,18 @@ from aioice import stun
 from aioice.turn import create_turn_endpoint
 
 from signaling.config import TurnConfig
+from tests.e2e.coturn import TURN_SECRET, Coturn
 from tests.helpers import make_config, run_server
-
-TURN_SECRET = "coturn-shared-secret-for-tests"
-
-
-def _free_udp_port() -> int:
-    # coturn takes a port number, not a socket: the one place a port is picked and released.
-    # A clash (another process taking it meanwhile) fails this test loudly, never silently.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def coturn(tmp_path: Path) -> Iterator[int]:
-    binary = shutil.which("turnserver")
-    if binary is None:
-        pytest.skip("coturn is not installed (scripts/bootstrap installs it)")
-    port = _free_udp_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "-n",
-            "--listening-ip=127.0.0.1",
-            f"--listening-port={port}",
-            "--relay-ip=127.0.0.1",
-            "--min-port=49152",
-            "--max-port=49999",
-            "--use-auth-secret",
-            f"--static-auth-secret={TURN_SECRET}",
-            "--realm=telemed",
-            "--allow-loopback-peers",
-            "--no-tls",
-            "--no-dtls",
-            "--no-cli",
-            f"--pidfile={tmp_path / 'turn.pid'}",
-            f"--log-file={tmp_path / 'turn.log'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = Coturn(tmp_path)
+    server.start()
     try:
-        yield port
+        yield server.port
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
 
 
 async def _allocate(port: int, username: str, password: str) -> tuple[str, int]:
