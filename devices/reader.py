@@ -5,11 +5,13 @@ Events go to a bounded queue. When the consumer falls behind, the oldest events 
 (and counted): on a live vital-signs path fresh data matters more than complete old data.
 
 The reader's task never ends by itself. A link that fails or falls silent is reported as a
-state and reopened. A decoder (or a conversation's timer) that raises on input it did not
-foresee is a bug met on a live path: it is logged with its traceback, the device is reported
-DISCONNECTED, and the session starts afresh with a new decoder, after the same backoff as a
-failed link (a decoder that fails on every frame then costs little). Skipping the data and
-keeping the decoder was not chosen: its state after an exception is unknown.
+state and reopened. Decoders catch what one message raises at the message boundary (a
+counted "decoder fault" frame error); a decoder (or a conversation's timer) that still
+raises is a bug met on a live path: it is logged with its traceback, the device is reported
+in state ERROR ("device error: ..."), and the session starts afresh with a new decoder,
+after the same backoff as a failed link (a decoder that fails on every read then costs
+little). Skipping the data and keeping the decoder was not chosen: its state after an
+exception is unknown.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class DeviceReader:
                 productive = await self._connect()
             except Exception as exc:  # unforeseen (a bug, a driver surprise): try again
                 log.exception("%s: reading failed; reconnecting", self.device_id)
-                self._status(DeviceState.DISCONNECTED, f"failed: {exc!r}")
+                self._status(DeviceState.ERROR, f"device error: {exc!r}")
                 productive = False
             if productive:
                 attempt = 0
@@ -148,7 +150,7 @@ class DeviceReader:
             if error is not None:
                 # The decoder's state may be broken: a new session starts with a new one
                 # (and the device's handshake, if any, runs again).
-                self._status(DeviceState.DISCONNECTED, f"session failed: {error!r}")
+                self._status(DeviceState.ERROR, f"device error: {error!r}")
                 return False
         return not reading.cancelled() and reading.result()
 

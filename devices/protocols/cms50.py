@@ -32,11 +32,12 @@ low priority; the V7.0 "low SpO2" bit is the oximeter's own ``spo2_low``, medium
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from devices.alarms import conditions
 from devices.alarms.reporting import AlarmReporter
-from devices.codes import PERFUSION_INDEX, PLETH, PULSE_RATE, SPO2
+from devices.codes import PERFUSION_INDEX, PLETH, PULSE_RATE, SPO2, VitalCode
 from devices.errors import CodecError
 from devices.model import (
     AlarmKind,
@@ -185,6 +186,9 @@ def _state(s: LiveSample) -> DeviceState:
 
 
 class _Cms50Base(DecoderBase):
+    #: Whether the firmware measures a perfusion index at all.
+    has_perfusion_index = True
+
     def __init__(self, device_id: str, numerics_every: int = 60) -> None:
         super().__init__(device_id)
         self._buf = bytearray()
@@ -205,11 +209,13 @@ class _Cms50Base(DecoderBase):
         # Pleth is meaningless with the probe off: a gap, not a zero.
         samples.append(float("nan") if s.probe_error else float(s.pleth))
         frame = self.stats.frames
-        for code, value in (
+        reported: list[tuple[VitalCode, float | None]] = [
             (SPO2, s.spo2),
             (PULSE_RATE, s.pulse_rate),
-            (PERFUSION_INDEX, s.perfusion_index),
-        ):
+        ]
+        if self.has_perfusion_index:  # a firmware without one says nothing of it
+            reported.append((PERFUSION_INDEX, s.perfusion_index))
+        for code, value in reported:
             q = quality | (Quality.INVALID if value is None else Quality.OK)
             self._throttle.offer(
                 events,
@@ -226,6 +232,11 @@ class _Cms50Base(DecoderBase):
 
 class Cms50Decoder(_Cms50Base):
     """Decodes the V7.0 device-to-host stream. Sans-I/O: feed bytes, get events."""
+
+    def _live(
+        self, packet: bytes, events: list[DeviceEvent], *, samples: list[float], now: float
+    ) -> None:
+        self._emit(parse_live(packet), events, samples, now)
 
     def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]:
         """Decode what arrived at gateway time ``now``; keeps an incomplete tail for later."""
@@ -263,7 +274,13 @@ class Cms50Decoder(_Cms50Base):
                 self._error(events, "truncated packet", short + 1, now)
                 i += short + 1
                 continue
-            self._emit(parse_live(bytes(buf[i : i + LIVE_LENGTH])), events, samples, now)
+            packet = bytes(buf[i : i + LIVE_LENGTH])
+            self._guarded(
+                events,
+                now,
+                LIVE_LENGTH,
+                functools.partial(self._live, packet, samples=samples, now=now),
+            )
             i += LIVE_LENGTH
         del buf[:i]
         self._finish(events, samples, now)
@@ -271,7 +288,28 @@ class Cms50Decoder(_Cms50Base):
 
 
 class Cms50LegacyDecoder(_Cms50Base):
-    """Decodes the 5-byte stream of older firmware."""
+    """Decodes the 5-byte stream of older firmware (which has no perfusion index)."""
+
+    has_perfusion_index = False
+
+    def _frame(
+        self, frame: bytes, samples: list[float], now: float, events: list[DeviceEvent]
+    ) -> None:
+        b0, b1, b2, b3, b4 = frame
+        pr = b3 | (0x80 if b2 & 0x40 else 0)
+        sample = LiveSample(
+            pleth=b1,
+            pulse_rate=None if pr in (0, 0xFF) else pr,
+            spo2=None if b4 in (0, 0x7F) else b4,
+            perfusion_index=None,
+            signal_strength=b0 & 0x0F,
+            bar_graph=b2 & 0x0F,
+            probe_error=bool(b2 & 0x10),
+            searching=bool(b2 & 0x20),
+            searching_too_long=bool(b0 & 0x10),
+            pulse_beep=bool(b0 & 0x40),
+        )
+        self._emit(sample, events, samples, now)
 
     def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]:
         self.stats.bytes_in += len(data)
@@ -283,21 +321,9 @@ class Cms50LegacyDecoder(_Cms50Base):
         for reason, skipped in faults:
             self._error(events, reason, skipped, now)
         for frame in frames:
-            b0, b1, b2, b3, b4 = frame
-            pr = b3 | (0x80 if b2 & 0x40 else 0)
-            sample = LiveSample(
-                pleth=b1,
-                pulse_rate=None if pr in (0, 0xFF) else pr,
-                spo2=None if b4 in (0, 0x7F) else b4,
-                perfusion_index=None,
-                signal_strength=b0 & 0x0F,
-                bar_graph=b2 & 0x0F,
-                probe_error=bool(b2 & 0x10),
-                searching=bool(b2 & 0x20),
-                searching_too_long=bool(b0 & 0x10),
-                pulse_beep=bool(b0 & 0x40),
+            self._guarded(
+                events, now, len(frame), functools.partial(self._frame, frame, samples, now)
             )
-            self._emit(sample, events, samples, now)
         del buf[:consumed]
         self._finish(events, samples, now)
         return events

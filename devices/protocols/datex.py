@@ -35,6 +35,7 @@ as technical and a coloured one as physiological. The alarm is known by its word
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import struct
 from dataclasses import dataclass, field
@@ -433,11 +434,15 @@ class DatexDecoder(DecoderBase):
             if not self._connected:
                 self._connected = True
                 events.append(DeviceStatus(self.device_id, DeviceState.CONNECTED, now))
-            try:
-                self._record(record, events, now)
-            except (struct.error, ValueError) as exc:
-                self._error(events, "malformed record", size, now, str(exc))
+            self._guarded(events, now, size, functools.partial(self._checked, record, size, now))
         return events
+
+    def _checked(self, record: bytes, size: int, now: float, events: list[DeviceEvent]) -> None:
+        """One record; what its parsing foresees going wrong is a malformed record."""
+        try:
+            self._record(record, events, now)
+        except (struct.error, ValueError) as exc:
+            self._error(events, "malformed record", size, now, str(exc))
 
     def _subrecords(self, record: bytes) -> list[tuple[int, int, bytes]]:
         body = record[HEADER_SIZE:]

@@ -23,6 +23,7 @@ output states no priority, so medium (what the gateway's own limits have). Its o
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -39,7 +40,7 @@ from devices.model import (
     Observation,
     Quality,
 )
-from devices.protocols.common import DecoderBase
+from devices.protocols.common import DecoderBase, finite
 
 MAX_LINE = 512
 _FIELDS: dict[str, VitalCode] = {"SPO2": SPO2, "BPM": PULSE_RATE, "PI": PERFUSION_INDEX}
@@ -130,10 +131,12 @@ class MasimoDecoder(DecoderBase):
             line = bytes(self._buf[:end]).strip(b"\r")
             del self._buf[: end + 1]
             if line:
-                self._line(line, events, now)
+                self._guarded(
+                    events, now, len(line) + 1, functools.partial(self._line, line, now=now)
+                )
         return events
 
-    def _line(self, raw: bytes, events: list[DeviceEvent], now: float) -> None:
+    def _line(self, raw: bytes, events: list[DeviceEvent], *, now: float) -> None:
         try:
             text = raw.decode("ascii")
             date, clock, *pairs = text.split()
@@ -177,4 +180,5 @@ class MasimoDecoder(DecoderBase):
         text = text.rstrip("%")
         if not text or set(text) <= {"-", ".", "+"}:
             return None
-        return float(text)
+        # "nan" and "inf" parse as floats: no value (the line's quality says so).
+        return finite(float(text))

@@ -24,6 +24,7 @@ quality flag on the values, not an alarm.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from devices.alarms import conditions
@@ -168,16 +169,34 @@ class NoninDecoder(DecoderBase):
         self._worst = Status(0)
         every = 10 if fmt is Format.NUMERICS else 10 * int(FRAME_RATE)
         self._alarms = AlarmReporter(device_id, every)
+        self._awaiting_answer = True
 
     def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]:
         self.stats.bytes_in += len(data)
         self._buf += data
         events: list[DeviceEvent] = []
+        if self._awaiting_answer and self.format is Format.NUMERICS:
+            self._answer(events, now)
         if self.format is Format.NUMERICS:
             self._numerics(events, now)
         else:
             self._frames(events, now)
         return events
+
+    def _answer(self, events: list[DeviceEvent], now: float) -> None:
+        """Format #8: take the module's answer to the format select the driver sends first
+        (ACK, or NAK: refused) out of the stream: the byte just before the first frame's
+        start (or the last byte so far, when no frame has begun), which is not a framing
+        fault. (#2 and #7 take it in :meth:`_frames`.)"""
+        buf = self._buf
+        start = next((k for k, b in enumerate(buf) if b & 0x80), len(buf))
+        if start and buf[start - 1] in (ACK, NAK):
+            self._answered(events, buf.pop(start - 1), now)
+
+    def _answered(self, events: list[DeviceEvent], answer: int, now: float) -> None:
+        self._awaiting_answer = False
+        if answer == NAK:
+            self._error(events, "format select refused (NAK)", 1, now)
 
     def _status(self, events: list[DeviceEvent], status: Status, now: float) -> None:
         self._alarms.offer(events, alarms_of(status), self.stats.frames, now)
@@ -199,27 +218,40 @@ class NoninDecoder(DecoderBase):
             frame = buf[i : i + 5]
             ok = first_ok and (not eight_bit or frame[1] & 0x80)
             if not ok or _checksum(frame[:4]) != frame[4]:
+                if self._awaiting_answer and buf[i] in (ACK, NAK):
+                    # The answer to the format select, before the first frame: not garbage.
+                    self._answered(events, buf[i], now)
+                    i += 1
+                    continue
                 i += 1
                 skipped += 1
                 continue
             if skipped:
                 self._error(events, "bad frame (checksum or framing)", skipped, now)
                 skipped = 0
-            if self.format is Format.PLETH_8:
-                status, pleth, value = Status(frame[1]), frame[2], frame[3]
-            else:
-                status, pleth, value = Status(frame[0]), (frame[1] << 8) | frame[2], frame[3]
-            self.stats.frames += 1
-            self._status(events, status, now)
-            lost = bool(status & Status.SENSOR_DISCONNECTED)
-            samples.append(float("nan") if lost else float(pleth))
-            self._packet(events, status, value, now)
+            self._guarded(
+                events, now, 5, functools.partial(self._frame, bytes(frame), samples, now)
+            )
             i += 5
         if skipped:  # each was checked against a whole 5-byte window: garbage for sure
             self._error(events, "bad frame (checksum or framing)", skipped, now)
         del buf[:i]
         if samples:
             events.append(chunk(PLETH, FRAME_RATE, samples, self.device_id, now))
+
+    def _frame(
+        self, frame: bytes, samples: list[float], now: float, events: list[DeviceEvent]
+    ) -> None:
+        if self.format is Format.PLETH_8:
+            status, pleth, value = Status(frame[1]), frame[2], frame[3]
+        else:
+            status, pleth, value = Status(frame[0]), (frame[1] << 8) | frame[2], frame[3]
+        self.stats.frames += 1
+        self._awaiting_answer = False
+        self._status(events, status, now)
+        lost = bool(status & Status.SENSOR_DISCONNECTED)
+        samples.append(float("nan") if lost else float(pleth))
+        self._packet(events, status, value, now)
 
     def _packet(self, events: list[DeviceEvent], status: Status, value: int, now: float) -> None:
         if status & Status.SYNC:
@@ -259,9 +291,13 @@ class NoninDecoder(DecoderBase):
         for reason, skipped in faults:
             self._error(events, reason, skipped, now)
         for frame in frames:
-            status = Status(frame[0])
-            self.stats.frames += 1
-            self._status(events, status, now)
-            hr = ((frame[1] & 0x03) << 7) | frame[2]
-            self._numeric(events, hr, frame[3], status, now)
+            self._guarded(events, now, 4, functools.partial(self._numerics_frame, frame, now))
         del self._buf[:consumed]
+
+    def _numerics_frame(self, frame: bytes, now: float, events: list[DeviceEvent]) -> None:
+        status = Status(frame[0])
+        self.stats.frames += 1
+        self._awaiting_answer = False
+        self._status(events, status, now)
+        hr = ((frame[1] & 0x03) << 7) | frame[2]
+        self._numeric(events, hr, frame[3], status, now)

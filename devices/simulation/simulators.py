@@ -186,6 +186,10 @@ class NoninSimulator(Simulator):
         self.format = nonin.Format.PLETH_8
         self._pending = bytearray()
         self._floats: list[int] = []
+        # (elapsed, frames sent) when the current format began; None: it just changed.
+        # Frames are counted at the format's own rate from there: counting #8's one a
+        # second on from #2's 75 a second stalled the stream for minutes after a switch.
+        self._origin: tuple[float, int] | None = (0.0, 0)
 
     def on_host_bytes(self, data: bytes) -> None:
         self._pending += data
@@ -202,13 +206,17 @@ class NoninSimulator(Simulator):
             if fmt is None:
                 self.link.write(bytes([nonin.NAK]))
             else:
-                self.format = fmt
+                if fmt is not self.format:
+                    self.format = fmt
+                    self._origin = None
                 self.link.write(bytes([nonin.ACK]))
 
     def frames_due(self, elapsed: float) -> int:
-        if self.format is nonin.Format.NUMERICS:
-            return int(elapsed)
-        return int(elapsed * nonin.FRAME_RATE)
+        if self._origin is None:
+            self._origin = (elapsed, self.frames_sent)
+        since, base = self._origin
+        rate = 1.0 if self.format is nonin.Format.NUMERICS else nonin.FRAME_RATE
+        return base + int((elapsed - since) * rate)
 
     def frames(self, count: int) -> bytes:
         status = nonin.Status.GREEN_PERFUSION

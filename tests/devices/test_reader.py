@@ -203,8 +203,8 @@ async def test_a_decoder_that_raises_restarts_the_session_and_the_reader_goes_on
     where: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The reader's choice: a decoder that raises is logged with its traceback, the device
-    reported disconnected, and the session started afresh with a new decoder (its state may
-    be broken; the device's handshake, if any, runs again)."""
+    reported in error ("device error"), and the session started afresh with a new decoder
+    (its state may be broken; the device's handshake, if any, runs again)."""
     trap = _Trap()
     protocol = "cms50" if where == "decoding" else "intellivue"
     brittle: Callable[[str], Decoder] = (
@@ -221,8 +221,9 @@ async def test_a_decoder_that_raises_restarts_the_session_and_the_reader_goes_on
     try:
         await _until(reader, _spo2, [])
         trap.armed = True
-        lost = await _until(reader, _state(DeviceState.DISCONNECTED), [])
+        lost = await _until(reader, _state(DeviceState.ERROR), [])
         assert isinstance(lost, DeviceStatus)
+        assert lost.detail.startswith("device error: ")
         assert "a decoder bug met weird input" in lost.detail
         seen: list[DeviceState] = []
         await _until(reader, _spo2, seen)
