@@ -98,7 +98,11 @@ def test_an_exception_inside_a_message_is_counted_and_the_stream_goes_on(
 
 @pytest.mark.parametrize("fmt", [nonin.Format.PLETH_8, nonin.Format.NUMERICS])
 def test_the_format_select_ack_is_not_a_frame_error(fmt: nonin.Format) -> None:
-    data = _nonin_2() if fmt is nonin.Format.PLETH_8 else nonin.encode_numerics(0, 72, 97) * 2
+    data = (
+        _nonin_2()
+        if fmt is nonin.Format.PLETH_8
+        else nonin.encode_numerics(nonin.Status(0), 72, 97) * 2
+    )
     decoder: Decoder = nonin.NoninDecoder("n", fmt)
     events = decoder.receive_data(bytes([nonin.ACK]) + data, 0.0)
     assert decoder.stats.errors == {}
@@ -110,7 +114,7 @@ def test_the_format_select_ack_is_not_a_frame_error(fmt: nonin.Format) -> None:
 
 def test_a_refused_format_select_is_reported() -> None:
     decoder = nonin.NoninDecoder("n", nonin.Format.NUMERICS)
-    decoder.receive_data(bytes([nonin.NAK]) + nonin.encode_numerics(0, 72, 97), 0.0)
+    decoder.receive_data(bytes([nonin.NAK]) + nonin.encode_numerics(nonin.Status(0), 72, 97), 0.0)
     assert decoder.stats.errors == {"format select refused (NAK)": 1}
 
 
