@@ -16,6 +16,7 @@ from signaling.auth import LoginLimiter, SecretHasher, TokenService
 from signaling.config import ServerConfig
 from signaling.schema import CloseCode
 from signaling.server import (
+    problems,
     routes_auth,
     routes_consultations,
     routes_misc,
@@ -81,6 +82,7 @@ def create_app(
         summary="Consultations, authentication, ICE servers and WebRTC signaling",
         lifespan=lifespan,
     )
+    problems.install(app)
     app.include_router(routes_auth.router)
     app.include_router(routes_consultations.router)
     app.include_router(routes_snapshots.router)
