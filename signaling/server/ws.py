@@ -494,10 +494,11 @@ class WsSession:
                 action, principal, self.addr, consultation_id=cid, outcome="denied", detail=detail
             )
             raise ProtocolError(refusal[0], refusal[1], message.type)
+        # Audited before it is relayed: whoever sees the gateway act on it can find the row.
+        await self.svc.record(action, principal, self.addr, consultation_id=cid, detail=detail)
         outgoing = encode(message.model_copy(update={"sender": conn.peer_id, "by": principal.name}))
         for gateway in gateways:
             gateway.send_text(outgoing)
-        await self.svc.record(action, principal, self.addr, consultation_id=cid, detail=detail)
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
