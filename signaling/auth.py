@@ -11,7 +11,7 @@ import functools
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -27,6 +27,8 @@ from signaling.schema import PrincipalKind, Role
 _ALGORITHM = "HS256"
 _SPRAY_FACTOR = 4
 _ISSUER = "telemed"
+#: zxcvbn's score 3: "safely unguessable", more than 10^8 guesses.
+_MIN_GUESS_SCORE = 3
 
 
 class SecretHasher:
@@ -58,6 +60,44 @@ class SecretHasher:
 
     async def verify_async(self, stored_hash: str | None, secret: str) -> bool:
         return await asyncio.to_thread(self.verify, stored_hash, secret)
+
+
+def password_problem(
+    password: str, min_length: int, user_names: Iterable[str] = (), site_names: Iterable[str] = ()
+) -> str | None:
+    """Why ``password`` may not be given to an account, or None when it may.
+
+    Refused: shorter than ``min_length``; one of the 30,000 most common passwords (the
+    frequency list of the ``zxcvbn`` package, from leaked password sets, compared without
+    case); containing one of ``user_names`` (the user name, display name) or ``site_names``
+    (site codes and names), the first words an attacker tries; or estimated by zxcvbn as
+    guessable within 10^8 guesses (its score below 3), such as keyboard walks, repeats and
+    dates. CPU-bound for a long password (milliseconds): call it off the event loop.
+    """
+    if len(password) < min_length:
+        return f"a password needs at least {min_length} characters"
+    lowered = password.lower()
+    if lowered in _common_passwords():
+        return "this is one of the most common passwords"
+    users, sites = [n for n in user_names if n], [n for n in site_names if n]
+    for names, what in ((users, "the user name"), (sites, "a site's name")):
+        for name in names:
+            if len(name) >= 3 and name.lower() in lowered:
+                return f"a password may not contain {what} ({name!r})"
+    from zxcvbn import zxcvbn  # type: ignore[import-untyped]  # (loading it takes 0.2 s)
+
+    result = zxcvbn(password, user_inputs=users + sites)
+    if int(result["score"]) < _MIN_GUESS_SCORE:
+        hint = result["feedback"]["warning"] or "add another word or two"
+        return f"this password is too easy to guess: {hint}"
+    return None
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
 
 
 @functools.cache

@@ -37,14 +37,21 @@ async def _audit_cli(db: Database, action: str, detail: dict[str, str | int]) ->
     )
 
 
+def _policy(settings: Settings) -> accounts.PasswordPolicy:
+    names = tuple(name for s in settings.sites for name in (s.code, s.name))
+    return accounts.PasswordPolicy(settings.server.password_min_length, names)
+
+
 async def add_user(
     settings: Settings, username: str, password: str, role: Role, site: str, name: str
 ) -> int:
     settings.site(site)
     db = await _open(settings)
     try:
-        hasher = SecretHasher(settings.server_config().hash_cost)
-        account = await accounts.add_user(db, username, password, role, site, name, hasher)
+        hasher = SecretHasher(settings.server.hash_cost)
+        account = await accounts.add_user(
+            db, username, password, role, site, name, hasher, _policy(settings)
+        )
         await _audit_cli(db, "user.create", {"user": username, "role": str(role), "site": site})
     except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -55,12 +62,67 @@ async def add_user(
     return 0
 
 
+def _sessions(count: int) -> str:
+    return f"{count} session{'' if count == 1 else 's'} ended"
+
+
+async def set_user_active(settings: Settings, username: str, active: bool) -> int:
+    """``users enable|disable``: a disabled account's sessions end at once, in every server
+    process on the database (its sockets within the server's session watch interval)."""
+    db = await _open(settings)
+    try:
+        ended = await accounts.set_user_active(db, username, active)
+        action = "user.enable" if active else "user.disable"
+        await _audit_cli(db, action, {"user": username, "sessions_ended": ended})
+    except AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    state = "enabled" if active else f"disabled, {_sessions(ended)}"
+    print(f"user {username} {state}")
+    return 0
+
+
+async def reset_password(settings: Settings, username: str, password: str) -> int:
+    """``users reset-password``: the new password is held to the policy, and every session
+    of the account ends."""
+    db = await _open(settings)
+    try:
+        hasher = SecretHasher(settings.server.hash_cost)
+        ended = await accounts.reset_password(db, username, password, hasher, _policy(settings))
+        await _audit_cli(db, "user.reset_password", {"user": username, "sessions_ended": ended})
+    except AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    print(f"password of {username} changed, {_sessions(ended)}")
+    return 0
+
+
+async def list_users(settings: Settings) -> int:
+    db = await _open(settings)
+    try:
+        users = await accounts.list_users(db)
+    finally:
+        await db.close()
+    print(f"{'user':24} {'role':10} {'site':10} {'state':8} {'sessions':>8}  name")
+    for u in users:
+        state = "active" if u.active else "disabled"
+        print(
+            f"{u.username:24} {u.role:10} {u.site:10} {state:8} {u.open_sessions:8}  "
+            f"{u.display_name}"
+        )
+    return 0
+
+
 async def add_gateway(settings: Settings, name: str, site: str) -> int:
     settings.site(site)
     key = new_gateway_key()
     db = await _open(settings)
     try:
-        hasher = SecretHasher(settings.server_config().hash_cost)
+        hasher = SecretHasher(settings.server.hash_cost)
         account = await accounts.add_gateway(db, name, site, key, hasher)
         await _audit_cli(db, "gateway.create", {"gateway": name, "site": site})
     except AccountError as exc:

@@ -66,6 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    users.add_parser("list", help="list the clinician accounts")
+    for action, help_text in (
+        ("disable", "disable an account: its sessions and sockets end at once"),
+        ("enable", "enable a disabled account again (the user logs in anew)"),
+    ):
+        users.add_parser(action, help=help_text, description=help_text).add_argument("username")
+    reset = users.add_parser(
+        "reset-password", help="give an account a new password and end its sessions"
+    )
+    reset.add_argument("username")
+    reset.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
 
     gateways = sub.add_parser("gateways", help="device gateway accounts").add_subparsers(
         dest="action", required=True
@@ -163,6 +176,15 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
 
     match args.command:
         case "users":
+            match args.action:
+                case "list":
+                    return asyncio.run(admin.list_users(settings))
+                case "disable" | "enable":
+                    active = args.action == "enable"
+                    return asyncio.run(admin.set_user_active(settings, args.username, active))
+                case "reset-password":
+                    password = _password(args.password_stdin)
+                    return asyncio.run(admin.reset_password(settings, args.username, password))
             password = _password(args.password_stdin)
             return asyncio.run(
                 admin.add_user(

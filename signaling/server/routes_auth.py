@@ -13,6 +13,7 @@ from signaling.server.deps import CurrentPrincipal, ServicesDep
 from signaling.server.services import Services, source_addr
 from signaling.storage.accounts import (
     Account,
+    account_active,
     check_gateway,
     check_user,
     end_session,
@@ -94,9 +95,19 @@ async def gateway_login(body: GatewayLogin, request: Request, svc: ServicesDep) 
     )
 
 
-@router.post("/refresh")
-async def refresh(principal: CurrentPrincipal, svc: ServicesDep) -> TokenOut:
-    """A fresh token for the same session (call before ``expires_at``)."""
+@router.post("/refresh", responses={401: {}})
+async def refresh(principal: CurrentPrincipal, request: Request, svc: ServicesDep) -> TokenOut:
+    """A fresh token for the same session (call before ``expires_at``), while the account is
+    still enabled: a disabled one's session ends here."""
+    if not await account_active(svc.db, principal.kind, principal.id):
+        await end_session(svc.db, principal.session_id, "account disabled")
+        svc.hub.end_session(principal.session_id)
+        await svc.record("session.refresh", principal, source_addr(request), outcome="denied")
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "session ended: account disabled",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return _issue(svc, principal)
 
 

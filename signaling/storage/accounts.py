@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from signaling.auth import SecretHasher, default_hasher
+from signaling.auth import SecretHasher, default_hasher, password_problem
 from signaling.config import SiteConfig
 from signaling.errors import AccountError, SessionEnded
 from signaling.schema import PrincipalKind, Role
@@ -17,6 +19,42 @@ from signaling.storage.database import Database
 from signaling.storage.models import GatewayRow, SessionRow, SiteRow, UserRow, utcnow
 
 CLINICIAN_ROLES = (Role.DOCTOR, Role.TECHNICIAN, Role.ENGINEER, Role.ADMIN)
+
+
+@dataclass(frozen=True)
+class PasswordPolicy:
+    """What a new password must satisfy (:func:`signaling.auth.password_problem`)."""
+
+    min_length: int
+    #: Site codes and names, which a password may not contain.
+    site_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A clinician account as ``telemed users list`` shows it."""
+
+    username: str
+    display_name: str
+    role: str
+    site: str
+    active: bool
+    created_at: datetime
+    #: Sessions not ended (some may be idle past their timeout, not yet noticed).
+    open_sessions: int
+
+
+async def _check_password(
+    password: str, policy: PasswordPolicy | None, user_names: tuple[str, ...]
+) -> None:
+    if policy is None:
+        problem = "a password needs at least 8 characters" if len(password) < 8 else None
+    else:
+        problem = await asyncio.to_thread(
+            password_problem, password, policy.min_length, user_names, policy.site_names
+        )
+    if problem is not None:
+        raise AccountError(problem)
 
 
 @dataclass(frozen=True)
@@ -49,11 +87,13 @@ async def add_user(
     site: str,
     display_name: str,
     hasher: SecretHasher | None = None,
+    policy: PasswordPolicy | None = None,
 ) -> Account:
+    """A new clinician account. Its password is held to ``policy`` when one is given (the
+    ``telemed users`` command gives the configured one), else to 8 characters at least."""
     if role not in CLINICIAN_ROLES:
         raise AccountError(f"role must be one of {', '.join(CLINICIAN_ROLES)}")
-    if len(password) < 8:
-        raise AccountError("a password needs at least 8 characters")
+    await _check_password(password, policy, (username, display_name))
     password_hash = await (hasher or default_hasher()).hash_async(password)
     try:
         async with db.session() as session:
@@ -102,6 +142,100 @@ async def check_user(
     if row is None or not ok or not row.active:
         return None
     return Account(PrincipalKind.USER, row.id, row.display_name, Role(row.role), row.site_code)
+
+
+async def list_users(db: Database) -> list[UserInfo]:
+    """Every clinician account, by site and name."""
+    open_sessions = (
+        select(func.count())
+        .where(
+            SessionRow.principal_kind == str(PrincipalKind.USER),
+            SessionRow.principal_id == UserRow.id,
+            SessionRow.ended_at.is_(None),
+        )
+        .scalar_subquery()
+    )
+    async with db.session() as session:
+        rows = await session.execute(
+            select(UserRow, open_sessions).order_by(UserRow.site_code, UserRow.username)
+        )
+        return [
+            UserInfo(
+                row.username,
+                row.display_name,
+                row.role,
+                row.site_code,
+                row.active,
+                row.created_at,
+                int(count),
+            )
+            for row, count in rows.tuples()
+        ]
+
+
+async def _user(session: AsyncSession, username: str) -> UserRow:
+    row = await session.scalar(select(UserRow).where(UserRow.username == username))
+    if row is None:
+        raise AccountError(f"no user {username!r}")
+    return row
+
+
+async def end_sessions_of(
+    session: AsyncSession, kind: PrincipalKind, account_id: int, reason: str
+) -> int:
+    """End every open session of the account (in ``session``'s transaction); how many.
+
+    Every server process notices through the database: HTTP requests on their next token
+    check, sockets through :class:`signaling.server.session_watch.SessionWatcher`."""
+    result = await session.execute(
+        update(SessionRow)
+        .where(
+            SessionRow.principal_kind == str(kind),
+            SessionRow.principal_id == account_id,
+            SessionRow.ended_at.is_(None),
+        )
+        .values(ended_at=utcnow(), end_reason=reason[:32])
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def set_user_active(db: Database, username: str, active: bool) -> int:
+    """Enable or disable a clinician account. Disabling ends all its sessions at once (their
+    number is returned); enabling opens none again: the user logs in anew."""
+    async with db.session() as session:
+        row = await _user(session, username)
+        row.active = active
+        if active:
+            return 0
+        return await end_sessions_of(session, PrincipalKind.USER, row.id, "account disabled")
+
+
+async def reset_password(
+    db: Database,
+    username: str,
+    password: str,
+    hasher: SecretHasher | None = None,
+    policy: PasswordPolicy | None = None,
+) -> int:
+    """Give a clinician a new password and end all the account's sessions (how many): whoever
+    held the old one is signed out everywhere."""
+    async with db.session() as session:
+        row = await _user(session, username)
+        names = (row.username, row.display_name)
+    await _check_password(password, policy, names)
+    password_hash = await (hasher or default_hasher()).hash_async(password)
+    async with db.session() as session:
+        row = await _user(session, username)
+        row.password_hash = password_hash
+        return await end_sessions_of(session, PrincipalKind.USER, row.id, "password reset")
+
+
+async def account_active(db: Database, kind: PrincipalKind, account_id: int) -> bool:
+    """Whether the account still exists and is enabled."""
+    table = UserRow if kind is PrincipalKind.USER else GatewayRow
+    async with db.session() as session:
+        active = await session.scalar(select(table.active).where(table.id == account_id))
+    return bool(active)
 
 
 async def check_gateway(

@@ -97,7 +97,8 @@ class SessionRow(Base):
     source_addr: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_active_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Indexed: the server looks for sessions ended by another process (a disabled account).
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 

@@ -1,5 +1,6 @@
 """Accounts under attack (issue 10): the login attempts the rate limit counts, shared by
-every server process.
+every server process; sessions indexed by their end, which every server process watches
+for (a disabled account's sessions are ended by the ``telemed users`` command).
 
 Revision ID: 0004
 Revises: 0003
@@ -29,9 +30,11 @@ def upgrade() -> None:
     op.create_index("ix_login_attempts_account_at", "login_attempts", ["account", "at"])
     op.create_index("ix_login_attempts_source_at", "login_attempts", ["source", "at"])
     op.create_index("ix_login_attempts_at", "login_attempts", ["at"])
+    op.create_index("ix_sessions_ended_at", "sessions", ["ended_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sessions_ended_at", "sessions")
     op.drop_index("ix_login_attempts_at", "login_attempts")
     op.drop_index("ix_login_attempts_source_at", "login_attempts")
     op.drop_index("ix_login_attempts_account_at", "login_attempts")
