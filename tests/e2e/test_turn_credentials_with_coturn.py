@@ -14,13 +14,14 @@ from aioice import stun
 from aioice.turn import create_turn_endpoint
 
 from signaling.config import TurnConfig
-from tests.e2e.coturn import TURN_SECRET, Coturn
+from tests.e2e.coturn import TURN_SECRET
+from tests.e2e.coturn import coturn as coturn_at
 from tests.helpers import make_config, run_server
 
 
 @pytest.fixture
 def coturn(tmp_path: Path) -> Iterator[int]:
-    server = Coturn(tmp_path)
+    server = coturn_at(tmp_path)
     server.start()
     try:
         yield server.port

@@ -16,7 +16,7 @@ from benchmarks.impair import PROFILES, UdpImpairmentRelay
 from signaling.config import TurnConfig
 from telemed.gateway.runner import Gateway
 from tests.e2e.bedside import bedside
-from tests.e2e.coturn import TURN_SECRET, Coturn
+from tests.e2e.coturn import TURN_SECRET, Coturn, coturn
 from tests.e2e.doctor import Doctor, active_consultation, gateway_in, tasks, until
 from tests.helpers import LiveServer, make_config, run_server
 
@@ -27,18 +27,18 @@ pytestmark = pytest.mark.slow
 async def _wan(tmp_path: Path) -> AsyncIterator[tuple[LiveServer, UdpImpairmentRelay, Coturn]]:
     """coturn behind a relay with the wired Koriyama-Wonju profile; the server hands out
     TURN credentials for the relay's address."""
-    coturn = Coturn(tmp_path)
-    coturn.start()
-    relay = UdpImpairmentRelay(("127.0.0.1", coturn.port), PROFILES["wired"], seed=1)
+    turn_server = coturn(tmp_path)
+    turn_server.start()
+    relay = UdpImpairmentRelay(("127.0.0.1", turn_server.port), PROFILES["wired"], seed=1)
     try:
         async with relay:
             turn = TurnConfig(
                 urls=(f"turn:127.0.0.1:{relay.port}?transport=udp",), secret=TURN_SECRET
             )
             async with run_server(make_config(tmp_path, turn=turn)) as server:
-                yield server, relay, coturn
+                yield server, relay, turn_server
     finally:
-        coturn.stop()
+        turn_server.stop()
 
 
 async def _deaths(gateway: Gateway, at_least: int, seconds: float) -> None:
@@ -83,7 +83,7 @@ async def test_media_comes_back_after_turn_crashes_and_returns_and_after_a_black
     """A TURN-only call: coturn dies for 10 s (its allocations are gone for good), then the
     relay's path goes dark for 10 s. Each time the gateway rebuilds once the path is back,
     and closing the dead connections (whose TURN release never comes) holds nothing up."""
-    async with _wan(tmp_path) as (server, relay, coturn):
+    async with _wan(tmp_path) as (server, relay, turn_server):
         tech, doctor, row = await active_consultation(server)
         doctor = Doctor(doctor.client, use_ice_servers=True, relay_only=True)
         try:
@@ -96,10 +96,10 @@ async def test_media_comes_back_after_turn_crashes_and_returns_and_after_a_black
                 await until(lambda: len(doctor.packets) >= 30, doctor, seconds=30)
                 assert gateway.peers is not None
 
-                coturn.stop()
+                turn_server.stop()
                 await _deaths(gateway, 1, seconds=10)
                 await asyncio.sleep(10)
-                coturn.start()
+                turn_server.start()
                 before = len(doctor.packets)
                 await until(lambda: len(doctor.packets) > before + 30, doctor, seconds=30)
                 opened = gateway.peers.opened_total

@@ -1,0 +1,69 @@
+"""A real coturn on 127.0.0.1 with ``use-auth-secret``, which a test or a benchmark can stop and
+start again on the same port (a TURN server crash and its return). Debian's ``coturn``
+(``scripts/bootstrap`` installs it)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+TURN_SECRET = "coturn-shared-secret-for-tests"  # noqa: S105 (a throwaway coturn on loopback)
+
+
+def free_udp_port() -> int:
+    # coturn takes a port number, not a socket: the one place a port is picked and released.
+    # A clash (another process taking it meanwhile) fails the test loudly, never silently.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class CoturnMissing(RuntimeError):
+    pass
+
+
+class Coturn:
+    """``start`` runs coturn on :attr:`port`; ``stop`` ends it (SIGTERM, then waits). Both may
+    be called again. Raises :class:`CoturnMissing` when ``turnserver`` is not installed."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("turnserver")
+        if binary is None:
+            raise CoturnMissing("coturn is not installed (scripts/bootstrap installs it)")
+        self._binary = binary
+        self._workdir = workdir
+        self.port = free_udp_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self._proc is None
+        self._proc = subprocess.Popen(
+            [
+                self._binary,
+                "-n",
+                "--listening-ip=127.0.0.1",
+                f"--listening-port={self.port}",
+                "--relay-ip=127.0.0.1",
+                "--min-port=49152",
+                "--max-port=49999",
+                "--use-auth-secret",
+                f"--static-auth-secret={TURN_SECRET}",
+                "--realm=telemed",
+                "--allow-loopback-peers",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                f"--pidfile={self._workdir / 'turn.pid'}",
+                f"--log-file={self._workdir / 'turn.log'}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None
