@@ -8,10 +8,16 @@ gateways. Parsing uses python-hl7; this module maps what it parses to the device
   a LOINC code (``...^LN``); OBX-4 is the containment hierarchy; OBX-6 the unit;
   OBX-11 the result status (``X``: cannot be obtained); OBX-14 the observation time;
   OBX-18 the device (EUI-64).
-- ``NM`` values become observations; the sentinels seen in the wild (-999, -100, -1, -99.9)
-  and status ``X`` become "no value".
+- ``NM`` values (and ``SN`` ones: ``^120``) become observations, converted from OBX-6's unit
+  to the parameter's canonical one (:mod:`devices.units`; an unknown unit gives no value and
+  ``UNIT_UNKNOWN``); the sentinels seen in the wild (-999, -100, -1, -99.9), non-finite
+  numbers and status ``X`` become "no value".
 - ``NA`` values (``^``-separated samples) become waveform chunks; their sample rate comes
-  from the child OBX ``0^MDC_ATTR_SAMP_RATE^MDC`` (OBX-4 one level below the wave's).
+  from an OBX ``0^MDC_ATTR_SAMP_RATE^MDC`` one level below the wave's OBX-4, or at the
+  wave's own OBX-4 (both layouts occur).
+- One OBX that cannot be used is left out (and named in the answer); the rest is used.
+- Codes outside :mod:`devices.codes` are reported once each (an "unmapped" report) and
+  counted, never dropped unsaid. Devices are named by :class:`DeviceNames`.
 
 :class:`Hl7Decoder` is sans-I/O: ``receive_data`` returns events and queues an ACK (``AA``)
 or NAK (``AE``/``AR`` with the reason in MSA-3) for every message, which
@@ -23,8 +29,9 @@ them.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import hl7
@@ -40,9 +47,12 @@ from devices.model import (
     Observation,
     Quality,
 )
-from devices.protocols.common import DecoderBase, chunk
+from devices.protocols.common import DECODER_FAULT, DecoderBase, chunk, finite
 from devices.protocols.hl7_acm import AlarmReport, parse_r40
 from devices.protocols.mllp import FramingError, MllpFramer, frame
+from devices.units import to_canonical, ucum_of_hl7
+
+log = logging.getLogger(__name__)
 
 SENTINELS = frozenset({-999.0, -100.0, -1.0, -99.9})
 SAMPLE_RATE_CODE = 0  # MDC_ATTR_SAMP_RATE (attribute partition, code 0 in PCD-01 messages)
@@ -60,21 +70,19 @@ def _component(segment: hl7.Segment, index: int, component: int) -> str:
 
 
 def _time(text: str) -> float | None:
+    """An HL7 DTM as epoch seconds, or None when absent or impossible (an offset of a day or
+    more, an over-long seconds field, a year out of range): the value is kept, its time is
+    unknown."""
     if not text:
         return None
     try:
         parsed = hl7.parse_datetime(text)
-    except ValueError:
-        return None
-    if parsed is None:
-        return None
-    if not isinstance(parsed, datetime):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
+        if not isinstance(parsed, datetime):
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
-    except (ValueError, OverflowError):  # an offset of a day or more, a year out of range
+    except (ValueError, OverflowError, TypeError):
         return None
 
 
@@ -91,24 +99,96 @@ def _code(segment: hl7.Segment) -> tuple[VitalCode | None, int | None]:
 
 
 def _number(text: str) -> float | None:
+    """An NM value; sentinels, non-finite numbers (``1e999``, ``NaN``) and text: None."""
     try:
         value = float(text)
     except ValueError:
         return None
-    return None if value in SENTINELS or not math.isfinite(value) else value
+    return None if value in SENTINELS else finite(value)
 
 
-@dataclass(frozen=True)
+def _structured(text: str) -> float | None:
+    """An SN value (``comparator^num1^separator^num2``): ``^120`` or ``=^120`` is 120. A
+    bound (``<^5``), a range or a ratio is not one value: None."""
+    parts = [*text.split("^"), "", "", ""][:4]
+    comparator, first, separator, second = parts
+    if comparator not in ("", "=") or separator or second:
+        return None
+    return _number(first)
+
+
+class ObservationError(Hl7Error):
+    """One OBX that cannot be used; the rest of its message can."""
+
+
+@dataclass
 class ParsedMessage:
     control_id: str
     events: list[DeviceEvent]
     #: What an ORU^R40 reported (None for an ORU^R01).
     alarm: AlarmReport | None = None
+    #: OBX rows refused, each as (its set id or position, why): the rest was used.
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    #: Codes and units read but not mapped (each once a message).
+    unmapped: list[str] = field(default_factory=list)
+    #: The message's sender (MSH-3 and MSH-4), "" when it names none.
+    sender: str = ""
 
 
-def parse_oru(text: str, default_device: str, now: float) -> ParsedMessage:
+class DeviceNames:
+    """Stable device ids for HL7 senders: ``<base>@<sender>[/<equipment>]``, where the sender
+    is MSH-3's namespace id (else its universal id) and MSH-4's (``MONITOR:ICU``), and the
+    equipment OBX-18's first component (an EUI-64 in IHE PCD). Never the TCP source port,
+    which changes on every reconnection. A row without OBX-18 is the message's equipment when
+    the message names exactly one, else the equipment the sender has always named when it
+    has named exactly one, else the sender alone: rows with and without OBX-18 of one device
+    get one id. A message that names no sender is ``<base>`` (and its equipment)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self._equipment: dict[str, set[str]] = {}
+
+    @staticmethod
+    def sender(msh: hl7.Segment) -> str:
+        app = _component(msh, 3, 0) or _component(msh, 3, 1)
+        facility = _component(msh, 4, 0) or _component(msh, 4, 1)
+        return ":".join(p for p in (app, facility) if p)
+
+    def of(self, sender: str, equipment: str, in_message: set[str]) -> str:
+        known = self._equipment.setdefault(sender, set())
+        known.update(in_message)
+        if not equipment:
+            if len(in_message) == 1:
+                (equipment,) = in_message
+            elif not in_message and len(known) == 1:
+                (equipment,) = known
+        name = f"{self.base}@{sender}" if sender else self.base
+        return f"{name}/{equipment}" if equipment else name
+
+
+def _rate_for(hierarchy: str, rates: dict[str, float]) -> float | None:
+    """The sample rate of the wave at OBX-4 ``hierarchy``, in the layouts the IHE PCD
+    Technical Framework and common gateways use: an MDC_ATTR_SAMP_RATE OBX one level below
+    the wave (``1.1.2.1`` -> ``1.1.2.1.1``), or at the wave's own OBX-4."""
+    for h, rate in rates.items():
+        if h == hierarchy or h.rsplit(".", 1)[0] == hierarchy:
+            return rate
+    return None
+
+
+def _equipment_of(segment: hl7.Segment) -> str:
+    return _field(segment, 18).split("~")[0].split("^")[0].strip()
+
+
+def parse_oru(
+    text: str, default_device: str, now: float, names: DeviceNames | None = None
+) -> ParsedMessage:
     """Events of one ORU^R01 message, or the alarm of one ORU^R40. Raises
-    :class:`Hl7Error` when it cannot be used."""
+    :class:`Hl7Error` when the message cannot be used; an OBX that cannot be used is left
+    out and listed in ``refused``, and the rest of the message is used.
+
+    Devices: with ``names``, the stable ids of :class:`DeviceNames`; without, OBX-18's
+    equipment id, else ``default_device`` (reading a file of one source)."""
     try:
         message = hl7.parse(text.replace("\r\n", "\r").replace("\n", "\r"))
         msh = message.segment("MSH")
@@ -117,9 +197,15 @@ def parse_oru(text: str, default_device: str, now: float) -> ParsedMessage:
         # on some malformed input: whatever it raises, the message is refused, not the link.
         raise Hl7Error(f"not an HL7 v2 message: {exc or type(exc).__name__}") from None
     control_id = _field(msh, 10)
+    sender = DeviceNames.sender(msh) if names is not None else ""
     kind = (_component(msh, 9, 0), _component(msh, 9, 1))
     if kind == ("ORU", "R40"):
-        return ParsedMessage(control_id, [], parse_r40(message, default_device))
+        report = parse_r40(message, "")
+        if names is not None:
+            device = names.of(sender, report.device_id, {report.device_id} - {""})
+        else:
+            device = report.device_id or default_device
+        return ParsedMessage(control_id, [], replace(report, device_id=device), sender=sender)
     if kind != ("ORU", "R01"):
         raise Hl7Error(f"message type {'^'.join(kind)} is not ORU^R01 (nor ORU^R40)", "AR")
     message_time = _time(_field(msh, 7))
@@ -127,66 +213,143 @@ def parse_oru(text: str, default_device: str, now: float) -> ParsedMessage:
         segments = list(message.segments("OBX"))
     except KeyError:  # python-hl7's answer when there is no OBX at all
         segments = []
+    parsed = ParsedMessage(control_id, [], sender=sender)
+    in_message = {e for e in map(_equipment_of, segments) if e}
     rates: dict[str, float] = {}
     for seg in segments:
         code, number = _code(seg)
         if code is None and number == SAMPLE_RATE_CODE:
             rate = _number(_field(seg, 5))
-            if rate:
+            unit = ucum_of_hl7(_field(seg, 6))
+            if rate and rate > 0 and unit in ("", "/s", "Hz"):
                 rates[_field(seg, 4)] = rate
-    events: list[DeviceEvent] = []
-    for seg in segments:
-        code, _ = _code(seg)
-        if code is None:
-            continue  # an MDC/LOINC code outside the table: not ours to pass on
-        device = _field(seg, 18).split("^")[0] or default_device
-        status = _field(seg, 11).upper()
-        device_time = _time(_field(seg, 14)) or message_time
-        value_type = _field(seg, 2).upper()
-        if value_type == "NA":
-            hierarchy = _field(seg, 4)
-            rate = next((r for h, r in rates.items() if h.rsplit(".", 1)[0] == hierarchy), None)
-            if rate is None:
-                raise Hl7Error(f"waveform {code.refid} ({hierarchy}) has no sample rate")
-            samples = [_number(v) for v in _field(seg, 5).split("^")]
-            events.append(
-                chunk(
-                    code,
-                    rate,
-                    [math.nan if v is None else v for v in samples],
-                    device,
-                    now,
-                    first_time=device_time,
-                )
+    for position, seg in enumerate(segments, start=1):
+        where = _field(seg, 1) or str(position)
+        try:
+            _observation(seg, parsed, rates, message_time, now, in_message, names, default_device)
+        except ObservationError as exc:
+            parsed.refused.append((where, str(exc)))
+        except Exception as exc:  # an OBX nobody foresaw: refused alone, and said
+            parsed.refused.append((where, f"{type(exc).__name__}: {exc}"))
+    return parsed
+
+
+def _observation(
+    seg: hl7.Segment,
+    parsed: ParsedMessage,
+    rates: dict[str, float],
+    message_time: float | None,
+    now: float,
+    in_message: set[str],
+    names: DeviceNames | None,
+    default_device: str,
+) -> None:
+    """One OBX into ``parsed``. Raises :class:`ObservationError` for one that cannot be used."""
+    code, number = _code(seg)
+    if code is None:
+        if number != SAMPLE_RATE_CODE:
+            parsed.unmapped.append(f"OBX-3 {_field(seg, 3)[:80]}")
+        return
+    equipment = _equipment_of(seg)
+    if names is not None:
+        device = names.of(parsed.sender, equipment, in_message)
+    else:
+        device = equipment or default_device
+    status = _field(seg, 11).upper()
+    device_time = _time(_field(seg, 14)) or message_time
+    value_type = _field(seg, 2).upper()
+    unit = ucum_of_hl7(_field(seg, 6))
+    if value_type == "NA":
+        hierarchy = _field(seg, 4)
+        rate = _rate_for(hierarchy, rates)
+        if rate is None:
+            raise ObservationError(f"waveform {code.refid} ({hierarchy}) has no sample rate")
+        if to_canonical(code, unit, 1.0) is None:
+            parsed.unmapped.append(f"{code.refid} in {_field(seg, 6)[:60]!r}")
+            raise ObservationError(f"waveform {code.refid} in an unknown unit")
+        samples = [_number(v) for v in _field(seg, 5).split("^")]
+        values = [math.nan if v is None else to_canonical(code, unit, v) for v in samples]
+        parsed.events.append(
+            chunk(
+                code,
+                rate,
+                [math.nan if v is None else v for v in values],
+                device,
+                now,
+                first_time=device_time,
             )
-        elif value_type in ("NM", "ST", "SN", ""):
-            value = None if status == "X" else _number(_field(seg, 5))
-            quality = Quality.OK if value is not None else Quality.INVALID
-            events.append(Observation(code, value, device, now, device_time, quality))
-    return ParsedMessage(control_id, events)
+        )
+        return
+    if value_type not in ("NM", "ST", "SN", ""):
+        raise ObservationError(f"{code.refid}: value type {value_type} is not numeric")
+    raw = _field(seg, 5)
+    value = None if status == "X" else (_structured(raw) if value_type == "SN" else _number(raw))
+    quality = Quality.OK
+    if value is not None:
+        value = to_canonical(code, unit, value)
+        if value is None:
+            quality |= Quality.UNIT_UNKNOWN
+            parsed.unmapped.append(f"{code.refid} in {_field(seg, 6)[:60]!r}")
+    if value is None:
+        quality |= Quality.INVALID
+    parsed.events.append(Observation(code, value, device, now, device_time, quality))
 
 
-def ack(text: str, code: str, reason: str = "") -> str:
-    """The ACK for ``text`` (a message that parsed far enough to have an MSH)."""
+def _err(location: str, code: int, severity: str, text: str) -> str:
+    """An ERR segment (HL7 v2.5+): location, HL7 error code (table 0357), severity, and the
+    text for a person (ERR-8)."""
+    names = {
+        100: "Segment sequence error",
+        102: "Data type error",
+        200: "Unsupported message type",
+        207: "Application internal error",
+    }
+    clean = text.replace("|", "/").replace("^", " ").replace("~", " ").replace("\\", "/")
+    clean = clean.replace("&", " ").replace("\r", " ")[:200]
+    error = f"{code}^{names.get(code, 'Application error')}^HL70357"
+    return f"ERR||{location}|{error}|{severity}||||{clean}"
+
+
+def ack(
+    text: str,
+    code: str,
+    reason: str = "",
+    errors: list[str] | None = None,
+) -> str:
+    """The ACK for ``text``: MSA with ``code`` (AA, AE or AR) and ``reason`` in MSA-3, then
+    the ``errors`` (ERR segments). Never raises: a message whose MSH python-hl7 cannot
+    answer gets a plain ACK of our own."""
     try:
         original = hl7.parse(text.replace("\n", "\r"))
         reply = str(original.create_ack(code))
     except Exception:  # python-hl7 on a malformed MSH (TypeError, AssertionError, ...)
         now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         reply = f"MSH|^~\\&|TELEMED|GATEWAY|||{now}||ACK|{now}|P|2.6\rMSA|{code}|"
+    reply = reply.rstrip("\r")
     if reason:
-        reply = reply.rstrip("\r") + "|" + reason.replace("|", "/").replace("\r", " ")[:200]
-    return reply.rstrip("\r") + "\r"
+        clean = reason.replace("|", "/").replace("\r", " ").replace("^", " ").replace("~", " ")
+        reply += "|" + clean.replace("\\", "/").replace("&", " ")[:200]
+    return "\r".join([reply, *(errors or [])]) + "\r"
 
 
 class Hl7Decoder(DecoderBase):
-    """ORU^R01 over MLLP: bytes in, events out, and ACK/NAK bytes to send back."""
+    """ORU^R01 over MLLP: bytes in, events out, and ACK/NAK bytes to send back.
+
+    Every message gets an answer, whatever it holds: AA (with an ERR segment of severity W
+    for each OBX left out: the rest was used, and a sender that repeated the message would
+    only repeat what was stored), AR for a message type it does not take, AE with the reason
+    in MSA-3 and ERR for one it cannot use, or for a fault nobody foresaw (a counted
+    :data:`~devices.protocols.common.DECODER_FAULT`). ``device_id`` is the base of the
+    devices' stable ids (:class:`DeviceNames`); each device is reported CONNECTED the first
+    time it is heard on this connection, and :attr:`devices` lists them."""
 
     def __init__(self, device_id: str) -> None:
         super().__init__(device_id)
         self._framer = MllpFramer()
         self._outgoing = bytearray()
-        self._connected = False
+        self._names = DeviceNames(device_id)
+        #: The devices heard on this connection, in order.
+        self.devices: list[str] = []
         #: Active ACM alarms by device, each by its instance key.
         self._alarms: dict[str, dict[str, DeviceAlarm]] = {}
 
@@ -202,21 +365,57 @@ class Hl7Decoder(DecoderBase):
                 self._error(events, item.reason, item.skipped, now)
                 continue
             text = item.decode("utf-8", errors="replace")
-            try:
-                parsed = parse_oru(text, self.device_id, now)
-            except Hl7Error as exc:
-                self._error(events, "refused HL7 message", len(item) + 3, now, str(exc))
-                self._outgoing += frame(ack(text, exc.ack_code, str(exc)))
-                continue
-            self.stats.frames += 1
-            if not self._connected:
-                self._connected = True
-                events.append(DeviceStatus(self.device_id, DeviceState.CONNECTED, now))
-            events += parsed.events
-            if parsed.alarm is not None:
-                self._alarm(parsed.alarm, events, now)
-            self._outgoing += frame(ack(text, "AA"))
+            self._message(text, len(item) + 3, events, now)
         return events
+
+    def _message(self, text: str, size: int, events: list[DeviceEvent], now: float) -> None:
+        """One message, answered whatever happens: the boundary no exception crosses."""
+        mine: list[DeviceEvent] = []
+        try:
+            answer = self._use(text, mine, now)
+        except Hl7Error as exc:
+            self._error(events, "refused HL7 message", size, now, str(exc))
+            code = 200 if exc.ack_code == "AR" else 100
+            error = _err("MSH^1^9" if code == 200 else "", code, "E", str(exc))
+            self._outgoing += frame(ack(text, exc.ack_code, str(exc), [error]))
+            return
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("%s: decoding an HL7 message raised", self.device_id, exc_info=True)
+            self._error(events, DECODER_FAULT, size, now, reason)
+            error = _err("", 207, "E", reason)
+            self._outgoing += frame(ack(text, "AE", reason, [error]))
+            return
+        events += mine
+        self._outgoing += frame(answer)
+
+    def _use(self, text: str, events: list[DeviceEvent], now: float) -> str:
+        """Decode one message into ``events``; the answer to send. Raises Hl7Error."""
+        parsed = parse_oru(text, self.device_id, now, self._names)
+        self.stats.frames += 1
+        for what in dict.fromkeys(parsed.unmapped):
+            self._unmapped(events, what, now)
+        for where, why in parsed.refused:
+            self._error(events, "refused HL7 observation", 0, now, f"OBX {where}: {why}")
+        for event in parsed.events:
+            self._heard(getattr(event, "device_id", self.device_id), events, now)
+            events.append(event)
+        if parsed.alarm is not None:
+            self._heard(parsed.alarm.device_id, events, now)
+            self._alarm(parsed.alarm, events, now)
+        if not parsed.events and parsed.alarm is None:
+            self._heard(
+                f"{self.device_id}@{parsed.sender}" if parsed.sender else self.device_id,
+                events,
+                now,
+            )
+        warnings = [_err(f"OBX^{where}", 102, "W", why) for where, why in parsed.refused]
+        return ack(text, "AA", "", warnings)
+
+    def _heard(self, device: str, events: list[DeviceEvent], now: float) -> None:
+        if device not in self.devices:
+            self.devices.append(device)
+            events.append(DeviceStatus(device, DeviceState.CONNECTED, now))
 
     def _alarm(self, report: AlarmReport, events: list[DeviceEvent], now: float) -> None:
         """The device's alarms after one ORU^R40, every time (a report is rare, and one

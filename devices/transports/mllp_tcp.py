@@ -57,6 +57,7 @@ class Hl7Listener:
     async def run(self) -> None:
         server = await asyncio.start_server(self._accepted, self.host, self.port)
         self.port = server.sockets[0].getsockname()[1]
+        log.info("HL7 listener on %s:%d", self.host, self.port)
         self.ready.set()
         try:
             await server.serve_forever()
@@ -75,23 +76,34 @@ class Hl7Listener:
         assert task is not None
         self._handlers[task] = writer
         peer = writer.get_extra_info("peername")
-        device_id = f"{self.device_id}@{peer[0]}:{peer[1]}" if peer else self.device_id
+        # The sender's address names the connection in the log only: devices are named by
+        # what the messages say (MSH-3/4, OBX-18), never by a source port that changes on
+        # every reconnection.
+        sender = f"{peer[0]}:{peer[1]}" if peer else "?"
+        device_id = self.device_id
+        decoder: Hl7Decoder | None = None
         try:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # ACKs at once
-            decoder = self._make_decoder(device_id)
+            decoder = self._make_decoder(self.device_id)
             while data := await reader.read(65536):
                 for event in decoder.receive_data(data, time.time()):
                     self.events.put_latest(event)
                 writer.write(decoder.data_to_send())
                 await writer.drain()
         except OSError as exc:
-            log.info("HL7 sender %s went away: %r", device_id, exc)
+            log.info("HL7 sender %s (%s) went away: %r", sender, self.device_id, exc)
         except Exception:  # a bug met on this connection: it alone is closed
-            log.exception("HL7 sender %s: serving it failed; connection closed", device_id)
+            log.exception(
+                "HL7 sender %s (%s): serving it failed; connection closed", sender, self.device_id
+            )
         finally:
-            self.events.put_latest(DeviceStatus(device_id, DeviceState.DISCONNECTED, time.time()))
+            heard = decoder.devices if decoder is not None else []
+            for device in heard or [device_id]:
+                self.events.put_latest(
+                    DeviceStatus(device, DeviceState.DISCONNECTED, time.time(), f"from {sender}")
+                )
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()

@@ -264,7 +264,8 @@ def test_r40_round_trip_start_and_end() -> None:
     )
     events = decoder.receive_data(frame(start), 5.0)
     (report,) = [e for e in events if isinstance(e, DeviceAlarms)]
-    assert report.device_id == "00A0B0C0D0E0F001"
+    # The sender (MSH-3/4) and the equipment (OBX-18): never the link's source port.
+    assert report.device_id == "hl7@MONITOR:ICU/00A0B0C0D0E0F001"
     assert report.alarms == (SPO2_LOW,)
     desat = DeviceAlarm("spo2_desat", AlarmPriority.HIGH, AlarmKind.PHYSIOLOGICAL, codes.SPO2)
     probe = DeviceAlarm(
@@ -295,11 +296,11 @@ def test_r40_as_other_gateways_word_it() -> None:
             "OBX|4|ST|MDC_ATTR_ALARM_STATE^68482^MDC|1.1.1.1.4|active",
         ]
     )
-    decoder = Hl7Decoder("hl7@10.0.0.9:4001")
+    decoder = Hl7Decoder("hl7")
     (report,) = [
         e for e in decoder.receive_data(frame(message), 1.0) if isinstance(e, DeviceAlarms)
     ]
-    assert report.device_id == "hl7@10.0.0.9:4001"  # no OBX-18: the link's name
+    assert report.device_id == "hl7@GW"  # no OBX-18: the sender's MSH-3 alone
     assert report.alarms == (
         DeviceAlarm(
             "heart_rate_high", AlarmPriority.HIGH, AlarmKind.PHYSIOLOGICAL, codes.HEART_RATE
