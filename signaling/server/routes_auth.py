@@ -50,6 +50,14 @@ async def _login(
     host = request.client.host if request.client else "unknown"
     attempt = await svc.attempts.reserve(f"{kind}:{account_name}", host)
     if isinstance(attempt, Refused):
+        request.state.refusal_audited = True
+        await svc.refused(
+            f"{kind}.login",
+            addr,
+            "rate limited",
+            account=account_name,
+            detail={"limit": attempt.limit, "retry_after_s": math.ceil(attempt.retry_after_s)},
+        )
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             "too many failed logins; try again later",
@@ -60,7 +68,15 @@ async def _login(
     account = await check()
     await svc.attempts.finish(attempt, succeeded=account is not None)
     if account is None:
-        await svc.record(f"{kind}.login", None, addr, outcome="denied", account=account_name)
+        request.state.refusal_audited = True
+        await svc.record(
+            f"{kind}.login",
+            None,
+            addr,
+            outcome="denied",
+            account=account_name,
+            detail={"reason": "wrong name or secret"},
+        )
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong name or password")
     session_id = await start_session(svc.db, account, addr)
     principal = Principal(
@@ -102,7 +118,14 @@ async def refresh(principal: CurrentPrincipal, request: Request, svc: ServicesDe
     if not await account_active(svc.db, principal.kind, principal.id):
         await end_session(svc.db, principal.session_id, "account disabled")
         svc.hub.end_session(principal.session_id)
-        await svc.record("session.refresh", principal, source_addr(request), outcome="denied")
+        request.state.refusal_audited = True
+        await svc.record(
+            "session.refresh",
+            principal,
+            source_addr(request),
+            outcome="denied",
+            detail={"reason": "account disabled"},
+        )
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "session ended: account disabled",

@@ -22,6 +22,7 @@ from signaling.consultation_fsm import FINAL_STATES
 from signaling.schema import ConsultationSummary, PrincipalKind
 from signaling.server.activity import ActivityRecorder
 from signaling.server.hub import Hub
+from signaling.server.refusals import RefusalAudit
 from signaling.storage import consultations as store
 from signaling.storage.audit import AuditEvent, AuditLog, DetailValue
 from signaling.storage.database import Database
@@ -45,11 +46,44 @@ class Services:
     clock: Clock = SYSTEM_CLOCK
     #: The login rate limit shared by every server process (default: in the database).
     login_attempts: LoginAttempts | None = None
+    #: Audits refusals at a bounded rate (default: on ``audit``, on ``clock``).
+    refusal_audit: RefusalAudit | None = None
 
     def __post_init__(self) -> None:
         if self.login_attempts is None:
             limits = LoginLimits.of(self.config.login_max_failures, self.config.login_window_s)
             self.login_attempts = DatabaseLoginAttempts(self.db, limits)
+        if self.refusal_audit is None:
+            self.refusal_audit = RefusalAudit(self.audit, clock=self.clock.monotonic)
+
+    @property
+    def refusals(self) -> RefusalAudit:
+        assert self.refusal_audit is not None  # set by __post_init__
+        return self.refusal_audit
+
+    async def refused(
+        self,
+        action: str,
+        source_addr: str,
+        reason: str,
+        *,
+        principal: Principal | None = None,
+        account: str = "",
+        consultation_id: str | None = None,
+        detail: dict[str, DetailValue] | None = None,
+    ) -> bool:
+        """Audit a refusal (``outcome`` ``denied``, ``detail.reason``), summarised under a
+        flood: see :class:`signaling.server.refusals.RefusalAudit`. For every refusal that
+        is not an ordinary failed attempt of a user (those: :meth:`record`)."""
+        return await self.refusals.refused(
+            action,
+            source_addr,
+            reason,
+            principal=principal,
+            account=account,
+            consultation_id=consultation_id,
+            detail=detail,
+        )
 
     @property
     def attempts(self) -> LoginAttempts:
