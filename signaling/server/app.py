@@ -24,6 +24,7 @@ from signaling.server import (
     routes_vitals,
 )
 from signaling.server.activity import ActivityRecorder
+from signaling.server.headers import SecurityHeaders
 from signaling.server.hub import Hub
 from signaling.server.retention import Retention
 from signaling.server.services import Services
@@ -76,13 +77,25 @@ def create_app(
         finally:
             await db.close()
 
+    # The API's description and its pages tell an attacker every route: only on request.
+    docs = config.api_docs
     app = FastAPI(
         title="telemed signaling",
         version="1",
         summary="Consultations, authentication, ICE servers and WebRTC signaling",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        swagger_ui_oauth2_redirect_url="/docs/oauth2-redirect" if docs else None,
     )
     problems.install(app)
+    # Added last, so outermost: refusals made by the layers inside carry the headers too.
+    app.add_middleware(
+        SecurityHeaders,
+        https=config.https,
+        docs_paths=frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"} if docs else ()),
+    )
     app.include_router(routes_auth.router)
     app.include_router(routes_consultations.router)
     app.include_router(routes_snapshots.router)

@@ -25,6 +25,13 @@ from tests.helpers import PASSWORD, LiveServer, make_config, next_of_type, run_s
 
 pytestmark = pytest.mark.slow
 
+CSP_WATCH = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
+
 
 async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveServer) -> None:
     await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
@@ -37,6 +44,13 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
             page = await browser.new_page(locale="en-US")
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # The server's Content-Security-Policy must let the whole app work: a violation
+            # is both reported to the page and logged to the console.
+            await page.add_init_script(CSP_WATCH)
+            page.on(
+                "console",
+                lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+            )
             await sign_in(page, server.base_url, "doctor.koriyama", PASSWORD)
             # The site's language at first sign-in (a browser set to English notwithstanding),
             # until the doctor picks one.
@@ -123,6 +137,7 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
                 while gateway.consultation_id is not None:
                     await asyncio.sleep(0.05)
             assert errors == []
+            assert await page.evaluate("window.cspViolations") == []
     finally:
         await tech.close()
 

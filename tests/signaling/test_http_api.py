@@ -21,8 +21,11 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_health_and_openapi_need_no_token(server: LiveServer) -> None:
-    async with httpx.AsyncClient(base_url=server.base_url) as http:
+async def test_health_and_openapi_need_no_token(tmp_path: Path) -> None:
+    async with (
+        run_server(make_config(tmp_path, api_docs=True)) as server,
+        httpx.AsyncClient(base_url=server.base_url) as http,
+    ):
         health = (await http.get("/healthz")).json()
         assert health == {"status": "ok", "database": "ok", "connections": 0}
         spec = (await http.get("/openapi.json")).json()

@@ -110,7 +110,9 @@ class Sites:
 
 @pytest_asyncio.fixture
 async def sites(tmp_path: Path) -> AsyncIterator[Sites]:
-    async with run_server(make_config(tmp_path, sites=(*DEFAULT_SITES, SEOUL))) as server:
+    async with run_server(
+        make_config(tmp_path, sites=(*DEFAULT_SITES, SEOUL), api_docs=True)
+    ) as server:
         s = Sites(server)
         await s.setup()
         yield s
