@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import logging
 import random
+import secrets
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -134,6 +135,9 @@ class SignalingClient:
         self.credentials = credentials
         self.options = options or ClientOptions()
         self.client_name = client_name
+        #: This client's id for itself, the same on every connection (``hello``'s
+        #: ``instance``): peers tell a reconnection of ours from somebody new by it.
+        self.instance = secrets.token_urlsafe(12)
         self._clock = clock
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30.0)
         self._token: str | None = None
@@ -443,7 +447,14 @@ class SignalingClient:
         ) as ws:
             assert self._token is not None
             await ws.send(
-                encode(Hello(v=PROTOCOL_VERSION, token=self._token, client=self.client_name))
+                encode(
+                    Hello(
+                        v=PROTOCOL_VERSION,
+                        token=self._token,
+                        client=self.client_name,
+                        instance=self.instance,
+                    )
+                )
             )
             async with asyncio.timeout(self.options.connect_timeout_s):
                 first = parse_server_message(await ws.recv())

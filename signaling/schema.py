@@ -132,6 +132,11 @@ class Peer(_Message):
     name: str
     role: Role
     site: str
+    #: The client's own id for itself (its ``hello``'s ``instance``): the same for a browser
+    #: tab or a gateway across reconnections, while ``peer_id`` is new for each connection.
+    #: Media keyed by (principal, instance) survives a signaling reconnect. None: the client
+    #: sent none.
+    instance: str | None = None
 
 
 class Member(_Message):
@@ -229,6 +234,9 @@ class Hello(_Message):
     v: int
     token: str = Field(min_length=1, max_length=4096)
     client: str = Field(default="", max_length=128)
+    #: An id the client makes once (per browser tab, per gateway process) and sends on every
+    #: connection, so that peers can tell its reconnection from somebody new.
+    instance: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$")
 
 
 class Welcome(_Message):

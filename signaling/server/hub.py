@@ -55,6 +55,8 @@ class Connection:
         self.peer_id = peer_id
         self.principal = principal
         self.source_addr = source_addr
+        #: The client's id for itself (``hello``'s ``instance``), shown to peers.
+        self.instance: str | None = None
         self.consultation_id: str | None = None
         #: The consultation this connection was in when it ended (closed or cancelled), until
         #: it joins another or leaves: what it sends there is refused as not active.
@@ -76,6 +78,7 @@ class Connection:
             name=p.name,
             role=p.role,
             site=p.site,
+            instance=self.instance,
         )
 
     def send(self, message: Message) -> None:

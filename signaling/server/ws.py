@@ -260,6 +260,7 @@ class WsSession:
             return False
         peer_id = f"p-{secrets.token_hex(6)}"
         self.conn = Connection(peer_id, principal, self.addr, self.svc.config.ws_send_queue)
+        self.conn.instance = hello.instance
         await self.svc.record(
             "ws.connect", principal, self.addr, detail={"client": hello.client, "peer": peer_id}
         )
