@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
+import os
 import sys
+from pathlib import Path
 
 from signaling.auth import SecretHasher, new_gateway_key
 from signaling.errors import AccountError
 from signaling.schema import Role
 from signaling.storage import accounts
-from signaling.storage.audit import AuditEvent, AuditLog
+from signaling.storage.audit import Anchor, AuditEvent, AuditLog, read_anchors
 from signaling.storage.database import Database
 from telemed.settings import Settings
 
@@ -48,7 +51,7 @@ async def add_user(
     settings.site(site)
     db = await _open(settings)
     try:
-        hasher = SecretHasher(settings.server.hash_cost)
+        hasher = await asyncio.to_thread(SecretHasher, settings.server.hash_cost)
         account = await accounts.add_user(
             db, username, password, role, site, name, hasher, _policy(settings)
         )
@@ -89,7 +92,7 @@ async def reset_password(settings: Settings, username: str, password: str) -> in
     of the account ends."""
     db = await _open(settings)
     try:
-        hasher = SecretHasher(settings.server.hash_cost)
+        hasher = await asyncio.to_thread(SecretHasher, settings.server.hash_cost)
         ended = await accounts.reset_password(db, username, password, hasher, _policy(settings))
         await _audit_cli(db, "user.reset_password", {"user": username, "sessions_ended": ended})
     except AccountError as exc:
@@ -122,7 +125,7 @@ async def add_gateway(settings: Settings, name: str, site: str) -> int:
     key = new_gateway_key()
     db = await _open(settings)
     try:
-        hasher = SecretHasher(settings.server.hash_cost)
+        hasher = await asyncio.to_thread(SecretHasher, settings.server.hash_cost)
         account = await accounts.add_gateway(db, name, site, key, hasher)
         await _audit_cli(db, "gateway.create", {"gateway": name, "site": site})
     except AccountError as exc:
@@ -135,14 +138,24 @@ async def add_gateway(settings: Settings, name: str, site: str) -> int:
     return 0
 
 
-async def verify_audit(settings: Settings) -> int:
+async def verify_audit(settings: Settings, anchor_file: Path | None = None) -> int:
+    """``audit verify``: the chain, and with ``anchor_file`` every head anchored in it."""
+    anchors = None
+    if anchor_file is not None:
+        try:
+            anchors = await asyncio.to_thread(_read_anchor_file, anchor_file)
+        except (OSError, ValueError) as exc:
+            print(f"error: anchor file {anchor_file}: {exc}", file=sys.stderr)
+            return 2
     db = Database(settings.resolved_database_url())
     try:
-        report = await AuditLog(db).verify()
+        log = AuditLog(db)
+        report = await (log.verify() if anchors is None else log.check_anchors(anchors))
     finally:
         await db.close()
     if report.ok:
-        print(f"audit chain intact: {report.rows} events, tip {report.tip}")
+        checked = f", {len(anchors)} anchors found in it" if anchors is not None else ""
+        print(f"audit chain intact: {report.rows} events, tip {report.tip}{checked}")
         return 0
     print(
         f"audit chain BROKEN at event {report.bad_seq}: {report.reason} "
@@ -150,6 +163,35 @@ async def verify_audit(settings: Settings) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _read_anchor_file(path: Path) -> list[Anchor]:
+    return read_anchors(path.read_text(encoding="utf-8").splitlines())
+
+
+def _append_line(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+async def anchor_audit(settings: Settings, anchor_file: Path | None) -> int:
+    """``audit anchor``: print the chain's head and append it to the anchor file (synced
+    to disk before the command reports success)."""
+    path = anchor_file or settings.ensure_data_dir() / "audit-anchors.txt"
+    db = Database(settings.resolved_database_url())
+    try:
+        anchor = await AuditLog(db).head()
+    finally:
+        await db.close()
+    try:
+        await asyncio.to_thread(_append_line, path, anchor.line())
+    except OSError as exc:
+        print(f"error: anchor file {path}: {exc}", file=sys.stderr)
+        return 1
+    print(anchor.line())
+    return 0
 
 
 async def upgrade_db(settings: Settings) -> int:

@@ -90,7 +90,25 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the tamper-evident audit log").add_subparsers(
         dest="action", required=True
     )
-    audit.add_parser("verify", help="check the hash chain; exit 1 if it is broken")
+    verify = audit.add_parser("verify", help="check the hash chain; exit 1 if it is broken")
+    verify.add_argument(
+        "--anchor",
+        type=Path,
+        metavar="FILE",
+        help="also check every head recorded in this file by 'audit anchor' is still in the "
+        "chain (finds a tail cut off with the head rewound)",
+    )
+    anchor = audit.add_parser(
+        "anchor",
+        help="print the chain's head and append it to an anchor file outside the database "
+        "(run it periodically)",
+    )
+    anchor.add_argument(
+        "--file",
+        type=Path,
+        help="the anchor file (default: data_dir/audit-anchors.txt; keep it where the "
+        "database's host cannot rewrite it)",
+    )
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply schema migrations")
@@ -194,7 +212,9 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
         case "gateways":
             return asyncio.run(admin.add_gateway(settings, args.name, args.site))
         case "audit":
-            return asyncio.run(admin.verify_audit(settings))
+            if args.action == "anchor":
+                return asyncio.run(admin.anchor_audit(settings, args.file))
+            return asyncio.run(admin.verify_audit(settings, args.anchor))
         case "db":
             return asyncio.run(admin.upgrade_db(settings))
     raise AssertionError(f"unhandled command {args.command}")

@@ -169,7 +169,7 @@ async def list_users(db: Database) -> list[UserInfo]:
                 row.created_at,
                 int(count),
             )
-            for row, count in rows.tuples()
+            for row, count in rows
         ]
 
 

@@ -1,10 +1,20 @@
-"""The tamper-evident audit log: an append-only hash chain.
+"""The tamper-evident audit log: an append-only hash chain, anchored outside the database.
 
 Row ``n`` stores ``hash_n = SHA-256(hash_{n-1} || canonical(row_n))`` with ``hash_0`` all zeros,
 and the ``audit_head`` row stores the tip. Editing, deleting, inserting or reordering rows, or
 cutting off the tail, breaks the chain where it happened; :meth:`AuditLog.verify` finds it.
-(An attacker who can rewrite the whole table and the head can forge a new chain: export
-the tip regularly to a separate place for that; the tip is printed by ``telemed audit verify``.)
+
+What the chain alone cannot show: someone who can write the database cuts off the tail *and*
+rewinds ``audit_head`` to the new last row (or rewrites the whole chain). Anchors close that
+gap: ``telemed audit anchor`` prints the head (sequence number, hash, time) and appends it
+to an anchor file outside the database, and ``telemed audit verify --anchor FILE`` checks
+that every anchored (sequence, hash) is still in the chain. A row cut or rewritten after it
+was anchored is then found. Run ``telemed audit anchor`` periodically, e.g. every 15
+minutes from cron (``*/15 * * * * telemed audit anchor --file /mnt/anchors/audit.txt``) or
+a systemd timer (``OnCalendar=*:0/15`` on a oneshot service running the command), with the
+file on storage the database's host cannot rewrite: another machine's mount, an append-only
+file (``chattr +a``), or the printed line mailed or logged elsewhere. What happened since
+the last anchor is covered by the chain alone.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -87,6 +97,37 @@ class VerifyReport:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """The chain's head at a moment: event ``seq`` had hash ``hash`` at ``at``."""
+
+    seq: int
+    hash: str
+    at: datetime
+
+    def line(self) -> str:
+        """One line of an anchor file: ``seq hash time``."""
+        return f"{self.seq} {self.hash} {self.at.isoformat(timespec='seconds')}"
+
+    @classmethod
+    def parse(cls, line: str) -> Anchor:
+        """The anchor of a line written by :meth:`line`; ValueError for anything else."""
+        parts = line.split()
+        if len(parts) != 3:
+            raise ValueError(f"an anchor line is 'seq hash time', not {line!r}")
+        seq, digest, at = int(parts[0]), parts[1], datetime.fromisoformat(parts[2])
+        if seq < 0 or len(digest) != 64 or digest.strip("0123456789abcdef"):
+            raise ValueError(f"not an anchor: {line!r}")
+        return cls(seq, digest, at)
+
+
+def read_anchors(lines: Iterable[str]) -> list[Anchor]:
+    """The anchors of an anchor file's lines (blank lines and ``#`` comments skipped)."""
+    return [
+        Anchor.parse(line) for line in lines if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
 class AuditLog:
     """Appends events and verifies the chain. One instance per process."""
 
@@ -140,6 +181,51 @@ class AuditLog:
             head.last_hash = digest
         return seq
 
+    async def head(self) -> Anchor:
+        """The chain's head now, to be kept outside the database."""
+        async with self._db.session() as session:
+            head = await session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1))
+        seq, digest = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
+        return Anchor(seq, digest, utcnow())
+
+    async def check_anchors(self, anchors: Iterable[Anchor]) -> VerifyReport:
+        """Verify the chain, then that every anchored (seq, hash) is still in it: a tail
+        cut (and the head rewound) or rewritten since an anchor is found."""
+        report = await self.verify()
+        if not report.ok:
+            return report
+        wanted = {a.seq: a for a in anchors}
+        found: dict[int, str] = {0: GENESIS_HASH}
+        async with self._db.session() as session:
+            for chunk in _chunks(sorted(s for s in wanted if s > 0), 500):
+                rows = await session.execute(
+                    select(AuditEventRow.seq, AuditEventRow.hash).where(
+                        AuditEventRow.seq.in_(chunk)
+                    )
+                )
+                found.update((seq, digest) for seq, digest in rows)
+        for seq in sorted(wanted):
+            anchor = wanted[seq]
+            if seq not in found:
+                return VerifyReport(
+                    False,
+                    report.rows,
+                    report.tip,
+                    seq,
+                    f"anchored event {seq} (anchored at {anchor.at.isoformat()}) is missing: "
+                    "the chain was cut after it was anchored",
+                )
+            if found[seq] != anchor.hash:
+                return VerifyReport(
+                    False,
+                    report.rows,
+                    report.tip,
+                    seq,
+                    f"anchored event {seq} (anchored at {anchor.at.isoformat()}) has another "
+                    "hash: the chain was rewritten after it was anchored",
+                )
+        return report
+
     async def verify(self) -> VerifyReport:
         """Walk the whole chain; report the first row that does not match."""
         async with self._db.session() as session:
@@ -174,3 +260,8 @@ class AuditLog:
                     "chain tip does not match (rows removed at the end)",
                 )
             return VerifyReport(True, rows, prev)
+
+
+def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
