@@ -20,9 +20,14 @@ def _quality(q: Quality) -> list[str]:
     return [flag.name.lower() for flag in Quality if flag and flag in q and flag.name]
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
 def to_dict(event: DeviceEvent) -> dict[str, Any]:
     """One event as a dict with MDC code, reference id, LOINC and UCUM unit where it has a
-    code. NaN samples (gaps) become None."""
+    code. Every number is finite or None (NaN samples, the gaps, become None), so the dict
+    is valid JSON (``json.dumps(..., allow_nan=False)`` never fails on it)."""
     match event:
         case Observation():
             c = event.code
@@ -34,9 +39,9 @@ def to_dict(event: DeviceEvent) -> dict[str, Any]:
                 "refid": c.refid,
                 "loinc": c.loinc,
                 "unit": c.ucum,
-                "value": event.value,
-                "device_time": event.device_time,
-                "receive_time": event.receive_time,
+                "value": _finite(event.value),
+                "device_time": _finite(event.device_time),
+                "receive_time": _finite(event.receive_time),
                 "quality": _quality(event.quality),
             }
         case WaveformChunk():
@@ -48,10 +53,10 @@ def to_dict(event: DeviceEvent) -> dict[str, Any]:
                 "mdc": c.mdc,
                 "refid": c.refid,
                 "unit": c.ucum,
-                "sample_rate": event.sample_rate,
-                "first_sample_time": event.first_sample_time,
-                "receive_time": event.receive_time,
-                "samples": [None if math.isnan(x) else float(x) for x in event.samples.tolist()],
+                "sample_rate": _finite(event.sample_rate),
+                "first_sample_time": _finite(event.first_sample_time),
+                "receive_time": _finite(event.receive_time),
+                "samples": [_finite(float(x)) for x in event.samples.tolist()],
             }
         case DeviceStatus():
             return {
@@ -59,7 +64,7 @@ def to_dict(event: DeviceEvent) -> dict[str, Any]:
                 "device": event.device_id,
                 "state": str(event.state),
                 "detail": event.detail,
-                "receive_time": event.receive_time,
+                "receive_time": _finite(event.receive_time),
             }
         case FrameError():
             return {
@@ -68,7 +73,7 @@ def to_dict(event: DeviceEvent) -> dict[str, Any]:
                 "reason": event.reason,
                 "detail": event.detail,
                 "skipped": event.skipped,
-                "receive_time": event.receive_time,
+                "receive_time": _finite(event.receive_time),
             }
         case DeviceAlarms():
             return {
@@ -81,11 +86,11 @@ def to_dict(event: DeviceEvent) -> dict[str, Any]:
                         "kind": str(a.kind),
                         "code": a.code.key if a.code else None,
                         "text": a.text,
-                        "device_time": a.device_time,
+                        "device_time": _finite(a.device_time),
                     }
                     for a in event.alarms
                 ],
-                "receive_time": event.receive_time,
+                "receive_time": _finite(event.receive_time),
             }
 
 

@@ -9,6 +9,7 @@ latency, the device's the one that orders samples.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +37,8 @@ class Quality(enum.Flag):
 @dataclass(frozen=True, slots=True)
 class Observation:
     """One numeric value. ``value`` is None when the device sent a sentinel or flagged it
-    invalid: the sentinel itself is never passed on."""
+    invalid: the sentinel itself is never passed on. A non-finite value given is stored as
+    None with :attr:`Quality.INVALID`."""
 
     code: VitalCode
     value: float | None
@@ -44,6 +46,15 @@ class Observation:
     receive_time: float
     device_time: float | None = None
     quality: Quality = Quality.OK
+
+    def __post_init__(self) -> None:
+        # Whatever a codec computed: NaN or an infinity is "no value", flagged, never a
+        # number passed on (nor NaN/Infinity in JSON, which is not JSON).
+        if self.value is not None and not math.isfinite(self.value):
+            object.__setattr__(self, "value", None)
+            object.__setattr__(self, "quality", self.quality | Quality.INVALID)
+        if self.device_time is not None and not math.isfinite(self.device_time):
+            object.__setattr__(self, "device_time", None)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import string
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +12,9 @@ from pathlib import Path
 from devices.drivers import DECODERS, DRIVERS
 from devices.errors import RecordError
 from devices.export import to_dict, to_text
+from devices.hexdump import load_text_capture
 from devices.model import DeviceEvent, FrameError
+from devices.protocols.intellivue.host import HOST_REQUEST
 from devices.reader import DeviceReader
 from devices.simulation import alarms as scenarios
 from devices.simulation.hl7_monitor import Hl7MonitorSimulator
@@ -91,7 +92,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     read.add_argument("--seconds", type=float, help="stop after this long")
     read.add_argument("--baud", type=int, help="override the protocol's baud rate")
 
-    decode = actions.add_parser("decode", help="decode a capture file (raw bytes or hex text)")
+    decode = actions.add_parser(
+        "decode",
+        help="decode a capture file: raw bytes, hex text, or a hex dump (xxd, od -t x1 or -x, "
+        "hexdump -C, tcpdump -X, Wireshark's hex dump); exit status 3 when nothing decoded",
+    )
     decode.add_argument("protocol", choices=sorted(DECODERS))
     decode.add_argument("file", type=Path)
     decode.add_argument("--json", action="store_true", help="JSON lines")
@@ -105,25 +110,19 @@ def _scenario(text: str) -> tuple[scenarios.Scenario, float | None]:
 
 
 def _print(event: DeviceEvent, as_json: bool) -> None:
-    print(json.dumps(to_dict(event), ensure_ascii=False) if as_json else to_text(event))
-
-
-def load_capture(path: Path) -> bytes:
-    """The bytes of a capture: raw, or hex text (whitespace and ``0x`` prefixes allowed)."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        return data
-    cleaned = "".join(text.replace("0x", " ").replace("0X", " ").split())
-    if cleaned and len(cleaned) % 2 == 0 and set(cleaned) <= set(string.hexdigits):
-        return bytes.fromhex(cleaned)
-    return data
+    # allow_nan=False: NaN and Infinity are not JSON; to_dict gives None for them.
+    print(
+        json.dumps(to_dict(event), ensure_ascii=False, allow_nan=False)
+        if as_json
+        else to_text(event)
+    )
 
 
 def decode_file(protocol: str, path: Path, as_json: bool) -> int:
+    """Decode a capture and say what it held. Exit status: 0 when everything decoded, 1 when
+    some of it could not be (frame errors), 3 when nothing was decoded at all."""
     decoder = DECODERS[protocol](path.name)
-    data = load_capture(path)
+    data, form = load_text_capture(path.read_bytes())
     # Block by block, as a port would deliver it: waveform chunks stay small. A file has no
     # receive time: it is given as 0.
     for start in range(0, len(data), 4096):
@@ -132,12 +131,44 @@ def decode_file(protocol: str, path: Path, as_json: bool) -> int:
                 _print(event, as_json)
     stats = decoder.stats
     print(
-        f"{stats.frames} frames, {stats.bytes_in} bytes, {stats.error_count} frame errors",
+        f"{path.name}: read as {form}; {stats.frames} frames, {stats.bytes_in} bytes, "
+        f"{stats.error_count} frame errors",
         file=sys.stderr,
     )
     for reason, count in sorted(stats.errors.items()):
         print(f"  {count:6d}  {reason}", file=sys.stderr)
-    return 1 if stats.error_count else 0
+    for what, count in sorted(stats.unmapped.items()):
+        print(f"  {count:6d}  unmapped: {what}", file=sys.stderr)
+    if stats.frames:
+        return 1 if stats.error_count else 0
+    host = stats.errors.get(HOST_REQUEST, 0)
+    if host:
+        holds = f"only a host's requests (PC to monitor: {host})"
+        hint = "it has no monitor replies to decode"
+    elif not data:
+        holds, hint = "nothing", "the file is empty"
+    else:
+        holds = "nothing recognisable"
+        hint = f"no {protocol} frame in {len(data)} bytes read as {form}"
+        if (udp := _udp_ports(data)) is not None:
+            hint += (
+                f" (they are one Ethernet frame: a UDP datagram from port {udp[0]} to"
+                f" {udp[1]}, headers included; this decoder reads a serial stream)"
+            )
+    print(f"nothing decoded: the file holds {holds}; {hint}", file=sys.stderr)
+    return 3
+
+
+def _udp_ports(data: bytes) -> tuple[int, int] | None:
+    """Source and destination ports when ``data`` is an Ethernet frame of IPv4/UDP."""
+    if len(data) < 42 or data[12:14] != b"\x08\x00" or data[14] >> 4 != 4 or data[23] != 17:
+        return None
+    udp = 14 + (data[14] & 0x0F) * 4
+    if len(data) < udp + 4:
+        return None
+    return int.from_bytes(data[udp : udp + 2], "big"), int.from_bytes(
+        data[udp + 2 : udp + 4], "big"
+    )
 
 
 async def simulate(args: argparse.Namespace) -> int:
@@ -206,6 +237,15 @@ async def read_live(args: argparse.Namespace) -> int:
         source = DeviceReader(driver, args.port)
     task = spawn(source.run(), "reader")
     try:
+        if isinstance(source, Hl7Listener):
+            # Said at once: nothing else is printed until a sender connects.
+            async with asyncio.timeout(10):
+                await source.ready.wait()
+            print(
+                f"listening for HL7 over MLLP on {source.host}:{source.port}",
+                file=sys.stderr,
+                flush=True,
+            )
         async with asyncio.timeout(args.seconds):
             while True:
                 _print(await source.events.get(), args.json)

@@ -151,3 +151,25 @@ async def test_cms50_stops_streaming_without_keepalives(tmp_path: Path) -> None:
     finally:
         writer.close()
         await cancel_and_wait([task])
+
+
+@pytest.mark.parametrize("driver", ["nonin-7", "nonin-8"])
+async def test_a_nonin_reader_selecting_another_format_gets_data(
+    driver: str, tmp_path: Path
+) -> None:
+    """The reader selects its format; the simulator (streaming #2) switches and goes on at
+    the new format's rate. Counting #8's frames (one a second) on from #2's 75 a second
+    stalled it for minutes, and the reader fell silent."""
+    link = PtyLink(tmp_path / "tty")
+    patient = Patient(PatientParameters(heart_rate=80, spo2=96, rsa_bpm=0))
+    simulator = SIMULATORS["nonin"](link, patient)
+    sim_task = spawn(simulator.run(), "simulator")
+    await eventually(lambda: link.plugged)
+    await asyncio.sleep(0.5)  # some #2 frames sent before the reader asks for its format
+    reader = DeviceReader(DRIVERS[driver], link.path, options=FAST)
+    read_task = spawn(reader.run(), "reader")
+    try:
+        await _until(reader, _is("spo2", 96, 2))
+        await _until(reader, _is("pulse_rate", 80, 6))
+    finally:
+        await cancel_and_wait([read_task, sim_task])

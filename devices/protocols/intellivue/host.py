@@ -56,6 +56,25 @@ class _WaveSpec:
     scale: tuple[float, float, int, int] | None = None  # lower/upper absolute, lower/upper scaled
 
 
+#: The reason a host's request (PC to monitor) is skipped with.
+HOST_REQUEST = "a host's request (PC to monitor), not a monitor's message"
+
+
+def _from_a_host(payload: bytes) -> bool:
+    """Whether ``payload`` is a request only a host sends: an association request, or a
+    remote operation invoke (poll, GET, SET) or an event report's result."""
+    if not payload or payload[0] not in (t.SESSION_AARQ, t.SESSION_DATA):
+        return False
+    try:
+        message = m.parse_host(payload)
+    except MessageError:
+        return False
+    return isinstance(
+        message,
+        m.AssociationRequest | m.PollRequest | m.GetRequest | m.SetRequest | m.EventReportResult,
+    )
+
+
 def _quality(state: int) -> Quality:
     q = Quality.OK
     if state & (t.STATE_INVALID | t.STATE_UNAVAILABLE):
@@ -181,6 +200,11 @@ class IntelliVueHost(DecoderBase):
         self._guarded(events, now, len(payload), lambda out: self._message(payload, out, now))
 
     def _message(self, payload: bytes, events: list[DeviceEvent], now: float) -> None:
+        if _from_a_host(payload):
+            # Never sent by a monitor: a host's own request, met in a host-side log (or a
+            # looped-back line). Said as what it is, not as a malformed monitor message.
+            self._error(events, HOST_REQUEST, len(payload), now)
+            return
         try:
             message = m.parse_monitor(payload)
         except MessageError as exc:
