@@ -17,6 +17,7 @@ the port). The table of keys holds at most ``max_keys`` (oldest window first out
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
+from runtime.tasks import cancel_and_wait, spawn
 from signaling.auth import Principal
 from signaling.errors import AuthError
 from signaling.storage.audit import AuditEvent, AuditLog, DetailValue
@@ -68,6 +70,7 @@ class RefusalAudit:
         self._now = clock
         # Oldest window first: a window restarts at the end of the order.
         self._buckets: OrderedDict[tuple[str, str], _Window] = OrderedDict()
+        self._task: asyncio.Task[None] | None = None
 
     async def refused(
         self,
@@ -128,6 +131,28 @@ class RefusalAudit:
         for key, window in due:
             written += await self._summary(key, window)
         return written
+
+    def start(self, interval_s: float | None = None) -> None:
+        """Write the summaries of ended windows every ``interval_s`` (default: a quarter of
+        the window), so that the count of a flood that stopped is not left waiting for the
+        next refusal. Owned by the app's lifespan, which calls :meth:`stop`."""
+        if self._task is None:
+            self._task = spawn(self._run(interval_s or self.window_s / 4), "refusal-summaries")
+
+    async def stop(self) -> None:
+        """Stop the task and write every pending summary."""
+        if self._task is not None:
+            task, self._task = self._task, None
+            await cancel_and_wait([task])
+        await self.flush(everything=True)
+
+    async def _run(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.flush()
+            except Exception:  # an outage must not end the summaries for good
+                log.exception("writing refusal summaries failed; will try again")
 
     def _take_ended(
         self, now: float, everything: bool = False

@@ -23,6 +23,7 @@ from signaling.schema import ConsultationSummary, PrincipalKind
 from signaling.server.activity import ActivityRecorder
 from signaling.server.hub import Hub
 from signaling.server.refusals import RefusalAudit
+from signaling.server.session_watch import SessionWatcher
 from signaling.storage import consultations as store
 from signaling.storage.audit import AuditEvent, AuditLog, DetailValue
 from signaling.storage.database import Database
@@ -48,6 +49,9 @@ class Services:
     login_attempts: LoginAttempts | None = None
     #: Audits refusals at a bounded rate (default: on ``audit``, on ``clock``).
     refusal_audit: RefusalAudit | None = None
+    #: Closes this process's sockets of sessions ended by another process (default: looks
+    #: every ``activity_flush_s``).
+    session_watch: SessionWatcher | None = None
 
     def __post_init__(self) -> None:
         if self.login_attempts is None:
@@ -55,6 +59,22 @@ class Services:
             self.login_attempts = DatabaseLoginAttempts(self.db, limits)
         if self.refusal_audit is None:
             self.refusal_audit = RefusalAudit(self.audit, clock=self.clock.monotonic)
+        if self.session_watch is None:
+            self.session_watch = SessionWatcher(self.db, self.hub, self.config.activity_flush_s)
+
+    def start(self) -> None:
+        """Start the tasks the services own: the session watch and the refusal summaries.
+        Called by the app's lifespan once the services are built; starting again does
+        nothing. :meth:`stop` must follow."""
+        assert self.session_watch is not None  # set by __post_init__
+        self.session_watch.start()
+        self.refusals.start()
+
+    async def stop(self) -> None:
+        """Stop those tasks (pending refusal summaries are written)."""
+        assert self.session_watch is not None  # set by __post_init__
+        await self.session_watch.stop()
+        await self.refusals.stop()
 
     @property
     def refusals(self) -> RefusalAudit:

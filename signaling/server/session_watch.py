@@ -88,8 +88,11 @@ class SessionWatcher:
             await self._sleep(self.interval_s)
 
     def start(self) -> None:
-        self._task = spawn(self._run(), "session-watch")
+        """Start watching (again started: nothing happens)."""
+        if self._task is None:
+            self._task = spawn(self._run(), "session-watch")
 
     async def stop(self) -> None:
         if self._task is not None:
-            await cancel_and_wait([self._task])
+            task, self._task = self._task, None
+            await cancel_and_wait([task])

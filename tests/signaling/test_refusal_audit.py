@@ -31,7 +31,7 @@ from signaling.storage.audit import AuditLog
 from signaling.storage.database import Database
 from signaling.storage.models import AuditEventRow
 from telemed.serve import start_server
-from tests.helpers import LiveServer, make_config
+from tests.helpers import LiveServer, eventually, make_config
 from tests.signaling.sockets import auth
 
 
@@ -196,3 +196,22 @@ async def test_concurrent_refusals_count_exactly(db: Database) -> None:
     rows = await _rows(db)
     assert len(rows) == 5 + 1 + 1
     assert _detail(rows[-1])["suppressed"] == 45
+
+
+async def test_the_task_writes_the_summary_of_a_flood_that_stopped(db: Database) -> None:
+    clock = Clock()
+    refusals = RefusalAudit(AuditLog(db), rows_per_window=1, window_s=60, clock=clock)
+    refusals.start(interval_s=0.01)
+    try:
+        for _ in range(4):
+            await refusals.refused("ws.connect", "10.0.0.1:1", "bad_json")
+        clock.now += 61  # no refusal after this: the task alone writes the summary
+
+        async def summarised() -> list[dict[str, Any]]:
+            return [_detail(r) for r in await _rows(db) if _detail(r).get("summary")]
+
+        (summary,) = await eventually(summarised)
+        assert summary["suppressed"] == 3
+    finally:
+        await refusals.stop()
+    assert len(await _rows(db)) == 1 + 1 + 1

@@ -17,7 +17,6 @@ from sqlalchemy import update
 
 from signaling.auth import password_problem
 from signaling.schema import CloseCode, Role
-from signaling.server.session_watch import SessionWatcher
 from signaling.storage.models import UserRow
 from tests.helpers import PASSWORD, LiveServer, make_config, run_server
 from tests.signaling.sockets import api, auth, connect, recv
@@ -56,8 +55,9 @@ async def _login(server: LiveServer, username: str, password: str) -> int:
 @pytest.mark.slow
 async def test_disable_ends_every_session_and_socket_of_the_account(tmp_path: Path) -> None:
     async with run_server(make_config(tmp_path, activity_flush_s=0.2)) as server:
-        watcher = SessionWatcher(server.services.db, server.services.hub, interval_s=0.2)
-        watcher.start()
+        # The app's lifespan starts the services' tasks (the session watch among them);
+        # started again here, nothing happens.
+        server.services.start()
         try:
             await server.add_user("dw", Role.DOCTOR, "wonju")
             await server.add_user("tw", Role.TECHNICIAN, "wonju")
@@ -99,7 +99,7 @@ async def test_disable_ends_every_session_and_socket_of_the_account(tmp_path: Pa
             # Enabling opens no old session again.
             assert (await api(server, "GET", "/api/auth/me", tokens[1])).status_code == 401
         finally:
-            await watcher.stop()
+            await server.services.stop()
         report = await server.services.audit.verify()
         assert report.ok
 
