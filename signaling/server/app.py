@@ -28,7 +28,7 @@ from signaling.server.headers import SecurityHeaders
 from signaling.server.hub import Hub
 from signaling.server.retention import Retention
 from signaling.server.services import Services
-from signaling.server.ws import websocket_endpoint
+from signaling.server.ws import TransportAbort, websocket_endpoint
 from signaling.storage.accounts import sync_sites
 from signaling.storage.audit import AuditLog
 from signaling.storage.database import Database
@@ -90,12 +90,14 @@ def create_app(
         swagger_ui_oauth2_redirect_url="/docs/oauth2-redirect" if docs else None,
     )
     problems.install(app)
-    # Added last, so outermost: refusals made by the layers inside carry the headers too.
+    # Added after the routes' own layers, so outside them: refusals made inside carry the
+    # headers too; the abort function is taken from the server's own send (TransportAbort).
     app.add_middleware(
         SecurityHeaders,
         https=config.https,
         docs_paths=frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"} if docs else ()),
     )
+    app.add_middleware(TransportAbort)
     app.include_router(routes_auth.router)
     app.include_router(routes_consultations.router)
     app.include_router(routes_snapshots.router)

@@ -3,7 +3,9 @@
 The hub is in-memory and owned by one server process; the database keeps what must survive
 a restart (consultations, members, chat). Each connection has a bounded outbound queue drained
 by its own writer task, so a slow client never delays the others: when its queue is full it is
-closed (1013, try again later) instead of buffering without limit.
+closed (1013, try again later) instead of buffering without limit; a client that has
+stopped reading altogether cannot take even the close frame, and is cut off
+(:class:`~signaling.server.ws.WsSession`).
 
 Every authenticated connection is in its site's *lobby*: :meth:`Hub.publish` reaches the
 clinician sockets of a consultation's two sites whether they are in a room or not.
@@ -65,6 +67,9 @@ class Connection:
         self._limit = queue_size
         self.outbox: asyncio.Queue[str | CloseRequest] = asyncio.Queue(maxsize=queue_size + 1)
         self._closing = False
+        #: Called once when a close is requested: the owner of the socket makes sure the
+        #: close happens even when the writer is stuck on a client that stopped reading.
+        self.on_close_requested: Callable[[], None] | None = None
         # While joining: what arrives for this connection, to be sent after its ``joined``.
         self._held: list[str] | None = None
 
@@ -117,6 +122,12 @@ class Connection:
         if not self._closing:
             self._closing = True
             self.outbox.put_nowait(CloseRequest(code, reason))
+            if self.on_close_requested is not None:
+                self.on_close_requested()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
 
 @dataclass

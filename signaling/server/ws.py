@@ -19,6 +19,7 @@ import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from runtime.clock import Clock
@@ -89,6 +90,35 @@ class TokenBucket:
         return True
 
 
+#: Seconds a send may still wait once the connection is to be closed (a send queue that
+#: overflowed, a logout): a client that stopped reading is then cut off, without the close
+#: frame it would never read, instead of holding its socket until TCP gives up.
+CLOSE_GRACE_S = 2.0
+#: Where :class:`TransportAbort` leaves the function that cuts a connection off.
+ABORT_SCOPE_KEY = "telemed.abort"
+
+
+class TransportAbort:
+    """ASGI middleware that puts ``scope[ABORT_SCOPE_KEY]``, a function dropping the TCP
+    connection at once (unsent data discarded), into each WebSocket's scope.
+
+    ASGI has no such event: ``websocket.close`` waits, like every send, for the client to
+    read. Under uvicorn the server's ``send`` is a method of the connection's protocol, which
+    holds the asyncio transport; this middleware must be outside any that wraps ``send``.
+    Under a server where that is not so, no function is set and a client that stopped
+    reading keeps its socket until the server's keepalive ends it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if isinstance(transport, asyncio.Transport):
+                scope = {**scope, ABORT_SCOPE_KEY: transport.abort}
+        await self.app(scope, receive, send)
+
+
 class _Closing(Exception):
     """The connection is to be closed after what is queued has been sent."""
 
@@ -105,6 +135,8 @@ class WsSession:
         self._clock = svc.clock
         self._bucket = TokenBucket(svc.config.ws_rate_per_s, svc.config.ws_burst, svc.clock)
         self._last_activity = self._clock.monotonic()
+        #: The deadline of the writer's send in progress (None while it waits for work).
+        self._send_deadline: asyncio.Timeout | None = None
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -197,14 +229,37 @@ class WsSession:
         try:
             while True:
                 item = await conn.outbox.get()
-                if isinstance(item, CloseRequest):
-                    if self.ws.application_state is WebSocketState.CONNECTED:
-                        await self.ws.close(item.code, item.reason)
-                    return
-                await self.ws.send_text(item)
+                # No deadline while the client keeps up: a send waits for its socket to drain.
+                # Once a close is requested (see _hurry), a send still waiting gets
+                # CLOSE_GRACE_S: a client that stopped reading never takes the close frame.
+                async with asyncio.timeout(None) as deadline:
+                    self._send_deadline = deadline
+                    try:
+                        if conn.closing:
+                            self._hurry()
+                        if isinstance(item, CloseRequest):
+                            if self.ws.application_state is WebSocketState.CONNECTED:
+                                await self.ws.close(item.code, item.reason)
+                            return
+                        await self.ws.send_text(item)
+                    finally:
+                        self._send_deadline = None
+        except TimeoutError:
+            log.warning(
+                "ws %s: peer %s stopped reading; cutting the connection", self.addr, conn.peer_id
+            )
+            abort = self.ws.scope.get(ABORT_SCOPE_KEY)
+            if callable(abort):
+                abort()
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             # The client went away mid-send; the reader sees the disconnect and cleans up.
             log.debug("ws %s: writer stopped: %r", self.addr, exc)
+
+    def _hurry(self) -> None:
+        """A close was requested: what the writer is waiting to send now gets a deadline."""
+        deadline = self._send_deadline
+        if deadline is not None and deadline.when() is None:
+            deadline.reschedule(asyncio.get_running_loop().time() + CLOSE_GRACE_S)
 
     async def _authenticate(self) -> bool:
         """Wait for a valid ``hello``; on success ``self.conn`` is set."""
@@ -260,6 +315,7 @@ class WsSession:
             return False
         peer_id = f"p-{secrets.token_hex(6)}"
         self.conn = Connection(peer_id, principal, self.addr, self.svc.config.ws_send_queue)
+        self.conn.on_close_requested = self._hurry
         self.conn.instance = hello.instance
         await self.svc.record(
             "ws.connect", principal, self.addr, detail={"client": hello.client, "peer": peer_id}

@@ -5,12 +5,19 @@ where a well-behaved client library would hide the attack)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 from signaling.errors import ProtocolError
 from signaling.schema import (
@@ -21,8 +28,8 @@ from signaling.schema import (
     json_depth_exceeds,
     parse_client_message,
 )
-from tests.helpers import LiveServer, make_config, run_server
-from tests.signaling.sockets import connect, recv
+from tests.helpers import LiveServer, eventually, make_config, run_server
+from tests.signaling.sockets import active_consultation, connect, join, recv
 
 
 async def _closed_with(ws: ClientConnection) -> int | None:
@@ -100,3 +107,101 @@ async def test_nesting_bombs_count_as_protocol_errors(tmp_path: Path) -> None:
         await ws.send("{" * 60_000)
         assert (await recv(ws))["code"] == "too_deep"
         assert await _closed_with(ws) == CloseCode.POLICY_VIOLATION
+
+
+# -- a reader that never reads ----------------------------------------------------------------
+
+
+class StalledClient:
+    """A WebSocket client on a raw socket (websockets' sans-I/O protocol): it reads only
+    when told to, so it can stop reading altogether, as a hung tab or an attacker does.
+    Client libraries keep reading into their own buffers; this one does not."""
+
+    def __init__(self, url: str) -> None:
+        self.protocol = ClientProtocol(parse_uri(url), max_size=None)
+        self.url = url
+        self.reader: asyncio.StreamReader
+        self.writer: asyncio.StreamWriter
+
+    async def open(self, port: int) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        # A small stream buffer too: asyncio stops reading the socket once it is full.
+        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=4096)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        while self.protocol.handshake_exc is None and not self._handshake_done():
+            self.protocol.receive_data(await self.reader.read(4096))
+        assert self.protocol.handshake_exc is None
+
+    def _handshake_done(self) -> bool:
+        return any(isinstance(e, Response) for e in self.protocol.events_received())
+
+    def _flush(self) -> None:
+        self.writer.write(b"".join(self.protocol.data_to_send()))
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.protocol.send_text(json.dumps(message).encode())
+        self._flush()
+        await self.writer.drain()
+
+    async def recv(self) -> dict[str, Any]:
+        async with asyncio.timeout(5):
+            while True:
+                for event in self.protocol.events_received():
+                    if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                        return dict(json.loads(bytes(event.data)))
+                data = await self.reader.read(65536)
+                if not data:
+                    raise ConnectionResetError("closed")
+                self.protocol.receive_data(data)
+
+    async def lost(self) -> bool:
+        """Reads until the connection ends; True when it ended (reset or closed)."""
+        try:
+            async with asyncio.timeout(10):
+                while await self.reader.read(1 << 20):
+                    pass
+        except ConnectionResetError:
+            pass
+        return True
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_a_reader_that_stopped_reading_is_cut_off(tmp_path: Path) -> None:
+    config = make_config(tmp_path, ws_rate_per_s=1000.0, ws_burst=1000)
+    async with run_server(config) as server:
+        tokens, cid = await active_consultation(
+            server, [("tw", Role.TECHNICIAN, "wonju"), ("dk", Role.DOCTOR, "koriyama")]
+        )
+        slow = StalledClient(server.ws_url)
+        await slow.open(int(server.base_url.rsplit(":", 1)[1]))
+        try:
+            await slow.send({"type": "hello", "v": PROTOCOL_VERSION, "token": tokens["dk"]})
+            assert (await slow.recv())["type"] == "welcome"
+            await slow.send({"type": "join", "consultation_id": cid})
+            assert (await slow.recv())["type"] == "joined"
+            sender, _ = await connect(server, tokens["tw"])
+            await join(sender, cid)
+            hub = server.services.hub
+            assert hub.connection_count == 2
+            # From here the slow one reads nothing: more than the kernel's buffers on both
+            # sides hold (a few MB on loopback) and its send queue (256) is sent its way.
+            sdp = "v=0\r\n" + "a=x\r\n" * 9_000  # 54 kB an offer
+            for _ in range(400):
+                await sender.send(json.dumps({"type": "offer", "sdp": sdp}))
+            # Flagged once its queue overflowed, and then cut off: not left to the keepalive.
+            await eventually(lambda: hub.connection_count == 1, timeout=15, what="slow one gone")
+            # The sender is served throughout, and told the slow one left.
+            await sender.send(json.dumps({"type": "ping", "nonce": 1}))
+            seen = []
+            while (message := await recv(sender))["type"] != "pong":
+                seen.append(message["type"])
+            assert seen == ["peer-left"]
+            assert await slow.lost()
+            await sender.close()
+        finally:
+            slow.close()
