@@ -2,7 +2,13 @@
 
 An authenticated socket is in its site's lobby and receives ``consultation`` messages
 (:meth:`~signaling.server.hub.Hub.publish`) whether it has joined a room or not. Chat is
-stored with the consultation before it is relayed, and replayed in every ``joined``. An
+stored with the consultation before it is relayed, and replayed in every ``joined``.
+
+The rule for what a room relays: chat, offers, answers, candidates and alarm messages only
+while the consultation is *active*; before it is accepted and after it ends each is refused
+with ``not_active`` and nothing is kept. Before acceptance the consulting site has not taken
+the patient on and sees nothing of them; the requesting site's staff talk on their own
+ward. The README's protocol section says the same. An
 ``alarm-ack`` (a doctor of the room) or ``alarm-limits`` (a doctor of the consulting site)
 is audited and relayed to the room's gateways only; anyone else gets ``not_permitted``.
 

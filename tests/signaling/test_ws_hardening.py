@@ -29,7 +29,15 @@ from signaling.schema import (
     parse_client_message,
 )
 from tests.helpers import LiveServer, eventually, make_config, run_server
-from tests.signaling.sockets import active_consultation, connect, join, recv
+from tests.signaling.sockets import (
+    act,
+    active_consultation,
+    api,
+    connect,
+    join,
+    recv,
+    request_consultation,
+)
 
 
 async def _closed_with(ws: ClientConnection) -> int | None:
@@ -205,3 +213,49 @@ async def test_a_reader_that_stopped_reading_is_cut_off(tmp_path: Path) -> None:
             await sender.close()
         finally:
             slow.close()
+
+
+# -- chat before acceptance -------------------------------------------------------------------
+
+
+async def test_no_chat_before_the_consultation_is_accepted(server: LiveServer) -> None:
+    """The rule (the module docstring of signaling.server.ws): chat only in an active
+    consultation. Before acceptance the consulting site has not taken the patient on, and
+    the requesting site's staff talk on their own ward; after it ends, the record is closed."""
+    for name, role, site in [
+        ("tw", Role.TECHNICIAN, "wonju"),
+        ("dw", Role.DOCTOR, "wonju"),
+        ("dk", Role.DOCTOR, "koriyama"),
+    ]:
+        await server.add_user(name, role, site)
+    tokens = {name: await server.token(name) for name in ("tw", "dw", "dk")}
+    cid = await request_consultation(server, tokens["tw"], "koriyama")
+    sockets = {}
+    for name in ("tw", "dw", "dk"):
+        sockets[name], _ = await connect(server, tokens[name])
+        await join(sockets[name], cid)
+    for name in ("tw", "dk"):
+        await sockets[name].send(json.dumps({"type": "chat", "text": f"from {name}"}))
+        while (refused := await recv(sockets[name]))["type"] == "peer-joined":
+            pass
+        assert (refused["type"], refused["code"]) == ("error", "not_active"), refused
+    # Nobody was told anything but the arrivals, and nothing was kept.
+    for ws in sockets.values():
+        await _drain_presence_then_pong(ws)
+    response = await api(server, "GET", f"/api/consultations/{cid}/chat", tokens["tw"])
+    assert response.json() == []
+    # Accepted: now it is relayed to the whole room.
+    await act(server, tokens["dk"], cid, "accept")
+    await sockets["dk"].send(json.dumps({"type": "chat", "text": "accepted"}))
+    for ws in sockets.values():
+        while (message := await recv(ws))["type"] != "chat":
+            assert message["type"] in ("consultation-state", "consultation"), message
+        assert message["text"] == "accepted"
+    for ws in sockets.values():
+        await ws.close()
+
+
+async def _drain_presence_then_pong(ws: ClientConnection) -> None:
+    await ws.send(json.dumps({"type": "ping", "nonce": 3}))
+    while (message := await recv(ws))["type"] != "pong":
+        assert message["type"] == "peer-joined", message
