@@ -101,7 +101,14 @@ WAVE_RATES = {
 }
 #: (code, scale) of the waves this decoder passes on.
 WAVE_CODES: dict[WaveType, tuple[VitalCode, float]] = {
-    WaveType.ECG1: (codes.ECG_II, 0.001),  # microvolts -> mV (channel 1 shows lead II)
+    # ECG samples are in microvolts: the S/5 Computer Interface Specification's wave table
+    # gives the ECG waves' unit as uV (0.001 mV a unit), not 0.01 mV. The amplitudes agree:
+    # the B650 ECG1 captures in ../shared/device-captures/ge-datex-s5-dri (written by the
+    # icu_devices program with 0.01) span about 14 mV between their 1st and 99th
+    # percentiles, ten times any surface ECG (a QRS is 0.5-3 mV; a monitor's ECG input
+    # range is +-5 mV, IEC 60601-2-27); at 0.001 the same raw values span 1.4-2.5 mV.
+    # tests/devices/test_datex_scale.py checks this on the captures. Channel 1 shows lead II.
+    WaveType.ECG1: (codes.ECG_II, 0.001),
     WaveType.PLETH: (codes.PLETH, 0.01),
 }
 
