@@ -71,6 +71,8 @@ class ErrorCode(enum.StrEnum):
     #: In the room, but the role or site may not do this (an alarm acknowledgement by a
     #: technician, a limit change from the requesting site).
     NOT_PERMITTED = "not_permitted"
+    #: The account already has as many sockets open as the server allows.
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     INTERNAL = "internal"
 
 
@@ -84,6 +86,8 @@ class CloseCode(enum.IntEnum):
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013
     UNAUTHORIZED = 4401
+    #: Too many sockets from the client's address, or for its account.
+    TOO_MANY_CONNECTIONS = 4429
     SESSION_EXPIRED = 4408
     UNSUPPORTED_VERSION = 4426
 

@@ -146,13 +146,54 @@ class Hub:
         # must not recreate their room. The race spans one database read, so remembering the
         # last few thousand is plenty, and keeps the set bounded.
         self._ended: OrderedDict[str, None] = OrderedDict()
+        # Open sockets per source address (authenticated or not) and per account.
+        self._per_address: dict[str, int] = {}
+        self._per_account: dict[tuple[PrincipalKind, int], int] = {}
+        self._refused_from: dict[str, int] = {}
 
-    def register(self, conn: Connection) -> None:
+    def open_from(self, host: str, limit: int) -> int:
+        """Count a new socket from ``host`` (before its ``hello``) unless ``limit`` are open
+        from there already. Returns 0 when counted (to be matched by :meth:`closed_from`),
+        else how many sockets from ``host`` have been refused since one of its sockets last
+        closed, this one included (the caller audits the first few one by one)."""
+        count = self._per_address.get(host, 0)
+        if count >= limit:
+            refused = self._refused_from.get(host, 0) + 1
+            self._refused_from[host] = refused
+            return refused
+        self._per_address[host] = count + 1
+        return 0
+
+    def closed_from(self, host: str) -> int:
+        """A socket counted by :meth:`open_from` closed. Returns how many were refused from
+        ``host`` meanwhile (the count starts again)."""
+        count = self._per_address.get(host, 0) - 1
+        if count > 0:
+            self._per_address[host] = count
+        else:
+            self._per_address.pop(host, None)
+        return self._refused_from.pop(host, 0)
+
+    def register(self, conn: Connection, per_account: int | None = None) -> bool:
+        """Add an authenticated connection, unless its account has ``per_account`` open
+        already (False: refuse it). Checked and counted in one step: no await between."""
+        key = (conn.principal.kind, conn.principal.id)
+        count = self._per_account.get(key, 0)
+        if per_account is not None and count >= per_account:
+            return False
+        self._per_account[key] = count + 1
         self._connections[conn.peer_id] = conn
+        return True
 
     def unregister(self, conn: Connection, reason: str) -> None:
         self.leave(conn, reason)
-        self._connections.pop(conn.peer_id, None)
+        if self._connections.pop(conn.peer_id, None) is not None:
+            key = (conn.principal.kind, conn.principal.id)
+            count = self._per_account.get(key, 0) - 1
+            if count > 0:
+                self._per_account[key] = count
+            else:
+                self._per_account.pop(key, None)
 
     @property
     def connection_count(self) -> int:

@@ -100,6 +100,9 @@ class TokenBucket:
 #: overflowed, a logout): a client that stopped reading is then cut off, without the close
 #: frame it would never read, instead of holding its socket until TCP gives up.
 CLOSE_GRACE_S = 2.0
+#: Refused sockets from one address audited one by one; the rest are counted, and written as
+#: one row when one of that address's sockets closes.
+REFUSALS_AUDITED = 5
 #: Where :class:`TransportAbort` leaves the function that cuts a connection off.
 ABORT_SCOPE_KEY = "telemed.abort"
 
@@ -192,13 +195,47 @@ class WsSession:
 
     async def run(self) -> None:
         await self.ws.accept()
+        host = self.ws.client.host if self.ws.client else "unknown"
+        refused = self.svc.hub.open_from(host, self.svc.config.ws_max_per_address)
+        if refused:
+            limit = self.svc.config.ws_max_per_address
+            await self.ws.close(
+                CloseCode.TOO_MANY_CONNECTIONS, f"too many connections from this address ({limit})"
+            )
+            if refused <= REFUSALS_AUDITED:
+                await self.svc.record(
+                    "ws.connect",
+                    None,
+                    self.addr,
+                    outcome="denied",
+                    detail={"why": "too many connections from this address", "limit": limit},
+                )
+            return
+        try:
+            await self._run()
+        finally:
+            refused = self.svc.hub.closed_from(host)
+            if refused > REFUSALS_AUDITED:
+                # The refusals past the first few, in one row: a flood of attempts cannot
+                # flood the audit chain.
+                await self.svc.record(
+                    "ws.connect",
+                    None,
+                    self.addr,
+                    outcome="denied",
+                    detail={
+                        "why": "too many connections from this address",
+                        "suppressed": refused - REFUSALS_AUDITED,
+                    },
+                )
+
+    async def _run(self) -> None:
         writer: asyncio.Task[None] | None = None
         reason = "disconnected"
         try:
             if not await self._authenticate():
                 return
             assert self.conn is not None
-            self.svc.hub.register(self.conn)
             writer = asyncio.create_task(self._write(self.conn), name=f"ws-writer-{self.addr}")
             await self._serve()
         except _Closing:
@@ -320,7 +357,21 @@ class WsSession:
             )
             return False
         peer_id = f"p-{secrets.token_hex(6)}"
-        self.conn = Connection(peer_id, principal, self.addr, self.svc.config.ws_send_queue)
+        conn = Connection(peer_id, principal, self.addr, self.svc.config.ws_send_queue)
+        limit = self.svc.config.ws_max_per_account
+        if not self.svc.hub.register(conn, limit):
+            why = f"too many connections for this account ({limit})"
+            await self.svc.record(
+                "ws.connect",
+                principal,
+                self.addr,
+                outcome="denied",
+                detail={"why": "too many connections for this account", "limit": limit},
+            )
+            await self._send(Error(code=ErrorCode.TOO_MANY_CONNECTIONS, reason=why, ref="hello"))
+            await self._close(CloseCode.TOO_MANY_CONNECTIONS, why)
+            return False
+        self.conn = conn
         self.conn.on_close_requested = self._hurry
         self.conn.instance = hello.instance
         await self.svc.record(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import websockets
+from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -28,6 +29,7 @@ from signaling.schema import (
     json_depth_exceeds,
     parse_client_message,
 )
+from signaling.storage.models import AuditEventRow
 from tests.helpers import LiveServer, eventually, make_config, run_server
 from tests.signaling.sockets import (
     act,
@@ -259,3 +261,87 @@ async def _drain_presence_then_pong(ws: ClientConnection) -> None:
     await ws.send(json.dumps({"type": "ping", "nonce": 3}))
     while (message := await recv(ws))["type"] != "pong":
         assert message["type"] == "peer-joined", message
+
+
+# -- sockets per address and per account -----------------------------------------------------
+
+
+async def _audit(server: LiveServer, action: str) -> list[tuple[str, str, dict[str, Any]]]:
+    async with server.services.db.session() as session:
+        rows = (
+            await session.scalars(
+                select(AuditEventRow)
+                .where(AuditEventRow.action == action)
+                .order_by(AuditEventRow.seq)
+            )
+        ).all()
+    return [(r.actor_name, r.outcome, json.loads(r.detail)) for r in rows]
+
+
+async def _refused_with(ws: ClientConnection) -> tuple[int | None, str | None]:
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            await recv(ws)
+    return ws.close_code, ws.close_reason
+
+
+async def test_sockets_per_address_are_capped_and_refusals_audited(tmp_path: Path) -> None:
+    async with run_server(make_config(tmp_path, ws_max_per_address=3)) as server:
+        await server.add_user("dw", Role.DOCTOR, "wonju")
+        token = await server.token("dw")
+        # Before hello too: an address cannot hoard unauthenticated sockets.
+        held = [await websockets.connect(server.ws_url) for _ in range(3)]
+        refused = [await websockets.connect(server.ws_url) for _ in range(8)]
+        for ws in refused:
+            code, reason = await _refused_with(ws)
+            assert code == CloseCode.TOO_MANY_CONNECTIONS
+            assert reason == "too many connections from this address (3)"
+        # The held ones are served; when one closes, there is room again.
+        await held[0].send(json.dumps({"type": "hello", "v": PROTOCOL_VERSION, "token": token}))
+        assert (await recv(held[0]))["type"] == "welcome"
+        await held[1].close()
+        again, _ = await connect_eventually(server, token)
+        rows = await _audit(server, "ws.connect")
+        denied = [detail for _, outcome, detail in rows if outcome == "denied"]
+        # Five one by one, then the other three in one row when a socket of theirs closed.
+        why = "too many connections from this address"
+        assert denied == [{"why": why, "limit": 3}] * 5 + [{"why": why, "suppressed": 3}]
+        for ws in (held[0], held[2], again):
+            await ws.close()
+
+
+async def connect_eventually(
+    server: LiveServer, token: str
+) -> tuple[ClientConnection, dict[str, Any]]:
+    """``connect``, once the server has counted a socket closed by the client as gone."""
+    for _ in range(50):
+        try:
+            return await connect(server, token)
+        except (AssertionError, websockets.ConnectionClosed):
+            await asyncio.sleep(0.1)
+    return await connect(server, token)
+
+
+async def test_sockets_per_account_are_capped_and_refusals_audited(tmp_path: Path) -> None:
+    async with run_server(make_config(tmp_path, ws_max_per_account=2)) as server:
+        await server.add_user("dw", Role.DOCTOR, "wonju")
+        await server.add_user("dk", Role.DOCTOR, "koriyama")
+        token = await server.token("dw")
+        tabs = [(await connect(server, token))[0] for _ in range(2)]
+        async with websockets.connect(server.ws_url) as third:
+            await third.send(json.dumps({"type": "hello", "v": PROTOCOL_VERSION, "token": token}))
+            error = await recv(third)
+            assert (error["type"], error["code"]) == ("error", "too_many_connections")
+            assert error["reason"] == "too many connections for this account (2)"
+            code, _ = await _refused_with(third)
+            assert code == CloseCode.TOO_MANY_CONNECTIONS
+        # Another account is not affected; a closed tab makes room.
+        other, _ = await connect(server, await server.token("dk"))
+        await tabs[0].close()
+        again, _ = await connect_eventually(server, token)
+        rows = await _audit(server, "ws.connect")
+        assert [(who, detail) for who, outcome, detail in rows if outcome == "denied"] == [
+            ("dw", {"why": "too many connections for this account", "limit": 2})
+        ]
+        for ws in (tabs[1], other, again):
+            await ws.close()

@@ -12,6 +12,7 @@ export const CloseCode = Object.freeze({
   "INTERNAL_ERROR": 1011,
   "TRY_AGAIN_LATER": 1013,
   "UNAUTHORIZED": 4401,
+  "TOO_MANY_CONNECTIONS": 4429,
   "SESSION_EXPIRED": 4408,
   "UNSUPPORTED_VERSION": 4426
 });
@@ -37,6 +38,7 @@ export const ErrorCode = Object.freeze({
   "UNKNOWN_PEER": "unknown_peer",
   "RATE_LIMITED": "rate_limited",
   "NOT_PERMITTED": "not_permitted",
+  "TOO_MANY_CONNECTIONS": "too_many_connections",
   "INTERNAL": "internal"
 });
 
