@@ -103,6 +103,11 @@ CLOSE_GRACE_S = 2.0
 #: Refused sockets from one address audited one by one; the rest are counted, and written as
 #: one row when one of that address's sockets closes.
 REFUSALS_AUDITED = 5
+#: Protocol faults of one connection audited one by one (``ws.protocol_error``); the rest are
+#: counted by code and written as one row when the connection ends.
+FAULTS_AUDITED = 5
+#: Faults whose refusal is audited under the action refused (a join, an alarm message).
+_AUDITED_BY_ACTION = frozenset({ErrorCode.NOT_FOUND, ErrorCode.NOT_MEMBER, ErrorCode.NOT_PERMITTED})
 #: Where :class:`TransportAbort` leaves the function that cuts a connection off.
 ABORT_SCOPE_KEY = "telemed.abort"
 
@@ -144,6 +149,9 @@ class WsSession:
         self._clock = svc.clock
         self._bucket = TokenBucket(svc.config.ws_rate_per_s, svc.config.ws_burst, svc.clock)
         self._last_activity = self._clock.monotonic()
+        # Protocol faults audited so far, and those past FAULTS_AUDITED by code.
+        self._faults_seen = 0
+        self._faults_unaudited: dict[str, int] = {}
         #: The deadline of the writer's send in progress (None while it waits for work).
         self._send_deadline: asyncio.Timeout | None = None
 
@@ -171,13 +179,45 @@ class WsSession:
         return parse_client_message(data, self.svc.config.ws_max_json_depth)
 
     async def _fault(self, exc: ProtocolError) -> None:
-        """Answer a protocol fault; close the socket once there have been too many."""
+        """Answer a protocol fault, audit it (the first few one by one, the rest counted for
+        one row at close: see :meth:`_audit_faults`); close the socket once there have been
+        too many."""
         self.errors += 1
         log.info("ws %s: %s (%d/%d)", self.addr, exc, self.errors, self.svc.config.ws_max_errors)
+        if exc.code not in _AUDITED_BY_ACTION:
+            self._faults_seen += 1
+            if self._faults_seen <= FAULTS_AUDITED:
+                await self._record_fault(
+                    {"code": str(exc.code), "reason": exc.reason[:200], "ref": exc.ref or ""}
+                )
+            else:
+                self._faults_unaudited[str(exc.code)] = (
+                    self._faults_unaudited.get(str(exc.code), 0) + 1
+                )
         await self._send(exc.to_message())
         if self.errors >= self.svc.config.ws_max_errors:
             await self._close(CloseCode.POLICY_VIOLATION, "too many protocol errors")
             raise _Closing
+
+    async def _record_fault(self, detail: dict[str, DetailValue]) -> None:
+        conn = self.conn
+        await self.svc.record(
+            "ws.protocol_error",
+            conn.principal if conn else None,
+            self.addr,
+            consultation_id=conn.consultation_id if conn else None,
+            outcome="denied",
+            detail={"peer": conn.peer_id if conn else "", **detail},
+        )
+
+    async def _audit_faults(self) -> None:
+        """At close: one row counting the faults not audited one by one, by code."""
+        if self._faults_unaudited:
+            codes = ",".join(f"{c}:{n}" for c, n in sorted(self._faults_unaudited.items()))
+            await self._record_fault(
+                {"suppressed": sum(self._faults_unaudited.values()), "codes": codes}
+            )
+            self._faults_unaudited.clear()
 
     async def _send(self, message: Welcome | Error | Pong | Joined | Left | Chat) -> None:
         if self.conn is None:  # before hello there is no writer yet
@@ -214,6 +254,7 @@ class WsSession:
         try:
             await self._run()
         finally:
+            await self._audit_faults()
             refused = self.svc.hub.closed_from(host)
             if refused > REFUSALS_AUDITED:
                 # The refusals past the first few, in one row: a flood of attempts cannot
@@ -312,6 +353,9 @@ class WsSession:
                 message = await self._receive(max(0.0, deadline - self._clock.monotonic()))
             except TimeoutError:
                 await self._close(CloseCode.UNAUTHORIZED, "no hello in time")
+                await self.svc.record(
+                    "ws.connect", None, self.addr, outcome="denied", detail={"why": "no hello"}
+                )
                 return False
             except ProtocolError as exc:
                 await self._fault(exc)
@@ -327,6 +371,13 @@ class WsSession:
                     )
                 )
                 await self._close(CloseCode.UNAUTHORIZED, "not authenticated")
+                await self.svc.record(
+                    "ws.connect",
+                    None,
+                    self.addr,
+                    outcome="denied",
+                    detail={"why": str(ErrorCode.NOT_AUTHENTICATED), "ref": message.type},
+                )
                 return False
             return await self._hello(message)
 
@@ -350,7 +401,13 @@ class WsSession:
         except AuthError as exc:
             expired = isinstance(exc, SessionEnded | TokenExpired)
             code = ErrorCode.SESSION_EXPIRED if expired else ErrorCode.AUTH_FAILED
-            await self.svc.record("ws.connect", None, self.addr, outcome="denied")
+            await self.svc.record(
+                "ws.connect",
+                None,
+                self.addr,
+                outcome="denied",
+                detail={"why": str(code), "reason": str(exc)[:200], "client": hello.client or ""},
+            )
             await self._send(Error(code=code, reason=str(exc), ref="hello"))
             await self._close(
                 CloseCode.SESSION_EXPIRED if expired else CloseCode.UNAUTHORIZED, str(exc)

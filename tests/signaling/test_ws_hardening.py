@@ -345,3 +345,52 @@ async def test_sockets_per_account_are_capped_and_refusals_audited(tmp_path: Pat
         ]
         for ws in (tabs[1], other, again):
             await ws.close()
+
+
+# -- protocol errors and refused connections in the audit -------------------------------------
+
+
+async def test_protocol_errors_are_audited_with_a_summary_past_the_first_few(
+    tmp_path: Path,
+) -> None:
+    async with run_server(make_config(tmp_path, ws_max_errors=100)) as server:
+        await server.add_user("dw", Role.DOCTOR, "wonju")
+        ws, welcome = await connect(server, await server.token("dw"))
+        big = json.dumps({"type": "chat", "text": "x" * (server.config.ws_max_message_bytes + 1)})
+        bad = ["{nope"] * 4 + ["[" * 100] * 2 + [big] * 2
+        for text in bad:
+            await ws.send(text)
+            assert (await recv(ws))["type"] == "error"
+        await ws.close()
+        await eventually(lambda: server.services.hub.connection_count == 0, what="closed")
+        rows = await eventually(
+            lambda: _audit_rows_at_least(server, "ws.protocol_error", 6), what="summary row"
+        )
+        assert {(who, outcome) for who, outcome, _ in rows} == {("dw", "denied")}
+        details = [detail for _, _, detail in rows]
+        assert [d["code"] for d in details[:5]] == ["bad_json"] * 4 + ["too_deep"]
+        assert all(d["peer"] == welcome["peer_id"] and d["reason"] for d in details[:5])
+        assert details[5] == {
+            "peer": welcome["peer_id"],
+            "suppressed": 3,
+            "codes": "too_deep:1,too_large:2",
+        }
+
+
+async def _audit_rows_at_least(
+    server: LiveServer, action: str, n: int
+) -> list[tuple[str, str, dict[str, Any]]]:
+    rows = await _audit(server, action)
+    return rows if len(rows) >= n else []
+
+
+async def test_refused_connections_are_audited_with_why(server: LiveServer) -> None:
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.send(json.dumps({"type": "hello", "v": PROTOCOL_VERSION, "token": "forged"}))
+        assert (await recv(ws))["code"] == "auth_failed"
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.send(json.dumps({"type": "join", "consultation_id": "c-1"}))
+        assert (await recv(ws))["code"] == "not_authenticated"
+    rows = await eventually(lambda: _audit_rows_at_least(server, "ws.connect", 2))
+    whys = [(who, outcome, detail["why"]) for who, outcome, detail in rows]
+    assert whys == [("", "denied", "auth_failed"), ("", "denied", "not_authenticated")]
