@@ -310,26 +310,57 @@ def _err(location: str, code: int, severity: str, text: str) -> str:
     return f"ERR||{location}|{error}|{severity}||||{clean}"
 
 
+def _clean(value: str, limit: int = 200) -> str:
+    """A value safe inside one field of our answer (which uses ``|^~\\&``)."""
+    for char in "|^~\\&\r\n":
+        value = value.replace(char, " ")
+    return value[:limit]
+
+
 def ack(
     text: str,
     code: str,
     reason: str = "",
     errors: list[str] | None = None,
 ) -> str:
-    """The ACK for ``text``: MSA with ``code`` (AA, AE or AR) and ``reason`` in MSA-3, then
-    the ``errors`` (ERR segments). Never raises: a message whose MSH python-hl7 cannot
-    answer gets a plain ACK of our own."""
-    try:
-        original = hl7.parse(text.replace("\n", "\r"))
-        reply = str(original.create_ack(code))
-    except Exception:  # python-hl7 on a malformed MSH (TypeError, AssertionError, ...)
-        now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-        reply = f"MSH|^~\\&|TELEMED|GATEWAY|||{now}||ACK|{now}|P|2.6\rMSA|{code}|"
-    reply = reply.rstrip("\r")
+    """The ACK for ``text``: MSH with the sender and receiver swapped, MSA with ``code`` (AA,
+    AE or AR), the message's control id and ``reason`` in MSA-3, then the ``errors`` (ERR
+    segments). Built from the MSH's fields as they are split here, without parsing the
+    message again: it never raises, whatever the MSH holds (python-hl7's ``create_ack``
+    raised TypeError on an MSH-9 of one component), and costs little."""
+    head = text.replace("\n", "\r").split("\r", 1)[0]
+    fields = head.split(head[3], 20) if head.startswith("MSH") and len(head) > 3 else []
+
+    def msh(n: int) -> str:  # MSH-n: fields[n - 1], MSH-1 being the separator itself
+        value = fields[n - 1] if 1 < n <= len(fields) else ""
+        parts = value.split(head[4]) if len(head) > 4 else [value]
+        return "^".join(_clean(p, 60) for p in parts[:4])
+
+    def component(n: int, k: int) -> str:
+        parts = fields[n - 1].split(head[4]) if 1 < n <= len(fields) and len(head) > 4 else []
+        return _clean(parts[k], 40) if len(parts) > k else ""
+
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y%m%d%H%M%S")
+    sender = [msh(5), msh(6), msh(3), msh(4)]
+    trigger = component(9, 1)
+    kind = f"ACK^{trigger}^ACK" if trigger else "ACK"
+    control = f"ACK{now.strftime('%Y%m%d%H%M%S%f')}"
+    header = [
+        "MSH",
+        "^~\\&",
+        *sender,
+        stamp,
+        "",
+        kind,
+        control,
+        _clean(msh(11), 3) or "P",
+        _clean(msh(12), 10) or "2.6",
+    ]
+    msa = ["MSA", code, _clean(msh(10), 50).replace("^", " ")]
     if reason:
-        clean = reason.replace("|", "/").replace("\r", " ").replace("^", " ").replace("~", " ")
-        reply += "|" + clean.replace("\\", "/").replace("&", " ")[:200]
-    return "\r".join([reply, *(errors or [])]) + "\r"
+        msa.append(_clean(reason.replace("^", " ")))
+    return "\r".join(["|".join(header), "|".join(msa), *(errors or [])]) + "\r"
 
 
 class Hl7Decoder(DecoderBase):
