@@ -67,7 +67,8 @@ class Figures:
 def mutate_binary(rng: random.Random, data: bytes, fields: Sequence[int] = ()) -> bytes:
     """One to four structure-aware edits of a binary message: a 16-bit field (at a known
     field offset when given, else any even offset) set to an interesting value or nudged
-    by one, a byte set, a span cut, duplicated or truncated."""
+    by one, a byte set, a span cut, duplicated (once, or up to 4 KB of copies) or
+    truncated."""
     out = bytearray(data)
     for _ in range(rng.randint(1, 4)):
         if not out:
@@ -93,9 +94,13 @@ def mutate_binary(rng: random.Random, data: bytes, fields: Sequence[int] = ()) -
         elif op < 0.8:
             start = rng.randrange(len(out))
             del out[start : start + rng.randint(1, 16)]
-        elif op < 0.9:
+        elif op < 0.87:
             start = rng.randrange(len(out))
             out[start:start] = out[start : start + rng.randint(1, 32)]
+        elif op < 0.9:  # a span repeated many times: lists that claim and hold much
+            start = rng.randrange(len(out))
+            span = out[start : start + rng.randint(4, 64)]
+            out[start:start] = span * rng.randint(2, max(2, 4096 // len(span)))
         else:
             del out[rng.randrange(len(out)) :]
     return bytes(out)
