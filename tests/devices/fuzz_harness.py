@@ -41,6 +41,10 @@ INTERESTING_16 = (0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0x8001, 0xFF
 INTERESTING_8 = (0, 1, 0x7F, 0x80, 0xFE, 0xFF)
 
 
+#: Makes one framed mutant.
+Mutant = Callable[[random.Random], bytes]
+
+
 class Feeds(Protocol):
     stats: DecoderStats
 
