@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import random
 import secrets
+import ssl
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,7 +49,7 @@ from signaling.api_models import (
     TrendsOut,
     UserLogin,
 )
-from signaling.errors import ProtocolError, SignalingError
+from signaling.errors import ProtocolError, SignalingError, UntrustedServer
 from signaling.schema import (
     PROTOCOL_VERSION,
     Chat,
@@ -74,6 +76,7 @@ __all__ = [
     "GatewayCredentials",
     "SignalingClient",
     "SignalingError",
+    "UntrustedServer",
     "UserCredentials",
 ]
 
@@ -129,8 +132,12 @@ class SignalingClient:
         options: ClientOptions | None = None,
         client_name: str = "telemed-python",
         clock: Clock = SYSTEM_CLOCK,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        """``clock``: its monotonic time drives the heartbeat (tests may inject one)."""
+        """``clock``: its monotonic time drives the heartbeat (tests may inject one).
+        ``ca_file``: for an ``https://`` server, trust the certificates in this PEM file (a
+        self-signed server certificate, or a private CA) instead of the system's; the
+        server's certificate and name are verified either way."""
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
         self.options = options or ClientOptions()
@@ -139,7 +146,9 @@ class SignalingClient:
         #: ``instance``): peers tell a reconnection of ours from somebody new by it.
         self.instance = secrets.token_urlsafe(12)
         self._clock = clock
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30.0)
+        #: Verifies the server over HTTPS and WSS (unused over plain HTTP).
+        self._tls = ssl.create_default_context(cafile=ca_file)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30.0, verify=self._tls)
         self._token: str | None = None
         self._ws: ClientConnection | None = None
         self._inbox: asyncio.Queue[ServerMessage] = asyncio.Queue(self.options.inbox_size)
@@ -212,7 +221,13 @@ class SignalingClient:
             )
         else:
             path, body = "/api/auth/gateway", GatewayLogin(name=creds.name, key=creds.key)
-        response = await self._http.post(path, json=body.model_dump())
+        try:
+            response = await self._http.post(path, json=body.model_dump())
+        except httpx.ConnectError as exc:
+            untrusted = _certificate_error(exc)
+            if untrusted is None:
+                raise
+            raise UntrustedServer(self.base_url, untrusted) from exc
         if response.status_code != 200:
             raise SignalingError(response.status_code, _detail(response))
         token = _parse(TokenOut, response)
@@ -416,6 +431,8 @@ class SignalingClient:
                 log.info("signaling link lost: %r", exc)
             except httpx.HTTPError as exc:
                 log.warning("cannot log in to %s: %r", self.base_url, exc)
+            except UntrustedServer as exc:
+                log.warning("%s", exc)
             except ProtocolError as exc:
                 log.warning("server sent something unreadable: %s", exc)
             except Exception:
@@ -440,6 +457,7 @@ class SignalingClient:
         ws_url = "ws" + self.base_url.removeprefix("http") + "/ws"
         async with websockets.connect(
             ws_url,
+            ssl=self._tls if ws_url.startswith("wss:") else None,
             open_timeout=self.options.connect_timeout_s,
             ping_interval=None,  # the application heartbeat below does this job
             max_size=self.options.max_message_bytes,
@@ -511,6 +529,16 @@ class SignalingClient:
                 self._consultation_id = None
             await self._inbox.put(message)
         raise _LinkDead(f"closed by server: {ws.close_code} {ws.close_reason}")
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed under ``exc`` (httpx wraps it twice), if one did."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _parse(model: type[M], response: httpx.Response) -> M:

@@ -6,6 +6,7 @@ and builds a :class:`ServerConfig`; nothing in this package reads the environmen
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -116,8 +117,25 @@ class ServerOptions(BaseModel):
     api_docs: bool = False
     #: The server is reached over HTTPS (its own TLS or a TLS proxy): responses carry HSTS.
     https: bool = False
+    #: Reverse proxies (addresses or networks, e.g. ``127.0.0.1``) whose
+    #: ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed: a connection from one of
+    #: them counts as coming from the address it names (login limits, sockets per address,
+    #: the audit). Empty: the headers are ignored and the peer's own address counts.
+    trusted_proxies: tuple[str, ...] = ()
     #: Shortest password a clinician account may be given.
     password_min_length: int = Field(default=12, ge=8)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {proxy!r} is not an IP address or network"
+                ) from None
+        return proxies
 
 
 class ServerConfig(ServerOptions):

@@ -18,11 +18,13 @@ exceptions: these classes carry what a route or the WebSocket needs to choose th
     │   ├── IllegalTransition        the consultation's state does not allow it
     │   └── NotActive                chat or a snapshot for a consultation not (or no longer) active
     ├── InvalidImage             a snapshot's bytes are not an image of the declared type
-    └── SignalingError           (client side) the server refused a request
+    ├── SignalingError           (client side) the server refused a request
+    └── UntrustedServer          (client side) the server's TLS certificate is not trusted
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -111,3 +113,17 @@ class SignalingError(SignalingException):
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+
+
+class UntrustedServer(SignalingException):
+    """(Client side) the server's TLS certificate failed verification: not signed by a
+    trusted CA (a self-signed one needs its file given as the client's ``ca_file``), expired,
+    or not naming the address used. Nothing was sent to the server."""
+
+    def __init__(self, url: str, error: ssl.SSLCertVerificationError) -> None:
+        self.url = url
+        self.verify_message = str(error.verify_message or error.reason or error)
+        super().__init__(
+            f"the TLS certificate of {url} is not trusted ({self.verify_message}); to trust "
+            "a self-signed certificate, give its file (or its CA's) as the CA file"
+        )

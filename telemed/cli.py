@@ -9,6 +9,7 @@ import getpass
 import os
 import runpy
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,25 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="serve on this already listening socket (inherited file descriptor; a process "
         "manager or a test binds the port once and hands it over)",
+    )
+    sub.choices["serve"].add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="serve HTTPS and WSS (TLS 1.2+) with this PEM certificate, the server's first, "
+        "then any intermediate ones (setting: tls_cert)",
+    )
+    sub.choices["serve"].add_argument(
+        "--tls-key",
+        type=Path,
+        metavar="FILE",
+        help="the certificate's private key, PEM, unencrypted (setting: tls_key)",
+    )
+    sub.choices["demo"].add_argument(
+        "--lan",
+        action="store_true",
+        help="serve HTTPS on every address (0.0.0.0) with a self-signed certificate it makes "
+        "(kept in data_dir/demo/tls), so another machine on the network can join",
     )
 
     users = sub.add_parser("users", help="clinician accounts").add_subparsers(
@@ -119,10 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     waveform_cli.add_parser(sub)
     export_cli.add_parser(sub)
     bench = sub.add_parser("bench", help="latency and throughput benchmarks")
-    bench.add_argument(
-        "suite",
-        choices=["latency", "audio", "call", "waveforms", "relay", "decode", "qrs", "bedside"],
-    )
+    bench.add_argument("suite", choices=list(BENCH_SUITES))
     bench.add_argument("options", nargs=argparse.REMAINDER, help="passed to the suite (--help)")
     return parser
 
@@ -136,33 +153,71 @@ def _password(from_stdin: bool) -> str:
     return first
 
 
+#: ``telemed bench SUITE``: the module each suite runs. Benchmarks load only when asked for:
+#: they pull in the whole media stack.
+BENCH_SUITES = {
+    "latency": "benchmarks.latency",
+    "audio": "benchmarks.audio_latency",
+    "call": "benchmarks.call_latency",
+    "waveforms": "benchmarks.waveforms",
+    "relay": "benchmarks.signaling_relay",
+    "decode": "benchmarks.device_decode",
+    "qrs": "benchmarks.qrs_accuracy",
+    "bedside": "benchmarks.bedside_load",
+    "wan": "benchmarks.wan",
+}
+
+
 def _bench(suite: str, options: list[str]) -> int:
-    """Benchmarks load only when asked for: they pull in the whole media stack."""
-    module = {
-        "latency": "benchmarks.latency",
-        "audio": "benchmarks.audio_latency",
-        "call": "benchmarks.call_latency",
-        "waveforms": "benchmarks.waveforms",
-        "relay": "benchmarks.signaling_relay",
-        "decode": "benchmarks.device_decode",
-        "qrs": "benchmarks.qrs_accuracy",
-        "bedside": "benchmarks.bedside_load",
-    }[suite]
+    module = BENCH_SUITES[suite]
     sys.argv = [f"telemed bench {suite}", *options]
     runpy.run_module(module, run_name="__main__")
     return 0
 
 
+def _tls_context(cert: Path | None, key: Path | None, settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context from the flags, else the settings; None: plain HTTP. Raises
+    SettingsError (a missing, unreadable or mismatched file) before anything is served."""
+    cert = cert or settings.tls_cert
+    key = key or settings.tls_key
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise SettingsError("TLS needs both a certificate and its key: --tls-cert and --tls-key")
+    import datetime as dt
+
+    from telemed import tls
+
+    context = tls.server_context(cert, key)
+    end = tls.certificate_end(cert)
+    if end <= dt.datetime.now(dt.UTC):
+        print(
+            f"telemed: warning: the TLS certificate {cert} expired on {end:%Y-%m-%d}; "
+            "browsers and gateways will refuse it",
+            file=sys.stderr,
+        )
+    return context
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     match args.command:
         case "serve" | "demo":
-            from telemed import demo, serve
+            # The certificate is checked before anything heavy loads; the demo's bedside (the
+            # media stack) loads for the demo only.
+            tls = (
+                _tls_context(args.tls_cert, args.tls_key, settings)
+                if args.command == "serve"
+                else None
+            )
+            from telemed import serve
 
             try:
                 if args.command == "serve":
-                    serve.serve(settings, args.host, args.port, fd=args.fd)
+                    serve.serve(settings, args.host, args.port, fd=args.fd, tls=tls)
                 else:
-                    demo.demo(settings, args.host, args.port)
+                    from telemed import demo
+
+                    demo.demo(settings, args.host, args.port, lan=args.lan)
             except serve.ServerStartError as exc:
                 print(f"telemed: {exc}", file=sys.stderr)
                 return 1

@@ -10,6 +10,8 @@ newcomer opens the printed address, signs in as the Koriyama doctor, accepts and
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from pathlib import Path
 
 from clinic_ui import STATIC_DIR
 from devices.simulation.patient import PatientParameters
@@ -21,33 +23,83 @@ from telemed.gateway.runner import Gateway, GatewayConfig
 from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY, base_url, seed_demo, start_server
 from telemed.settings import Settings
 from telemed.simulation import SimulatedDevice, simulated_devices
+from telemed.tls import (
+    DemoCertificate,
+    demo_certificate,
+    demo_names,
+    lan_addresses,
+    server_context,
+)
+
+_EVERY_ADDRESS = ("0.0.0.0", "::", "")  # noqa: S104
 
 #: The simulated bedside devices: protocol and device id.
 DEMO_DEVICES = (("intellivue", "monitor-1"), ("cms50", "oximeter-1"))
 
 
-def demo(settings: Settings, host: str | None, port: int | None) -> None:
-    asyncio.run(run_demo(settings, host or settings.host, settings.port if port is None else port))
+def demo(settings: Settings, host: str | None, port: int | None, *, lan: bool = False) -> None:
+    """``lan``: HTTPS on every address with the demo's self-signed certificate (made here),
+    unless ``host`` names one address."""
+    if lan:
+        host = host or "0.0.0.0"  # noqa: S104 (the point: reachable from the ward's LAN)
+    asyncio.run(
+        run_demo(settings, host or settings.host, settings.port if port is None else port, lan=lan)
+    )
 
 
-async def run_demo(settings: Settings, host: str, port: int) -> None:
-    """Serve the demo on ``host:port`` (0: a free port, printed in the banner) until ^C."""
+@dataclass(frozen=True)
+class LanAccess:
+    """How other machines reach a demo served with ``--lan``."""
+
+    certificate: DemoCertificate
+    #: The addresses others open (one per LAN address of this machine).
+    urls: tuple[str, ...]
+
+
+def lan_certificate(data_dir: Path, host: str) -> tuple[DemoCertificate, list[str]]:
+    """The demo's certificate (made, or kept from an earlier run) for this machine's names
+    and LAN addresses, or for ``host`` when it names one address; and the addresses others
+    open."""
+    addresses = lan_addresses() if host in _EVERY_ADDRESS else [host]
+    return demo_certificate(data_dir / "tls", demo_names(addresses)), addresses
+
+
+async def run_demo(settings: Settings, host: str, port: int, *, lan: bool = False) -> None:
+    """Serve the demo on ``host:port`` (0: a free port, printed in the banner) until ^C;
+    with ``lan``, over HTTPS with the demo's self-signed certificate."""
     demo_settings = settings.model_copy(update={"data_dir": settings.data_dir / "demo"})
     config = demo_settings.server_config()
+    tls_context = None
+    access = None
+    ca_file = None
+    if lan:
+        certificate, addresses = lan_certificate(demo_settings.ensure_data_dir(), host)
+        tls_context = server_context(certificate.cert_file, certificate.key_file)
+        config = config.model_copy(update={"https": True})
+        ca_file = certificate.cert_file
     await seed_demo(config)
     app = create_app(config, static_dir=STATIC_DIR)
-    server, serving, bound = await start_server(app, config, host, port)
+    server, serving, bound = await start_server(app, config, host, port, tls=tls_context)
+    if lan:
+        urls = tuple(base_url(a, bound, https=True) + "/" for a in addresses)
+        access = LanAccess(certificate, urls)
+    base = base_url(host, bound, https=lan)
     try:
-        await _run_bedside(settings, demo_settings, base_url(host, bound), serving)
+        await _run_bedside(settings, demo_settings, base, serving, access, ca_file)
     finally:
         server.should_exit = True
         await asyncio.wait([serving])
 
 
 async def _run_bedside(
-    settings: Settings, demo_settings: Settings, base: str, serving: asyncio.Task[None]
+    settings: Settings,
+    demo_settings: Settings,
+    base: str,
+    serving: asyncio.Task[None],
+    access: LanAccess | None,
+    ca_file: Path | None,
 ) -> None:
-    await _request_consultation(base)
+    await _request_consultation(base, ca_file)
     name, site_code, key = DEMO_GATEWAY
     site = settings.site(site_code)
     # One patient measured by both devices: the same parameters and seed.
@@ -65,20 +117,21 @@ async def _run_bedside(
                 devices=tuple(devices),
                 camera="synthetic",
                 video=ProcessingSettings(640, 480, overlay=site.name, timezone=site.timezone),
+                ca_file=ca_file,
             )
         )
         running = spawn(gateway.run(), "gateway")
-        _banner(base, demo_settings)
+        _banner(base, demo_settings, access)
         try:
             await serving  # until ^C: uvicorn stops serving
         finally:
             await cancel_and_wait([running], SignalingError)
 
 
-async def _request_consultation(base: str) -> None:
+async def _request_consultation(base: str, ca_file: Path | None) -> None:
     """Wonju's technician asks Koriyama, unless a request or consultation is already open."""
     tech = next(a for a in DEMO_ACCOUNTS if a.username == "tech.wonju")
-    client = SignalingClient(base, UserCredentials(tech.username, tech.password))
+    client = SignalingClient(base, UserCredentials(tech.username, tech.password), ca_file=ca_file)
     try:
         await client.login()
         rows = await client.list_consultations()
@@ -90,12 +143,25 @@ async def _request_consultation(base: str) -> None:
         await client.close()
 
 
-def _banner(base: str, settings: Settings) -> None:
+def _banner(base: str, settings: Settings, access: LanAccess | None) -> None:
     name, _, key = DEMO_GATEWAY
     lines = [
         "",
         "telemed demo: server, clinic app and a simulated Wonju bedside (demo data only)",
         f"  clinic app:  {base}/   (sign in as doctor.koriyama, accept, open)",
+    ]
+    if access is not None:
+        cert = access.certificate
+        lines += [
+            "  from another machine on this network: "
+            + ("   ".join(access.urls) or "(no LAN address found; use this machine's address)"),
+            f"  certificate: self-signed, {cert.cert_file} (valid until "
+            f"{cert.not_after:%Y-%m-%d}), names {', '.join(cert.names)}",
+            f"  SHA-256 fingerprint: {cert.fingerprint}",
+            "  The browser warns about the self-signed certificate: compare the fingerprint it",
+            "  shows (certificate details) with this one before accepting it.",
+        ]
+    lines += [
         f"  API docs:    {base}/docs",
         "  accounts (username / password / role / site):",
         *(f"    {a.username:16} {a.password:22} {a.role:10} {a.site}" for a in DEMO_ACCOUNTS),

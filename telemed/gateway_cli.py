@@ -23,6 +23,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     text = "run the bedside gateway: read devices and the camera, send them to the other site"
     p = sub.add_parser("gateway", help=text, description=text)
     p.add_argument("--server", help="server base URL (setting gateway.server_url)")
+    p.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="trust an https:// server whose certificate (a self-signed one) or CA is in this "
+        "PEM file (setting gateway.ca_file); the certificate is always verified",
+    )
     p.add_argument("--name", help="gateway account name (setting gateway.name)")
     p.add_argument(
         "--key-file",
@@ -104,6 +111,9 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     server = args.server or options.server_url or f"http://{settings.host}:{settings.port}"
+    ca_file = getattr(args, "ca", None) or options.ca_file
+    if ca_file is not None:
+        check_ca_file(ca_file)
     return GatewayConfig(
         server_url=server,
         name=name,
@@ -121,14 +131,29 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
         speaker=getattr(args, "speaker", None) or options.speaker,
         # What the server has not taken yet survives a restart of the gateway too.
         data_dir=settings.data_dir / "gateway",
+        ca_file=ca_file,
     )
+
+
+def check_ca_file(path: Path) -> None:
+    """Raises SettingsError unless ``path`` holds certificates a TLS client can trust."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:  # before OSError, of which it is one
+        raise SettingsError(f"the CA file {path} holds no PEM certificate") from None
+    except FileNotFoundError:
+        raise SettingsError(f"the CA file {path} does not exist") from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read the CA file {path}: {exc.strerror}") from None
 
 
 async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None) -> int:
     from devices.simulation.patient import PatientParameters
     from media.errors import MediaError
     from runtime.tasks import cancel_and_wait
-    from signaling.client import SignalingError
+    from signaling.client import SignalingError, UntrustedServer
     from telemed.gateway.runner import Gateway
     from telemed.simulation import SimulatedDevice, simulated_devices
 
@@ -148,11 +173,19 @@ async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None
         except SignalingError as exc:
             print(f"telemed: the server refused the gateway: {exc}", file=sys.stderr)
             return 1
+        except UntrustedServer as exc:
+            print(
+                f"telemed: the gateway did not connect: the TLS certificate of {exc.url} is "
+                f"not trusted ({exc.verify_message}); for a self-signed certificate, pass "
+                "its file with --ca FILE (setting gateway.ca_file)",
+                file=sys.stderr,
+            )
+            return 1
         except MediaError as exc:  # a camera or sound device that cannot be opened
             print(f"telemed: {exc}", file=sys.stderr)
             return 1
         finally:
-            await cancel_and_wait([main], SignalingError, MediaError)
+            await cancel_and_wait([main], SignalingError, UntrustedServer, MediaError)
     print(
         f"gateway stopped: {gateway.packets_sent} waveform packets, "
         f"{gateway.events_sent} event messages",

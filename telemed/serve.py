@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from dataclasses import dataclass
 
 import uvicorn
@@ -26,14 +27,20 @@ class ServerStartError(RuntimeError):
 
 
 def uvicorn_config(
-    app: FastAPI, config: ServerConfig, host: str, port: int, log_level: str | None = None
+    app: FastAPI,
+    config: ServerConfig,
+    host: str,
+    port: int,
+    log_level: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> uvicorn.Config:
     """How the server is run, shared by ``serve``, ``demo`` and the tests.
 
     Logging is not uvicorn's to set up: ``telemed.logs`` (or pytest) configures it once, and
     uvicorn's loggers propagate to it. ``log_level`` only pins uvicorn's own loggers (tests
     pass ``"warning"``); ``None`` leaves them to ``telemed.logs``, which keeps the access log
-    quiet unless the user asked for verbose output."""
+    quiet unless the user asked for verbose output. ``tls``: serve HTTPS and WSS with this
+    context (:func:`telemed.tls.server_context`)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -49,7 +56,11 @@ def uvicorn_config(
         # 47 ms with the sans-I/O implementation against 191 ms with uvicorn's default.
         ws="websockets-sansio",
         lifespan="on",
-        proxy_headers=False,
+        # A client's address is the peer's own, unless the peer is a proxy the settings
+        # trust: then the one it names in X-Forwarded-For (the nearest untrusted hop).
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=list(config.trusted_proxies),
+        ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
     )
 
 
@@ -88,6 +99,7 @@ async def start_server(
     *,
     sock: socket.socket | None = None,
     log_level: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
     """Serve ``app`` with uvicorn in this event loop; return once it accepts connections.
 
@@ -105,7 +117,7 @@ async def start_server(
         # The same socket, its protocol read back from the kernel (see listening_socket).
         sock = socket.socket(fileno=sock.detach())
     bound = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn_config(app, config, host, bound, log_level))
+    server = uvicorn.Server(uvicorn_config(app, config, host, bound, log_level, tls))
     task = asyncio.create_task(_serve(server, sock), name="server")
     while not server.started:
         if task.done():
@@ -116,30 +128,40 @@ async def start_server(
     return server, task, bound
 
 
-def base_url(host: str, port: int) -> str:
+def base_url(host: str, port: int, *, https: bool = False) -> str:
     """The address a browser on this machine opens for a server listening on ``host``."""
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
-    return f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
+    scheme = "https" if https else "http"
+    return f"{scheme}://[{local}]:{port}" if ":" in local else f"{scheme}://{local}:{port}"
 
 
 def serve(
-    settings: Settings, host: str | None = None, port: int | None = None, *, fd: int | None = None
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    fd: int | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Serve until a signal. ``fd``: a listening socket inherited from the caller (then
-    ``host`` and ``port`` only name it)."""
-    asyncio.run(_serve_until_stopped(settings, host or settings.host, port, fd))
+    ``host`` and ``port`` only name it). ``tls``: serve HTTPS and WSS (responses then carry
+    HSTS)."""
+    asyncio.run(_serve_until_stopped(settings, host or settings.host, port, fd, tls))
 
 
 async def _serve_until_stopped(
-    settings: Settings, host: str, port: int | None, fd: int | None
+    settings: Settings, host: str, port: int | None, fd: int | None, tls: ssl.SSLContext | None
 ) -> None:
     config = settings.server_config()
+    if tls is not None:
+        config = config.model_copy(update={"https": True})
     app = create_app(config, static_dir=STATIC_DIR)
     sock = None if fd is None else socket.socket(fileno=fd)
     _, task, bound = await start_server(
-        app, config, host, settings.port if port is None else port, sock=sock
+        app, config, host, settings.port if port is None else port, sock=sock, tls=tls
     )
-    print(f"telemed: serving on {base_url(host, bound)} (Ctrl-C stops)", flush=True)
+    url = base_url(host, bound, https=tls is not None)
+    print(f"telemed: serving on {url} (Ctrl-C stops)", flush=True)
     await task  # until a signal: uvicorn stops serving, then re-raises it
 
 

@@ -60,6 +60,10 @@ class GatewayOptions(BaseModel):
     speaker: str | None = None
     #: Join this consultation; unset: follow the site's newest active consultation.
     consultation: str | None = None
+    #: Trust the server's certificate when it (or its CA) is in this PEM file: a
+    #: self-signed certificate; unset: the system's CAs only. The certificate is always
+    #: verified.
+    ca_file: Path | None = None
 
 
 class Settings(BaseSettings):
@@ -77,6 +81,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    #: Serve HTTPS and WSS (TLS 1.2 or newer) with this certificate (PEM: the server's
+    #: first, then any intermediate ones) and its unencrypted key; ``--tls-cert`` and
+    #: ``--tls-key`` override. Unset: plain HTTP (behind a TLS proxy, or on localhost only).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     #: Log level when no ``-v``/``--log-level`` flag is given: ``debug``, ``info``,
     #: ``warning``, ``error``; unset: warnings and errors only (``telemed.logs``).
     log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None

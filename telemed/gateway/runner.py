@@ -127,6 +127,9 @@ class GatewayConfig:
     journal: JournalLimits = field(default_factory=JournalLimits)
     #: Connect through the TURN relay only (a site whose network allows nothing else).
     relay_only: bool = False
+    #: Trust an ``https://`` server whose certificate (or CA) is in this PEM file; None:
+    #: the system's CAs. The certificate is verified either way.
+    ca_file: Path | None = None
 
 
 Source = DeviceReader | Hl7Listener
@@ -139,6 +142,7 @@ class Gateway:
             config.server_url,
             GatewayCredentials(config.name, config.key),
             client_name="telemed-gateway",
+            ca_file=config.ca_file,
         )
         self.vitals = VitalsProcessor(config.mains_hz)
         self.sources: list[Source] = [self._source(spec) for spec in config.devices]
