@@ -471,6 +471,8 @@ def _ts(t: float) -> str:
 class Numeric:
     code: VitalCode
     value: float | None
+    #: The value's UCUM unit when it is not the code's own (a monitor set to kPa, [degF]).
+    unit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -504,7 +506,8 @@ def build_oru(
         status = "X" if num.value is None else "R"
         lines.append(
             f"OBX|{n}|NM|{num.code.mdc}^{num.code.refid}^MDC|1.1.1.{k}|{value}|"
-            f"{num.code.ucum}^{num.code.ucum}^UCUM|||||{status}|||{_ts(when)}||||"
+            f"{num.unit or num.code.ucum}^{num.unit or num.code.ucum}^UCUM|||||{status}|||"
+            f"{_ts(when)}||||"
             f"{device_eui}^EUI-64"
         )
     for k, wave in enumerate(waves, start=1):

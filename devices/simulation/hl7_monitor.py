@@ -2,7 +2,11 @@
 the numerics and the last period of ECG II (500 Hz) and pleth (125 Hz), sent over MLLP to a
 listener, and an IHE PCD-04 ORU^R40 whenever one of the monitor's alarms starts or ends (its
 limits are the adult defaults, with their delays; a probe off is a technical alarm). It
-waits for each ACK and reconnects with backoff when the link fails."""
+waits for each ACK and reconnects with backoff when the link fails.
+
+Its unit settings and invasive lines (:class:`~devices.simulation.monitor_setup.MonitorSetup`)
+say how it reports: NIBP and the invasive pressures in mm[Hg] or kPa, the temperature in Cel
+or [degF] (OBX-6 in UCUM), and with lines in, ABP, PAP and CVP."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from devices.alarms.engine import AlarmEngine
 from devices.model import AlarmKind, AlarmPriority, DeviceAlarm, DeviceAlarms, Observation
 from devices.protocols.hl7_acm import build_r40
 from devices.protocols.hl7_pcd import Numeric, Wave, build_oru
+from devices.simulation.monitor_setup import MonitorSetup
 from devices.simulation.patient import Patient
 from devices.simulation.simulators import Faults
 from devices.transports.mllp_tcp import MllpSender
@@ -26,6 +31,7 @@ PROBE_OFF = DeviceAlarm(
     conditions.PROBE_OFF, AlarmPriority.LOW, AlarmKind.TECHNICAL, codes.SPO2, "SpO2 PROBE OFF"
 )
 PLETH_RATE = 125.0
+_BY_KEY = {code.key: code for code in codes.ALL_CODES}
 
 
 class Hl7MonitorSimulator:
@@ -38,8 +44,10 @@ class Hl7MonitorSimulator:
         patient: Patient | None = None,
         faults: Faults | None = None,
         period_s: float = 1.0,
+        setup: MonitorSetup | None = None,
     ) -> None:
         self.sender = MllpSender(host, port)
+        self.setup = setup or MonitorSetup()
         self.patient = patient or Patient()
         self.faults = faults or Faults()
         self.period_s = period_s
@@ -73,7 +81,25 @@ class Hl7MonitorSimulator:
         waves = [Wave(codes.ECG_II, ECG_RATE, ecg.tolist(), start)]
         if not off:
             waves.append(Wave(codes.PLETH, PLETH_RATE, pleth.tolist(), start))
-        return build_oru(numerics, waves, wall_time)
+        return build_oru(self._as_set_up(numerics), waves, wall_time)
+
+    def _as_set_up(self, numerics: list[Numeric]) -> list[Numeric]:
+        """The numerics as this monitor reports them: with its lines' pressures, and each
+        in the unit it is set to (one decimal, as a monitor shows kPa and degF)."""
+        setup = self.setup
+        lines = setup.invasive_pressures(self.patient)
+        numerics = numerics + [Numeric(_BY_KEY[key], round(mmhg)) for key, mmhg in lines]
+        out = []
+        for numeric in numerics:
+            value, unit = numeric.value, numeric.unit
+            if numeric.code.ucum == "mm[Hg]" and setup.pressure_unit != "mm[Hg]":
+                value, unit = setup.pressure(value), setup.pressure_unit
+            elif numeric.code.ucum == "Cel" and setup.temperature_unit != "Cel":
+                value, unit = setup.temperature(value), setup.temperature_unit
+            if unit is not None and value is not None:
+                value = round(value, 1)
+            out.append(Numeric(numeric.code, value, unit))
+        return out
 
     def _check_alarms(self, numerics: list[Numeric], probe_off: bool, wall_time: float) -> None:
         """The monitor's alarm checks on what it reports; an ORU^R40 owed per change."""

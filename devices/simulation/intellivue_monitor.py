@@ -7,6 +7,11 @@ waves either once or, with a poll period, every 256 ms until the period ends, an
 Monitor with its alarm lists. A host that sends nothing for ``host_timeout_s`` loses its
 association. Sample periods and scales travel as attributes in every wave reply.
 
+Its unit settings and invasive lines (:class:`~devices.simulation.monitor_setup.MonitorSetup`)
+say how it reports: NIBP (and the invasive pressures) in mm[Hg] or kPa, the temperature in
+Cel or [degF], each with its unit code, and with lines in, ABP and PAP (compound numerics,
+as NIBP) and CVP.
+
 The monitor raises its own alarms as one would: its limits (the adult defaults of
 :mod:`devices.alarms.limits`, with their delays) on the values it reports, and a technical
 alarm while the SpO2 probe is off. Alarm scenarios (:mod:`devices.simulation.alarms`) take
@@ -33,6 +38,7 @@ from devices.protocols.intellivue import alarms as al
 from devices.protocols.intellivue import messages as m
 from devices.protocols.intellivue import types as t
 from devices.protocols.intellivue.framing import Deframer, FramingError, encode_frame
+from devices.simulation.monitor_setup import MonitorSetup
 from devices.simulation.patient import Patient
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.simulators import Faults, Simulator
@@ -42,6 +48,19 @@ ECG_II, PLETH = 0x0102, 0x4BB4
 HR, SPO2, PR, RESP, TEMP = 0x4182, 0x4BB8, 0x481A, 0x500A, 0x4B48
 NIBP_SYS, NIBP_DIA, NIBP_MEAN = 0x4A05, 0x4A06, 0x4A07
 DIM_BPM, DIM_PERCENT, DIM_MMHG, DIM_DEGC, DIM_RPM = 0x0AA0, 0x0220, 0x0F20, 0x17A0, 0x0AE0
+DIM_KPA, DIM_FAHR = 0x0F03, 0x1140
+#: The unit codes of a monitor's unit settings.
+DIM_OF = {"mm[Hg]": DIM_MMHG, "kPa": DIM_KPA, "Cel": DIM_DEGC, "[degF]": DIM_FAHR}
+#: Invasive pressures (NOM_PRESS_BLD_ART_ABP_*, _ART_PULM_*, _VEN_CENT_MEAN) by key.
+INVASIVE_PHYSIO = {
+    "abp_sys": 0x4A15,
+    "abp_dia": 0x4A16,
+    "abp_mean": 0x4A17,
+    "pap_sys": 0x4A1D,
+    "pap_dia": 0x4A1E,
+    "pap_mean": 0x4A1F,
+    "cvp_mean": 0x4A47,
+}
 #: Physio id by parameter key.
 _PHYSIO = {
     "heart_rate": HR,
@@ -99,6 +118,13 @@ def _p_alarm(record: AlarmRecord, code: VitalCode) -> al.AlarmEntry:
     )
 
 
+def _compound(handle: int, entries: list[tuple[int, float | None, int]]) -> m.Observation:
+    """A compound numeric (NIBP, ABP, PAP: systolic, diastolic, mean): (physio, value, unit)."""
+    values = [m.numeric_value(physio, value, unit) for physio, value, unit in entries]
+    body = struct.pack(">HH", len(values), sum(map(len, values))) + b"".join(values)
+    return m.Observation(handle, (t.Ava(t.NOM_ATTR_NU_CMPD_VAL_OBS, body),))
+
+
 #: The technical alarm of an SpO2 probe off the finger (cyan, as the monitor's INOP).
 PROBE_OFF_INOP = al.AlarmEntry(
     source=SPO2,
@@ -113,10 +139,16 @@ class MonitorProtocol:
     """The monitor side of Data Export, sans-I/O. ``now`` is a monotonic clock in seconds."""
 
     def __init__(
-        self, patient: Patient, faults: Faults, host_timeout_s: float = 15.0, model: str = "MX450"
+        self,
+        patient: Patient,
+        faults: Faults,
+        host_timeout_s: float = 15.0,
+        model: str = "MX450",
+        setup: MonitorSetup | None = None,
     ) -> None:
         self.patient = patient
         self.faults = faults
+        self.setup = setup or MonitorSetup()
         self.host_timeout_s = host_timeout_s
         self.model = model
         self.associated = False
@@ -206,20 +238,30 @@ class MonitorProtocol:
             NIBP_MEAN: round(p.held("nibp_mean", 90)),
         }
         self._check_limits(values, now)
-        units = {HR: DIM_BPM, SPO2: DIM_PERCENT, PR: DIM_BPM, RESP: DIM_RPM, TEMP: DIM_DEGC}
+        setup = self.setup
+        pressure, temperature = DIM_OF[setup.pressure_unit], DIM_OF[setup.temperature_unit]
+        # What the monitor shows, in its units (one decimal, as it shows kPa and degF).
+        sent = {**values, TEMP: setup.temperature(values[TEMP])}
+        for physio in (NIBP_SYS, NIBP_DIA, NIBP_MEAN):
+            sent[physio] = setup.pressure(values[physio])
+        units = {HR: DIM_BPM, SPO2: DIM_PERCENT, PR: DIM_BPM, RESP: DIM_RPM, TEMP: temperature}
         for handle, physio in zip(range(0x0201, 0x0206), (HR, SPO2, PR, RESP, TEMP), strict=True):
-            value = m.numeric_value(
-                physio, values[physio], units[physio], values[physio] is not None
-            )
+            value = m.numeric_value(physio, sent[physio], units[physio], sent[physio] is not None)
             parts.observations.append(m.Observation(handle, (t.Ava(t.NOM_ATTR_NU_VAL_OBS, value),)))
-        nibp = [
-            m.numeric_value(physio, values[physio], DIM_MMHG)
-            for physio in (NIBP_SYS, NIBP_DIA, NIBP_MEAN)
-        ]
-        compound = struct.pack(">HH", 3, 30) + b"".join(nibp)
         parts.observations.append(
-            m.Observation(0x0206, (t.Ava(t.NOM_ATTR_NU_CMPD_VAL_OBS, compound),))
+            _compound(
+                0x0206,
+                [(physio, sent[physio], pressure) for physio in (NIBP_SYS, NIBP_DIA, NIBP_MEAN)],
+            )
         )
+        invasive = {key: setup.pressure(round(mmhg)) for key, mmhg in setup.invasive_pressures(p)}
+        if invasive:
+            for handle, line in ((0x0207, "abp"), (0x0208, "pap")):
+                keys = (f"{line}_sys", f"{line}_dia", f"{line}_mean")
+                entries = [(INVASIVE_PHYSIO[k], invasive[k], pressure) for k in keys]
+                parts.observations.append(_compound(handle, entries))
+            cvp = m.numeric_value(INVASIVE_PHYSIO["cvp_mean"], invasive["cvp_mean"], pressure)
+            parts.observations.append(m.Observation(0x0209, (t.Ava(t.NOM_ATTR_NU_VAL_OBS, cvp),)))
         return m.poll_reply(parts)
 
     def _check_limits(self, values: dict[int, float | None], now: float) -> None:
@@ -311,9 +353,10 @@ class IntelliVueSimulator(Simulator):
         faults: Faults | None = None,
         *,
         host_timeout_s: float = 15.0,
+        setup: MonitorSetup | None = None,
     ) -> None:
         super().__init__(link, patient, faults)
-        self.monitor = MonitorProtocol(self.patient, self.faults, host_timeout_s)
+        self.monitor = MonitorProtocol(self.patient, self.faults, host_timeout_s, setup=setup)
         self._deframer = Deframer()
 
     def on_host_bytes(self, data: bytes) -> None:
@@ -346,13 +389,14 @@ class IntelliVueLanSimulator:
         patient: Patient | None = None,
         faults: Faults | None = None,
         announce_s: float = 1.0,
+        setup: MonitorSetup | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.announce_to = announce_to
         self.patient = patient or Patient()
         self.faults = faults or Faults()
         self.announce_s = announce_s
-        self.monitor = MonitorProtocol(self.patient, self.faults)
+        self.monitor = MonitorProtocol(self.patient, self.faults, setup=setup)
         self.ready = asyncio.Event()
         self._peer: tuple[str, int] | None = None
 

@@ -137,6 +137,7 @@ export class NumericsView {
     const shown = this._reading(codes, primary, now);
     tile.root.dataset.device = primary;
     tile.device.textContent = devices.length > 1 || primary ? primary : "";
+    tile.device.title = tile.device.textContent;
     tile.root.classList.toggle("stale", this.frozen || !shown || shown.stale);
     tile.value.textContent = shown ? shown.text : "--";
     tile.value.title = shown?.title ?? t("vital.noValue");
