@@ -227,39 +227,57 @@ class AuditLog:
         return report
 
     async def verify(self) -> VerifyReport:
-        """Walk the whole chain; report the first row that does not match."""
-        async with self._db.session() as session:
-            head = await session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1))
-            result = await session.stream_scalars(
-                select(AuditEventRow).order_by(AuditEventRow.seq).execution_options(yield_per=500)
-            )
-            expected_seq, prev = 1, GENESIS_HASH
-            async for row in result:
-                if row.seq != expected_seq:
-                    return VerifyReport(
-                        False, expected_seq - 1, prev, expected_seq, "row missing (gap in seq)"
-                    )
-                if row.prev_hash != prev:
-                    return VerifyReport(
-                        False, row.seq - 1, prev, row.seq, "prev_hash does not match the chain"
-                    )
-                digest = chain_hash(prev, row.seq, row.at, _event_of(row), row.detail)
-                if digest != row.hash:
-                    return VerifyReport(
-                        False, row.seq - 1, prev, row.seq, "row contents do not match its hash"
-                    )
-                prev, expected_seq = row.hash, row.seq + 1
-            rows = expected_seq - 1
-            head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
-            if (head_seq, head_hash) != (rows, prev):
-                return VerifyReport(
-                    False,
-                    rows,
-                    prev,
-                    rows + 1,
-                    "chain tip does not match (rows removed at the end)",
+        """Walk the whole chain; report the first row that does not match.
+
+        Appends may go on meanwhile: each commits its row with the head, so the head is
+        read after the rows, and rows appended since the walk began are walked too until
+        the walk reaches the head (a chain that grows faster than it is read is compared
+        with the head at the last round)."""
+        expected_seq, prev = 1, GENESIS_HASH
+        seen_head = 0
+        for _ in range(_VERIFY_ROUNDS):
+            async with self._db.session() as session:
+                result = await session.stream_scalars(
+                    select(AuditEventRow)
+                    .where(AuditEventRow.seq >= expected_seq)
+                    .order_by(AuditEventRow.seq)
+                    .execution_options(yield_per=500)
                 )
-            return VerifyReport(True, rows, prev)
+                async for row in result:
+                    broken = _check_row(row, expected_seq, prev)
+                    if broken is not None:
+                        return broken
+                    prev, expected_seq = row.hash, row.seq + 1
+            rows = expected_seq - 1
+            if rows < seen_head:
+                break  # the head read before this walk names rows that are not there
+            async with self._db.session() as session:
+                head = await session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1))
+            head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
+            if (head_seq, head_hash) == (rows, prev):
+                return VerifyReport(True, rows, prev)
+            if head_seq <= rows:
+                break  # the head is not ahead of the rows: it, or the rows, were altered
+            seen_head = head_seq  # appended since the walk (or cut): the next walk tells
+        return VerifyReport(
+            False, rows, prev, rows + 1, "chain tip does not match (rows removed at the end)"
+        )
+
+
+#: Rounds of :meth:`AuditLog.verify` that follow appends made while it walks.
+_VERIFY_ROUNDS = 20
+
+
+def _check_row(row: AuditEventRow, expected_seq: int, prev: str) -> VerifyReport | None:
+    """The report of a chain broken at ``row``, or None when ``row`` follows ``prev``."""
+    if row.seq != expected_seq:
+        return VerifyReport(False, expected_seq - 1, prev, expected_seq, "row missing (gap in seq)")
+    if row.prev_hash != prev:
+        return VerifyReport(False, row.seq - 1, prev, row.seq, "prev_hash does not match the chain")
+    digest = chain_hash(prev, row.seq, row.at, _event_of(row), row.detail)
+    if digest != row.hash:
+        return VerifyReport(False, row.seq - 1, prev, row.seq, "row contents do not match its hash")
+    return None
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:

@@ -30,7 +30,7 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
         "--site",
         "wonju",
         "--password-stdin",
-        stdin=b"password-wonju\n",
+        stdin=b"restart-test-password-dw\n",
     )
     proc.cli(
         "users",
@@ -41,7 +41,7 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
         "--site",
         "koriyama",
         "--password-stdin",
-        stdin=b"password-koriyama\n",
+        stdin=b"restart-test-password-dk\n",
     )
     try:
         yield proc
@@ -52,8 +52,8 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
 async def test_clients_rejoin_after_server_is_killed(server_process: ServerProcess) -> None:
     await server_process.start()
     url = server_process.base_url
-    wonju = SignalingClient(url, UserCredentials("dw", "password-wonju"), options=FAST)
-    koriyama = SignalingClient(url, UserCredentials("dk", "password-koriyama"), options=FAST)
+    wonju = SignalingClient(url, UserCredentials("dw", "restart-test-password-dw"), options=FAST)
+    koriyama = SignalingClient(url, UserCredentials("dk", "restart-test-password-dk"), options=FAST)
     try:
         await wonju.start()
         await koriyama.start()

@@ -83,7 +83,7 @@ def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
     proc = ServerProcess(tmp_path / "server")
     for user, role, site in (("tw", "technician", "wonju"), ("dk", "doctor", "koriyama")):
         args = ("users", "add", user, "--role", role, "--site", site, "--password-stdin")
-        proc.cli(*args, stdin=f"password-{user}\n".encode())
+        proc.cli(*args, stdin=f"backfill-test-password-{user}\n".encode())
     key = proc.cli("gateways", "add", "bed-1", "--site", "wonju").strip().split()[-1]
     try:
         yield proc, key
@@ -107,8 +107,8 @@ async def test_every_numeric_of_a_60_s_outage_is_in_the_trend(
     process, key = server
     await process.start()
     base = process.base_url
-    tech = SignalingClient(base, UserCredentials("tw", "password-tw"), options=FAST)
-    doctor = SignalingClient(base, UserCredentials("dk", "password-dk"), options=FAST)
+    tech = SignalingClient(base, UserCredentials("tw", "backfill-test-password-tw"), options=FAST)
+    doctor = SignalingClient(base, UserCredentials("dk", "backfill-test-password-dk"), options=FAST)
     viewer = Viewer(doctor)
     tasks: list[asyncio.Task[None]] = []
     try:

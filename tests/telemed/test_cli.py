@@ -40,7 +40,7 @@ def test_accounts_and_a_tampered_audit_log(tmp_path: Path) -> None:
         "--site",
         "wonju",
         "--password-stdin",
-        stdin="password-wonju\n",
+        stdin="cli-test-password-dw\n",
     )
     assert added.returncode == 0, added.stderr
     gateway = _telemed(tmp_path, "gateways", "add", "bedside-1", "--site", "wonju")

@@ -3,6 +3,8 @@ the chain's own check, and is caught against an anchor kept outside the database
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 
@@ -68,3 +70,25 @@ def test_anchor_lines() -> None:
     for bad in ("12 abc 2026-12-01T10:00:00+00:00", "x " + "ab" * 32 + " now", "12"):
         with pytest.raises(ValueError, match=r"anchor|invalid literal"):
             Anchor.parse(bad)
+
+
+async def test_verify_while_events_are_appended(db: Database) -> None:
+    """The server verifies (``/api/audit/verify``) while it appends: a head read before the
+    rows walked made an intact chain look cut (39 of 300 checks failed here)."""
+    log = AuditLog(db)
+    writing = True
+
+    async def append() -> None:
+        i = 0
+        while writing:
+            await log.append(_event(i))
+            i += 1
+
+    writer = asyncio.create_task(append())
+    try:
+        reports = [await log.verify() for _ in range(100)]
+    finally:
+        writing = False
+        await writer
+    assert [r for r in reports if not r.ok] == []
+    assert reports[-1].rows > reports[0].rows
