@@ -9,6 +9,14 @@ in the consultation (aiortc has no ICE restart: a new connection is the way back
 a link does for its clinician happens in its own task, so a slow offer (gathering candidates
 from a TURN server that does not answer) holds up nobody else's signaling.
 
+Clinicians are known by who they are, not by their signaling connection: (kind, account,
+the ``instance`` their client names itself with). When the signaling server restarts or a
+clinician's socket drops and comes back, the peer id changes and the media does not: the
+link carries on, and answers and candidates are routed by the new id. A clinician that is
+no longer listed (``peer-left``, or absent from our ``joined`` after *our* reconnection)
+keeps an open connection until it dies (the heartbeat says within 3 s when the browser
+really went away); only then is the link not rebuilt.
+
 A connection given up is closed in the background with a deadline: closing waits for the
 TURN server to release the allocation, which on a dead path takes a minute, and the next
 connection must not wait for that.
@@ -45,6 +53,12 @@ CLOSE_DEADLINE_S = 5.0
 Send = Callable[[ClientMessage], Awaitable[None]]
 
 
+def identity(peer: Peer) -> str:
+    """Who a peer is across its reconnections: kind, account and the client's instance id
+    (its peer id when the client names no instance)."""
+    return f"{peer.kind}:{peer.principal_id}:{peer.instance or peer.peer_id}"
+
+
 @dataclass
 class _Connection:
     peer: Peer
@@ -57,7 +71,7 @@ class _Connection:
 
     @property
     def label(self) -> str:
-        return f"{self.peer.name} ({self.peer.site}, {self.peer.peer_id})"
+        return f"{self.peer.name} ({self.peer.site}, {identity(self.peer)})"
 
 
 class PeerSet:
@@ -103,11 +117,13 @@ class PeerSet:
         self._audio = audio
         self._talkback = talkback
         self._greeting = greeting
-        #: The connection each clinician has now (open or being negotiated).
+        #: By identity: the connection each clinician has now (open or being negotiated),
+        #: each present clinician's supervising task, and the clinician as last listed.
         self._connections: dict[str, _Connection] = {}
-        #: Each present clinician's supervising task.
         self._links: dict[str, asyncio.Task[None]] = {}
         self._present: dict[str, Peer] = {}
+        #: A peer id (the current one, or an earlier one of the same client) to its identity.
+        self._identities: dict[str, str] = {}
         #: Connections being closed in the background (each bounded by CLOSE_DEADLINE_S).
         self._closing: set[asyncio.Task[None]] = set()
         self.opened_total = 0
@@ -116,38 +132,74 @@ class PeerSet:
 
     @property
     def open_peers(self) -> list[str]:
-        return [pid for pid, c in self._connections.items() if c.opened.is_set()]
+        """The current peer ids of the clinicians with an open connection."""
+        return [c.peer.peer_id for c in self._connections.values() if c.opened.is_set()]
+
+    def media_of(self, peer_id: str) -> MediaPeer | None:
+        """The open connection to a clinician's current peer id, if any (for status pages,
+        benchmarks and tests that read what is sent to one viewer)."""
+        connection = self._connection_of(peer_id)
+        return connection.media if connection is not None and connection.opened.is_set() else None
 
     # -- the consultation's membership -----------------------------------------------------
 
     async def sync(self, peers: list[Peer]) -> None:
-        """The consultation's online peers (a ``joined``): connect to new clinicians, drop
-        connections to peers no longer there (their ids change when they reconnect)."""
-        self._present = {p.peer_id: p for p in peers if _is_clinician(p)}
-        for peer_id in list(self._links):
-            if peer_id not in self._present:
-                await self._drop(peer_id)
-        for peer in self._present.values():
-            self._ensure_link(peer)
+        """The consultation's online peers (a ``joined``): connect to new clinicians, keep
+        the media of those who are back under a new peer id, let go of the others."""
+        present = {identity(p): p for p in peers if _is_clinician(p)}
+        for key in list(self._present):
+            if key not in present:
+                await self._absent(key)
+        for key, peer in present.items():
+            self._listed(key, peer)
 
     async def peer_joined(self, peer: Peer) -> None:
         if _is_clinician(peer):
-            self._present[peer.peer_id] = peer
-            self._ensure_link(peer)
+            self._listed(identity(peer), peer)
 
     async def peer_left(self, peer_id: str) -> None:
-        self._present.pop(peer_id, None)
-        await self._drop(peer_id)
+        key = self._identities.pop(peer_id, None)
+        listed = None if key is None else self._present.get(key)
+        # An old id of a client that is back under a new one already: nothing to do.
+        if key is not None and listed is not None and listed.peer_id == peer_id:
+            await self._absent(key)
 
     async def left_consultation(self) -> None:
         self._present.clear()
-        for peer_id in list(self._links):
-            await self._drop(peer_id)
+        self._identities.clear()
+        for key in list(self._links):
+            await self._drop(key)
+
+    def _listed(self, key: str, peer: Peer) -> None:
+        known = self._present.get(key)
+        if known is not None and known.peer_id != peer.peer_id:
+            log.info("%s is back as %s; its media carries on", key, peer.peer_id)
+        self._present[key] = peer
+        self._identities[peer.peer_id] = key
+        connection = self._connections.get(key)
+        if connection is not None:
+            connection.peer = peer
+        if key not in self._links:
+            task = spawn(self._link(key), f"peer-{key}")
+            self._links[key] = task
+            task.add_done_callback(functools.partial(self._link_ended, key))
+
+    async def _absent(self, key: str) -> None:
+        """``key`` is no longer listed: an open connection is kept until it dies (the
+        clinician's socket may only have dropped), anything else is dropped now."""
+        self._present.pop(key, None)
+        connection = self._connections.get(key)
+        if connection is None or not connection.opened.is_set():
+            await self._drop(key)
 
     # -- negotiation ---------------------------------------------------------------------------
 
+    def _connection_of(self, peer_id: str | None) -> _Connection | None:
+        key = self._identities.get(peer_id or "")
+        return None if key is None else self._connections.get(key)
+
     async def answer(self, message: Answer) -> None:
-        connection = self._connections.get(message.sender or "")
+        connection = self._connection_of(message.sender)
         if connection is None:
             log.info("answer from %s, to whom no offer is open: ignored", message.sender)
             return
@@ -160,7 +212,7 @@ class PeerSet:
             connection.abandoned.set()
 
     async def candidate(self, message: Candidate) -> None:
-        connection = self._connections.get(message.sender or "")
+        connection = self._connection_of(message.sender)
         if connection is None:
             return
         try:
@@ -190,34 +242,33 @@ class PeerSet:
 
     # -- links -------------------------------------------------------------------------------
 
-    def _ensure_link(self, peer: Peer) -> None:
-        if peer.peer_id not in self._links:
-            task = spawn(self._link(peer), f"peer-{peer.peer_id}")
-            self._links[peer.peer_id] = task
-            task.add_done_callback(functools.partial(self._link_ended, peer.peer_id))
+    def _link_ended(self, key: str, task: asyncio.Task[None]) -> None:
+        if self._links.get(key) is task:
+            del self._links[key]
+        if key not in self._present:  # gone: forget its peer ids too
+            for peer_id in [p for p, k in self._identities.items() if k == key]:
+                del self._identities[peer_id]
 
-    def _link_ended(self, peer_id: str, task: asyncio.Task[None]) -> None:
-        if self._links.get(peer_id) is task:
-            del self._links[peer_id]
-
-    async def _link(self, peer: Peer) -> None:
-        """Connect to ``peer`` again and again for as long as it is present. Ends when the
-        signaling socket is down (its next ``joined`` brings the peer back)."""
+    async def _link(self, key: str) -> None:
+        """Connect to clinician ``key`` again and again for as long as it is listed. Ends
+        when the signaling socket is down (its next ``joined`` brings the clinician back)."""
         backoff = Backoff(self._policy)
-        while peer.peer_id in self._present:
+        while key in self._present:
             try:
-                await self._attempt(peer, backoff)
+                await self._attempt(key, backoff)
             except ConnectionError as exc:
-                log.info("offer to %s not sent (%s); waiting for signaling", peer.peer_id, exc)
+                log.info("offer to %s not sent (%s); waiting for signaling", key, exc)
                 return
             except Exception:  # a connection we could not even make: try again later
-                log.exception("connection to %s could not be made", peer.peer_id)
+                log.exception("connection to %s could not be made", key)
             self.deaths += 1
+            if key not in self._present:
+                return
             delay = backoff.failed(self._clock.monotonic())
-            log.info("offering again to %s in %.1f s", peer.peer_id, delay)
+            log.info("offering again to %s in %.1f s", key, delay)
             await asyncio.sleep(delay)
 
-    async def _attempt(self, peer: Peer, backoff: Backoff) -> None:
+    async def _attempt(self, key: str, backoff: Backoff) -> None:
         """One connection's life: made, offered, opened (or given up), then carried until
         it dies. Returns when it is given up; it is closed in the background."""
         video = self._video() if self._video is not None else None
@@ -229,28 +280,34 @@ class PeerSet:
             receive_audio=self._talkback is not None,
             relay_only=self._relay_only,
         )
-        connection = _Connection(peer, media)
-        self._connections[peer.peer_id] = connection
+        connection = _Connection(self._present[key], media)
+        self._connections[key] = connection
         try:
             media.channel.on("open", lambda: self._on_open(connection, backoff))
             if self._talkback is not None:
                 connection.talkback_task = spawn(
-                    self._play_talkback(connection, self._talkback), f"talkback-{peer.peer_id}"
+                    self._play_talkback(connection, self._talkback), f"talkback-{key}"
                 )
             sdp = await media.create_offer()
+            if "a=candidate:" not in sdp:
+                # No candidate at all (relay-only with the TURN server unreachable): this
+                # connection can never open, so do not wait for its deadline.
+                log.warning("no ICE candidate for %s (TURN unreachable?); trying again", key)
+                return
+            peer = self._present.get(key, connection.peer)  # its id may have changed meanwhile
             await self._send(Offer(to=peer.peer_id, sdp=sdp))
             log.info("offered to %s (%s, %s)", peer.peer_id, peer.name, peer.site)
             await self._carry(connection)
         finally:
-            if self._connections.get(peer.peer_id) is connection:
-                del self._connections[peer.peer_id]
+            if self._connections.get(key) is connection:
+                del self._connections[key]
             self._close_later(connection)
 
     async def _carry(self, connection: _Connection) -> None:
         """Wait for the connection to open (or be given up), then drain its events (the
         clinician's messages are passed on) until it dies."""
         media = connection.media
-        peer_id = connection.peer.peer_id
+        peer_id = identity(connection.peer)
         waits = [
             spawn(connection.opened.wait(), f"opened-{peer_id}"),
             spawn(media.failed.wait(), f"failed-{peer_id}"),
@@ -290,7 +347,7 @@ class PeerSet:
         log.info("connected to %s (%s)", connection.peer.peer_id, connection.peer.name)
 
     def _close_later(self, connection: _Connection) -> None:
-        task = spawn(self._close(connection), f"close-{connection.peer.peer_id}")
+        task = spawn(self._close(connection), f"close-{identity(connection.peer)}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -330,8 +387,8 @@ class PeerSet:
         finally:
             talkback.forget(connection.label)
 
-    async def _drop(self, peer_id: str) -> None:
-        task = self._links.pop(peer_id, None)
+    async def _drop(self, key: str) -> None:
+        task = self._links.pop(key, None)
         if task is not None:
             await cancel_and_wait([task])
 

@@ -115,8 +115,11 @@ export class BedsideLink extends EventTarget {
     this._talkSender?.replaceTrack(track).catch(() => {});
   }
 
+  /** The gateway's signaling connection is gone. Its media may well not be (a server
+   *  restart, its socket dropped): a connected link carries on until it falls silent;
+   *  anything else is given up. */
   peerLeft(peerId) {
-    if (peerId === this.remote) {
+    if (peerId === this.remote && this.state !== "connected") {
       this.closeConnection();
       this._setState("waiting");
     }

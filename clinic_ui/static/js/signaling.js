@@ -7,11 +7,26 @@ import { CloseCode, PROTOCOL_VERSION } from "./protocol.js";
 /** Close codes after which reconnecting is pointless: the session is over. */
 const FINAL = new Set([CloseCode.UNAUTHORIZED, CloseCode.SESSION_EXPIRED]);
 
+/** This tab's id for itself, sent in every hello (signaling/schema.py `Hello.instance`): the
+ *  same across reconnections and reloads of the tab, so the bedside gateway knows us when we
+ *  come back under a new peer id and keeps the media it sends us. */
+function tabInstance(storage = globalThis.sessionStorage) {
+  const KEY = "telemed.instance";
+  let id = storage?.getItem(KEY);
+  if (!id || !/^[A-Za-z0-9_-]{8,64}$/.test(id)) {
+    const bytes = crypto.getRandomValues(new Uint8Array(12));
+    id = btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+    storage?.setItem(KEY, id);
+  }
+  return id;
+}
+
 /** Events: "message" (detail: a server message), "down" (detail: {code}), "welcome". */
 export class Signaling extends EventTarget {
   constructor(tokenSource) {
     super();
     this.tokenSource = tokenSource; // () => the current token
+    this.instance = tabInstance();
     this.ws = null;
     this.peerId = null;
     this.consultationId = null;
@@ -32,7 +47,10 @@ export class Signaling extends EventTarget {
     const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: "hello", v: PROTOCOL_VERSION, token: this.tokenSource(), client: "clinic-ui" }));
+      ws.send(JSON.stringify({
+        type: "hello", v: PROTOCOL_VERSION, token: this.tokenSource(), client: "clinic-ui",
+        instance: this.instance,
+      }));
     };
     ws.onmessage = (event) => {
       let message;
