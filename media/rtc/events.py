@@ -7,7 +7,8 @@ object per message with a ``type`` discriminator:
 - bedside → viewer: ``hello`` (first, names the version), ``channel`` (a waveform's metadata,
   before its first packet), ``numeric``, ``beats``, ``quality``, ``status`` (a device's state),
   ``alarm`` and ``limits`` (the bedside's alarms and the limits in force), ``sources`` (the
-  primary device of a parameter two devices measure);
+  primary device of a parameter two devices measure), ``video`` (what the bedside's video
+  adaptation sends this viewer, :mod:`media.rtc.adapt`);
 - viewer → bedside: ``source`` (a technician's choice of that primary device);
 - either way: ``hb`` (a heartbeat ping) and ``hb-ack`` (its echo), see
   :mod:`media.rtc.heartbeat`.
@@ -220,6 +221,21 @@ class Sources(_Event):
     chosen_by: str | None = None
 
 
+class VideoState(_Event):
+    """Bedside → one viewer: what its video adaptation now sends it, each time that changes
+    (and once a connection's video is sent): the full picture, a reduced one because the
+    path carries less, or none (audio and vital signs only)."""
+
+    type: Literal["video"] = "video"
+    mode: Literal["full", "reduced", "paused"]
+    #: The frame height and frame rate sent (None while paused).
+    height: int | None = Field(default=None, ge=0, le=4320)
+    fps: float | None = Field(default=None, ge=0, le=120)
+    #: The path's estimate for video in bits per second, when one is known.
+    estimate_bps: int | None = Field(default=None, ge=0)
+    time: float
+
+
 EventMessage = (
     Hello
     | ChannelInfo
@@ -231,6 +247,7 @@ EventMessage = (
     | AlarmLimits
     | SourceChoice
     | Sources
+    | VideoState
     | Ping
     | Ack
 )

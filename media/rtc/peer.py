@@ -39,10 +39,13 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
-from media.rtc.events import EventError, EventMessage, encode_event, parse_event
+from media.rtc.adapt import VideoAdapter
+from media.rtc.bandwidth import apply_target, follow_path
+from media.rtc.events import EventError, EventMessage, VideoState, encode_event, parse_event
 from media.rtc.heartbeat import Heartbeat
 from media.rtc.jitter import MarkerJitterBuffer, use_marker_release
 from media.rtc.reorder import Reorderer
+from media.rtc.tracks import _CaptureClockTrack
 from media.rtc.wire import WireError, WirePacket, decode, encode
 from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.queues import DropOldestQueue
@@ -52,6 +55,8 @@ log = logging.getLogger(__name__)
 WAVEFORM_CHANNEL_ID = 1
 EVENT_CHANNEL_ID = 2
 _PUMP_S = 0.05
+#: How often the video sender's byte count is read for the adaptation.
+_STATS_S = 1.0
 #: Decoded audio frames (20 ms each) kept for a reader that falls behind: 0.5 s.
 AUDIO_QUEUE_FRAMES = 25
 #: What may wait in aiortc's send buffer before packets are dropped: about 2 s of a 500 Hz
@@ -86,6 +91,7 @@ class MediaPeer:
         audio: MediaStreamTrack | None = None,
         receive_audio: bool = False,
         relay_only: bool = False,
+        adapt_video: bool = True,
     ) -> None:
         """``video``: a track to send (e.g. a PipelineVideoTrack); ``receive_video``: ask
         for the other side's video, delivered to :attr:`video_frames` (newest frame only).
@@ -93,7 +99,10 @@ class MediaPeer:
         other side's sound, delivered to :attr:`audio_frames` (every frame, bounded).
         ``clock``: monotonic time for the heartbeat, wall time for the packets' times.
         ``relay_only``: gather and use TURN relay candidates only (a site whose network
-        allows nothing else, and the WAN tests, which force every packet through a relay)."""
+        allows nothing else, and the WAN tests, which force every packet through a relay).
+        ``adapt_video``: fit the video sent to the path (:mod:`media.rtc.adapt`): its
+        resolution, frame rate and bitrate follow the receiver's estimate and losses, and
+        the viewer is told (a ``video`` event) each time that changes."""
         self._clock = clock
         policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
         self.pc = RTCPeerConnection(
@@ -106,6 +115,12 @@ class MediaPeer:
             "audio": (audio, receive_audio),
         }
         self._media_added = False
+        #: The adaptation of the video sent (None: no adaptable video, or not asked for).
+        self.video_adapter: VideoAdapter | None = None
+        self._adapt_video = adapt_video
+        self._video_sender: RTCRtpSender | None = None
+        self._video_told: tuple[str, int | None, float | None] | None = None
+        self._stats_due = 0.0
         #: The newest decoded frame from the other side (older ones are dropped, counted).
         self.video_frames: DropOldestQueue[av.VideoFrame] = DropOldestQueue(1)
         #: Decoded audio from the other side, in order; the oldest dropped past 0.5 s.
@@ -151,6 +166,7 @@ class MediaPeer:
                     track, direction="sendrecv" if both else "sendonly"
                 )
                 _only_the_codec_of(transceiver, track)
+                self._adapt(transceiver.sender, track)
             elif receive:
                 self.pc.addTransceiver(kind, direction="recvonly")
 
@@ -175,6 +191,14 @@ class MediaPeer:
             transceiver.sender.replaceTrack(track)
             transceiver.direction = "sendrecv" if receive else "sendonly"
             _only_the_codec_of(transceiver, track)
+            self._adapt(transceiver.sender, track)
+
+    def _adapt(self, sender: RTCRtpSender, track: MediaStreamTrack) -> None:
+        """Fit a video track of ours to the path, when it can be (a frame track)."""
+        if self._adapt_video and isinstance(track, _CaptureClockTrack):
+            self.video_adapter = track.adapter = VideoAdapter()
+            self._video_sender = sender
+            follow_path(sender, self.video_adapter, self._clock.monotonic)
 
     # -- negotiation (the SDP travels through signaling) -----------------------------------
 
@@ -354,7 +378,49 @@ class MediaPeer:
                 self._put(PeerEvent(PeerEventKind.DEAD))
             for packet in self.reorderer.pop(self._clock.time()):
                 self._put(PeerEvent(PeerEventKind.WAVEFORM, packet=packet))
+            if self.video_adapter is not None:
+                await self._follow_video(now)
             await asyncio.sleep(_PUMP_S)
+
+    async def _follow_video(self, now: float) -> None:
+        """Feed the adapter what it learns without RTCP (time, the bytes sent), keep the
+        encoder on its target, and tell the viewer when what is sent changes."""
+        adapter, sender = self.video_adapter, self._video_sender
+        if adapter is None or sender is None:
+            return
+        if now >= self._stats_due:
+            self._stats_due = now + _STATS_S
+            sent = _bytes_sent(await sender.getStats())
+            if sent is not None:
+                adapter.on_sent(sent, now)
+        adapter.tick(now)
+        apply_target(sender, adapter)
+        rung = adapter.rung
+        told = (str(adapter.mode), rung.height or None, rung.fps or None)
+        if told != self._video_told and self.channel.readyState == "open":
+            height = None
+            if rung.height:
+                height = min(rung.height, adapter.source_height or rung.height)
+            state = VideoState(
+                mode=adapter.mode.value,
+                height=height,
+                fps=rung.fps or None,
+                estimate_bps=adapter.estimate_bps if adapter.congested(now) else None,
+                time=self._clock.time(),
+            )
+            if self.send_event(state):
+                self._video_told = told
+                log.info("video to this viewer: %s (%s)", adapter.mode, rung.name)
+
+
+def _bytes_sent(report: object) -> int | None:
+    """The outbound RTP byte count in a sender's statistics (None before any)."""
+    values = report.values() if isinstance(report, dict) else ()
+    for stats in values:
+        if getattr(stats, "type", None) == "outbound-rtp":
+            sent = getattr(stats, "bytesSent", None)
+            return int(sent) if isinstance(sent, int) else None
+    return None
 
 
 def _only_the_codec_of(transceiver: RTCRtpTransceiver, track: MediaStreamTrack) -> None:

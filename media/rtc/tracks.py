@@ -7,11 +7,13 @@ import fractions
 import logging
 
 import av
+import cv2
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from numpy.typing import NDArray
 
+from media.rtc.adapt import VideoAdapter
 from media.video.capture import CapturedFrame, LatestFrame
 from media.video.processing import FrameProcessor
 
@@ -23,21 +25,51 @@ TIME_BASE = fractions.Fraction(1, CLOCK_RATE)
 
 class _CaptureClockTrack(MediaStreamTrack):
     """A video track whose timestamps follow capture times, so frames dropped for being
-    stale leave no drift."""
+    stale leave no drift.
+
+    With an :attr:`adapter` (set by the peer that sends it, :mod:`media.rtc.bandwidth`),
+    frames are sent at the adapter's rung: scaled down to its height, thinned to its frame
+    rate, none while it is paused."""
 
     kind = "video"
 
     def __init__(self) -> None:
         super().__init__()
         self._start: float | None = None
+        self._last_sent: float | None = None
         self.sent = 0
+        #: Frames not sent because the rung's frame rate or a pause left them out.
+        self.thinned = 0
+        self.adapter: VideoAdapter | None = None
+
+    def _wanted(self, captured: CapturedFrame) -> bool:
+        """Whether the adapter's rung sends this frame (always, without an adapter)."""
+        if self.adapter is None:
+            return True
+        rung = self.adapter.rung
+        if rung.fps <= 0:
+            self.thinned += 1
+            return False
+        # 10 % early is on time: a 30 fps camera thinned to 15 keeps every other frame.
+        if (
+            self._last_sent is not None
+            and captured.capture_time - self._last_sent < 0.9 / rung.fps
+            and captured.capture_time >= self._last_sent
+        ):
+            self.thinned += 1
+            return False
+        return True
 
     async def _frame(self, captured: CapturedFrame, image: NDArray[np.uint8]) -> av.VideoFrame:
         if self._start is None:
             self._start = captured.capture_time
-        # The copy into a new frame runs off the event loop: measured 0.5 ms at 640x480 and
-        # 1.9 ms at 1280x720, per frame and per viewer, which would delay waveform packets.
-        frame = await asyncio.to_thread(av.VideoFrame.from_ndarray, image, format="bgr24")
+        self._last_sent = captured.capture_time
+        height, width = image.shape[:2]
+        size = (width, height) if self.adapter is None else self.adapter.frame_size(width, height)
+        # The copy into a new frame (and a scaling) runs off the event loop: the copy alone
+        # measured 0.5 ms at 640x480 and 1.9 ms at 1280x720, per frame and per viewer,
+        # which would delay waveform packets.
+        frame = await asyncio.to_thread(_to_frame, image, size)
         frame.pts = round((captured.capture_time - self._start) * CLOCK_RATE)
         frame.time_base = TIME_BASE
         self.sent += 1
@@ -54,11 +86,13 @@ class PipelineVideoTrack(_CaptureClockTrack):
         self.processor = processor
 
     async def recv(self) -> av.VideoFrame:
-        captured = await self.mailbox.get()
-        if captured is None:
-            self.stop()
-            raise MediaStreamError(self.mailbox.ended_because())
-        return await self._frame(captured, await self.processor.process(captured))
+        while True:
+            captured = await self.mailbox.get()
+            if captured is None:
+                self.stop()
+                raise MediaStreamError(self.mailbox.ended_because())
+            if self._wanted(captured):
+                return await self._frame(captured, await self.processor.process(captured))
 
 
 class ProcessedFrames:
@@ -157,15 +191,27 @@ class _ViewerTrack(_CaptureClockTrack):
         if not self._attached:
             self._attached = True
             await self._source._attach(+1)
-        latest = await self._source._next_after(self._seen)
-        if latest is None:
-            self.stop()
-            raise MediaStreamError(self._source.mailbox.ended_because())
-        self._seen, captured, image = latest
-        return await self._frame(captured, image)
+        while True:
+            latest = await self._source._next_after(self._seen)
+            if latest is None:
+                self.stop()
+                raise MediaStreamError(self._source.mailbox.ended_because())
+            self._seen, captured, image = latest
+            if self._wanted(captured):
+                return await self._frame(captured, image)
 
     def stop(self) -> None:
         if self._attached:
             self._attached = False
             self._source._viewers -= 1  # called from the event loop; no await possible here
         super().stop()
+
+
+def _to_frame(image: NDArray[np.uint8], size: tuple[int, int]) -> av.VideoFrame:
+    """A new frame of ``image`` at ``size`` (width, height); area-averaged when smaller."""
+    if size != (image.shape[1], image.shape[0]):
+        scaled: NDArray[np.uint8] = np.asarray(
+            cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8
+        )
+        return av.VideoFrame.from_ndarray(scaled, format="bgr24")
+    return av.VideoFrame.from_ndarray(image, format="bgr24")

@@ -80,4 +80,6 @@ EXAMPLES: list[events.EventMessage] = [
     ),
     events.SourceChoice(code="spo2", device="oximeter-1"),
     events.Sources(primary={"spo2": "monitor-1"}, chosen_by=None),
+    events.VideoState(mode="reduced", height=240, fps=10.0, estimate_bps=180_000, time=2.0),
+    events.VideoState(mode="paused", time=3.0),
 ]

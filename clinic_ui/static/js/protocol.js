@@ -723,6 +723,78 @@ export const EVENTS_SCHEMA = {
       ],
       "title": "Sources",
       "type": "object"
+    },
+    "VideoState": {
+      "description": "Bedside \u2192 one viewer: what its video adaptation now sends it, each time that changes\n(and once a connection's video is sent): the full picture, a reduced one because the\npath carries less, or none (audio and vital signs only).",
+      "properties": {
+        "estimate_bps": {
+          "anyOf": [
+            {
+              "minimum": 0,
+              "type": "integer"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Estimate Bps"
+        },
+        "fps": {
+          "anyOf": [
+            {
+              "maximum": 120,
+              "minimum": 0,
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Fps"
+        },
+        "height": {
+          "anyOf": [
+            {
+              "maximum": 4320,
+              "minimum": 0,
+              "type": "integer"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Height"
+        },
+        "mode": {
+          "enum": [
+            "full",
+            "reduced",
+            "paused"
+          ],
+          "title": "Mode",
+          "type": "string"
+        },
+        "time": {
+          "title": "Time",
+          "type": "number"
+        },
+        "type": {
+          "const": "video",
+          "default": "video",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "mode",
+        "time"
+      ],
+      "title": "VideoState",
+      "type": "object"
     }
   },
   "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -739,7 +811,8 @@ export const EVENTS_SCHEMA = {
       "quality": "#/$defs/Quality",
       "source": "#/$defs/SourceChoice",
       "sources": "#/$defs/Sources",
-      "status": "#/$defs/DeviceStatus"
+      "status": "#/$defs/DeviceStatus",
+      "video": "#/$defs/VideoState"
     },
     "propertyName": "type"
   },
@@ -773,6 +846,9 @@ export const EVENTS_SCHEMA = {
     },
     {
       "$ref": "#/$defs/Sources"
+    },
+    {
+      "$ref": "#/$defs/VideoState"
     },
     {
       "$ref": "#/$defs/Ping"

@@ -60,6 +60,7 @@ export class Room {
     this.peers = new Map(); // peer id -> Peer (everyone online in the room)
     this.chat = new Map(); // message id -> chat message, in arrival order
     this.ended = row.state === "closed" || row.state === "cancelled";
+    this.videoState = null; // the last `video` event of the bedside link
     this.waveforms = new WaveformView();
     const me = state.api.principal;
     this.alarms = new AlarmView(state.signaling, {
@@ -76,11 +77,23 @@ export class Room {
     this.call = new Call(this.signaling, iceServers);
     this._listeners = [];
     this._on(this.signaling, "message", (e) => this._onSignal(e.detail));
-    this._on(this.signaling, "down", () => { if (!this.ended) setLinkState("signaling.lost"); });
+    // The bedside's media does not pass through the server: while the link is up, losing
+    // the server is said beside the badge, not instead of it.
+    this._on(this.signaling, "down", () => {
+      if (this.ended) return;
+      if (this.link.state === "connected") $("signaling-state").hidden = false;
+      else setLinkState("signaling.lost");
+    });
+    this._on(this.signaling, "welcome", () => { $("signaling-state").hidden = true; });
     this.link.addEventListener("state", (e) => { if (!this.ended) setLinkState(`link.${e.detail}`); });
     this.link.addEventListener("video", (e) => { $("video").srcObject = e.detail; });
     this.link.addEventListener("audio", (e) => this._bedsideAudio(e.detail));
-    this.link.addEventListener("hello", () => { this.alarms.restart(); this._renderAudioKind(); });
+    this.link.addEventListener("hello", () => {
+      this.alarms.restart();
+      this._renderAudioKind();
+      this.videoState = null; // a new connection: its adaptation starts afresh
+      this._renderVideoState();
+    });
     this.link.addEventListener("talk", (e) => { $("talk").hidden = !e.detail; });
     this.link.addEventListener("waveform", (e) => this.waveforms.packet(e.detail));
     this.link.addEventListener("event", (e) => this._bedsideEvent(e.detail));
@@ -126,7 +139,24 @@ export class Room {
       case "limits":
         this.alarms.event(message);
         break;
+      case "video":
+        this.videoState = message;
+        this._renderVideoState();
+        break;
     }
+  }
+
+  /** What the bedside's video adaptation sends us, said when it is less than the full
+   *  picture (the picture itself shows a reduced one as coarser, a paused one as frozen). */
+  _renderVideoState() {
+    const badge = $("video-state");
+    const state = this.videoState;
+    badge.hidden = !state || state.mode === "full";
+    if (badge.hidden) return;
+    badge.dataset.mode = state.mode;
+    badge.textContent = state.mode === "paused"
+      ? t("room.video.paused")
+      : t("room.video.reduced", { height: state.height, fps: state.fps });
   }
 
   _on(target, kind, handler) {
@@ -190,6 +220,7 @@ export class Room {
     this._renderParticipants();
     this._renderChat();
     this._renderAudioKind();
+    this._renderVideoState();
     if (this.ended) this._showEnded();
   }
 

@@ -1,0 +1,94 @@
+"""What aiortc knows of a video sender's path, fed to a :class:`~media.rtc.adapt.VideoAdapter`,
+and the adapter's target handed back to aiortc's encoder.
+
+aiortc has no public API for either: the receiver's REMB and receiver reports reach only
+``RTCRtpSender._handle_rtcp_packet`` (which sets the encoder's target to the REMB value), and
+the encoder is the sender's private attribute. Everything that touches those internals is
+here, and ``tests/media/test_bandwidth.py`` runs it between two real aiortc peers, so an
+aiortc release that changes them fails a test instead of silently sending at full rate.
+
+aiortc's encoders also refuse targets under a floor (VP8 250 kbit/s, H.264 500 kbit/s): a
+path of 256 kbit/s could then never get below its own capacity. :func:`lower_encoder_floors`
+lowers both, once, to :data:`~media.rtc.adapt.MIN_TARGET_BPS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCRtpSender
+from aiortc.codecs import h264, vpx
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+
+from media.rtc.adapt import MIN_TARGET_BPS, VideoAdapter
+
+log = logging.getLogger(__name__)
+
+_ENCODER_ATTRIBUTE = "_RTCRtpSender__encoder"
+
+
+def lower_encoder_floors() -> None:
+    """Let aiortc's VP8 and H.264 encoders go down to the adapter's least target."""
+    vpx.MIN_BITRATE = min(vpx.MIN_BITRATE, MIN_TARGET_BPS)
+    h264.MIN_BITRATE = min(h264.MIN_BITRATE, MIN_TARGET_BPS)
+
+
+def encoder_target(sender: RTCRtpSender) -> int | None:
+    """The bitrate the sender's encoder is set to (None before its first frame)."""
+    encoder = getattr(sender, _ENCODER_ATTRIBUTE, None)
+    target = getattr(encoder, "target_bitrate", None)
+    return int(target) if isinstance(target, int) else None
+
+
+def apply_target(sender: RTCRtpSender, adapter: VideoAdapter) -> None:
+    """Set the sender's encoder to the adapter's target (nothing while it sends no video)."""
+    target = adapter.target_bps
+    encoder: Any = getattr(sender, _ENCODER_ATTRIBUTE, None)
+    if target > 0 and getattr(encoder, "target_bitrate", target) != target:
+        encoder.target_bitrate = target
+
+
+def follow_path(
+    sender: RTCRtpSender,
+    adapter: VideoAdapter,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Route the RTCP the sender receives (REMB, receiver reports for its stream) into
+    ``adapter`` as well, and after aiortc has handled each packet put the adapter's target
+    back on the encoder (aiortc would otherwise leave it at the REMB value)."""
+    lower_encoder_floors()
+    handle: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
+
+    async def observed(packet: Any) -> None:
+        await handle(packet)
+        try:
+            _observe(sender, adapter, packet, clock())
+        except Exception:  # an RTCP packet we misread must not stop aiortc's RTCP loop
+            log.exception("could not read an RTCP packet for the video adaptation")
+        apply_target(sender, adapter)
+
+    sender._handle_rtcp_packet = observed  # type: ignore[method-assign]
+
+
+def _observe(sender: RTCRtpSender, adapter: VideoAdapter, packet: Any, now: float) -> None:
+    ssrc = sender._ssrc
+    if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+        for report in packet.reports:
+            if report.ssrc == ssrc:
+                adapter.on_loss(report.fraction_lost / 256.0, now)
+    elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return  # an application packet that is not REMB
+        if ssrc in ssrcs:
+            adapter.on_remb(bitrate, now)

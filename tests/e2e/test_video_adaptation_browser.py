@@ -1,0 +1,89 @@
+"""What the doctor sees when the bedside's path cannot carry video (issue 12): a real server,
+a real gateway with its synthetic camera, the doctor's room in Chromium. The path's
+collapse arrives as a real REMB through aiortc's RTCP handling of the gateway's video sender
+(the WAN bench makes real ones; a test cannot wait for a congested relay): the gateway pauses
+the video, the room says so in words, and once the pause's probe finds the path again the
+words go and the picture moves again."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+from playwright.async_api import Page, expect
+
+from media.rtc.adapt import VideoMode
+from signaling.client import SignalingClient, UserCredentials
+from signaling.schema import ConsultationAction, Role
+from tests.e2e.bedside import bedside
+from tests.e2e.browser import artifacts_dir, chromium, in_english, sign_in
+from tests.helpers import PASSWORD, LiveServer, eventually
+
+pytestmark = pytest.mark.slow
+
+_FRAMES = "document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames"
+
+
+async def _frames_past(page: Page, count: int, timeout: float) -> None:
+    """Wait until the video element has shown more than ``count`` frames (polled from here:
+    the page's CSP allows no string evaluation, which ``wait_for_function`` uses)."""
+    async with asyncio.timeout(timeout):
+        while await page.evaluate(_FRAMES) <= count:
+            await asyncio.sleep(0.2)
+
+
+async def test_the_room_says_when_video_is_paused_for_bandwidth(server: LiveServer) -> None:
+    await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
+    await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
+    tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
+    await tech.start()
+    doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
+    try:
+        row = await tech.request_consultation("koriyama", False, "bandwidth")
+        await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
+        async with bedside(server) as gateway, chromium() as browser:
+            page = await browser.new_page(locale="en-US")
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await in_english(page)
+            await sign_in(
+                page, server.base_url, "doctor.koriyama", PASSWORD, f"#/consultations/{row.id}"
+            )
+            await expect(page.locator("#link-state")).to_have_attribute(
+                "data-state", "link.connected", timeout=30_000
+            )
+            await _frames_past(page, 10, timeout=20)
+            badge = page.locator("#video-state")
+            await expect(badge).to_be_hidden()
+
+            peers = gateway.peers
+            assert peers is not None
+            (peer_id,) = peers.open_peers
+            media = peers.media_of(peer_id)
+            assert media is not None and media.video_adapter is not None
+            adapter = media.video_adapter
+            (sender,) = [t.sender for t in media.pc.getTransceivers() if t.kind == "video"]
+            await eventually(lambda: adapter.send_bps is not None, timeout=10)
+            remb = RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(50_000, [sender._ssrc])
+            )
+            await sender._handle_rtcp_packet(remb)
+            assert adapter.mode is VideoMode.PAUSED
+
+            await expect(badge).to_be_visible(timeout=5_000)
+            await expect(badge).to_have_text(
+                "Low bandwidth: video paused; sound and vital signs continue"
+            )
+            await page.screenshot(path=artifacts_dir() / "room-video-paused.png")
+            paused_at = await page.evaluate(_FRAMES)
+            await page.wait_for_timeout(2_000)
+            assert await page.evaluate(_FRAMES) - paused_at <= 2  # nothing more was sent
+
+            # The probe: the lowest rung again, which for this 320x240 camera is its own size.
+            await expect(badge).to_be_hidden(timeout=20_000)
+            await _frames_past(page, paused_at + 10, timeout=20)
+            assert errors == []
+    finally:
+        await doctor.close()
+        await tech.close()
