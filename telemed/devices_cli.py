@@ -18,11 +18,13 @@ from devices.protocols.intellivue.host import HOST_REQUEST
 from devices.reader import DeviceReader
 from devices.simulation import alarms as scenarios
 from devices.simulation.hl7_monitor import Hl7MonitorSimulator
+from devices.simulation.intellivue_monitor import IntelliVueSimulator
+from devices.simulation.monitor_setup import MonitorSetup
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.recorded import RecordedPatient
 from devices.simulation.registry import SIMULATORS
-from devices.simulation.simulators import Faults
+from devices.simulation.simulators import Faults, Simulator
 from devices.transports.mllp_tcp import Hl7Listener
 from devices.transports.serial_port import list_serial_ports
 from runtime.tasks import cancel_and_wait, spawn
@@ -51,6 +53,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "of the synthetic patient",
     )
     sim.add_argument("--probe-off", action="store_true", help="start with the probe off")
+    sim.add_argument(
+        "--monitor-setup",
+        type=_monitor_setup,
+        default=MonitorSetup(),
+        metavar="WORDS",
+        help="intellivue, hl7: how the monitor is set up, comma-separated: kpa (pressures "
+        "in kPa), degf (temperature in degrees Fahrenheit), invasive (ABP, PAP and CVP)",
+    )
     sim.add_argument("--noise", type=float, default=0.0, help="garbage bursts a second")
     sim.add_argument("--drop", type=float, default=0.0, help="probability a byte is lost")
     sim.add_argument(
@@ -105,6 +115,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _scenario(text: str) -> tuple[scenarios.Scenario, float | None]:
     try:
         return scenarios.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _monitor_setup(text: str) -> MonitorSetup:
+    try:
+        return MonitorSetup.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -178,12 +195,21 @@ async def simulate(args: argparse.Namespace) -> int:
     helpers: list[asyncio.Task[None]] = []
     if args.protocol == "hl7":
         host, _, port = args.to.rpartition(":")
-        monitor = Hl7MonitorSimulator(host, int(port), patient, faults)
+        monitor = Hl7MonitorSimulator(host, int(port), patient, faults, setup=args.monitor_setup)
         task = spawn(monitor.run(), "hl7-monitor")
         print(f"sending ORU^R01 to {host}:{port}", flush=True)
     else:
         link = PtyLink(args.link)
-        task = spawn(SIMULATORS[args.protocol](link, patient, faults).run(), "simulator")
+        if args.protocol == "intellivue":
+            simulator: Simulator = IntelliVueSimulator(
+                link, patient, faults, setup=args.monitor_setup
+            )
+        elif args.monitor_setup != MonitorSetup():
+            print(f"--monitor-setup: {args.protocol} is not a monitor", file=sys.stderr)
+            return 2
+        else:
+            simulator = SIMULATORS[args.protocol](link, patient, faults)
+        task = spawn(simulator.run(), "simulator")
         await asyncio.sleep(0)
         print(link.path, flush=True)
         if args.unplug_every:

@@ -4,6 +4,7 @@ decoded is a failure, the common hex dump forms are read (offsets never taken as
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import shutil
@@ -20,7 +21,7 @@ from devices.model import Observation, Quality
 from devices.protocols import cms50
 from devices.protocols.hl7_pcd import Numeric, build_oru
 from devices.protocols.mllp import frame
-from telemed.devices_cli import decode_file
+from telemed.devices_cli import add_parser, decode_file, simulate
 
 STREAM = b"".join(cms50.encode_live(cms50.LiveSample(p, 70, 97, 2.5)) for p in range(60))
 
@@ -169,3 +170,55 @@ def test_a_non_finite_value_is_no_value_with_a_flag_wherever_it_comes_from(value
     row = to_dict(observation)
     json.dumps(row, allow_nan=False)
     assert row["value"] is None and row["quality"] == ["invalid", "artifact"]
+
+
+@pytest.mark.slow  # two processes start, then 4 s of reading
+async def test_the_intellivue_simulator_set_to_kpa_and_degf_is_read_in_mmhg_and_cel() -> None:
+    """``simulate intellivue --monitor-setup kpa,degf,invasive`` read by ``read --json``:
+    the values in their canonical units, converted (118 mmHg is sent as 15.7 kPa)."""
+    simulator = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "telemed", "devices", "simulate", "intellivue"),
+        *("--monitor-setup", "kpa,degf,invasive"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert simulator.stdout is not None
+        async with asyncio.timeout(20):
+            path = (await simulator.stdout.readline()).decode().strip()
+        reader = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "telemed", "devices", "read", "intellivue", path),
+            *("--json", "--seconds", "4"),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            out, _ = await reader.communicate()
+    finally:
+        simulator.terminate()
+        await simulator.wait()
+    values = {
+        e["code"]: (e["value"], e["unit"])
+        for e in map(json.loads, out.decode().splitlines())
+        if e.get("kind") == "observation"
+    }
+    assert values["nibp_sys"] == (pytest.approx(118, abs=0.4), "mm[Hg]")
+    assert values["temperature"] == (pytest.approx(36.8, abs=0.03), "Cel")
+    assert values["abp_sys"] == (pytest.approx(121, abs=0.4), "mm[Hg]")
+    assert values["cvp_mean"] == (pytest.approx(8, abs=0.4), "mm[Hg]")
+
+
+def _simulate_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    return parser.parse_args(["devices", "simulate", *argv])
+
+
+async def test_a_monitor_setup_for_a_device_that_is_no_monitor_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await simulate(_simulate_args("cms50", "--monitor-setup", "kpa")) == 2
+    assert "--monitor-setup: cms50 is not a monitor" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        _simulate_args("hl7", "--monitor-setup", "psi")
+    assert refused.value.code == 2
+    assert "unknown monitor setting(s) psi" in capsys.readouterr().err
