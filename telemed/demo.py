@@ -61,7 +61,10 @@ def lan_certificate(data_dir: Path, host: str) -> tuple[DemoCertificate, list[st
     and LAN addresses, or for ``host`` when it names one address; and the addresses others
     open."""
     addresses = lan_addresses() if host in _EVERY_ADDRESS else [host]
-    return demo_certificate(data_dir / "tls", demo_names(addresses)), addresses
+    certificate = demo_certificate(data_dir / "tls", demo_names(addresses))
+    if host == "0.0.0.0":  # noqa: S104 (IPv4 only: its IPv6 addresses are not served)
+        addresses = [a for a in addresses if ":" not in a]
+    return certificate, addresses
 
 
 async def run_demo(settings: Settings, host: str, port: int, *, lan: bool = False) -> None:

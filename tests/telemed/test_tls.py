@@ -29,6 +29,7 @@ from signaling.schema import Role
 from signaling.storage import accounts
 from signaling.storage.database import Database
 from telemed import tls
+from telemed.serve import base_url
 from telemed.settings import Settings, SettingsError
 from tests.helpers import SECRET, TEST_HASH_COST
 
@@ -394,3 +395,62 @@ def test_lan_addresses_are_reachable_ones() -> None:
     for text in tls.lan_addresses():
         address = ipaddress.ip_address(text)
         assert not (address.is_loopback or address.is_link_local or address.is_unspecified)
+
+
+@pytest.mark.slow  # the whole demo: server, bedside gateway, simulated devices
+async def test_demo_lan_serves_https_with_its_certificate_and_fingerprint(tmp_path: Path) -> None:
+    import re
+    import signal
+
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "telemed", "demo", "--lan", "--port", "0"),
+        env={**os.environ, "TELEMED_DATA_DIR": str(tmp_path)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        lines: list[str] = []
+        async with asyncio.timeout(90):
+            while line := (await proc.stdout.readline()).decode():
+                lines.append(line)
+                if line.strip().startswith("Ctrl-C"):  # the banner's last line
+                    break
+        banner = "".join(lines)
+        base = re.search(r"clinic app:\s+(https://127\.0\.0\.1:\d+)/\s", banner)
+        shown = re.search(r"SHA-256 fingerprint: ([0-9A-F:]{95})\n", banner)
+        assert base is not None and shown is not None, banner
+        cert_file = tmp_path / "demo" / "tls" / "cert.pem"
+        assert shown.group(1) == tls.fingerprint(cert_file)
+        lan_line = next(line for line in lines if "from another machine" in line)
+        urls = re.findall(r"https://[^\s/]+:\d+/", lan_line)
+        port = base.group(1).rsplit(":", 1)[1]
+        # 0.0.0.0: the IPv4 ones (the certificate names the IPv6 ones too).
+        ipv4 = [a for a in tls.lan_addresses() if ":" not in a]
+        assert urls == [base_url(a, int(port), https=True) + "/" for a in ipv4], banner
+        context = ssl.create_default_context(cafile=cert_file)
+        # Every address printed (and this machine's own) is served, with that certificate.
+        for url in [*urls, base.group(1) + "/"]:
+            async with httpx.AsyncClient(verify=context) as http:
+                r = await http.get(url + "healthz")
+                assert r.status_code == 200, url
+                assert r.headers["strict-transport-security"] == "max-age=31536000"
+        host, _, port_text = base.group(1).removeprefix("https://").rpartition(":")
+        _, writer = await asyncio.open_connection(host, int(port_text), ssl=context)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        digest = hashlib.sha256(der).hexdigest().upper()
+        assert ":".join(digest[i : i + 2] for i in range(0, 64, 2)) == shown.group(1)
+        # The demo's own bedside gateway trusts it too: its socket is open over WSS.
+        async with httpx.AsyncClient(verify=context) as http:
+            for _ in range(300):
+                health = (await http.get(base.group(1) + "/healthz")).json()
+                if health["connections"] >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert health["connections"] >= 1, health
+    finally:
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            _, err = await proc.communicate()
+    assert "Traceback" not in err.decode(), err.decode()
