@@ -30,6 +30,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     p.add_argument("--server", help="server base URL (default: this machine's host and port)")
+    p.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="trust an https:// server whose certificate (a self-signed one) or CA is in this "
+        "PEM file; the certificate is always verified",
+    )
     p.add_argument("--step", type=int, default=1, help="seconds per value (default 1: all)")
     p.add_argument("--since", help="start of the window, ISO 8601 (default: the consultation's)")
     p.add_argument("--until", help="end of the window, ISO 8601 (default: the consultation's)")
@@ -45,7 +52,9 @@ async def _export(args: argparse.Namespace, base_url: str, password: str) -> str
         query["since"] = args.since
     if args.until:
         query["until"] = args.until
-    client = SignalingClient(base_url, UserCredentials(args.user, password))
+    client = SignalingClient(
+        base_url, UserCredentials(args.user, password), ca_file=getattr(args, "ca", None)
+    )
     try:
         return await client.export(args.consultation, args.format, **query)
     finally:
@@ -55,8 +64,11 @@ async def _export(args: argparse.Namespace, base_url: str, password: str) -> str
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
 
-    from signaling.errors import SignalingError
+    from signaling.errors import SignalingError, UntrustedServer
+    from telemed.tls import check_ca_file
 
+    if getattr(args, "ca", None) is not None:
+        check_ca_file(args.ca)
     base_url = (
         args.server or settings.gateway.server_url or f"http://{settings.host}:{settings.port}"
     )
@@ -68,6 +80,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         text = asyncio.run(_export(args, base_url, password))
     except SignalingError as exc:
         print(f"telemed: the server refused: {exc.reason} ({exc.code})", file=sys.stderr)
+        return 1
+    except UntrustedServer as exc:
+        print(
+            f"telemed: the TLS certificate of {exc.url} is not trusted ({exc.verify_message}); "
+            "for a self-signed certificate, pass its file with --ca FILE",
+            file=sys.stderr,
+        )
         return 1
     except (httpx.HTTPError, OSError) as exc:
         print(f"telemed: cannot reach {base_url}: {exc}", file=sys.stderr)

@@ -113,6 +113,8 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
     server = args.server or options.server_url or f"http://{settings.host}:{settings.port}"
     ca_file = getattr(args, "ca", None) or options.ca_file
     if ca_file is not None:
+        from telemed.tls import check_ca_file
+
         check_ca_file(ca_file)
     return GatewayConfig(
         server_url=server,
@@ -133,20 +135,6 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
         data_dir=settings.data_dir / "gateway",
         ca_file=ca_file,
     )
-
-
-def check_ca_file(path: Path) -> None:
-    """Raises SettingsError unless ``path`` holds certificates a TLS client can trust."""
-    import ssl
-
-    try:
-        ssl.create_default_context(cafile=path)
-    except ssl.SSLError:  # before OSError, of which it is one
-        raise SettingsError(f"the CA file {path} holds no PEM certificate") from None
-    except FileNotFoundError:
-        raise SettingsError(f"the CA file {path} does not exist") from None
-    except OSError as exc:
-        raise SettingsError(f"cannot read the CA file {path}: {exc.strerror}") from None
 
 
 async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None) -> int:

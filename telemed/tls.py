@@ -115,6 +115,19 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     return context
 
 
+def check_ca_file(path: Path) -> None:
+    """Raises :class:`TlsSetupError` unless ``path`` holds certificates a TLS client can
+    trust (``--ca FILE`` of the gateway and of ``telemed export``)."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:  # before OSError, of which it is one
+        raise TlsSetupError(f"the CA file {path} holds no PEM certificate") from None
+    except FileNotFoundError:
+        raise TlsSetupError(f"the CA file {path} does not exist") from None
+    except OSError as exc:
+        raise TlsSetupError(f"cannot read the CA file {path}: {exc.strerror}") from None
+
+
 def certificate_end(cert_file: Path) -> dt.datetime:
     """When the (first) certificate in ``cert_file`` stops being valid (UTC)."""
     return _certificates(cert_file)[0].not_valid_after_utc

@@ -274,15 +274,13 @@ def test_gateway_needs_the_ca_for_a_self_signed_server(
 def test_gateway_ca_file_is_checked_at_start(
     tmp_path: Path, content: str | None, message: str
 ) -> None:
-    """What ``config_from`` checks of ``--ca`` (importing the media stack it also loads
-    would take longer than the check)."""
-    from telemed.gateway_cli import check_ca_file
-
+    """What ``telemed gateway`` and ``telemed export`` check of ``--ca`` before they
+    start."""
     ca = tmp_path / "none.pem"
     if content is not None:
         ca.write_text(content)
     with pytest.raises(SettingsError, match=message):
-        check_ca_file(ca)
+        tls.check_ca_file(ca)
 
 
 # -- the certificate and key files ----------------------------------------------------------
@@ -454,3 +452,25 @@ async def test_demo_lan_serves_https_with_its_certificate_and_fingerprint(tmp_pa
         async with asyncio.timeout(30):
             _, err = await proc.communicate()
     assert "Traceback" not in err.decode(), err.decode()
+
+
+def test_proxy_headers_are_believed_only_from_trusted_proxies(tmp_path: Path) -> None:
+    """Off by default (X-Forwarded-For from anyone would let a client pick its address for
+    the login limits and the per-address caps); on for the listed proxies only."""
+    from fastapi import FastAPI
+    from pydantic import ValidationError
+
+    from telemed.serve import uvicorn_config
+    from tests.helpers import make_config
+
+    default = uvicorn_config(FastAPI(), make_config(tmp_path), "127.0.0.1", 0)
+    assert default.proxy_headers is False
+    proxies = ("127.0.0.1", "10.1.0.0/16", "::1")
+    trusting = uvicorn_config(
+        FastAPI(), make_config(tmp_path, trusted_proxies=proxies), "127.0.0.1", 0
+    )
+    assert trusting.proxy_headers is True
+    assert trusting.forwarded_allow_ips == list(proxies)
+    for wrong in (["*"], ["nginx.local"], ["10.1.0.0/33"]):
+        with pytest.raises(ValidationError, match="not an IP address or network"):
+            make_config(tmp_path, trusted_proxies=wrong)
