@@ -69,9 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if getattr(args, "ca", None) is not None:
         check_ca_file(args.ca)
-    base_url = (
-        args.server or settings.gateway.server_url or f"http://{settings.host}:{settings.port}"
-    )
+    base_url = args.server or settings.gateway.server_url or settings.local_server_url()
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:

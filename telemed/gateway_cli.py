@@ -110,7 +110,7 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
         devices = tuple(DeviceSpec.parse(d) for d in (*options.devices, *args.device))
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
-    server = args.server or options.server_url or f"http://{settings.host}:{settings.port}"
+    server = args.server or options.server_url or settings.local_server_url()
     ca_file = getattr(args, "ca", None) or options.ca_file
     if ca_file is not None:
         from telemed.tls import check_ca_file

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    def local_server_url(self) -> str:
+        """This machine's server as the settings describe it (``host``, ``port``, HTTPS when
+        ``tls_cert`` is set): where a gateway or ``telemed export`` goes when not told."""
+        scheme = "https" if self.tls_cert is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.data_dir

@@ -474,3 +474,22 @@ def test_proxy_headers_are_believed_only_from_trusted_proxies(tmp_path: Path) ->
     for wrong in (["*"], ["nginx.local"], ["10.1.0.0/33"]):
         with pytest.raises(ValidationError, match="not an IP address or network"):
             make_config(tmp_path, trusted_proxies=wrong)
+
+
+def test_serve_warns_of_an_expired_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from telemed.cli import _tls_context
+
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=tls.DEMO_CERT_DAYS + 30)
+    old = tls.demo_certificate(tmp_path, ["127.0.0.1"], now=long_ago)
+    plain = Settings(data_dir=tmp_path, host="127.0.0.1", port=8000)
+    settings = plain.model_copy(update={"tls_cert": old.cert_file, "tls_key": old.key_file})
+    assert _tls_context(None, None, settings) is not None  # served: the operator decides
+    assert f"the TLS certificate {old.cert_file} expired on" in capsys.readouterr().err
+    # Both files or neither.
+    with pytest.raises(SettingsError, match="both a certificate and its key"):
+        _tls_context(old.cert_file, None, plain)
+    # Gateways and exports default to this machine's server, over HTTPS when it is.
+    assert settings.local_server_url() == "https://127.0.0.1:8000"
+    assert plain.local_server_url() == "http://127.0.0.1:8000"
