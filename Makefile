@@ -9,7 +9,8 @@
 #                   or slow ones
 #   make check      all of it: scripts/check (lint, types, Node tests, every pytest test)
 #   make fuzz       the fuzz tests (tests/**/test_fuzz_*.py) with 10x their CI budget
-#                   (FUZZ_SCALE=N to change it)
+#                   (FUZZ_SCALE=N to change it), printing each run's figures; a run may
+#                   take minutes (the test timeouts are lifted)
 .PHONY: demo test bootstrap check fmt lint types test-fast bench fuzz
 
 FUZZ_SCALE ?= 10
@@ -47,4 +48,4 @@ bench: bootstrap
 	.venv/bin/python -m benchmarks.signaling_relay
 
 fuzz: bootstrap
-	TELEMED_FUZZ_SCALE=$(FUZZ_SCALE) .venv/bin/python -m pytest -q $$(find tests -name 'test_fuzz_*.py' | sort)
+	TELEMED_FUZZ_SCALE=$(FUZZ_SCALE) .venv/bin/python -m pytest -q -s --timeout=7200 $$(find tests -name 'test_fuzz_*.py' | sort)

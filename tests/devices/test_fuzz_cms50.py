@@ -13,7 +13,7 @@ import pytest
 from devices.protocols import cms50
 from devices.protocols.common import DECODER_FAULT
 from tests.devices import fuzz_harness as fh
-from tests.fuzzing import budget
+from tests.fuzzing import budget, scale
 
 MESSAGES = budget(20_000)
 MEMORY_CEILING = 20_000_000
@@ -44,6 +44,8 @@ def _legacy(rng: random.Random) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
+@pytest.mark.timeout(600 * scale())  # a hang guard: loaded, the pass can take minutes
 @pytest.mark.parametrize(
     ("name", "make", "mutant"),
     [

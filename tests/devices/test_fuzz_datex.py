@@ -13,7 +13,7 @@ import pytest
 from devices.protocols import datex
 from devices.protocols.common import DECODER_FAULT
 from tests.devices import fuzz_harness as fh
-from tests.fuzzing import budget
+from tests.fuzzing import budget, scale
 
 MESSAGES = budget(20_000)
 MEMORY_CEILING = 20_000_000
@@ -34,6 +34,8 @@ def _mutant(rng: random.Random) -> bytes:
     return datex.frame(fh.mutate_binary(rng, rng.choice(SEEDS), FIELDS))
 
 
+@pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
+@pytest.mark.timeout(600 * scale())  # a hang guard: loaded, the pass can take minutes
 def test_mutated_records_never_escape_nor_stall() -> None:
     figures, failures = fh.run("datex", lambda: datex.DatexDecoder("fuzz"), _mutant, MESSAGES)
     print(f"\ndatex: {figures}")

@@ -17,9 +17,11 @@ from devices.protocols.hl7_acm import build_r40
 from devices.protocols.hl7_pcd import Hl7Decoder, Numeric, Wave, build_oru
 from devices.protocols.mllp import MllpFramer, frame
 from tests.devices import fuzz_harness as fh
-from tests.fuzzing import budget
+from tests.fuzzing import budget, scale
 
-MESSAGES = budget(8_000)  # 20,000 take ~40 s here: python-hl7 parses ~2 ms a message
+#: The CI pass (issue 11: 20,000 a codec); ``make fuzz`` runs ten times as many. python-hl7
+#: parses ~1 ms a message: ~25 s of CPU, the dearest of the codecs' passes.
+MESSAGES = budget(20_000)
 MEMORY_CEILING = 20_000_000
 
 SEEDS = [
@@ -150,6 +152,8 @@ def _answered_once(decoder: fh.Feeds, data: bytes) -> None:
         raise AssertionError(f"not an acknowledgement: {answer!r}")
 
 
+@pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
+@pytest.mark.timeout(600 * scale())  # a hang guard: loaded, the pass can take minutes
 def test_mutated_messages_are_each_answered_and_never_escape_nor_stall() -> None:
     figures, failures = fh.run(
         "hl7", lambda: Hl7Decoder("fuzz"), _mutant, MESSAGES, after_feed=_answered_once

@@ -16,7 +16,7 @@ from devices.simulation.intellivue_monitor import MonitorProtocol
 from devices.simulation.patient import Patient
 from devices.simulation.simulators import Faults
 from tests.devices import fuzz_harness as fh
-from tests.fuzzing import budget
+from tests.fuzzing import budget, scale
 
 #: The CI pass; ``make fuzz`` runs ten times as many.
 MESSAGES = budget(20_000)
@@ -64,6 +64,8 @@ def test_seeds_cover_every_reply_kind() -> None:
     assert {0x0E, 0xE1} <= kinds and len(SEEDS) > 20
 
 
+@pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
+@pytest.mark.timeout(600 * scale())  # a hang guard: loaded, the pass can take minutes
 def test_mutated_monitor_messages_never_escape_nor_stall() -> None:
     figures, failures = fh.run("intellivue", _polling_host, _mutant, MESSAGES)
     print(f"\nintellivue: {figures}")

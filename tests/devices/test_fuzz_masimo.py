@@ -13,7 +13,7 @@ import pytest
 from devices.protocols import masimo
 from devices.protocols.common import DECODER_FAULT
 from tests.devices import fuzz_harness as fh
-from tests.fuzzing import budget
+from tests.fuzzing import budget, scale
 
 MESSAGES = budget(20_000)
 MEMORY_CEILING = 20_000_000
@@ -38,6 +38,8 @@ def _mutant(rng: random.Random) -> bytes:
     return (" ".join(words) + "\r\n").encode("ascii", errors="replace")
 
 
+@pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
+@pytest.mark.timeout(600 * scale())  # a hang guard: loaded, the pass can take minutes
 def test_mutated_lines_never_escape_nor_stall() -> None:
     figures, failures = fh.run("masimo", lambda: masimo.MasimoDecoder("fuzz"), _mutant, MESSAGES)
     print(f"\nmasimo: {figures}")

@@ -220,3 +220,35 @@ async def test_a_reconnecting_sender_keeps_its_device_id() -> None:
         assert ids == ["hl7@MON:ICU", "hl7@MON:ICU"]
     finally:
         await cancel_and_wait([task])
+
+
+def test_invasive_pressures_of_every_family_are_decoded_not_dropped() -> None:
+    """The arterial pressure in both MDC families real messages use (MDC_PRESS_BLD_ART
+    150033.. and _ART_ABP 150037..), the pulmonary artery, central venous and intracranial
+    pressures: each decoded under its own code (the ART family was dropped without a word)."""
+    rows = [
+        ("150033^MDC_PRESS_BLD_ART_SYS", 121),
+        ("150034^MDC_PRESS_BLD_ART_DIA", 79),
+        ("150035^MDC_PRESS_BLD_ART_MEAN", 93),
+        ("150047^MDC_PRESS_BLD_ART_PULM_MEAN", 15),
+        ("150087^MDC_PRESS_BLD_VEN_CENT_MEAN", 8),
+        ("153611^MDC_PRESS_INTRA_CRAN_MEAN", 11),
+    ]
+    message = _raw(
+        *(
+            f"OBX|{n}|NM|{code}^MDC|1.1.1.{n}|{value}|mm[Hg]^mm[Hg]^UCUM|||||R"
+            for n, (code, value) in enumerate(rows, start=1)
+        )
+    )
+    decoder = Hl7Decoder("gw")
+    events = decoder.receive_data(message, 0.0)
+    assert _obs(events) == [
+        ("abp_sys", 121.0),
+        ("abp_dia", 79.0),
+        ("abp_mean", 93.0),
+        ("pap_mean", 15.0),
+        ("cvp_mean", 8.0),
+        ("icp_mean", 11.0),
+    ]
+    assert not [e for e in events if isinstance(e, FrameError)]
+    assert decoder.stats.unmapped == {}
