@@ -39,23 +39,30 @@ PERFUSION_INDEX = VitalCode("perfusion_index", "MDC_PULS_OXIM_PERF_REL", 150488,
 # _SYS/_DIA/_MEAN at +1/+2/+3; MDC_CONC_AWAY_CO2_ET 151708, MDC_CO2_RESP_RATE 151594). The
 # arterial families ART and ART_ABP both occur in real messages: either is accepted.
 # MDC_OUTPUT_CARD 150276 is IntelliVue's NOM_OUTPUT_CARD (0x4B04) in the SCADA partition.
-# No LOINC codes for these here: none could be checked against LOINC itself, and a wrong
-# code is worse than none.
-ABP_SYS = VitalCode("abp_sys", "MDC_PRESS_BLD_ART_ABP_SYS", 150037, None, "mm[Hg]", (150033,))
-ABP_DIA = VitalCode("abp_dia", "MDC_PRESS_BLD_ART_ABP_DIA", 150038, None, "mm[Hg]", (150034,))
-ABP_MEAN = VitalCode("abp_mean", "MDC_PRESS_BLD_ART_ABP_MEAN", 150039, None, "mm[Hg]", (150035,))
-PAP_SYS = VitalCode("pap_sys", "MDC_PRESS_BLD_ART_PULM_SYS", 150045, None, "mm[Hg]")
-PAP_DIA = VitalCode("pap_dia", "MDC_PRESS_BLD_ART_PULM_DIA", 150046, None, "mm[Hg]")
-PAP_MEAN = VitalCode("pap_mean", "MDC_PRESS_BLD_ART_PULM_MEAN", 150047, None, "mm[Hg]")
+# LOINC codes: those of the German Medical Informatics Initiative's ICU module (its FHIR
+# profiles pair them with these MDC codes): pulmonary artery 8440-0/8385-7/8414-5, central
+# venous pressure 60985-9 and intracranial pressure 60956-0 (each a mean as monitors report
+# them), cardiac output 8741-1; the arterial line: LOINC's "Invasive Systolic / Diastolic /
+# Mean blood pressure" 76215-3/76213-8/76214-6. Each passes LOINC's mod-10 check digit
+# (tests/devices/test_codes.py). None for EtCO2 and awRR: their LOINC terms (a partial
+# pressure or a fraction) could not be settled here, and a wrong code is worse than none.
+ABP_SYS = VitalCode("abp_sys", "MDC_PRESS_BLD_ART_ABP_SYS", 150037, "76215-3", "mm[Hg]", (150033,))
+ABP_DIA = VitalCode("abp_dia", "MDC_PRESS_BLD_ART_ABP_DIA", 150038, "76213-8", "mm[Hg]", (150034,))
+ABP_MEAN = VitalCode(
+    "abp_mean", "MDC_PRESS_BLD_ART_ABP_MEAN", 150039, "76214-6", "mm[Hg]", (150035,)
+)
+PAP_SYS = VitalCode("pap_sys", "MDC_PRESS_BLD_ART_PULM_SYS", 150045, "8440-0", "mm[Hg]")
+PAP_DIA = VitalCode("pap_dia", "MDC_PRESS_BLD_ART_PULM_DIA", 150046, "8385-7", "mm[Hg]")
+PAP_MEAN = VitalCode("pap_mean", "MDC_PRESS_BLD_ART_PULM_MEAN", 150047, "8414-5", "mm[Hg]")
 CVP_SYS = VitalCode("cvp_sys", "MDC_PRESS_BLD_VEN_CENT_SYS", 150085, None, "mm[Hg]")
 CVP_DIA = VitalCode("cvp_dia", "MDC_PRESS_BLD_VEN_CENT_DIA", 150086, None, "mm[Hg]")
-CVP_MEAN = VitalCode("cvp_mean", "MDC_PRESS_BLD_VEN_CENT_MEAN", 150087, None, "mm[Hg]")
+CVP_MEAN = VitalCode("cvp_mean", "MDC_PRESS_BLD_VEN_CENT_MEAN", 150087, "60985-9", "mm[Hg]")
 ICP_SYS = VitalCode("icp_sys", "MDC_PRESS_INTRA_CRAN_SYS", 153609, None, "mm[Hg]")
 ICP_DIA = VitalCode("icp_dia", "MDC_PRESS_INTRA_CRAN_DIA", 153610, None, "mm[Hg]")
-ICP_MEAN = VitalCode("icp_mean", "MDC_PRESS_INTRA_CRAN_MEAN", 153611, None, "mm[Hg]")
+ICP_MEAN = VitalCode("icp_mean", "MDC_PRESS_INTRA_CRAN_MEAN", 153611, "60956-0", "mm[Hg]")
 ETCO2 = VitalCode("etco2", "MDC_CONC_AWAY_CO2_ET", 151708, None, "mm[Hg]")
 AWAY_RESP_RATE = VitalCode("awrr", "MDC_CO2_RESP_RATE", 151594, None, "/min")
-CARDIAC_OUTPUT = VitalCode("cardiac_output", "MDC_OUTPUT_CARD", 150276, None, "L/min")
+CARDIAC_OUTPUT = VitalCode("cardiac_output", "MDC_OUTPUT_CARD", 150276, "8741-1", "L/min")
 ECG_II = VitalCode("ecg_ii", "MDC_ECG_ELEC_POTL_II", 131330, None, "mV")
 PLETH = VitalCode("pleth", "MDC_PULS_OXIM_PLETH", 150452, None, "{1}")
 
