@@ -15,6 +15,8 @@ from devices.protocols.common import DECODER_FAULT
 from tests.devices import fuzz_harness as fh
 from tests.fuzzing import budget, scale
 
+#: The codec's CI pass, shared by its three data formats (one decoder, one format each time);
+#: ``make fuzz`` runs ten times as many.
 MESSAGES = budget(20_000)
 MEMORY_CEILING = 20_000_000
 FORMATS = (nonin.Format.PLETH_8, nonin.Format.PLETH_16, nonin.Format.NUMERICS)
