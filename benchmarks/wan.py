@@ -46,8 +46,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import av
 import cv2
 import numpy as np
 from aiortc import RTCIceServer
@@ -76,6 +77,7 @@ from telemed.serve import listening_socket, start_server
 log = logging.getLogger(__name__)
 
 PASSWORD = "benchmark-password-0123"  # noqa: S105 (a throwaway account in a temporary database)
+_T = TypeVar("_T")
 KEY = "benchmark-gateway-key-0123456789abcdef"
 WIDTH, HEIGHT = 640, 480
 #: A gap between two decoded frames longer than this is a freeze.
@@ -94,7 +96,9 @@ class Viewer:
     #: (arrival, latency ms) of each waveform packet / numeric / decoded frame.
     waveforms: list[tuple[float, float]] = field(default_factory=list)
     numerics: list[tuple[float, float]] = field(default_factory=list)
-    frames: list[tuple[float, float]] = field(default_factory=list)
+    #: Every decoded frame: when it arrived, and its glass-to-glass latency when its stamp
+    #: could be read (a frame the adaptation scaled down may blur it past reading).
+    frames: list[tuple[float, float | None]] = field(default_factory=list)
     #: Sequence numbers seen per waveform channel.
     sequences: dict[int, list[int]] = field(default_factory=dict)
     sizes: set[tuple[int, int]] = field(default_factory=set)
@@ -142,11 +146,28 @@ class Viewer:
                 frame = media.video_frames.get_nowait()
                 now = time.time()
                 self.sizes.add((frame.width, frame.height))
-                image = await asyncio.to_thread(frame.to_ndarray, format="bgr24")
-                stamp = await asyncio.to_thread(read_stamp, np.asarray(image, dtype=np.uint8))
-                if stamp is not None:
-                    self.frames.append((now, (now * 1000 - stamp[1]) % 2**32))
+                latency = await asyncio.to_thread(_stamp_latency, frame, now)
+                self.frames.append((now, latency))
             await asyncio.sleep(0.005)
+
+
+#: A stamp that reads as older than this was misread (its CRC is 8 bits: 1 in 256 passes).
+_PLAUSIBLE_MS = 60_000
+
+
+def _stamp_latency(frame: av.VideoFrame, now: float) -> float | None:
+    """Glass-to-glass milliseconds from a decoded frame's stamp, read at the camera's size
+    (a frame sent smaller is scaled back first); None when it cannot be read."""
+    image = np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+    if image.shape[1] != WIDTH:
+        image = np.asarray(
+            cv2.resize(image, (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR), dtype=np.uint8
+        )
+    stamp = read_stamp(image)
+    if stamp is None:
+        return None
+    latency = float((now * 1000 - stamp[1]) % 2**32)
+    return latency if latency < _PLAUSIBLE_MS else None
 
 
 async def _close_soon(media: MediaPeer) -> None:
@@ -270,6 +291,17 @@ class WanBed:
         self.wonju.blackout(on)
         self.koriyama.blackout(on)
 
+    def rung(self) -> str | None:
+        """The rung the gateway's video adaptation sends the viewer now (None: no link)."""
+        peers = self.gateway.peers if self.gateway is not None else None
+        if peers is None:
+            return None
+        for peer_id in peers.open_peers:
+            media = peers.media_of(peer_id)
+            if media is not None and media.video_adapter is not None:
+                return media.video_adapter.rung.name
+        return None
+
     @property
     def deaths(self) -> int:
         assert self.gateway is not None
@@ -292,7 +324,7 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def _since(samples: list[tuple[float, float]], start: float) -> list[tuple[float, float]]:
+def _since(samples: list[tuple[float, _T]], start: float) -> list[tuple[float, _T]]:
     return [s for s in samples if s[0] >= start]
 
 
@@ -318,7 +350,10 @@ async def steady(bed: WanBed, name: str, seconds: float) -> dict[str, Any]:
     start = time.time()
     viewer.sequences.clear()
     viewer.sizes.clear()
-    await asyncio.sleep(seconds)
+    rungs: list[str] = []
+    while time.time() - start < seconds:
+        rungs.append(bed.rung() or "none")
+        await asyncio.sleep(0.5)
     frames = _since(viewer.frames, start)
     arrivals = [start, *(t for t, _ in frames), time.time()]
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
@@ -327,11 +362,14 @@ async def steady(bed: WanBed, name: str, seconds: float) -> dict[str, Any]:
         "profile": name,
         "path": asdict(PROFILES[name]),
         "seconds": seconds,
-        "video_ms": _stats([ms for _, ms in frames]),
+        "video_ms": _stats([ms for _, ms in frames if ms is not None]),
         "video_fps": len(frames) / seconds,
+        "video_stamped_pct": 100.0 * sum(ms is not None for _, ms in frames) / max(1, len(frames)),
         "video_longest_gap_s": max(gaps),
         "video_freezes": sum(1 for g in gaps if g > FREEZE_S),
         "video_sizes": sorted(viewer.sizes),
+        #: Share of the time (%) the adaptation spent on each rung.
+        "video_rungs": {r: round(100.0 * rungs.count(r) / len(rungs)) for r in sorted(set(rungs))},
         "waveform_ms": _stats([ms for _, ms in _since(viewer.waveforms, start)]),
         "waveform_lost_pct": 100.0 * missing / max(1, received + missing),
         "numeric_ms": _stats([ms for _, ms in _since(viewer.numerics, start)]),
@@ -398,7 +436,9 @@ def _print(results: list[dict[str, Any]]) -> None:
                 f"waveforms {w.get('median', math.nan):5.0f} ms median "
                 f"{w.get('p95', math.nan):5.0f} p95, {r['waveform_lost_pct']:4.1f} % lost | "
                 f"numerics {n.get('median', math.nan):5.0f} ms median | "
-                f"link declared dead {r['link_deaths']}x"
+                f"link declared dead {r['link_deaths']}x | rungs "
+                + ", ".join(f"{k} {p}%" for k, p in r["video_rungs"].items())
+                + f" | {r['video_stamped_pct']:.0f} % of frames stamped"
             )
         else:
             figures = ", ".join(

@@ -2,27 +2,43 @@
 Sans-I/O: estimates and reports go in with their times, a rung and an encoder target come
 out (:mod:`media.rtc.bandwidth` feeds it from aiortc, :mod:`media.rtc.tracks` applies it).
 
-Two estimates bound the video's bitrate, as in WebRTC's congestion control (GCC):
+The path's estimate for video follows WebRTC's loss-based controller (GCC), with the
+receiver reports' round-trip time as its delay signal:
 
-- the receiver's (REMB, the other side's delay-based estimate of what the path carries);
-- a loss-based one from the receiver reports: over 10 % lost, cut to what was sent (or
-  allowed, if less) times (1 - loss/2); under 2 %, grow by 8 % a report; in between, hold.
+- over 10 % of the video's packets lost in a report, or the round-trip time more than
+  :attr:`VideoAdapter.queue_s` above the least seen (a queue building at the bottleneck),
+  the path is *congested*: the estimate is cut to what was sent (or allowed, if less) times
+  (1 - loss/2), or 0.85 for a queue, at most once a second;
+- under 2 % lost and no queue, it grows 8 % a report, to at most 1.5 times what is sent; in
+  between, it holds.
 
-The lower of the two, capped by what the current rung needs, is the encoder's target. A
-receiver's REMB never exceeds 1.5 times what it receives, so a low REMB may only mean a still
-picture that needs few bits; the path is *congested* only when the loss is over 10 % or the
-REMB has fallen under 1.2 times the rate actually sent (the receiver saw queues grow and cut
-it). The rung (:data:`LADDER`, 720p30 down to paused) follows: down when congested with the
-estimate under the rung's floor for :attr:`VideoAdapter.down_after_s` (at once under half of
-it: a freeze costs more than a coarser picture), up one step only after the path has stayed
-uncongested, with the estimate above the next rung's floor with a margin or the picture
-sending less than the path takes, for a while; that while doubles each time a step up had to
-be taken back soon after (the path could not carry it). Paused sends no video, so no estimate
-arrives to end it: after a pause of :attr:`VideoAdapter.probe_after_s` the lowest rung is
-tried again.
+It starts at :data:`START_BPS`. The receiver's REMB is recorded but, by default, not followed
+(``use_remb``): aiortc's delay-based estimator, through a TURN relay on a path with 5 ms of
+jitter, signalled overuse with no queue at all (REMB 40 kbit/s on an idle 256 kbit/s uplink,
+no packet dropped), and as REMB is 0.85 times what arrived after each overuse, following it
+spirals down. With ``use_remb``, the estimate is the lower of the two, and a REMB under 1.2
+times the rate sent is congestion too.
 
-Waveforms, numerics and the heartbeat share the path: the target leaves them
-:data:`RESERVE_BPS`.
+The encoder's target is the estimate, capped by what the current rung needs. The rung
+(:data:`LADDER`, 720p30 down to 120p5, then paused) follows:
+
+- down when congested with the estimate under the rung's floor for
+  :attr:`VideoAdapter.down_after_s` (at once under half of it: a freeze costs more than a
+  coarser picture);
+- up one step after the path has stayed uncongested with the estimate above the next rung's
+  floor (with a margin) for a hold, or uncongested for :attr:`VideoAdapter.probe_up_after_s`
+  whatever the estimate (a picture that needs few bits never earns a higher one); both waits
+  double each time a step up had to be taken back soon after;
+- out of a pause: no video is sent, so nothing is learnt; after
+  :attr:`VideoAdapter.probe_after_s` the lowest rung is tried again.
+
+The top rung is the source's own size: a camera between two of the ladder's heights (320x240)
+is sent as it is, at the ladder's full frame rate and the cap of the rung above.
+
+Waveforms, numerics and the heartbeat share the path and are not in the REMB's count of what
+arrives; their queueing is (the REMB is delay-based), so when they and the video together
+fill the path the REMB falls and the video yields. Nothing is subtracted for them up front:
+on a 256 kbit/s path that would leave the lowest rungs nothing.
 """
 
 from __future__ import annotations
@@ -54,14 +70,16 @@ LADDER: tuple[Rung, ...] = (
     Rung("480p30", 480, 30.0, 350_000, 900_000),
     Rung("360p15", 360, 15.0, 160_000, 450_000),
     Rung("240p10", 240, 10.0, 64_000, 200_000),
+    Rung("120p5", 120, 5.0, 24_000, 64_000),
     Rung("paused", 0, 0.0, 0, 0),
 )
-#: The bandwidth left to the data channels (a 500 Hz ECG and a pleth, numerics, heartbeat).
-RESERVE_BPS = 48_000
-#: The encoder target used before any estimate arrives (aiortc's VP8 default).
-START_BPS = 500_000
+#: Where the loss-based estimate starts (as WebRTC's does): a path is not assumed to take
+#: more before reports say so (aiortc's encoders start at 500k, over a 256k uplink).
+START_BPS = 300_000
 #: The least the encoder is asked for while video is sent.
 MIN_TARGET_BPS = 40_000
+#: The least the estimate falls to (under 120p5's floor: paused).
+MIN_ESTIMATE_BPS = 8_000
 #: Changes of the target smaller than this fraction are not applied: aiortc's VP8 encoder
 #: starts afresh (with a key frame, large at a low rate) at every change over 10 %.
 TARGET_STEP = 0.2
@@ -80,14 +98,21 @@ class VideoAdapter:
     #: A step up taken back within this time doubles the hold before the next one.
     failed_up_within_s: float = 10.0
     probe_after_s: float = 8.0
+    #: On a reduced rung with the path uncongested this long (times the hold's doubling),
+    #: one step up is tried even without an estimate above the next floor: a receiver's
+    #: REMB is at most 1.5x what arrives, so a picture that needs few bits never earns one.
+    probe_up_after_s: float = 20.0
     down_after_s: float = 1.0
     max_bps: int = 1_500_000
-    #: A receiver report's loss counts as news for this long.
+    #: A receiver report's loss, or a queue, counts as news for this long.
     loss_memory_s: float = 3.0
+    #: A round-trip time this much above the least seen is a queue at the bottleneck.
+    queue_s: float = 0.1
+    use_remb: bool = False
 
     def __post_init__(self) -> None:
         self._remb: int | None = None
-        self._loss_cap = float(self.max_bps)
+        self._loss_cap = float(START_BPS)
         self._index = self._top_index()
         # Start at the rung the start target affords, not at the top: a key frame at 720p
         # on a path that takes 256 kbit/s is a freeze of seconds.
@@ -102,6 +127,11 @@ class VideoAdapter:
         self._loss: tuple[float, float] | None = None  # (fraction, when)
         self._sent: tuple[int, float] | None = None  # (bytes sent in all, when)
         self._send_bps: float | None = None
+        self._calm_since: float | None = None
+        self._min_rtt: float | None = None
+        self._queue_at: float | None = None
+        self._cut_at: float | None = None
+        self._moved_at: float | None = None
         self.changes = 0
 
     # -- inputs ------------------------------------------------------------------------------
@@ -115,12 +145,37 @@ class VideoAdapter:
         """A receiver report: the fraction (0..1) of the video's packets lost since the last."""
         self._loss = (fraction, now)
         if fraction > 0.10:
-            # From what was being sent, or allowed: cuts compound while losses go on.
-            base = min(self._loss_cap, self._target, self._send_bps or self._target)
-            self._loss_cap = max(MIN_TARGET_BPS, base * (1.0 - fraction / 2.0))
-        elif fraction < 0.02:
-            self._loss_cap = min(float(self.max_bps), self._loss_cap * 1.08)
+            self._cut(1.0 - fraction / 2.0, now)
+        elif fraction < 0.02 and not self._queued(now):
+            grown = self._loss_cap * 1.08
+            if self._send_bps is not None:
+                # Never far above what is sent (as a REMB is not): a path proven at 80k is
+                # not known to take 300k, and stepping up on that guess overflows it.
+                grown = min(grown, max(1.5 * self._send_bps + 10_000, self._loss_cap))
+            self._loss_cap = min(float(self.max_bps), grown)
         self._update(now)
+
+    def on_rtt(self, seconds: float, now: float) -> None:
+        """The round-trip time the last receiver report gave."""
+        if seconds <= 0:
+            return
+        self._min_rtt = seconds if self._min_rtt is None else min(self._min_rtt, seconds)
+        if seconds > self._min_rtt + self.queue_s:
+            self._queue_at = now
+            self._cut(0.85, now)
+        self._update(now)
+
+    def _queued(self, now: float) -> bool:
+        return self._queue_at is not None and now - self._queue_at <= self.loss_memory_s
+
+    def _cut(self, factor: float, now: float) -> None:
+        if self._cut_at is not None and now - self._cut_at < 1.0:
+            return  # one cut a second: the reports after a cut still show the old queue
+        self._cut_at = now
+        # From what was being sent, or allowed: cuts compound while losses go on.
+        base = min(self._loss_cap, self._target, self._send_bps or self._target)
+        # Below the encoder's least target too: a path that cannot carry even that pauses.
+        self._loss_cap = max(MIN_ESTIMATE_BPS, base * factor)
 
     def on_sent(self, total_bytes: int, now: float) -> None:
         """The sender's count of bytes sent so far (its outbound RTP statistics)."""
@@ -138,15 +193,11 @@ class VideoAdapter:
         loss = self._loss
         if loss is not None and now - loss[1] <= self.loss_memory_s and loss[0] > 0.10:
             return True
-        if self._remb is None or self._send_bps is None:
+        if self._queued(now):
+            return True
+        if not self.use_remb or self._remb is None or self._send_bps is None:
             return False
         return self._remb < 1.2 * self._send_bps
-
-    def _content_limited(self) -> bool:
-        """The picture sends well under what the receiver says the path takes."""
-        if self._remb is None or self._send_bps is None:
-            return self._remb is None  # no word from the receiver: nothing says stop
-        return self._remb >= 1.3 * self._send_bps
 
     def set_source_height(self, height: int) -> None:
         if height != self.source_height:
@@ -189,8 +240,8 @@ class VideoAdapter:
     @property
     def estimate_bps(self) -> int:
         """The path's estimate for video: the lower of the receiver's and the loss-based."""
-        remb = self._remb if self._remb is not None else self.max_bps
-        return int(max(0.0, min(remb - RESERVE_BPS, self._loss_cap)))
+        remb = self._remb if self.use_remb and self._remb is not None else self.max_bps
+        return int(max(0.0, min(remb, self._loss_cap)))
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:
         """The size to send a ``width`` x ``height`` frame at on the current rung (even
@@ -206,7 +257,23 @@ class VideoAdapter:
 
     @property
     def _rung(self) -> Rung:
-        return self.ladder[self._index]
+        rung = self.ladder[self._index]
+        top = self._top_index()
+        if self._index != top or top == 0 or self.source_height is None:
+            return rung
+        # The top rung for a source under the one above it (a 320x240 camera on 240p10)
+        # sends the source at the ladder's full frame rate and the cap of the rung above it.
+        above = self.ladder[top - 1]
+        if rung.fps >= above.fps and rung.height == self.source_height:
+            return rung
+        fps = max(r.fps for r in self.ladder[:top])
+        return Rung(
+            f"{min(rung.height, self.source_height)}p{fps:g}",
+            rung.height,
+            fps,
+            rung.floor_bps,
+            above.cap_bps,
+        )
 
     def _top_index(self) -> int:
         """The highest rung worth sending: the first whose height the source reaches (a
@@ -246,8 +313,12 @@ class VideoAdapter:
         if self._index == paused:
             self._paused_at = now
             return
+        if congested:
+            self._calm_since = None
+        elif self._calm_since is None:
+            self._calm_since = now
         up = self._index - 1
-        roomy = estimate >= self.ladder[up].floor_bps * self.up_margin or self._content_limited()
+        roomy = up >= 0 and estimate >= self.ladder[up].floor_bps * self.up_margin
         if up >= self._top_index() and not congested and roomy:
             if self._above_since is None:
                 self._above_since = now
@@ -255,6 +326,11 @@ class VideoAdapter:
                 self._move(up, now)
         else:
             self._above_since = None
+        probe_after = self.probe_up_after_s * self._hold / self.up_hold_s
+        calm_for = 0.0 if self._calm_since is None else now - self._calm_since
+        since_move = now - self._moved_at if self._moved_at is not None else calm_for
+        if up >= self._top_index() and min(calm_for, since_move) >= probe_after:
+            self._move(up, now)
         wanted = max(MIN_TARGET_BPS, min(estimate, self._rung.cap_bps))
         if abs(wanted - self._target) > TARGET_STEP * self._target:
             self._target = wanted
@@ -268,6 +344,7 @@ class VideoAdapter:
         if going_up:
             self._last_up = now
         self._index = index
+        self._moved_at = now
         self._above_since = None
         self._below_since = None
         self._paused_at = None

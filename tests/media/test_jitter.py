@@ -127,3 +127,53 @@ def test_random_loss_and_reordering_never_yield_a_mixed_frame() -> None:
             pieces = [frame.data[k : k + 2] for k in range(0, len(frame.data), 2)]
             assert all(piece[0] == frame_no for piece in pieces)  # one frame's packets only
     assert buffer.released_on_marker + buffer.released_on_next_frame >= theirs
+
+
+def test_a_hole_never_filled_is_given_up_and_a_key_frame_asked_for() -> None:
+    """A packet lost for good (its retransmission lost too) held every later frame until
+    the buffer overflowed: 512 packets, half a minute at a low bitrate."""
+    now = [0.0]
+    buffer = MarkerJitterBuffer(clock=lambda: now[0])
+    packets = _frames(12, 3, start_seq=100)
+    lost = packets[4]  # the middle of the second frame
+    released: list[int] = []
+    plis = 0
+    for p in packets:
+        if p is lost:
+            continue
+        now[0] += 1 / 30 / 3  # 30 frames a second, 3 packets each
+        pli, frame = buffer.add(p)
+        plis += pli
+        if frame is not None:
+            released.append(frame.timestamp // 3000)
+    assert released[0] == 1
+    assert 2 not in released  # the broken frame is dropped, never decoded
+    # The frames after it wait out HOLE_WAIT_S (0.3 s: nine frames) and are dropped with it
+    # (they reference it; a key frame is asked for); the newest ones go on at once.
+    assert released[-1] == 12
+    assert released == sorted(released)
+    assert released == [1, 11, 12]  # the hole was found at frame 11's first packet + 0.3 s
+    assert plis == 1
+    assert buffer.holes_skipped == 1
+    assert buffer.frames_skipped == 12 - len(released)
+
+
+def test_a_retransmission_in_time_keeps_the_frame() -> None:
+    now = [0.0]
+    buffer = MarkerJitterBuffer(clock=lambda: now[0])
+    packets = _frames(6, 3, start_seq=100)
+    lost = packets[4]
+    released = []
+    for p in packets:
+        if p is lost:
+            continue
+        now[0] += 0.01
+        if p is packets[8]:  # 50 ms later: the NACK's answer arrives
+            _, frame = buffer.add(lost)
+            if frame is not None:
+                released.append(frame.timestamp // 3000)
+        _, frame = buffer.add(p)
+        if frame is not None:
+            released.append(frame.timestamp // 3000)
+    assert released == [1, 2, 3, 4, 5, 6]
+    assert buffer.holes_skipped == 0
