@@ -157,12 +157,19 @@ class PeerSet:
         if _is_clinician(peer):
             self._listed(identity(peer), peer)
 
-    async def peer_left(self, peer_id: str) -> None:
+    async def peer_left(self, peer_id: str, reason: str = "disconnected") -> None:
+        """A peer id left the room: ``reason`` as the server gives it. Only a socket that
+        dropped (``disconnected``) may come back; a clinician who left, or a consultation
+        that closed, ends the connection now."""
         key = self._identities.pop(peer_id, None)
         listed = None if key is None else self._present.get(key)
         # An old id of a client that is back under a new one already: nothing to do.
         if key is not None and listed is not None and listed.peer_id == peer_id:
-            await self._absent(key)
+            if reason == "disconnected":
+                await self._absent(key)
+            else:
+                self._present.pop(key, None)
+                await self._drop(key)
 
     async def left_consultation(self) -> None:
         self._present.clear()

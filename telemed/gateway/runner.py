@@ -394,7 +394,7 @@ class Gateway:
             case PeerJoined():
                 await peers.peer_joined(message.peer)
             case PeerLeft():
-                await peers.peer_left(message.peer_id)
+                await peers.peer_left(message.peer_id, message.reason)
             case Answer():
                 await peers.answer(message)
             case Candidate():

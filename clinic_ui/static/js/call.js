@@ -45,6 +45,13 @@ export function statsSample(report, at) {
   return sample;
 }
 
+/** Who a peer is across its reconnections: kind, account and the client's own instance id
+ *  (its peer id when it names none), as the gateway keys its peers (telemed/gateway/peers.py).
+ *  A server restart gives everyone new peer ids; a call keyed by this keeps its connections. */
+export function identityOf(peer) {
+  return `${peer.kind}:${peer.principal_id}:${peer.instance ?? peer.peer_id}`;
+}
+
 /** Events: "participants" (the set changed), "quality" ({peerId, ...linkQuality}),
  *  "speaking" ({peerId | "self", speaking}), "media" (local media started or failed). */
 export class Call extends EventTarget {
@@ -57,7 +64,8 @@ export class Call extends EventTarget {
     this.muted = false;
     this.cameraOff = false;
     this.speakerId = "";
-    this.links = new Map(); // peer id -> Link
+    this.links = new Map(); // identity (identityOf) -> Link
+    this.ids = new Map(); // peer id -> identity, for every peer id a link has had
     this._audio = null;
     this.meters = new Map();
     this._stats = setInterval(() => this._sampleStats(), STATS_EVERY_MS);
@@ -102,34 +110,83 @@ export class Call extends EventTarget {
     return this.local?.getAudioTracks()[0] ?? null;
   }
 
-  /** The room's clinicians changed: `peers` are the other clinicians' peers (not ours). */
+  /** The link to a peer id (current or earlier) of a clinician, if any. */
+  linkOf(peerId) {
+    return this.links.get(this.ids.get(peerId));
+  }
+
+  /** The speaking meter of a clinician's peer id, if any. */
+  meterOf(peerId) {
+    return this.meters.get(this.ids.get(peerId));
+  }
+
+  /** The room's clinicians changed: `peers` are the other clinicians' peers (not ours). A
+   *  clinician already linked under an earlier peer id (we or they reconnected to the
+   *  server) keeps the connection; one no longer listed is let go (see _absent). */
   sync(peers, { initiator }) {
-    const wanted = new Map(peers.slice(0, MAX_PARTICIPANTS - 1).map((p) => [p.peer_id, p]));
-    for (const id of [...this.links.keys()]) if (!wanted.has(id)) this.remove(id);
-    for (const peer of wanted.values()) if (!this.links.has(peer.peer_id)) this._add(peer, initiator);
+    const wanted = new Map(peers.slice(0, MAX_PARTICIPANTS - 1).map((p) => [identityOf(p), p]));
+    for (const key of [...this.links.keys()]) if (!wanted.has(key)) this._absent(key);
+    for (const [key, peer] of wanted) {
+      const link = this.links.get(key);
+      if (link) this._known(key, link, peer);
+      else this._add(peer, initiator);
+    }
     this.dispatchEvent(new CustomEvent("participants"));
   }
 
-  /** A clinician joined after us: they will offer. */
+  /** A clinician joined after us: they will offer (unless we are still connected to them
+   *  from before their reconnection). */
   joined(peer) {
-    if (this.links.has(peer.peer_id) || this.links.size >= MAX_PARTICIPANTS - 1) return;
-    this._add(peer, false);
+    const key = identityOf(peer);
+    const link = this.links.get(key);
+    if (link) this._known(key, link, peer);
+    else if (this.links.size < MAX_PARTICIPANTS - 1) this._add(peer, false);
     this.dispatchEvent(new CustomEvent("participants"));
   }
 
-  remove(peerId) {
-    const link = this.links.get(peerId);
-    if (!link) return;
-    link.close();
-    this.links.delete(peerId);
-    this.meters.delete(peerId);
-    this.dispatchEvent(new CustomEvent("participants"));
+  /** A peer id left the room: a clinician whose socket only dropped ("disconnected")
+   *  may come back under a new id, so a live connection is kept for them; one who left
+   *  (or a closed consultation) is let go now. */
+  remove(peerId, reason = "disconnected") {
+    const key = this.ids.get(peerId);
+    if (key === undefined || this.links.get(key)?.peer.peer_id !== peerId) return;
+    if (reason === "disconnected") this._absent(key);
+    else this._drop(key);
   }
 
   /** An offer, answer or candidate from another clinician. */
   async signal(message) {
-    const link = this.links.get(message.from);
+    const link = this.linkOf(message.from);
     if (link) await link.signal(message);
+  }
+
+  _known(key, link, peer) {
+    this.ids.set(peer.peer_id, key);
+    link.peer = peer;
+    link.absent = false;
+  }
+
+  /** The clinician's peer is gone from the room. A connection still up is kept until it
+   *  fails or closes (the media does not pass through the server: a server restart or a
+   *  dropped socket need not end it); any other is closed now. */
+  _absent(key) {
+    const link = this.links.get(key);
+    if (!link) return;
+    if (link.pc.connectionState === "connected") {
+      link.absent = true;
+      return;
+    }
+    this._drop(key);
+  }
+
+  _drop(key) {
+    const link = this.links.get(key);
+    if (!link) return;
+    link.close();
+    this.links.delete(key);
+    this.meters.delete(key);
+    for (const [id, of] of [...this.ids]) if (of === key) this.ids.delete(id);
+    this.dispatchEvent(new CustomEvent("participants"));
   }
 
   setMuted(muted) {
@@ -156,9 +213,12 @@ export class Call extends EventTarget {
   }
 
   _add(peer, initiator) {
-    const polite = (this.signaling.peerId ?? "") > peer.peer_id;
+    // Who yields in a collision, by names that survive reconnections on both sides.
+    const polite = (this.signaling.instance ?? this.signaling.peerId ?? "") > (peer.instance ?? peer.peer_id);
+    const key = identityOf(peer);
     const link = new Link(this, peer, polite, initiator);
-    this.links.set(peer.peer_id, link);
+    this.links.set(key, link);
+    this.ids.set(peer.peer_id, key);
     if (this.local) link.useLocal(this.local);
   }
 
@@ -191,7 +251,8 @@ export class Call extends EventTarget {
   }
 
   async _sampleStats() {
-    for (const [peerId, link] of this.links) {
+    for (const link of this.links.values()) {
+      const peerId = link.peer.peer_id;
       try {
         const sample = statsSample(await link.pc.getStats(), Date.now());
         const quality = linkQuality(link.lastStats, sample, link.pc.connectionState);
@@ -209,6 +270,7 @@ export class Call extends EventTarget {
     clearInterval(this._meter);
     for (const link of this.links.values()) link.close();
     this.links.clear();
+    this.ids.clear();
     this.local?.getTracks().forEach((t) => t.stop());
     this.local = null;
     this._audio?.close().catch(() => {});
@@ -225,6 +287,7 @@ class Link {
     this.polite = polite;
     this.stream = new MediaStream(); // what the other clinician sends us
     this.remoteState = { muted: false, cameraOff: false };
+    this.absent = false; // the peer left the room while this connection stayed up
     this.lastStats = null;
     this.quality = null;
     this.makingOffer = false;
@@ -243,19 +306,24 @@ class Link {
     };
     pc.ontrack = ({ track }) => {
       this.stream.addTrack(track);
-      if (track.kind === "audio") call._meterFor(peer.peer_id, new MediaStream([track]));
+      if (track.kind === "audio") call._meterFor(identityOf(this.peer), new MediaStream([track]));
       call.dispatchEvent(new CustomEvent("participants"));
     };
     pc.onicecandidate = ({ candidate }) => {
       if (!candidate || !candidate.candidate || candidate.candidate.includes(".local")) return;
       call.signaling.send({
-        type: "candidate", to: peer.peer_id, candidate: candidate.candidate,
+        type: "candidate", to: this.peer.peer_id, candidate: candidate.candidate,
         sdp_mid: candidate.sdpMid, sdp_mline_index: candidate.sdpMLineIndex,
       });
     };
     pc.onnegotiationneeded = () => { if (this.ready) this._offer(); };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed" && !this.polite) pc.restartIce();
+      const state = pc.connectionState;
+      if (this.absent && (state === "failed" || state === "closed" || state === "disconnected")) {
+        call._drop(identityOf(this.peer)); // gone from the room, and now from the wire
+        return;
+      }
+      if (state === "failed" && !this.polite) pc.restartIce();
       call.dispatchEvent(new CustomEvent("participants"));
     };
   }

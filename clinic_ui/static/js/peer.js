@@ -118,8 +118,10 @@ export class BedsideLink extends EventTarget {
   /** The gateway's signaling connection is gone. Its media may well not be (a server
    *  restart, its socket dropped): a connected link carries on until it falls silent;
    *  anything else is given up. */
-  peerLeft(peerId) {
-    if (peerId === this.remote && this.state !== "connected") {
+  /** The bedside's peer id left the room: a socket that only dropped ("disconnected": a
+   *  server restart) may come back under a new id, so a live connection is kept for it. */
+  peerLeft(peerId, reason = "disconnected") {
+    if (peerId === this.remote && (this.state !== "connected" || reason !== "disconnected")) {
       this.closeConnection();
       this._setState("waiting");
     }

@@ -84,7 +84,13 @@ export class Room {
       if (this.link.state === "connected") $("signaling-state").hidden = false;
       else setLinkState("signaling.lost");
     });
-    this._on(this.signaling, "welcome", () => { $("signaling-state").hidden = true; });
+    this._on(this.signaling, "welcome", () => {
+      $("signaling-state").hidden = true;
+      // Back with the server: the badge says the bedside link's own state again.
+      if (!this.ended && $("link-state").dataset.state === "signaling.lost") {
+        setLinkState(`link.${this.link.state}`);
+      }
+    });
     this.link.addEventListener("state", (e) => { if (!this.ended) setLinkState(`link.${e.detail}`); });
     this.link.addEventListener("video", (e) => { $("video").srcObject = e.detail; });
     this.link.addEventListener("audio", (e) => this._bedsideAudio(e.detail));
@@ -269,8 +275,8 @@ export class Room {
       case "peer-left":
         if (!ours) return;
         this.peers.delete(message.peer_id);
-        this.link.peerLeft(message.peer_id);
-        this.call.remove(message.peer_id);
+        this.link.peerLeft(message.peer_id, message.reason);
+        this.call.remove(message.peer_id, message.reason);
         this._renderParticipants();
         if (message.reason === "closed") this._end();
         break;
@@ -480,7 +486,7 @@ export class Room {
     const list = $("participants");
     for (const [key, person] of people) {
       const self = person.kind === me?.kind && person.principal_id === me?.id;
-      const link = person.peerIds.map((id) => this.call.links.get(id)).find(Boolean);
+      const link = person.peerIds.map((id) => this.call.linkOf(id)).find(Boolean);
       let tile = this._tiles.get(key);
       if (!tile) {
         tile = this._newTile(key, self);
@@ -536,8 +542,8 @@ export class Room {
       kbps: quality.kbps === null ? "–" : Math.round(quality.kbps),
     }) : "";
     tile.status.textContent = notes.join(" · ");
-    const meterKey = self ? "self" : person.peerIds.find((id) => this.call.meters.has(id));
-    tile.li.classList.toggle("speaking", Boolean(meterKey && this.call.meters.get(meterKey)?.speaking));
+    const meter = self ? this.call.meters.get("self") : person.peerIds.map((id) => this.call.meterOf(id)).find(Boolean);
+    tile.li.classList.toggle("speaking", Boolean(meter?.speaking));
   }
 
   _renderChat() {
