@@ -4,6 +4,7 @@ device's state and goes on."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,6 +24,7 @@ from devices.simulation.intellivue_monitor import IntelliVueSimulator
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.registry import SIMULATORS
 from devices.simulation.simulators import Cms50Simulator
+from devices.transports.serial_port import open_serial
 from runtime.tasks import cancel_and_wait, spawn
 from tests.helpers import eventually
 
@@ -233,3 +235,44 @@ async def test_a_decoder_that_raises_restarts_the_session_and_the_reader_goes_on
         assert _errors_logged(caplog, trap.error) == 1
     finally:
         await cancel_and_wait([task, simulator])
+
+
+class _AlwaysRaises(cms50.Cms50Decoder):
+    def receive_data(self, data: bytes, now: float) -> list[DeviceEvent]:
+        raise RuntimeError("a decoder bug met on every read")
+
+
+async def test_a_decoder_that_raises_on_every_read_is_restarted_with_growing_backoff(
+    tmp_path: Path,
+) -> None:
+    """The supervisor's backoff (issue 11): a reader whose decoder dies on every read on a
+    live pty is started afresh again and again, each time after a longer pause (doubling up
+    to its ceiling), never in a hot loop; the device stays in ERROR, said once. Pauses
+    are only bounded below: a loaded machine can make them longer, never shorter."""
+    options = ReaderOptions(backoff_initial_s=0.05, backoff_max_s=0.4)
+    link = PtyLink(tmp_path / "tty")
+    simulator = spawn(SIMULATORS["cms50"](link).run(), "simulator")
+    await eventually(lambda: link.plugged)
+    driver = replace(DRIVERS["cms50"], make_decoder=_AlwaysRaises)
+    opened: list[float] = []
+
+    async def opener() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        opened.append(asyncio.get_running_loop().time())
+        return await open_serial(link.path, driver.serial)
+
+    reader = DeviceReader(driver, link.path, options=options, opener=opener)
+    task = spawn(reader.run(), "reader")
+    try:
+        await eventually(lambda: len(opened) >= 6, timeout=30)
+        gaps = [b - a for a, b in itertools.pairwise(opened)][:5]
+        # The n-th restart waits uniform(c/2, c), c = min(0.4, 0.05 * 2**n): at least
+        # 0.025, 0.05, 0.1, 0.2, 0.2 s.
+        floors = [min(0.4, 0.05 * 2**n) / 2 for n in range(len(gaps))]
+        assert all(gap >= floor for gap, floor in zip(gaps, floors, strict=True)), gaps
+        assert not task.done()
+        states = [e.state for e in _drain(reader) if isinstance(e, DeviceStatus)]
+        assert states.count(DeviceState.ERROR) == 1, states
+        assert DeviceState.CONNECTED not in states  # never productive: no data went out
+    finally:
+        await cancel_and_wait([task, simulator])
+        link.unplug()
