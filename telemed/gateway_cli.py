@@ -71,6 +71,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="DEVICE",
         help="play clinicians' talk-back here: alsa:DEVICE or a WAV file; default none",
     )
+    p.add_argument(
+        "--relay-only",
+        action="store_true",
+        default=None,
+        help="reach viewers through the TURN relay only (setting gateway.relay_only)",
+    )
     p.add_argument("--consultation", help="join this consultation (default: follow the site's)")
     p.add_argument("--seconds", type=float, help="stop after this long (default: run until ^C)")
 
@@ -134,6 +140,7 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
         # What the server has not taken yet survives a restart of the gateway too.
         data_dir=settings.data_dir / "gateway",
         ca_file=ca_file,
+        relay_only=bool(getattr(args, "relay_only", None) or options.relay_only),
     )
 
 

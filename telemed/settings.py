@@ -64,6 +64,9 @@ class GatewayOptions(BaseModel):
     #: self-signed certificate; unset: the system's CAs only. The certificate is always
     #: verified.
     ca_file: Path | None = None
+    #: Connect to viewers through the TURN relay only: a site whose firewall allows nothing
+    #: but the relay, or one that must not reveal its addresses to the other site.
+    relay_only: bool = False
 
 
 class Settings(BaseSettings):

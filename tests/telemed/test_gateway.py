@@ -387,8 +387,16 @@ def test_gateway_configuration_comes_from_flags_then_settings(tmp_path: Path) ->
     assert (config.video.width, config.video.height) == (1280, 720)
     assert config.video.timezone == "Asia/Tokyo"
     assert config.server_url == "http://127.0.0.1:8000"
-    flagged = config_from(_args(key_file=key, site="wonju", name="bed-1"), settings)
+    assert config.relay_only is False
+    flagged = config_from(
+        _args(key_file=key, site="wonju", name="bed-1", relay_only=True), settings
+    )
     assert (flagged.name, flagged.key, flagged.mains_hz) == ("bed-1", "flag-key", 60.0)
+    assert flagged.relay_only is True
+    relayed = Settings(
+        data_dir=tmp_path, gateway=settings.gateway.model_copy(update={"relay_only": True})
+    )
+    assert config_from(_args(), relayed).relay_only is True
 
 
 @pytest.mark.parametrize(
