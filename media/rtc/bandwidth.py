@@ -61,14 +61,18 @@ def follow_path(
     sender: RTCRtpSender,
     adapter: VideoAdapter,
     clock: Callable[[], float] = time.monotonic,
+    on_rtcp: Callable[[], None] | None = None,
 ) -> None:
     """Route the RTCP the sender receives (REMB, receiver reports for its stream) into
     ``adapter`` as well, and after aiortc has handled each packet put the adapter's target
-    back on the encoder (aiortc would otherwise leave it at the REMB value)."""
+    back on the encoder (aiortc would otherwise leave it at the REMB value). ``on_rtcp`` is
+    told of every packet: the other side is alive and the path delivers."""
     lower_encoder_floors()
     handle: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
 
     async def observed(packet: Any) -> None:
+        if on_rtcp is not None:
+            on_rtcp()
         await handle(packet)
         try:
             _observe(sender, adapter, packet, clock())

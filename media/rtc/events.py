@@ -60,6 +60,9 @@ class Hello(_Event):
     #: True when the bedside plays what the viewer sends on the same audio transceiver
     #: (talk-back, push-to-talk); the audio m-line is then sendrecv.
     talkback: bool = False
+    #: When this gateway process started (s since the Unix epoch): the numerics' ``seq``
+    #: count from it, so a viewer that sees another value knows the count began again.
+    started: float | None = None
 
 
 class ChannelInfo(_Event):
@@ -105,6 +108,11 @@ class Numeric(_Event):
     #: True when the gateway computed it from a waveform (heart rate from ECG, pulse rate
     #: from pleth) rather than the device reporting it.
     derived: bool = False
+    #: The gateway's count of numerics from this device (its own and derived ones), from 0
+    #: when the gateway started (:attr:`Hello.started`). A viewer that sees it jump knows how
+    #: many it missed (the gateway's journal gives them to the server's record), and one it
+    #: has already shown for a parameter (re-sent on a new connection) is not news.
+    seq: int | None = Field(default=None, ge=0)
 
 
 class Beats(_Event):

@@ -198,7 +198,17 @@ class MediaPeer:
         if self._adapt_video and isinstance(track, _CaptureClockTrack):
             self.video_adapter = track.adapter = VideoAdapter()
             self._video_sender = sender
-            follow_path(sender, self.video_adapter, self._clock.monotonic)
+            follow_path(
+                sender, self.video_adapter, self._clock.monotonic, on_rtcp=self._transport_alive
+            )
+
+    def _transport_alive(self) -> None:
+        """Media or RTCP arrived: the path delivers, even if the events channel's heartbeat
+        is stuck behind a congested queue (SCTP retransmits in order). A peer is declared
+        dead only when nothing at all arrives: rebuilding a congested link only adds an
+        offer and a key frame to the congestion (the link was declared dead on a 256 kbit/s
+        uplink, and rebuilt, four times a minute)."""
+        self.heartbeat.heard(self._clock.monotonic())
 
     # -- negotiation (the SDP travels through signaling) -----------------------------------
 
@@ -248,6 +258,7 @@ class MediaPeer:
         try:
             while True:
                 self.video_frames.put_latest(await track.recv())  # type: ignore[arg-type]
+                self._transport_alive()
         except MediaStreamError:
             pass  # the other side stopped sending
 

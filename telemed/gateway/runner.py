@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +146,8 @@ class Gateway:
             ca_file=config.ca_file,
         )
         self.vitals = VitalsProcessor(config.mains_hz)
+        #: When this gateway started: its numerics' sequence numbers count from then.
+        self.started = time.time()
         self.sources: list[Source] = [self._source(spec) for spec in config.devices]
         #: Which device is primary for a parameter two of them measure.
         devices = zip(self.sources, config.devices, strict=True)
@@ -294,7 +297,12 @@ class Gateway:
         config = self.config
         audio = None if config.audio is None else config.audio_mode.value
         hello = encode_event(
-            Hello(source=config.name, audio=audio, talkback=config.speaker is not None)
+            Hello(
+                source=config.name,
+                audio=audio,
+                talkback=config.speaker is not None,
+                started=self.started,
+            )
         )
         return [hello, *self._retained.values(), *self.alarms.greeting()]
 

@@ -107,12 +107,17 @@ class VitalsProcessor:
         self.mains_hz = mains_hz
         self._channels: dict[tuple[str, int], _Channel] = {}
         self._ids = itertools.count(1)
+        #: Each device's numerics, counted (events.Numeric.seq).
+        self._numeric_seq: dict[str, itertools.count[int]] = {}
         self.frame_errors = 0
         #: A test hook on the sending side: a packet for which it returns True is not sent
         #: (its sequence number and samples are missing at the other end, as on a lossy
         #: link). None in service.
         self.drop_packet: Callable[[WirePacket], bool] | None = None
         self.packets_dropped = 0
+
+    def _next_seq(self, device_id: str) -> int:
+        return next(self._numeric_seq.setdefault(device_id, itertools.count()))
 
     def timeline(self, device_id: str, mdc: int) -> SampleTimeline | None:
         """The sample numbering of one device's signal (its gaps and late reads counted)."""
@@ -133,6 +138,7 @@ class VitalsProcessor:
                         event.device_time,
                         to_dict(event)["quality"],
                         derived=False,
+                        seq=self._next_seq(event.device_id),
                     )
                 ]
             case DeviceStatus():
@@ -240,7 +246,14 @@ class VitalsProcessor:
             rate = None if result.rate is None else round(result.rate, 1)
             out.append(
                 _numeric(
-                    rate_code, rate, chunk.device_id, chunk.receive_time, None, [], derived=True
+                    rate_code,
+                    rate,
+                    chunk.device_id,
+                    chunk.receive_time,
+                    None,
+                    [],
+                    derived=True,
+                    seq=self._next_seq(chunk.device_id),
                 )
             )
         return out
@@ -265,6 +278,7 @@ def _numeric(
     quality: list[str],
     *,
     derived: bool,
+    seq: int | None = None,
 ) -> Event:
     numeric = events.Numeric(
         code=code.key,
@@ -278,6 +292,7 @@ def _numeric(
         device=device_id,
         quality=quality,
         derived=derived,
+        seq=seq,
     )
     # Device values and derived ones are kept apart: a viewer shows the device's own first.
     return Event(numeric, retain=("numeric", device_id, code.key, str(derived)))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from devices.codes import ECG_II, PLETH, SPO2
+from devices.codes import ECG_II, PLETH, PULSE_RATE, SPO2
 from devices.model import DeviceState, DeviceStatus, FrameError, Observation, WaveformChunk
 from media.rtc.wire import MAX_SAMPLES, WirePacket, decode, encode
 from media.waveform.channel import EcgChannel
@@ -126,6 +126,18 @@ def test_long_chunks_are_split_and_other_events_pass_as_messages() -> None:
     }
     assert processor.handle(FrameError("ox", "bad checksum", 1, 14.0)) == []
     assert processor.frame_errors == 1
+
+
+def test_numerics_are_counted_per_device_across_their_parameters() -> None:
+    """events.Numeric.seq: one count per device from 0, its values and derived ones alike,
+    so a viewer can tell what it missed and what it has already shown."""
+    processor = VitalsProcessor(mains_hz=50.0)
+    seqs = []
+    for device, code, t in (("ox", SPO2, 1.0), ("ox", PULSE_RATE, 1.1), ("mon", SPO2, 1.2)):
+        (numeric,) = _messages(processor.handle(Observation(code, 97.0, device, t, None)))
+        seqs.append((numeric["device"], numeric["seq"]))
+    (again,) = _messages(processor.handle(Observation(SPO2, 96.0, "ox", 2.0, None)))
+    assert [*seqs, (again["device"], again["seq"])] == [("ox", 0), ("ox", 1), ("mon", 0), ("ox", 2)]
 
 
 def _pleth_reads(

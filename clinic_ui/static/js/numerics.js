@@ -30,6 +30,9 @@ export class NumericsView {
    *  `choose(code, device)`: tell the bedside. */
   constructor({ canChoose = false, choose = () => {} } = {}) {
     this.numerics = new Map(); // `${device}|${code}|${derived}` -> message + receivedAt
+    this.started = null; // the gateway's start (its hello): numerics' seq count from it
+    this.shown = new Map(); // `${device}|${code}|${derived}` -> the highest seq shown
+    this.counts = new Map(); // device -> {first, max, received} of its seqs
     this.devices = new Map();
     this.primary = {}; // code -> device (from the bedside's `sources`)
     this.frozen = false;
@@ -40,12 +43,36 @@ export class NumericsView {
     $("no-devices").hidden = false;
   }
 
+  /** A new connection's `hello`: a gateway that started again counts its numerics afresh. */
+  hello(message) {
+    const started = message.started ?? null;
+    if (started !== this.started) {
+      this.started = started;
+      this.shown.clear();
+      this.counts.clear();
+    }
+  }
+
+  /** Values of `device` the gateway measured that never reached this page (they were
+   *  measured while the link was down: the server's record, Trends, has them). */
+  missed(device) {
+    const c = this.counts.get(device);
+    return c ? c.max - c.first + 1 - c.received : 0;
+  }
+
   /** A `numeric`, `status` or `sources` message (events.js has checked it). */
   event(message) {
     if (message.type === "numeric") {
-      this.numerics.set(`${message.device}|${message.code}|${message.derived}`, {
-        ...message, receivedAt: Date.now(),
-      });
+      const key = `${message.device}|${message.code}|${message.derived}`;
+      if (Number.isInteger(message.seq)) {
+        // A value already shown (the latest, re-sent to a new connection) is not news.
+        if (message.seq <= (this.shown.get(key) ?? -1)) return;
+        this.shown.set(key, message.seq);
+        const c = this.counts.get(message.device);
+        if (!c) this.counts.set(message.device, { first: message.seq, max: message.seq, received: 1 });
+        else Object.assign(c, { max: Math.max(c.max, message.seq), received: c.received + 1 });
+      }
+      this.numerics.set(key, { ...message, receivedAt: Date.now() });
       this.renderNumerics();
     } else if (message.type === "status") {
       this.devices.set(message.device, message);

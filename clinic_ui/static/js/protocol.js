@@ -433,6 +433,18 @@ export const EVENTS_SCHEMA = {
           "title": "Source",
           "type": "string"
         },
+        "started": {
+          "anyOf": [
+            {
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Started"
+        },
         "talkback": {
           "default": false,
           "title": "Talkback",
@@ -557,6 +569,19 @@ export const EVENTS_SCHEMA = {
         "refid": {
           "title": "Refid",
           "type": "string"
+        },
+        "seq": {
+          "anyOf": [
+            {
+              "minimum": 0,
+              "type": "integer"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Seq"
         },
         "time": {
           "title": "Time",

@@ -15,6 +15,8 @@ import { TrendsView } from "./trends.js";
 import { WaveformView } from "./waveforms.js";
 
 const $ = (id) => document.getElementById(id);
+/** After a new bedside connection's hello, when the re-sent values have arrived. */
+const MISSED_CHECK_MS = 3000;
 
 /** Clear the room view: nothing of a previous room may show before this one is up. Call it
  *  before anything is awaited. */
@@ -61,6 +63,7 @@ export class Room {
     this.chat = new Map(); // message id -> chat message, in arrival order
     this.ended = row.state === "closed" || row.state === "cancelled";
     this.videoState = null; // the last `video` event of the bedside link
+    this.missedReported = new Map(); // device -> values missed already said
     this.waveforms = new WaveformView();
     const me = state.api.principal;
     this.alarms = new AlarmView(state.signaling, {
@@ -94,7 +97,11 @@ export class Room {
     this.link.addEventListener("state", (e) => { if (!this.ended) setLinkState(`link.${e.detail}`); });
     this.link.addEventListener("video", (e) => { $("video").srcObject = e.detail; });
     this.link.addEventListener("audio", (e) => this._bedsideAudio(e.detail));
-    this.link.addEventListener("hello", () => {
+    this.link.addEventListener("hello", (e) => {
+      this.numerics.hello(e.detail);
+      // What the link missed shows once the new connection has caught up.
+      clearTimeout(this._missedCheck);
+      this._missedCheck = setTimeout(() => this._reportMissed(), MISSED_CHECK_MS);
       this.alarms.restart();
       this._renderAudioKind();
       this.videoState = null; // a new connection: its adaptation starts afresh
@@ -152,6 +159,18 @@ export class Room {
     }
   }
 
+  /** Say, once per gap, how many values each device measured that never reached this page
+   *  (the link was down): the gateway's journal gave them to the server, so Trends has them. */
+  _reportMissed() {
+    for (const device of this.numerics.counts.keys()) {
+      // (A gateway that started again counts afresh: what was said before is not subtracted.)
+      const said = Math.min(this.missedReported.get(device) ?? 0, this.numerics.missed(device));
+      const missed = this.numerics.missed(device) - said;
+      if (missed > 0) notify(t("room.numerics.missed", { count: missed, device }), { ms: 15000 });
+      this.missedReported.set(device, this.numerics.missed(device));
+    }
+  }
+
   /** What the bedside's video adaptation sends us, said when it is less than the full
    *  picture (the picture itself shows a reduced one as coarser, a paused one as frozen). */
   _renderVideoState() {
@@ -172,6 +191,7 @@ export class Room {
 
   close() {
     cancelAnimationFrame(this.frame);
+    clearTimeout(this._missedCheck);
     this.alarms.close();
     clearInterval(this.ticker);
     for (const [target, kind, handler] of this._listeners) target.removeEventListener(kind, handler);
