@@ -32,7 +32,9 @@ export class NumericsView {
     this.numerics = new Map(); // `${device}|${code}|${derived}` -> message + receivedAt
     this.started = null; // the gateway's start (its hello): numerics' seq count from it
     this.shown = new Map(); // `${device}|${code}|${derived}` -> the highest seq shown
-    this.counts = new Map(); // device -> {first, max, received} of its seqs
+    // device -> {max: its highest seq seen, base: the highest before this connection's
+    // hello (undefined on the first), fresh: values above base received since}
+    this.counts = new Map();
     this.devices = new Map();
     this.primary = {}; // code -> device (from the bedside's `sources`)
     this.frozen = false;
@@ -51,13 +53,14 @@ export class NumericsView {
       this.shown.clear();
       this.counts.clear();
     }
+    for (const c of this.counts.values()) Object.assign(c, { base: c.max, fresh: 0 });
   }
 
-  /** Values of `device` the gateway measured that never reached this page (they were
-   *  measured while the link was down: the server's record, Trends, has them). */
+  /** Values of `device` the gateway measured between the last connection and this one that
+   *  never reached this page (the link was down: the server's record, Trends, has them). */
   missed(device) {
     const c = this.counts.get(device);
-    return c ? c.max - c.first + 1 - c.received : 0;
+    return c && c.base !== undefined ? Math.max(0, c.max - c.base - c.fresh) : 0;
   }
 
   /** A `numeric`, `status` or `sources` message (events.js has checked it). */
@@ -68,9 +71,10 @@ export class NumericsView {
         // A value already shown (the latest, re-sent to a new connection) is not news.
         if (message.seq <= (this.shown.get(key) ?? -1)) return;
         this.shown.set(key, message.seq);
-        const c = this.counts.get(message.device);
-        if (!c) this.counts.set(message.device, { first: message.seq, max: message.seq, received: 1 });
-        else Object.assign(c, { max: Math.max(c.max, message.seq), received: c.received + 1 });
+        const c = this.counts.get(message.device) ?? { max: message.seq, base: undefined, fresh: 0 };
+        this.counts.set(message.device, c);
+        c.max = Math.max(c.max, message.seq);
+        if (c.base !== undefined && message.seq > c.base) c.fresh += 1;
       }
       this.numerics.set(key, { ...message, receivedAt: Date.now() });
       this.renderNumerics();

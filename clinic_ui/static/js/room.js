@@ -63,7 +63,6 @@ export class Room {
     this.chat = new Map(); // message id -> chat message, in arrival order
     this.ended = row.state === "closed" || row.state === "cancelled";
     this.videoState = null; // the last `video` event of the bedside link
-    this.missedReported = new Map(); // device -> values missed already said
     this.waveforms = new WaveformView();
     const me = state.api.principal;
     this.alarms = new AlarmView(state.signaling, {
@@ -159,15 +158,12 @@ export class Room {
     }
   }
 
-  /** Say, once per gap, how many values each device measured that never reached this page
-   *  (the link was down): the gateway's journal gave them to the server, so Trends has them. */
+  /** Say how many values each device measured while the link was down that never reached
+   *  this page: the gateway's journal gave them to the server, so Trends has them. */
   _reportMissed() {
     for (const device of this.numerics.counts.keys()) {
-      // (A gateway that started again counts afresh: what was said before is not subtracted.)
-      const said = Math.min(this.missedReported.get(device) ?? 0, this.numerics.missed(device));
-      const missed = this.numerics.missed(device) - said;
+      const missed = this.numerics.missed(device);
       if (missed > 0) notify(t("room.numerics.missed", { count: missed, device }), { ms: 15000 });
-      this.missedReported.set(device, this.numerics.missed(device));
     }
   }
 
