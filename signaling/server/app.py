@@ -51,7 +51,7 @@ def create_app(
             await sync_sites(db, config.sites)
             hub = Hub()
             activity = ActivityRecorder(db, config.activity_flush_s)
-            app.state.services = Services(
+            services = app.state.services = Services(
                 config=config,
                 db=db,
                 tokens=TokenService(config.secret_key.get_secret_value(), config.token_ttl_s),
@@ -67,11 +67,15 @@ def create_app(
             )
             activity.start()
             retention.start()
+            # The session watch (sockets of sessions ended by another process: telemed
+            # users disable) and the refusal summaries.
+            services.start()
             log.info("signaling server ready (%s)", db.dialect)
             try:
                 yield
             finally:
                 hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+                await services.stop()
                 await retention.stop()
                 await activity.stop()
         finally:

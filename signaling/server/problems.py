@@ -27,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from signaling.server.refusals import audit_http_refusal
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -80,8 +82,10 @@ async def _validation_failed(request: Request, exc: Exception) -> Response:
     return problem(422, "; ".join(parts) + more, errors=errors)
 
 
-async def _http_exception(_: Request, exc: Exception) -> Response:
+async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    # A 401 (forged, expired, missing token) or 403 is audited before it is answered.
+    await audit_http_refusal(request, exc.status_code, str(exc.detail))
     headers = dict(exc.headers) if exc.headers else None
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code, headers=headers)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,23 +13,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
 
-from clinic_ui import STATIC_DIR
 from signaling.auth import Principal
-from signaling.config import ServerConfig
 from signaling.schema import PrincipalKind, Role
-from signaling.server.app import create_app
-from signaling.server.problems import problem
-from signaling.server.refusals import RefusalAudit, audit_http_refusal
-from signaling.server.services import Services
+from signaling.server.refusals import RefusalAudit
 from signaling.storage.audit import AuditLog
 from signaling.storage.database import Database
 from signaling.storage.models import AuditEventRow
-from telemed.serve import start_server
-from tests.helpers import LiveServer, eventually, make_config
+from tests.helpers import LiveServer, eventually, make_config, run_server
 from tests.signaling.sockets import auth
 
 
@@ -45,27 +34,6 @@ async def _rows(db: Database, action: str | None = None) -> list[AuditEventRow]:
 
 def _detail(row: AuditEventRow) -> dict[str, Any]:
     return dict(json.loads(row.detail))
-
-
-async def _audited_http_exception(request: Request, exc: Exception) -> Response:
-    """The app's HTTPException handler with the refusal audit called first, as
-    ``signaling.server.problems`` is to call it."""
-    assert isinstance(exc, HTTPException)
-    await audit_http_refusal(request, exc.status_code, str(exc.detail))
-    return problem(exc.status_code, str(exc.detail), dict(exc.headers) if exc.headers else None)
-
-
-@asynccontextmanager
-async def _server(config: ServerConfig) -> AsyncIterator[LiveServer]:
-    app = create_app(config, static_dir=STATIC_DIR)
-    app.add_exception_handler(HTTPException, _audited_http_exception)
-    server, task, port = await start_server(app, config, log_level="warning")
-    try:
-        services: Services = app.state.services
-        yield LiveServer(config, f"http://127.0.0.1:{port}", services)
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_logins_refused_by_the_rate_limit_are_audited(server: LiveServer) -> None:
@@ -87,7 +55,7 @@ async def test_logins_refused_by_the_rate_limit_are_audited(server: LiveServer) 
 async def test_forged_and_expired_tokens_and_forbidden_routes_are_audited(
     tmp_path: Path,
 ) -> None:
-    async with _server(make_config(tmp_path)) as server:
+    async with run_server(make_config(tmp_path)) as server:
         await server.add_user("dw", Role.DOCTOR, "wonju")
         token = await server.token("dw")
         me = Principal(PrincipalKind.USER, 1, "dw", Role.DOCTOR, "wonju", "s")
@@ -117,7 +85,7 @@ async def test_forged_and_expired_tokens_and_forbidden_routes_are_audited(
 
 
 async def test_a_flood_of_refusals_is_summarised(tmp_path: Path) -> None:
-    async with _server(make_config(tmp_path)) as server:
+    async with run_server(make_config(tmp_path)) as server:
         refusals = server.services.refusals
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             for _ in range(100):

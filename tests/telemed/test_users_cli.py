@@ -55,9 +55,7 @@ async def _login(server: LiveServer, username: str, password: str) -> int:
 @pytest.mark.slow
 async def test_disable_ends_every_session_and_socket_of_the_account(tmp_path: Path) -> None:
     async with run_server(make_config(tmp_path, activity_flush_s=0.2)) as server:
-        # The app's lifespan starts the services' tasks (the session watch among them);
-        # started again here, nothing happens.
-        server.services.start()
+        # The app's lifespan starts the services' tasks (the session watch among them).
         try:
             await server.add_user("dw", Role.DOCTOR, "wonju")
             await server.add_user("tw", Role.TECHNICIAN, "wonju")
