@@ -340,12 +340,13 @@ def _lost(sequences: dict[int, list[int]]) -> tuple[int, int]:
     return received, missing
 
 
-async def steady(bed: WanBed, name: str, seconds: float) -> dict[str, Any]:
-    """Run ``seconds`` on profile ``name`` (after 3 s to settle) and measure."""
+async def steady(bed: WanBed, name: str, seconds: float, settle_s: float) -> dict[str, Any]:
+    """Run ``seconds`` on profile ``name`` (after ``settle_s`` to settle: the adaptation
+    finding the new path's rate) and measure."""
     viewer = bed.viewer
     assert viewer is not None
     bed.set_path(PROFILES[name])
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(settle_s)
     deaths = bed.deaths
     start = time.time()
     viewer.sequences.clear()
@@ -498,14 +499,19 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 async def run(
-    profiles: list[str], seconds: float, blackouts: list[float], turn_s: float, server_s: float
+    profiles: list[str],
+    seconds: float,
+    blackouts: list[float],
+    turn_s: float,
+    server_s: float,
+    settle_s: float = 10.0,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="telemed-wan-") as tmp:
         bed = WanBed(Path(tmp))
         async with bed.running():
             for name in profiles:
-                results.append(await steady(bed, name, seconds))
+                results.append(await steady(bed, name, seconds, settle_s))
                 _print(results[-1:])
             for length in blackouts:
                 results.append(await outage(bed, "blackout", length))
@@ -534,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server-down", type=float, default=20.0, help="seconds the server is down"
     )
+    parser.add_argument(
+        "--settle", type=float, default=10.0, help="seconds on a profile before measuring"
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plot", type=Path, help="write a PNG here")
     args = parser.parse_args(argv)
@@ -543,7 +552,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown profiles {unknown}; known: {', '.join(PROFILES)}")
     results = asyncio.run(
-        run(profiles, args.seconds, _floats(args.blackouts), args.turn_crash, args.server_down)
+        run(
+            profiles,
+            args.seconds,
+            _floats(args.blackouts),
+            args.turn_crash,
+            args.server_down,
+            args.settle,
+        )
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=list))

@@ -25,12 +25,12 @@ needs. The rung
 
 - down when congested with the estimate under the rung's floor for
   :attr:`VideoAdapter.down_after_s` (at once under half of it: a freeze costs more than a
-  coarser picture);
+  coarser picture); to paused only after :attr:`VideoAdapter.pause_after_s` on the lowest;
 - up one step after the path has stayed uncongested with the estimate above the next rung's
   floor (with a margin) for a hold, or uncongested for :attr:`VideoAdapter.probe_up_after_s`
-  with the estimate at least that floor or the picture sending under 70 % of its target (a
-  still scene never earns a higher estimate, and costs little more larger); both waits
-  double each time a step up had to be taken back soon after;
+  with the estimate at least that floor (a calm path's estimate may always grow to it, even
+  for a still picture that sends little); both waits double each time a step up had to be
+  taken back soon after;
 - out of a pause: no video is sent, so nothing is learnt; after
   :attr:`VideoAdapter.probe_after_s` the lowest rung is tried again.
 
@@ -110,6 +110,8 @@ class VideoAdapter:
     #: REMB is at most 1.5x what arrives, so a picture that needs few bits never earns one.
     probe_up_after_s: float = 8.0
     down_after_s: float = 1.0
+    #: How long the lowest rung must stay congested under its floor before video pauses.
+    pause_after_s: float = 4.0
     max_bps: int = 1_500_000
     #: A receiver report's loss, or a queue, counts as news for this long.
     loss_memory_s: float = 3.0
@@ -164,8 +166,11 @@ class VideoAdapter:
             grown = self._loss_cap * (1.02 if near else 1.08)
             if self._send_bps is not None:
                 # Never far above what is sent (as a REMB is not): a path proven at 80k is
-                # not known to take 300k, and stepping up on that guess overflows it.
-                grown = min(grown, max(1.5 * self._send_bps + 10_000, self._loss_cap))
+                # not known to take 300k, and stepping up on that guess overflows it. But a
+                # calm path may always reach the next rung's floor, so a still picture (that
+                # sends little) can be tried a step up.
+                up = self.ladder[max(0, self._index - 1)].floor_bps
+                grown = min(grown, max(1.5 * self._send_bps + 10_000, self._loss_cap, up))
             self._loss_cap = min(float(self.max_bps), grown)
         self._update(now)
 
@@ -182,14 +187,16 @@ class VideoAdapter:
         self._min_rtt = min(rtt for _, rtt in self._rtts)
         if seconds > self._min_rtt + self.queue_s:
             self._queue_at = now
-            self._cut(0.85, now)
+            # The round trip is smoothed (aiortc averages it): it stays high for seconds
+            # after one cut has drained the queue, so a queue cuts at most every 2.5 s.
+            self._cut(0.85, now, every_s=2.5)
         self._update(now)
 
     def _queued(self, now: float) -> bool:
         return self._queue_at is not None and now - self._queue_at <= self.loss_memory_s
 
-    def _cut(self, factor: float, now: float) -> None:
-        if self._cut_at is not None and now - self._cut_at < 1.0:
+    def _cut(self, factor: float, now: float, every_s: float = 1.0) -> None:
+        if self._cut_at is not None and now - self._cut_at < every_s:
             return  # one cut a second: the reports after a cut still show the old queue
         self._cut_at = now
         self._congested_at = self._send_bps or self._loss_cap
@@ -328,8 +335,16 @@ class VideoAdapter:
                 self._below_since = now
             severe = estimate < self._rung.floor_bps / 2
             if severe or now - self._below_since >= self.down_after_s:
-                while self._index < paused and estimate < self._rung.floor_bps:
+                while self._index < paused - 1 and estimate < self._rung.floor_bps:
                     self._move(self._index + 1, now)
+            # The last step, to no video at all, only when the lowest rung has stayed
+            # congested a while: after a collapse (the path fell from megabits to 256k) the
+            # reports go on telling of the old queue for seconds after the cuts that fixed it.
+            if self._below_since is None:  # a step was just taken: the lowest's clock starts
+                self._below_since = now
+            lowest = self._index == paused - 1 and estimate < self._rung.floor_bps
+            if lowest and now - self._below_since >= self.pause_after_s:
+                self._move(paused, now)
         else:
             self._below_since = None
         if self._index == paused:
@@ -351,11 +366,9 @@ class VideoAdapter:
         probe_after = self.probe_up_after_s * self._hold / self.up_hold_s
         calm_for = 0.0 if self._calm_since is None else now - self._calm_since
         since_move = now - self._moved_at if self._moved_at is not None else calm_for
-        # Tried only where it may fit: the estimate reaches the next floor, or the picture
-        # does not use what it is given (a still scene: a larger one costs it little).
+        # Tried only where it may fit: the estimate reaches the next floor.
         fits = up >= 0 and estimate >= self.ladder[up].floor_bps
-        idle = self._send_bps is not None and self._send_bps < 0.7 * self._target
-        if up >= self._top_index() and (fits or idle) and min(calm_for, since_move) >= probe_after:
+        if up >= self._top_index() and fits and min(calm_for, since_move) >= probe_after:
             self._move(up, now)
         wanted = int(max(MIN_TARGET_BPS, min(HEADROOM * estimate, self._rung.cap_bps)))
         if abs(wanted - self._target) > TARGET_STEP * self._target:
