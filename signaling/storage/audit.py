@@ -133,14 +133,56 @@ class AuditLog:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        # Serialises appends within this process; the row lock on audit_head does the same
+        # Serialises writes within this process; the row lock on audit_head does the same
         # across processes on PostgreSQL (SQLite has a single writer anyway).
         self._lock = asyncio.Lock()
+        #: Events waiting for the next write, each with the future of its sequence number.
+        self._pending: list[tuple[AuditEvent, str, asyncio.Future[int]]] = []
 
     async def append(self, event: AuditEvent) -> int:
-        """Append ``event`` in its own transaction; returns its sequence number."""
+        """Append ``event``; returns its sequence number once it is committed.
+
+        Group commit: the events appended while a write is in progress are written
+        together, in order, in the next transaction, by whichever append takes the lock
+        first. Each is committed before its ``append`` returns, as before, but 500 sockets
+        connecting at once wait for a few commits instead of 500 one after another (a
+        commit is a disk flush on PostgreSQL)."""
         detail_json = json.dumps(dict(event.detail), ensure_ascii=False, sort_keys=True)
-        async with self._lock, self._db.session() as session:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        entry = (event, detail_json, future)
+        self._pending.append(entry)
+        try:
+            async with self._lock:
+                if not future.done():
+                    batch, self._pending = self._pending, []
+                    await self._write_batch(batch, future)
+        except asyncio.CancelledError:
+            if entry in self._pending:
+                self._pending.remove(entry)  # not written: nobody is to write it now
+            raise
+        return future.result()
+
+    async def _write_batch(
+        self, batch: list[tuple[AuditEvent, str, asyncio.Future[int]]], own: asyncio.Future[int]
+    ) -> None:
+        """Write ``batch`` in one transaction and settle every future in it. Cancelled
+        (the caller's task), the others' events go back to the front of the queue for the
+        next append to write; a database error is every one's."""
+        try:
+            seqs = await self._write(batch)
+        except asyncio.CancelledError:
+            self._pending[:0] = [e for e in batch if e[2] is not own]
+            raise
+        except Exception as exc:
+            for _, _, future in batch:
+                if future is not own:
+                    future.set_exception(exc)
+            raise
+        for (_, _, future), seq in zip(batch, seqs, strict=True):
+            future.set_result(seq)
+
+    async def _write(self, batch: list[tuple[AuditEvent, str, asyncio.Future[int]]]) -> list[int]:
+        async with self._db.session() as session:
             if self._db.dialect == "sqlite":
                 # A write first takes SQLite's write lock (waiting for it as long as the busy
                 # timeout allows), so the head read next is the latest even when another
@@ -156,30 +198,35 @@ class AuditLog:
             if head is None:
                 head = AuditHeadRow(id=1, last_seq=0, last_hash=GENESIS_HASH)
                 session.add(head)
-            seq = head.last_seq + 1
-            at = utcnow()
-            digest = chain_hash(head.last_hash, seq, at, event, detail_json)
-            session.add(
-                AuditEventRow(
-                    seq=seq,
-                    at=at,
-                    actor_kind=event.actor_kind,
-                    actor_id=event.actor_id,
-                    actor_name=event.actor_name,
-                    role=event.role,
-                    site=event.site,
-                    action=event.action,
-                    consultation_id=event.consultation_id,
-                    source_addr=event.source_addr,
-                    outcome=event.outcome,
-                    detail=detail_json,
-                    prev_hash=head.last_hash,
-                    hash=digest,
+            seqs: list[int] = []
+            seq, prev = head.last_seq, head.last_hash
+            for event, detail_json, _ in batch:
+                seq += 1
+                at = utcnow()
+                digest = chain_hash(prev, seq, at, event, detail_json)
+                session.add(
+                    AuditEventRow(
+                        seq=seq,
+                        at=at,
+                        actor_kind=event.actor_kind,
+                        actor_id=event.actor_id,
+                        actor_name=event.actor_name,
+                        role=event.role,
+                        site=event.site,
+                        action=event.action,
+                        consultation_id=event.consultation_id,
+                        source_addr=event.source_addr,
+                        outcome=event.outcome,
+                        detail=detail_json,
+                        prev_hash=prev,
+                        hash=digest,
+                    )
                 )
-            )
+                seqs.append(seq)
+                prev = digest
             head.last_seq = seq
-            head.last_hash = digest
-        return seq
+            head.last_hash = prev
+        return seqs
 
     async def head(self) -> Anchor:
         """The chain's head now, to be kept outside the database."""
@@ -248,11 +295,12 @@ class AuditLog:
                     if broken is not None:
                         return broken
                     prev, expected_seq = row.hash, row.seq + 1
+                # In the same session: on SQLite no append of this process comes between
+                # (its sessions are queued, see Database), so the head is the walk's own.
+                head = await session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1))
             rows = expected_seq - 1
             if rows < seen_head:
                 break  # the head read before this walk names rows that are not there
-            async with self._db.session() as session:
-                head = await session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1))
             head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
             if (head_seq, head_hash) == (rows, prev):
                 return VerifyReport(True, rows, prev)

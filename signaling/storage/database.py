@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,24 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
+        # SQLite is a file: there is no server to ping, and each ping was one more round trip
+        # through aiosqlite's thread on every checkout.
+        self.engine: AsyncEngine = create_async_engine(
+            url, pool_pre_ping=not url.startswith("sqlite")
+        )
+        #: SQLite: this process's sessions one at a time, first come first served. SQLite has
+        #: one writer at a time; pooled connections that contend for it in the database wait
+        #: in its busy handler, which is not a queue (it sleeps up to 100 ms between tries,
+        #: and whoever tries at the right moment wins), so under a burst (500 sockets joining
+        #: at once) some waited past the busy timeout and failed with "database is locked".
+        #: Queued here instead, each waits only for those before it. (A pool of one
+        #: connection does not do: a task returning it takes it again before the waiter
+        #: wakes, and a busy appender starved everyone else.) Other processes (the CLI, a
+        #: second server) still meet the busy timeout. PostgreSQL locks rows, not the
+        #: database: no queue there. A session must not open another while it is open.
+        self._queue: asyncio.Lock | None = (
+            asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
+        )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -62,7 +80,7 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: committed on success, rolled back on an exception."""
-        async with self._sessions() as session, session.begin():
+        async with self._queue or nullcontext(), self._sessions() as session, session.begin():
             yield session
 
     async def migrate(self, revision: str = "head") -> None:
