@@ -71,7 +71,8 @@ async def test_the_path_estimate_sets_the_encoder_and_the_frame_size() -> None:
         await eventually(lambda: adapter._min_rtt is not None, timeout=10)
         (rtp_sender,) = [t.sender for t in sender.pc.getTransceivers() if t.kind == "video"]
         await eventually(lambda: encoder_target(rtp_sender) == adapter.target_bps, timeout=5)
-        frame = await asyncio.wait_for(receiver.video_frames.get(), 5)
+        async with asyncio.timeout(5):
+            frame = await receiver.video_frames.get()
         assert frame.height in (360, 480)
 
         # The path collapses: the receiver reports losing almost everything.
@@ -95,7 +96,8 @@ async def test_the_path_estimate_sets_the_encoder_and_the_frame_size() -> None:
                 if (frame.width, frame.height) == (160, 120):
                     return
 
-        await asyncio.wait_for(small_frame(), 5)
+        async with asyncio.timeout(5):
+            await small_frame()
         assert track.thinned > 0  # 30 fps thinned to 5
     finally:
         await sender.close()

@@ -232,7 +232,8 @@ async def _hello(
     )
     try:
         await ws.send(json.dumps({"type": "hello", "v": 1, "token": token, "client": "proxy"}))
-        first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        async with asyncio.timeout(10):
+            first = json.loads(await ws.recv())
     except websockets.ConnectionClosed as closed:
         return ws, {"closed": closed.rcvd.code if closed.rcvd else None}
     return ws, first

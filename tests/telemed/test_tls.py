@@ -137,7 +137,8 @@ async def test_https_login_hsts_and_wss_welcome(tls_server: TlsServer) -> None:
     ws_url = f"wss://127.0.0.1:{tls_server.port}/ws"
     async with websockets.connect(ws_url, ssl=tls_server.client_context()) as ws:
         await ws.send(json.dumps({"type": "hello", "v": 1, "token": token, "client": "tls-test"}))
-        welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        async with asyncio.timeout(10):
+            welcome = json.loads(await ws.recv())
         assert welcome["type"] == "welcome", welcome
     # Plain HTTP on the TLS port is not served.
     async with httpx.AsyncClient() as http:
