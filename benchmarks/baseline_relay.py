@@ -31,7 +31,9 @@ async def handler(ws: ServerConnection) -> None:
 
 
 async def main(port: int) -> None:
-    async with serve(handler, "127.0.0.1", port, max_size=1 << 20, ping_interval=None):
+    async with serve(
+        handler, "127.0.0.1", port, max_size=1 << 20, ping_interval=None, backlog=2048
+    ):
         await asyncio.Future()
 
 

@@ -34,6 +34,8 @@ from websockets.asyncio.client import ClientConnection
 
 SDP = "v=0\r\n" + "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n" * 40
 SECRET = "benchmark-secret-key-0123456789-abcdefghij"  # noqa: S105 (throwaway server)
+#: What the password policy of telemed users takes (12+ characters, not common).
+PASSWORD = "relay-bench-strong-pass-8Kd"  # noqa: S105 (throwaway server)
 
 
 def _raise_fd_limit() -> None:
@@ -133,7 +135,7 @@ async def _ours(n: int, rounds: int, data_dir: Path) -> Result:
                 site,
                 "--password-stdin",
             ],
-            input=b"bench-password\n",
+            input=f"{PASSWORD}\n".encode(),
             env=env,
             check=True,
             capture_output=True,
@@ -153,7 +155,7 @@ async def _ours(n: int, rounds: int, data_dir: Path) -> Result:
             tokens = {}
             for user in ("bench.wonju", "bench.koriyama"):
                 r = await http.post(
-                    "/api/auth/login", json={"username": user, "password": "bench-password"}
+                    "/api/auth/login", json={"username": user, "password": PASSWORD}
                 )
                 tokens[user] = r.json()["token"]
             hw = {"Authorization": f"Bearer {tokens['bench.wonju']}"}

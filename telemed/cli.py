@@ -161,6 +161,7 @@ BENCH_SUITES = {
     "call": "benchmarks.call_latency",
     "waveforms": "benchmarks.waveforms",
     "relay": "benchmarks.signaling_relay",
+    "connect": "benchmarks.connect_burst",
     "decode": "benchmarks.device_decode",
     "qrs": "benchmarks.qrs_accuracy",
     "bedside": "benchmarks.bedside_load",

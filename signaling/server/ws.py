@@ -154,6 +154,8 @@ class WsSession:
         self._faults_unaudited: dict[str, int] = {}
         #: The deadline of the writer's send in progress (None while it waits for work).
         self._send_deadline: asyncio.Timeout | None = None
+        #: The writer task, started at the welcome.
+        self._writer: asyncio.Task[None] | None = None
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -271,20 +273,17 @@ class WsSession:
                 )
 
     async def _run(self) -> None:
-        writer: asyncio.Task[None] | None = None
         reason = "disconnected"
         try:
             if not await self._authenticate():
                 return
-            assert self.conn is not None
-            writer = asyncio.create_task(self._write(self.conn), name=f"ws-writer-{self.addr}")
             await self._serve()
         except _Closing:
             reason = "closed"
         except WebSocketDisconnect:
             pass
         finally:
-            await self._finish(writer, reason)
+            await self._finish(self._writer, reason)
 
     async def _finish(self, writer: asyncio.Task[None] | None, reason: str) -> None:
         conn = self.conn
@@ -431,9 +430,11 @@ class WsSession:
         self.conn = conn
         self.conn.on_close_requested = self._hurry
         self.conn.instance = hello.instance
-        await self.svc.record(
-            "ws.connect", principal, self.addr, detail={"client": hello.client, "peer": peer_id}
-        )
+        self._writer = asyncio.create_task(self._write(conn), name=f"ws-writer-{self.addr}")
+        # Welcomed first, then audited: the welcome waits only for the session check, not
+        # behind every other connection's audit append (500 connecting at once queue there).
+        # Nothing of this connection is read before the row is written: this reader handles
+        # the next message (a join) once it is.
         self.conn.send(
             Welcome(
                 peer_id=peer_id,
@@ -443,6 +444,9 @@ class WsSession:
                 role=principal.role,
                 site=principal.site,
             )
+        )
+        await self.svc.record(
+            "ws.connect", principal, self.addr, detail={"client": hello.client, "peer": peer_id}
         )
         return True
 
