@@ -19,16 +19,18 @@ from signaling.auth import (
 )
 from signaling.config import ServerConfig
 from signaling.consultation_fsm import FINAL_STATES
+from signaling.errors import SessionEnded
 from signaling.schema import ConsultationSummary, PrincipalKind
 from signaling.server.activity import ActivityRecorder
 from signaling.server.hub import Hub
 from signaling.server.refusals import RefusalAudit
 from signaling.server.session_watch import SessionWatcher
 from signaling.storage import consultations as store
+from signaling.storage.accounts import SessionChecks, touch_session
 from signaling.storage.audit import AuditEvent, AuditLog, DetailValue
 from signaling.storage.database import Database
 from signaling.storage.login_attempts import DatabaseLoginAttempts
-from signaling.storage.models import ConsultationRow
+from signaling.storage.models import ConsultationRow, utcnow
 
 
 @dataclass
@@ -52,8 +54,12 @@ class Services:
     #: Closes this process's sockets of sessions ended by another process (default: looks
     #: every ``activity_flush_s``).
     session_watch: SessionWatcher | None = None
+    #: Checks the session of each hello, many in one query (default: on ``db``).
+    session_checks: SessionChecks | None = None
 
     def __post_init__(self) -> None:
+        if self.session_checks is None:
+            self.session_checks = SessionChecks(self.db)
         if self.login_attempts is None:
             limits = LoginLimits.of(self.config.login_max_failures, self.config.login_window_s)
             self.login_attempts = DatabaseLoginAttempts(self.db, limits)
@@ -115,6 +121,20 @@ class Services:
         if principal.kind is PrincipalKind.GATEWAY:
             return None
         return timedelta(seconds=self.config.inactivity_timeout_s)
+
+    async def check_session(self, principal: Principal) -> None:
+        """Raise :class:`SessionEnded` unless ``principal``'s session is open and has not been
+        idle past its timeout (an idle one is then ended, as :func:`touch_session` does).
+        Read with the checks of other sockets saying hello at the same time."""
+        assert self.session_checks is not None  # set by __post_init__
+        state = await self.session_checks.state(principal.session_id)
+        if state is None:
+            raise SessionEnded("unknown session")
+        if state.end_reason is not None:
+            raise SessionEnded(state.end_reason)
+        idle = self.idle_timeout(principal)
+        if idle is not None and utcnow() - state.last_active_at > idle:
+            await touch_session(self.db, principal.session_id, idle, activity=False)
 
     def now(self) -> datetime:
         """Wall time on the injected clock, for stamps (chat, snapshots, durations)."""

@@ -394,9 +394,7 @@ class WsSession:
             return False
         try:
             principal = self.svc.tokens.decode(hello.token)
-            await touch_session(
-                self.svc.db, principal.session_id, self.svc.idle_timeout(principal), activity=False
-            )
+            await self.svc.check_session(principal)
         except AuthError as exc:
             expired = isinstance(exc, SessionEnded | TokenExpired)
             code = ErrorCode.SESSION_EXPIRED if expired else ErrorCode.AUTH_FAILED

@@ -302,6 +302,26 @@ async def test_idle_clinician_socket_is_closed(tmp_path: Path) -> None:
         assert await _closed_with(ws) == CloseCode.SESSION_EXPIRED
 
 
+async def test_hello_with_a_session_idle_past_the_timeout_is_refused_and_ends_it(
+    tmp_path: Path,
+) -> None:
+    """The session check of hello (read with other hellos in one query) still ends a
+    session idle past the timeout, as the check of a single session did."""
+    async with run_server(make_config(tmp_path, inactivity_timeout_s=0.5)) as server:
+        await server.add_user("dw", Role.DOCTOR, "wonju")
+        token = await server.token("dw")
+        await asyncio.sleep(0.8)
+        async with websockets.connect(server.ws_url) as ws:
+            await ws.send(json.dumps({"type": "hello", "v": PROTOCOL_VERSION, "token": token}))
+            error = await _recv(ws)
+            assert (error["type"], error["code"]) == ("error", "session_expired")
+            assert "idle" in error["reason"]
+            assert await _closed_with(ws) == CloseCode.SESSION_EXPIRED
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            me = await http.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.status_code == 401
+
+
 async def test_gateway_socket_is_not_logged_out_when_idle(tmp_path: Path) -> None:
     async with run_server(make_config(tmp_path, inactivity_timeout_s=0.3)) as server:
         await server.add_gateway("bedside-1", "wonju", "k" * 40)
