@@ -87,9 +87,12 @@ MIN_TARGET_BPS = 40_000
 HEADROOM = 0.8
 #: The least the estimate falls to (under 120p5's floor: paused).
 MIN_ESTIMATE_BPS = 8_000
-#: Changes of the target smaller than this fraction are not applied: aiortc's VP8 encoder
-#: starts afresh (with a key frame, large at a low rate) at every change over 10 %.
-TARGET_STEP = 0.2
+#: Changes of the target smaller than these fractions are not applied: aiortc's VP8 encoder
+#: starts afresh at every change over 10 %, with a key frame, which on a 256 kbit/s path is
+#: a burst of a third of a second that every waveform packet queues behind. A cut goes in
+#: at once; a rise waits until it is worth a key frame.
+TARGET_STEP_DOWN = 0.15
+TARGET_STEP_UP = 0.4
 
 
 @dataclass
@@ -187,9 +190,9 @@ class VideoAdapter:
         self._min_rtt = min(rtt for _, rtt in self._rtts)
         if seconds > self._min_rtt + self.queue_s:
             self._queue_at = now
-            # The round trip is smoothed (aiortc averages it): it stays high for seconds
-            # after one cut has drained the queue, so a queue cuts at most every 2.5 s.
-            self._cut(0.85, now, every_s=2.5)
+            # A report's round trip still shows the queue the last cut is draining: a queue
+            # cuts at most every 1.5 s (about a round trip and a report interval).
+            self._cut(0.85, now, every_s=1.5)
         self._update(now)
 
     def _queued(self, now: float) -> bool:
@@ -371,7 +374,8 @@ class VideoAdapter:
         if up >= self._top_index() and fits and min(calm_for, since_move) >= probe_after:
             self._move(up, now)
         wanted = int(max(MIN_TARGET_BPS, min(HEADROOM * estimate, self._rung.cap_bps)))
-        if abs(wanted - self._target) > TARGET_STEP * self._target:
+        step = TARGET_STEP_DOWN if wanted < self._target else TARGET_STEP_UP
+        if abs(wanted - self._target) > step * self._target:
             self._target = wanted
 
     def _move(self, index: int, now: float) -> None:
@@ -389,6 +393,10 @@ class VideoAdapter:
         self._paused_at = None
         self.changes += 1
         if self._rung.height:
-            self._target = int(
-                max(MIN_TARGET_BPS, min(HEADROOM * self.estimate_bps, self._rung.cap_bps))
-            )
+            wanted = min(HEADROOM * self.estimate_bps, self._rung.cap_bps)
+            if going_up and self._send_bps is not None:
+                # A step up changes the size, not (yet) the rate: a little over what was
+                # sent, and the reports raise it from there. Jumping to the estimate made
+                # each step up a burst the slow uplink could not carry.
+                wanted = min(wanted, 1.15 * self._send_bps)
+            self._target = int(max(MIN_TARGET_BPS, wanted))

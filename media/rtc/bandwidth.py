@@ -34,6 +34,9 @@ from media.rtc.adapt import MIN_TARGET_BPS, VideoAdapter
 log = logging.getLogger(__name__)
 
 _ENCODER_ATTRIBUTE = "_RTCRtpSender__encoder"
+#: The middle of the last sender report's NTP time, and when it was sent (wall clock).
+_LSR_ATTRIBUTE = "_RTCRtpSender__lsr"
+_LSR_TIME_ATTRIBUTE = "_RTCRtpSender__lsr_time"
 
 
 def lower_encoder_floors() -> None:
@@ -88,6 +91,9 @@ def _observe(sender: RTCRtpSender, adapter: VideoAdapter, packet: Any, now: floa
     if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
         for report in packet.reports:
             if report.ssrc == ssrc:
+                rtt = _round_trip(sender, report.lsr, report.dlsr)
+                if rtt is not None:
+                    adapter.on_rtt(rtt, now)
                 adapter.on_loss(report.fraction_lost / 256.0, now)
     elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
         try:
@@ -96,3 +102,14 @@ def _observe(sender: RTCRtpSender, adapter: VideoAdapter, packet: Any, now: floa
             return  # an application packet that is not REMB
         if ssrc in ssrcs:
             adapter.on_remb(bitrate, now)
+
+
+def _round_trip(sender: RTCRtpSender, lsr: int, dlsr: int) -> float | None:
+    """This report's own round trip (RFC 3550 6.4.1: now, less when the sender report it
+    names was sent, less the receiver's delay since), not aiortc's smoothed one, which
+    stayed high for 7 s after a queue had drained and kept the path "congested"."""
+    sent_lsr = getattr(sender, _LSR_ATTRIBUTE, None)
+    sent_at = getattr(sender, _LSR_TIME_ATTRIBUTE, None)
+    if sent_lsr is None or sent_at is None or lsr != sent_lsr or not dlsr:
+        return None
+    return float(time.time() - sent_at - dlsr / 65536)

@@ -401,11 +401,9 @@ class MediaPeer:
             return
         if now >= self._stats_due:
             self._stats_due = now + _STATS_S
-            sent, rtt = _sender_stats(await sender.getStats())
+            sent = _bytes_sent(await sender.getStats())
             if sent is not None:
                 adapter.on_sent(sent, now)
-            if rtt is not None:
-                adapter.on_rtt(rtt, now)
         adapter.tick(now)
         apply_target(sender, adapter)
         rung = adapter.rung
@@ -426,19 +424,14 @@ class MediaPeer:
                 log.info("video to this viewer: %s (%s)", adapter.mode, rung.name)
 
 
-def _sender_stats(report: object) -> tuple[int | None, float | None]:
-    """The outbound RTP byte count and the round-trip time from the last receiver report,
-    in a sender's statistics (None before there are any)."""
-    sent: int | None = None
-    rtt: float | None = None
+def _bytes_sent(report: object) -> int | None:
+    """The outbound RTP byte count in a sender's statistics (None before any). (The round
+    trip comes from each receiver report itself: media.rtc.bandwidth.)"""
     for stats in report.values() if isinstance(report, dict) else ():
-        kind = getattr(stats, "type", None)
-        if kind == "outbound-rtp" and isinstance(getattr(stats, "bytesSent", None), int):
-            sent = int(stats.bytesSent)
-        elif kind == "remote-inbound-rtp":
-            value = getattr(stats, "roundTripTime", None)
-            rtt = float(value) if isinstance(value, int | float) else None
-    return sent, rtt
+        if getattr(stats, "type", None) == "outbound-rtp":
+            sent = getattr(stats, "bytesSent", None)
+            return int(sent) if isinstance(sent, int) else None
+    return None
 
 
 def _only_the_codec_of(transceiver: RTCRtpTransceiver, track: MediaStreamTrack) -> None:
