@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+#: Connections a server process keeps to PostgreSQL, and more it may open under load.
+POOL_SIZE, POOL_OVERFLOW = 5, 10
 
 
 def sqlite_url(path: Path) -> str:
@@ -53,22 +55,26 @@ class Database:
         self.url = url
         # SQLite is a file: there is no server to ping, and each ping was one more round trip
         # through aiosqlite's thread on every checkout.
-        self.engine: AsyncEngine = create_async_engine(
-            url, pool_pre_ping=not url.startswith("sqlite")
-        )
-        #: SQLite: this process's sessions one at a time, first come first served. SQLite has
-        #: one writer at a time; pooled connections that contend for it in the database wait
-        #: in its busy handler, which is not a queue (it sleeps up to 100 ms between tries,
-        #: and whoever tries at the right moment wins), so under a burst (500 sockets joining
-        #: at once) some waited past the busy timeout and failed with "database is locked".
-        #: Queued here instead, each waits only for those before it. (A pool of one
-        #: connection does not do: a task returning it takes it again before the waiter
-        #: wakes, and a busy appender starved everyone else.) Other processes (the CLI, a
-        #: second server) still meet the busy timeout. PostgreSQL locks rows, not the
-        #: database: no queue there. A session must not open another while it is open.
-        self._queue: asyncio.Lock | None = (
-            asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
-        )
+        sqlite = url.startswith("sqlite")
+        pool = {} if sqlite else {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not sqlite, **pool)
+        #: This process's sessions wait their turn here, first come first served. SQLite:
+        #: one at a time. SQLite has one writer at a time; pooled connections that contend
+        #: for it in the database wait in its busy handler, which is not a queue (it sleeps
+        #: up to 100 ms between tries, and whoever tries at the right moment wins), so under
+        #: a burst (500 sockets joining at once) some waited past the busy timeout and failed
+        #: with "database is locked". Other processes (the CLI, a second server) still meet
+        #: the busy timeout. PostgreSQL: as many as the pool holds, less one for the engine's
+        #: direct users (activity flush). The pool's own wait is no queue either: a task
+        #: returning a connection takes one again before a waiter wakes (a pool of one on
+        #: SQLite let a busy appender starve verify past 120 s; on PostgreSQL a join of the
+        #: burst waited past the pool's 30 s timeout). A session must not open another while
+        #: it is open (on SQLite it would wait for itself).
+        self._queue: asyncio.Lock | asyncio.Semaphore
+        if self.engine.dialect.name == "sqlite":
+            self._queue = asyncio.Lock()
+        else:
+            self._queue = asyncio.Semaphore(POOL_SIZE + POOL_OVERFLOW - 1)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -80,7 +86,7 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: committed on success, rolled back on an exception."""
-        async with self._queue or nullcontext(), self._sessions() as session, session.begin():
+        async with self._queue, self._sessions() as session, session.begin():
             yield session
 
     async def migrate(self, revision: str = "head") -> None:
