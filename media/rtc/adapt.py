@@ -139,6 +139,7 @@ class VideoAdapter:
         self._target = min(START_BPS, self._rung.cap_bps)
         self._below_since: float | None = None
         self._loss: tuple[float, float] | None = None  # (fraction, when)
+        self._lossy_at: float | None = None  # the last report with over 10 % lost
         self._sent: tuple[int, float] | None = None  # (bytes sent in all, when)
         self._send_bps: float | None = None
         self._calm_since: float | None = None
@@ -162,8 +163,9 @@ class VideoAdapter:
         """A receiver report: the fraction (0..1) of the video's packets lost since the last."""
         self._loss = (fraction, now)
         if fraction > 0.10:
+            self._lossy_at = now
             self._cut(1.0 - fraction / 2.0, now)
-        elif fraction < 0.02 and not self._queued(now):
+        elif fraction < 0.02 and not self.congested(now):
             # Near where the path last filled up, gently (2 %); elsewhere 8 % a report.
             at = self._congested_at
             near = at is not None and 0.8 * at < self._loss_cap < 1.25 * at
@@ -223,8 +225,9 @@ class VideoAdapter:
 
     def congested(self, now: float) -> bool:
         """Whether the path shows it carries less than is sent (see the module's text)."""
-        loss = self._loss
-        if loss is not None and now - loss[1] <= self.loss_memory_s and loss[0] > 0.10:
+        # Any heavy loss lately, not just the last report's: one clean report between lossy
+        # ones does not make a path sound.
+        if self._lossy_at is not None and now - self._lossy_at <= self.loss_memory_s:
             return True
         if self._queued(now):
             return True

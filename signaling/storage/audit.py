@@ -274,46 +274,34 @@ class AuditLog:
         return report
 
     async def verify(self) -> VerifyReport:
-        """Walk the whole chain; report the first row that does not match.
+        """Walk the chain up to its head; report the first row that does not match.
 
-        Appends may go on meanwhile: each commits its row with the head, so the head is
-        read after the rows, and rows appended since the walk began are walked too until
-        the walk reaches the head (a chain that grows faster than it is read is compared
-        with the head at the last round)."""
+        Appends may go on meanwhile: each commits its row with the head, so the head is read
+        first and the walk stops at its row; rows appended after it are the next verify's.
+        A walk that ends short of the head (rows removed at the end, the head left) or at
+        another hash than the head's fails."""
+        async with self._db.session() as session:
+            head = await session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1))
+        head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
         expected_seq, prev = 1, GENESIS_HASH
-        seen_head = 0
-        for _ in range(_VERIFY_ROUNDS):
-            async with self._db.session() as session:
-                result = await session.stream_scalars(
-                    select(AuditEventRow)
-                    .where(AuditEventRow.seq >= expected_seq)
-                    .order_by(AuditEventRow.seq)
-                    .execution_options(yield_per=500)
-                )
-                async for row in result:
-                    broken = _check_row(row, expected_seq, prev)
-                    if broken is not None:
-                        return broken
-                    prev, expected_seq = row.hash, row.seq + 1
-                # In the same session: on SQLite no append of this process comes between
-                # (its sessions are queued, see Database), so the head is the walk's own.
-                head = await session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1))
-            rows = expected_seq - 1
-            if rows < seen_head:
-                break  # the head read before this walk names rows that are not there
-            head_seq, head_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
-            if (head_seq, head_hash) == (rows, prev):
-                return VerifyReport(True, rows, prev)
-            if head_seq <= rows:
-                break  # the head is not ahead of the rows: it, or the rows, were altered
-            seen_head = head_seq  # appended since the walk (or cut): the next walk tells
-        return VerifyReport(
-            False, rows, prev, rows + 1, "chain tip does not match (rows removed at the end)"
-        )
-
-
-#: Rounds of :meth:`AuditLog.verify` that follow appends made while it walks.
-_VERIFY_ROUNDS = 20
+        async with self._db.session() as session:
+            result = await session.stream_scalars(
+                select(AuditEventRow)
+                .where(AuditEventRow.seq <= head_seq)
+                .order_by(AuditEventRow.seq)
+                .execution_options(yield_per=500)
+            )
+            async for row in result:
+                broken = _check_row(row, expected_seq, prev)
+                if broken is not None:
+                    return broken
+                prev, expected_seq = row.hash, row.seq + 1
+        rows = expected_seq - 1
+        if (rows, prev) != (head_seq, head_hash):
+            return VerifyReport(
+                False, rows, prev, rows + 1, "chain tip does not match (rows removed at the end)"
+            )
+        return VerifyReport(True, rows, prev)
 
 
 def _check_row(row: AuditEventRow, expected_seq: int, prev: str) -> VerifyReport | None:

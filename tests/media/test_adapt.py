@@ -174,7 +174,7 @@ def test_a_reduced_rung_is_tried_one_step_up_after_a_calm_while() -> None:
     # the calm while (8 s) and tries one step.
     path.run(4.0, 60_000, None, loss=0.0, rtt=0.040)
     assert path.adapter.rung.name == low
-    path.run(12.0, 60_000, None, loss=0.0, rtt=0.040)
+    path.run(20.0, 60_000, None, loss=0.0, rtt=0.040)
     assert path.adapter.rung.name != low
 
 
