@@ -47,6 +47,7 @@ def _legacy(rng: random.Random) -> bytes:
 
 
 @pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
+@pytest.mark.cpu
 @pytest.mark.timeout(600 * scale())  # a hang guard: loaded, the pass can take minutes
 @pytest.mark.parametrize(
     ("name", "make", "mutant"),

@@ -153,6 +153,7 @@ def _answered_once(decoder: fh.Feeds, data: bytes) -> None:
 
 
 @pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
+@pytest.mark.cpu
 @pytest.mark.timeout(600 * scale())  # a hang guard: loaded, the pass can take minutes
 def test_mutated_messages_are_each_answered_and_never_escape_nor_stall() -> None:
     figures, failures = fh.run(

@@ -65,6 +65,7 @@ def test_seeds_cover_every_reply_kind() -> None:
 
 
 @pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
+@pytest.mark.cpu
 @pytest.mark.timeout(600 * scale())  # a hang guard: loaded, the pass can take minutes
 def test_mutated_monitor_messages_never_escape_nor_stall() -> None:
     figures, failures = fh.run("intellivue", _polling_host, _mutant, MESSAGES)

@@ -39,6 +39,7 @@ def _mutant(rng: random.Random) -> bytes:
 
 
 @pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
+@pytest.mark.cpu
 @pytest.mark.timeout(600 * scale())  # a hang guard: loaded, the pass can take minutes
 def test_mutated_lines_never_escape_nor_stall() -> None:
     figures, failures = fh.run("masimo", lambda: masimo.MasimoDecoder("fuzz"), _mutant, MESSAGES)

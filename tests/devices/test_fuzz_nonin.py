@@ -50,6 +50,7 @@ def _mutant_for(fmt: nonin.Format, rng: random.Random) -> bytes:
 
 
 @pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
+@pytest.mark.cpu
 @pytest.mark.timeout(600 * scale())  # a hang guard: loaded, the pass can take minutes
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"format-{int(f)}")
 def test_mutated_frames_never_escape_nor_stall(fmt: nonin.Format) -> None:
