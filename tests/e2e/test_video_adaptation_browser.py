@@ -85,13 +85,16 @@ async def test_the_room_says_when_video_is_paused_for_bandwidth(server: LiveServ
                 "Low bandwidth: video reduced (120p, 5 fps); vital signs continue", timeout=20_000
             )
             await _frames_past(page, paused_at + 10, timeout=20)
-            # In the sites' own languages too (the badge is relabelled with the page).
-            for language, words in (
-                ("ja", "帯域不足: 映像を縮小中（120p"),
-                ("ko", "대역폭 부족: 영상 축소 중 (120p"),
+            # In the sites' own languages too: the badge, and with it the rest of the room, is
+            # relabelled with the page (the tone's state and the call's note once kept theirs).
+            for language, words, tone, note in (
+                ("ja", "帯域不足: 映像を縮小中（120p", "アラーム音オン", "マイクもカメラも"),
+                ("ko", "대역폭 부족: 영상 축소 중 (120p", "알람음 켜짐", "마이크나 카메라가"),
             ):
                 await page.select_option("#language", language)
                 await expect(badge).to_contain_text(words)
+                await expect(page.locator(".tone-state")).to_have_text(tone, timeout=500)
+                await expect(page.locator("#call-media-error")).to_contain_text(note)
                 await page.screenshot(path=artifacts_dir() / f"room-video-reduced-{language}.png")
             assert errors == []
     finally:

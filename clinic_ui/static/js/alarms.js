@@ -303,6 +303,7 @@ export class AlarmView {
   relabel() {
     this.render();
     this._renderLimits();
+    this._tick(); // the tone's state and the pause button, in the new language now
   }
 
   close() {

@@ -243,7 +243,15 @@ export class Room {
     this._renderChat();
     this._renderAudioKind();
     this._renderVideoState();
+    this._renderMediaError(this.call.mediaError);
     if (this.ended) this._showEnded();
+  }
+
+  /** Why this page sends no microphone or camera, if it does not (in the page's language). */
+  _renderMediaError(error) {
+    const note = $("call-media-error");
+    note.hidden = !error;
+    note.textContent = error ? t(`call.error.${error}`) : "";
   }
 
   /** The server told the list of a change to this consultation. */
@@ -417,9 +425,7 @@ export class Room {
   }
 
   _onMedia({ stream, error }) {
-    const note = $("call-media-error");
-    note.hidden = !error;
-    note.textContent = error ? t(`call.error.${error}`) : "";
+    this._renderMediaError(error);
     const mic = stream?.getAudioTracks()[0];
     // Talk-back sends a clone of the microphone, on only while the button is held.
     if (mic) {
