@@ -138,7 +138,6 @@ class VideoAdapter:
         self._paused_at: float | None = None
         self._target = min(START_BPS, self._rung.cap_bps)
         self._below_since: float | None = None
-        self._loss: tuple[float, float] | None = None  # (fraction, when)
         self._lossy_at: float | None = None  # the last report with over 10 % lost
         self._sent: tuple[int, float] | None = None  # (bytes sent in all, when)
         self._send_bps: float | None = None
@@ -161,7 +160,6 @@ class VideoAdapter:
 
     def on_loss(self, fraction: float, now: float) -> None:
         """A receiver report: the fraction (0..1) of the video's packets lost since the last."""
-        self._loss = (fraction, now)
         if fraction > 0.10:
             self._lossy_at = now
             self._cut(1.0 - fraction / 2.0, now)
