@@ -6,10 +6,17 @@ import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
+
+from signaling.client import SignalingClient, UserCredentials
+from signaling.schema import ConsultationAction, Role
+from telemed.gateway.runner import Gateway
+from tests.e2e.bedside import bedside
+from tests.helpers import PASSWORD, LiveServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -83,3 +90,42 @@ def artifacts_dir() -> Path:
     )
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@dataclass
+class WatchedBedside:
+    """A bedside gateway and the Koriyama doctor's room page watching it live."""
+
+    gateway: Gateway
+    page: Page
+    #: Uncaught errors of the page (a test ends asserting there are none).
+    errors: list[str]
+
+
+@contextlib.asynccontextmanager
+async def doctor_watching(server: LiveServer, reason: str) -> AsyncIterator[WatchedBedside]:
+    """Wonju's technician requests a consultation (``reason``), Koriyama's doctor accepts it;
+    a bedside gateway (tests.e2e.bedside) runs, and the doctor's room in Chromium, in English,
+    shows the link connected."""
+    await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
+    await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
+    tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
+    doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
+    try:
+        row = await tech.request_consultation("koriyama", False, reason)
+        await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
+        async with bedside(server) as gateway, chromium() as browser:
+            page = await browser.new_page(locale="en-US")
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await in_english(page)
+            await sign_in(
+                page, server.base_url, "doctor.koriyama", PASSWORD, f"#/consultations/{row.id}"
+            )
+            await expect(page.locator("#link-state")).to_have_attribute(
+                "data-state", "link.connected", timeout=30_000
+            )
+            yield WatchedBedside(gateway, page, errors)
+    finally:
+        await doctor.close()
+        await tech.close()

@@ -12,64 +12,44 @@ import pytest
 from aiortc import RTCIceServer
 from playwright.async_api import expect
 
-from signaling.client import SignalingClient, UserCredentials
-from signaling.schema import ConsultationAction, Role
-from tests.e2e.bedside import bedside
-from tests.e2e.browser import chromium, in_english, sign_in
-from tests.helpers import PASSWORD, LiveServer, eventually
+from tests.e2e.browser import doctor_watching
+from tests.helpers import LiveServer, eventually
 
 pytestmark = pytest.mark.slow
 
 
 async def test_the_room_says_what_a_link_gap_missed(server: LiveServer) -> None:
-    await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
-    await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
-    tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
-    doctor = SignalingClient(server.base_url, UserCredentials("doctor.koriyama", PASSWORD))
-    try:
-        row = await tech.request_consultation("koriyama", False, "gap")
-        await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
-        async with bedside(server) as gateway, chromium() as browser:
-            page = await browser.new_page(locale="en-US")
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await in_english(page)
-            await sign_in(
-                page, server.base_url, "doctor.koriyama", PASSWORD, f"#/consultations/{row.id}"
-            )
-            badge = page.locator("#link-state")
-            await expect(badge).to_have_attribute("data-state", "link.connected", timeout=30_000)
-            await expect(page.locator("#num-spo2")).to_be_visible(timeout=20_000)
-            notices = page.locator("#notices .notice")
-            missed = notices.filter(has_text="were measured while the link was down")
-            await page.wait_for_timeout(4_000)  # the first connection's check: nothing missed
-            await expect(missed).to_have_count(0)
+    async with doctor_watching(server, "gap") as watched:
+        gateway, page = watched.gateway, watched.page
+        badge = page.locator("#link-state")
+        await expect(page.locator("#num-spo2")).to_be_visible(timeout=20_000)
+        notices = page.locator("#notices .notice")
+        missed = notices.filter(has_text="were measured while the link was down")
+        await page.wait_for_timeout(4_000)  # the first connection's check: nothing missed
+        await expect(missed).to_have_count(0)
 
-            peers = gateway.peers
-            assert peers is not None
-            (peer_id,) = peers.open_peers
-            media = peers.media_of(peer_id)
-            assert media is not None
-            # The way back takes 4 s (the ICE servers come slowly, as over a bad uplink),
-            # so the oximeter's values go on being measured with no connection to carry them.
-            fetch = peers._ice_servers
+        peers = gateway.peers
+        assert peers is not None
+        (peer_id,) = peers.open_peers
+        media = peers.media_of(peer_id)
+        assert media is not None
+        # The way back takes 4 s (the ICE servers come slowly, as over a bad uplink),
+        # so the oximeter's values go on being measured with no connection to carry them.
+        fetch = peers._ice_servers
 
-            async def slowly() -> list[RTCIceServer]:
-                await asyncio.sleep(4.0)
-                return await fetch()
+        async def slowly() -> list[RTCIceServer]:
+            await asyncio.sleep(4.0)
+            return await fetch()
 
-            peers._ice_servers = slowly
-            await media.pc.close()  # the path dies; the gateway's supervisor rebuilds it
-            await eventually(lambda: peers.opened_total >= 2, timeout=30)
-            await expect(badge).to_have_attribute("data-state", "link.connected", timeout=30_000)
-            await expect(missed).to_have_count(1, timeout=10_000)
-            text = await missed.inner_text()
-            found = re.match(r"(\d+) values from oximeter-1 were measured", text)
-            assert found is not None, text
-            # About 3 values a second for 4 s, less each parameter's latest (re-sent).
-            assert int(found.group(1)) >= 3
-            assert "Trends" in text
-            assert errors == []
-    finally:
-        await doctor.close()
-        await tech.close()
+        peers._ice_servers = slowly
+        await media.pc.close()  # the path dies; the gateway's supervisor rebuilds it
+        await eventually(lambda: peers.opened_total >= 2, timeout=30)
+        await expect(badge).to_have_attribute("data-state", "link.connected", timeout=30_000)
+        await expect(missed).to_have_count(1, timeout=10_000)
+        text = await missed.inner_text()
+        found = re.match(r"(\d+) values from oximeter-1 were measured", text)
+        assert found is not None, text
+        # About 3 values a second for 4 s, less each parameter's latest (re-sent).
+        assert int(found.group(1)) >= 3
+        assert "Trends" in text
+        assert watched.errors == []
