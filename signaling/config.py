@@ -7,6 +7,7 @@ and builds a :class:`ServerConfig`; nothing in this package reads the environmen
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -124,6 +125,11 @@ class ServerOptions(BaseModel):
     trusted_proxies: tuple[str, ...] = ()
     #: Shortest password a clinician account may be given.
     password_min_length: int = Field(default=12, ge=8)
+    #: The largest DICOM upload (one STOW-RS request: a multi-frame ultrasound or a CT
+    #: series is tens to hundreds of MB), in bytes; larger ones are refused with 413.
+    imaging_max_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024)
+    #: Instances one STOW-RS request may carry (the gateway sends one per request).
+    imaging_max_parts: int = Field(default=100, ge=1, le=10_000)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -144,6 +150,9 @@ class ServerConfig(ServerOptions):
     database_url: str
     secret_key: SecretStr
     sites: tuple[SiteConfig, ...] = DEFAULT_SITES
+    #: Where files the server keeps live (DICOM instances under ``imaging/``). None: the
+    #: server keeps no files, and an image upload is refused (503).
+    data_dir: Path | None = None
 
     @field_validator("sites")
     @classmethod

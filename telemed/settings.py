@@ -140,6 +140,7 @@ class Settings(BaseSettings):
             database_url=self.resolved_database_url(),
             secret_key=SecretStr(self.resolved_secret_key()),
             sites=self.sites,
+            data_dir=self.ensure_data_dir(),
         )
 
     def site(self, code: str) -> SiteConfig:

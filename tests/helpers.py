@@ -39,6 +39,8 @@ def make_config(tmp_path: Path, **overrides: Any) -> ServerConfig:
         "secret_key": SECRET,
         # Argon2 at its default cost takes most of a test's time: the cost is not under test.
         "hash_cost": TEST_HASH_COST,
+        # Files the server keeps (DICOM instances) beside the database.
+        "data_dir": tmp_path,
     }
     values.update(overrides)
     return ServerConfig(**values)
