@@ -160,6 +160,9 @@ class ConsultationInfo(_Message):
     consulting_site: str
     state: ConsultationState
     consent_cross_border: bool
+    #: The patient consented to identified images crossing the border: the bedside sends
+    #: DICOM instances as they are instead of de-identified (set by the requesting site).
+    imaging_consent: bool = False
 
 
 class Sex(enum.StrEnum):
@@ -417,8 +420,57 @@ class AlarmLimitsChange(_Message):
     by: str | None = None
 
 
+#: A DICOM UID (PS3.5 9.1): dot-separated numbers without leading zeros, at most 64.
+DICOM_UID = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+]
+#: A coordinate or window value in an image's pixels or units: finite, bounded.
+_IMAGE_VALUE = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+
+
+class ImagingStored(_Message):
+    """To the members of a room: a DICOM instance was stored with the consultation (its
+    images are at ``/api/consultations/{id}/dicomweb``)."""
+
+    type: Literal["imaging.stored"] = "imaging.stored"
+    consultation_id: _ID
+    study: DICOM_UID
+    series: DICOM_UID
+    sop: DICOM_UID
+    modality: str
+    #: How many frames the instance has (1 for a single image).
+    frames: int
+
+
+class ImagingView(_Message):
+    """What a doctor is looking at, shared with the room: sent by a clinician of an active
+    consultation, relayed by the server to the room's other clinicians with ``from`` set.
+    ``frame`` is 1-based, as in the DICOMweb frame URLs; ``window`` is ``[centre, width]``
+    (None: the image's own); ``pointer`` is ``[x, y]`` in the image's pixel coordinates
+    (None: no pointer)."""
+
+    type: Literal["imaging.view"] = "imaging.view"
+    study: DICOM_UID
+    series: DICOM_UID
+    sop: DICOM_UID
+    frame: int = Field(default=1, ge=1, le=65_535)
+    window: tuple[_IMAGE_VALUE, Annotated[float, Field(gt=0, le=1e6)]] | None = None
+    pointer: tuple[_IMAGE_VALUE, _IMAGE_VALUE] | None = None
+    sender: _ID | None = Field(default=None, alias="from")
+
+
 ClientMessage = (
-    Hello | Join | Leave | Offer | Answer | Candidate | Chat | Ping | AlarmAck | AlarmLimitsChange
+    Hello
+    | Join
+    | Leave
+    | Offer
+    | Answer
+    | Candidate
+    | Chat
+    | Ping
+    | AlarmAck
+    | AlarmLimitsChange
+    | ImagingView
 )
 ServerMessage = (
     Welcome
@@ -434,6 +486,8 @@ ServerMessage = (
     | ConsultationUpdated
     | AlarmAck
     | AlarmLimitsChange
+    | ImagingStored
+    | ImagingView
     | Pong
     | Error
 )

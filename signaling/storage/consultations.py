@@ -45,6 +45,7 @@ def info(row: ConsultationRow) -> ConsultationInfo:
         consulting_site=row.consulting_site,
         state=ConsultationState(row.state),
         consent_cross_border=row.consent_cross_border,
+        imaging_consent=row.imaging_consent,
     )
 
 
@@ -114,6 +115,7 @@ async def create(
             consulting_site=consulting_site,
             state=str(ConsultationState.REQUESTED),
             consent_cross_border=consent_cross_border,
+            imaging_consent=False,
             reason=reason,
             created_by=principal.id,
             created_at=now,

@@ -137,6 +137,8 @@ class ConsultationRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The patient consented to identified images leaving the requesting site.
+    imaging_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Who the consultation is about; loaded with the consultation (it shapes every view).
     patient: Mapped[PatientRow | None] = relationship(lazy="selectin", uselist=False)
 
@@ -326,3 +328,46 @@ class AlarmLimitsRow(Base):
     time: Mapped[float] = mapped_column(Float)
     changed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     limits: Mapped[str] = mapped_column(Text)
+
+
+class ImagingInstanceRow(Base):
+    """One DICOM instance stored with a consultation: the index QIDO-RS answers from. The
+    file itself is under the server's data directory, at a path made of the consultation's
+    id and these UIDs (:mod:`signaling.imaging.files`), byte for byte as it was sent."""
+
+    __tablename__ = "imaging_instances"
+    __table_args__ = (
+        UniqueConstraint("consultation_id", "sop_instance_uid"),
+        Index("ix_imaging_instances_study", "consultation_id", "study_instance_uid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"))
+    study_instance_uid: Mapped[str] = mapped_column(String(64))
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    modality: Mapped[str] = mapped_column(String(16))
+    frames: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    columns: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: As stored in the file, decoded with its character set (``=`` separates the
+    #: alphabetic, ideographic and phonetic groups); empty when de-identified away.
+    patient_name: Mapped[str] = mapped_column(String(512))
+    patient_id: Mapped[str] = mapped_column(String(128))
+    study_date: Mapped[str] = mapped_column(String(8))
+    study_time: Mapped[str] = mapped_column(String(32))
+    study_description: Mapped[str] = mapped_column(String(128))
+    accession_number: Mapped[str] = mapped_column(String(32))
+    series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    series_description: Mapped[str] = mapped_column(String(128))
+    instance_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    #: Patient Identity Removed (0012,0062) was YES.
+    deidentified: Mapped[bool] = mapped_column(Boolean)
+    size: Mapped[int] = mapped_column(BigInteger)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sender_kind: Mapped[str] = mapped_column(String(16))
+    sender_id: Mapped[int] = mapped_column(Integer)
+    sender_name: Mapped[str] = mapped_column(String(128))
