@@ -1,0 +1,242 @@
+"""A Part-10 file read, its Image Pixel module checked, and one frame decoded.
+
+Every check that bounds work happens before any decoding, so hostile values (absurd rows,
+columns, bits or frames, a deflate bomb, pixel data shorter than declared) are refused with
+a reason instead of exhausting memory. What pydicom or a codec raises on input it cannot
+read becomes a :class:`RenderError` naming the file's transfer syntax.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydicom
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+from pydicom.encaps import parse_basic_offsets, parse_fragments
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.utils import as_pixel_options, get_expected_length
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from media.imaging.errors import RenderError
+
+# Bounds on what one call may allocate. A frame of 2**25 pixels (e.g. 5792 x 5792, beyond
+# the largest mammography detectors) takes 128 MiB as float32 while it is windowed.
+MAX_FRAME_PIXELS = 2**25
+# A deflated dataset is inflated in memory by pydicom: refused past this size.
+MAX_INFLATED_BYTES = 512 * 2**20
+_INFLATE_CHUNK = 16 * 2**20
+
+GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
+COLOUR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"})
+PALETTE = "PALETTE COLOR"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A parsed instance with a checked Image Pixel module."""
+
+    ds: Dataset
+    transfer_syntax: UID
+    rows: int
+    columns: int
+    frames: int
+    samples_per_pixel: int
+    photometric: str
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+
+
+def open_image(source: bytes) -> Image:
+    """Parse `source` (a whole Part-10 file) and check what rendering needs of it."""
+    if not isinstance(source, bytes | bytearray | memoryview):
+        raise RenderError(f"source must be the bytes of a Part-10 file, not {type(source)}")
+    _refuse_deflate_bomb(source)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(source))
+    except Exception as exc:  # any parse failure of hostile bytes is the input's fault
+        raise RenderError(f"not a readable DICOM Part-10 file: {_why(exc)}") from exc
+    tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if not tsyntax:
+        raise RenderError("the file meta has no (0002,0010) Transfer Syntax UID")
+    try:
+        return _checked(ds, UID(str(tsyntax)))
+    except RenderError:
+        raise
+    except Exception as exc:  # a value pydicom cannot convert (e.g. IS "1A")
+        raise RenderError(f"invalid Image Pixel module: {_why(exc)}") from exc
+
+
+def decode_frame(image: Image, frame: int) -> tuple[NDArray[Any], str, int]:
+    """Decode one frame (0-based) of `image`, and only that one.
+
+    Returns the array ((rows, columns) or (rows, columns, samples)), the photometric
+    interpretation of the array (pydicom converts YBR_FULL and YBR_FULL_422 to RGB, and a
+    JPEG or JPEG 2000 decoder may already have converted a colour transform) and its bits
+    stored.
+    """
+    if not 0 <= frame < image.frames:
+        raise RenderError(f"frame {frame} is out of range: the instance has {image.frames}")
+    name = image.transfer_syntax.name
+    try:
+        decoder = get_decoder(image.transfer_syntax)
+    except NotImplementedError as exc:
+        raise RenderError(f"no decoder for the transfer syntax {name}") from exc
+    if not decoder.is_available:
+        raise RenderError(f"no installed decoder plugin for the transfer syntax {name}")
+    try:
+        options: dict[str, Any] = {**as_pixel_options(image.ds), "as_rgb": True}
+        arr, meta = decoder.as_array(image.ds, index=frame, **options)
+    except Exception as exc:  # codecs raise anything on corrupt data: the input's fault
+        raise RenderError(f"cannot decode frame {frame} ({name}): {_why(exc)}") from exc
+    expected = (image.rows, image.columns)
+    if arr.shape[:2] != expected or (arr.ndim == 3) != (image.samples_per_pixel > 1):
+        raise RenderError(f"frame {frame} decoded to shape {arr.shape}, not {expected}")
+    photometric = str(meta.get("photometric_interpretation", image.photometric))
+    bits = int(meta.get("bits_stored", image.bits_stored))
+    return arr, photometric, bits
+
+
+def _checked(ds: Dataset, tsyntax: UID) -> Image:
+    if "PixelData" not in ds:
+        other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
+        if other:
+            raise RenderError(f"{other[0]} is not rendered, only (7FE0,0010) Pixel Data")
+        raise RenderError("the instance has no (7FE0,0010) Pixel Data")
+    missing = [
+        k for k in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel") if ds.get(k) is None
+    ]
+    if missing:
+        raise RenderError(f"the Image Pixel module lacks {', '.join(missing)}")
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if rows < 1 or columns < 1:
+        raise RenderError(f"the image is {columns}x{rows} pixels")
+    if rows * columns > MAX_FRAME_PIXELS:
+        raise RenderError(
+            f"a frame of {columns}x{rows} pixels is larger than {MAX_FRAME_PIXELS} pixels"
+        )
+    bits_allocated = int(ds.BitsAllocated)
+    if bits_allocated not in (1, 8, 16, 32):
+        raise RenderError(f"Bits Allocated {bits_allocated} is not 1, 8, 16 or 32")
+    bits_stored = int(ds.get("BitsStored") or bits_allocated)
+    if not 1 <= bits_stored <= bits_allocated:
+        raise RenderError(f"Bits Stored {bits_stored} with Bits Allocated {bits_allocated}")
+    samples = int(ds.SamplesPerPixel)
+    photometric = str(ds.get("PhotometricInterpretation") or "").strip()
+    if photometric in GREY or photometric == PALETTE:
+        if samples != 1:
+            raise RenderError(f"{photometric} with {samples} samples per pixel")
+    elif photometric in COLOUR:
+        if samples != 3:
+            raise RenderError(f"{photometric} with {samples} samples per pixel")
+        if int(ds.get("PlanarConfiguration") or 0) not in (0, 1):
+            raise RenderError(f"Planar Configuration {ds.PlanarConfiguration} is not 0 or 1")
+    else:
+        raise RenderError(f"the photometric interpretation {photometric!r} is not rendered")
+    frames = _frames(ds)
+    image = Image(
+        ds=ds,
+        transfer_syntax=tsyntax,
+        rows=rows,
+        columns=columns,
+        frames=frames,
+        samples_per_pixel=samples,
+        photometric=photometric,
+        bits_allocated=bits_allocated,
+        bits_stored=bits_stored,
+        signed=int(ds.get("PixelRepresentation") or 0) == 1,
+    )
+    _check_length(image)
+    return image
+
+
+def _frames(ds: Dataset) -> int:
+    value = ds.get("NumberOfFrames")
+    if value is None or value == "":
+        return 1
+    frames = int(value)
+    if frames < 1:
+        raise RenderError(f"Number of Frames is {frames}")
+    return frames
+
+
+def _check_length(image: Image) -> None:
+    """Pixel data long enough for every declared frame (native), or with at least one
+    fragment per frame (encapsulated): a Number of Frames the data cannot hold is refused
+    here, so frame_count never promises a frame that is not there."""
+    data = image.ds.PixelData
+    if not isinstance(data, bytes | bytearray):
+        raise RenderError("the Pixel Data value is not bytes")
+    if not image.transfer_syntax.is_encapsulated:
+        expected = get_expected_length(image.ds, unit="bytes")
+        if len(data) < expected:
+            raise RenderError(
+                f"the pixel data holds {len(data)} bytes, {expected} expected for "
+                f"{image.frames} frame(s) of {image.columns}x{image.rows}"
+            )
+        return
+    endianness = "<" if image.transfer_syntax.is_little_endian else ">"
+    try:
+        offsets = parse_basic_offsets(data, endianness=endianness)
+        # The first item is the basic offset table: 8 bytes of header and its offsets.
+        fragments_at = io.BytesIO(data)  # shares the bytes, no copy
+        fragments_at.seek(8 + 4 * len(offsets))
+        fragments, _ = parse_fragments(fragments_at, endianness=endianness)
+    except Exception as exc:  # malformed item tags or lengths
+        raise RenderError(f"malformed encapsulated pixel data: {_why(exc)}") from exc
+    if fragments < image.frames:
+        raise RenderError(
+            f"{image.frames} frames declared but the encapsulated pixel data has "
+            f"{fragments} fragment(s)"
+        )
+
+
+def _refuse_deflate_bomb(source: bytes | bytearray | memoryview) -> None:
+    """pydicom inflates a deflated dataset whole: measure it first, in bounded chunks."""
+    fp = io.BytesIO(source)
+    try:
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)
+    except Exception as exc:  # no preamble, no DICM, a broken meta group
+        raise RenderError(f"not a DICOM Part-10 file: {_why(exc)}") from exc
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    data = fp.read()
+    size = 0
+    try:
+        while data and not inflater.eof:
+            size += len(inflater.decompress(data, _INFLATE_CHUNK))
+            if size > MAX_INFLATED_BYTES:
+                raise RenderError(
+                    f"the deflated dataset inflates to more than {MAX_INFLATED_BYTES} bytes"
+                )
+            data = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise RenderError(f"the deflated dataset is corrupt: {exc}") from exc
+
+
+def _why(exc: BaseException) -> str:
+    """An exception on one bounded line: its type and its message's lines joined (pydicom
+    lists each plugin's failure on a line of its own)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def finite(value: Any, name: str) -> float:
+    """`value` as a finite float, or a RenderError naming the attribute."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise RenderError(f"{name} {value!r} is not a number") from exc
+    if not np.isfinite(number):
+        raise RenderError(f"{name} is {number}")
+    return number
