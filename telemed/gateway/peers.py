@@ -260,9 +260,11 @@ class PeerSet:
         """Connect to clinician ``key`` again and again for as long as it is listed. Ends
         when the signaling socket is down (its next ``joined`` brings the clinician back)."""
         backoff = Backoff(self._policy)
+        offered = True
         while key in self._present:
+            offered_before, offered = offered, True
             try:
-                await self._attempt(key, backoff)
+                offered = await self._attempt(key, backoff)
             except ConnectionError as exc:
                 log.info("offer to %s not sent (%s); waiting for signaling", key, exc)
                 return
@@ -271,13 +273,20 @@ class PeerSet:
             self.deaths += 1
             if key not in self._present:
                 return
-            delay = backoff.failed(self._clock.monotonic())
+            if not offered:
+                # The first of a run is worth a warning; an outage repeats it every few s.
+                level = logging.WARNING if offered_before else logging.INFO
+                log.log(level, "no ICE candidate for %s (TURN unreachable?); trying again", key)
+            # Nothing to offer: the gather waited out the unreachable TURN server already,
+            # so try again soon rather than back off (media back sooner after an outage).
+            delay = backoff.failed(self._clock.monotonic(), offered=offered)
             log.info("offering again to %s in %.1f s", key, delay)
             await asyncio.sleep(delay)
 
-    async def _attempt(self, key: str, backoff: Backoff) -> None:
+    async def _attempt(self, key: str, backoff: Backoff) -> bool:
         """One connection's life: made, offered, opened (or given up), then carried until
-        it dies. Returns when it is given up; it is closed in the background."""
+        it dies. Returns when it is given up (it is closed in the background): whether it
+        was offered at all (False: gathering found no candidate)."""
         video = self._video() if self._video is not None else None
         audio = self._audio() if self._audio is not None else None
         media = MediaPeer(
@@ -299,12 +308,12 @@ class PeerSet:
             if "a=candidate:" not in sdp:
                 # No candidate at all (relay-only with the TURN server unreachable): this
                 # connection can never open, so do not wait for its deadline.
-                log.warning("no ICE candidate for %s (TURN unreachable?); trying again", key)
-                return
+                return False
             peer = self._present.get(key, connection.peer)  # its id may have changed meanwhile
             await self._send(Offer(to=peer.peer_id, sdp=sdp))
             log.info("offered to %s (%s, %s)", peer.peer_id, peer.name, peer.site)
             await self._carry(connection)
+            return True
         finally:
             if self._connections.get(key) is connection:
                 del self._connections[key]

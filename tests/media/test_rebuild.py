@@ -21,3 +21,14 @@ def test_a_connection_that_stayed_up_resets_the_schedule_and_a_short_one_does_no
     backoff.opened(20.0)
     assert backoff.failed(45.0) == 0.5  # up 25 s: a fresh start
     assert backoff.failures == 1
+
+
+def test_a_connection_with_nothing_to_offer_is_tried_again_soon_without_doubling() -> None:
+    """A gather that found no candidate (TURN unreachable) already waited its timeout: the
+    next try follows at the first delay however long the outage, and the doubling schedule
+    of offered connections carries on where it was."""
+    backoff = Backoff(RebuildPolicy(first_delay_s=0.5, max_delay_s=4.0))
+    assert [backoff.failed(0.0), backoff.failed(1.0)] == [0.5, 1.0]
+    assert [backoff.failed(float(t), offered=False) for t in range(2, 30)] == [0.5] * 28
+    assert backoff.failed(31.0) == 2.0
+    assert backoff.failures == 31
