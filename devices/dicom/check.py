@@ -23,6 +23,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.uid import UID
+from pydicom.valuerep import VR
 
 from devices.dicom.contexts import (
     CANNOT_UNDERSTAND,
@@ -59,14 +62,18 @@ class Refused:
 
     status: int
     reason: str
+    #: The Error Comment when the reason's first 64 characters would not say it.
+    summary: str | None = None
 
     @property
     def comment(self) -> str:
-        text = self.reason.encode("ascii", "replace").decode()
+        text = (self.summary or self.reason).encode("ascii", "replace").decode()
         return text if len(text) <= COMMENT_MAX else text[: COMMENT_MAX - 3] + "..."
 
 
 Verdict = Accepted | Refused
+
+_VRS = frozenset(v.value for v in VR)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -86,12 +93,20 @@ def check_instance(
 
 def _check(part10: bytes, sop_class: str | None, sop_instance: str | None) -> Verdict:
     try:
+        syntax, explicit = _meta(part10)
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
+        return Refused(CANNOT_UNDERSTAND, f"cannot parse the file meta: {exc}")
+    if syntax not in NATIVE_SYNTAXES and syntax not in ENCAPSULATED_SYNTAXES:
+        return Refused(CANNOT_UNDERSTAND, f"transfer syntax {syntax or 'missing'} not accepted")
+    # pydicom reads on when a data set's VR encoding is not its syntax's (a guess, with a
+    # warning): the file would say one thing and hold another. Checked before it reads.
+    declared = UID(syntax)
+    if explicit is declared.is_implicit_VR:
+        return Refused(CANNOT_UNDERSTAND, f"data set not encoded as {declared.name}")
+    try:
         ds = dcmread(BytesIO(part10))
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
         return Refused(CANNOT_UNDERSTAND, f"cannot parse: {exc}")
-    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
-    if syntax not in NATIVE_SYNTAXES and syntax not in ENCAPSULATED_SYNTAXES:
-        return Refused(CANNOT_UNDERSTAND, f"transfer syntax {syntax or 'missing'} not accepted")
     # Every element decoded now: a value pydicom cannot read is found here, not downstream.
     for element in ds.iterall():
         _ = element.value
@@ -123,6 +138,19 @@ def _check(part10: bytes, sop_class: str | None, sop_instance: str | None) -> Ve
         frames=pixels,
         burned_in_annotation=str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES",
     )
+
+
+def _meta(part10: bytes) -> tuple[str, bool | None]:
+    """The file meta's transfer syntax, and whether the data set after it starts with an
+    explicit VR (None: an empty data set)."""
+    if part10[128:132] != b"DICM":
+        raise InvalidDicomError("no DICM prefix: not a Part-10 file")
+    stream = BytesIO(part10)
+    read_preamble(stream, False)
+    meta = _read_file_meta_info(stream)
+    head = stream.read(6)
+    explicit = None if len(head) < 6 else head[4:6].decode("latin-1") in _VRS
+    return str(meta.get("TransferSyntaxUID", "")), explicit
 
 
 def _positive(ds: Dataset, keyword: str) -> int | None:

@@ -103,7 +103,7 @@ def prepare(part10: bytes, *, consent: bool, key: bytes) -> Prepared | Refused:
     try:
         ds = dcmread(BytesIO(part10))
         if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
-            return Refused(NOT_AUTHORISED, BURNED_IN_REASON)
+            return Refused(NOT_AUTHORISED, BURNED_IN_REASON, BURNED_IN_COMMENT)
         return Prepared(_deidentify(ds, key), deidentified=True)
     except Exception as exc:  # checked input should not fail here; if it does, refuse it
         return Refused(CANNOT_UNDERSTAND, f"cannot de-identify: {type(exc).__name__}: {exc}")

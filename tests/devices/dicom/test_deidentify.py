@@ -1,0 +1,135 @@
+"""De-identification: the profile's attributes gone, UIDs remapped per consultation, pixels
+untouched and still decoding, burned-in annotation refused without consent."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from devices.dicom.check import Accepted, Refused, check_instance
+from devices.dicom.contexts import NOT_AUTHORISED
+from devices.dicom.deidentify import (
+    BURNED_IN_COMMENT,
+    BURNED_IN_REASON,
+    METHOD,
+    Prepared,
+    consultation_key,
+    prepare,
+)
+from tests.devices.dicom.dicom_helpers import sample_bytes
+
+SECRET = b"gateway-secret"
+
+
+def _identified(name: str, sop_instance: str | None = None) -> bytes:
+    ds = pydicom.dcmread(BytesIO(sample_bytes(name)))
+    ds.PatientName = "Yamada^Taro"
+    ds.PatientID = "JP-0012345"
+    ds.PatientBirthDate = "19500101"
+    ds.InstitutionName = "Wonju Hospital"
+    ds.ReferringPhysicianName = "Kim^Minsoo"
+    ds.AccessionNumber = "ACC42"
+    ds.StudyDate = "20261202"
+    if sop_instance is not None:
+        ds.SOPInstanceUID = pydicom.uid.UID(sop_instance)
+        ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID(sop_instance)
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = ds.SOPClassUID
+    reference.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    ds.ReferencedImageSequence = [reference]
+    ds.add_new(0x00091010, "LO", "private: the patient's phone number")
+    block = ds.private_block(0x0011, "ACME", create=True)
+    block.add_new(0x01, "LO", "secret")
+    icon = Dataset()
+    icon.Rows = 1
+    ds.IconImageSequence = [icon]
+    ds.add_new(0x60000010, "US", 8)
+    ds.add_new(0x60003000, "OW", b"\0" * 8)
+    ds.add_new(0x50000005, "US", 1)
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _deidentified(part10: bytes, consultation: str) -> Dataset:
+    result = prepare(part10, consent=False, key=consultation_key(SECRET, consultation))
+    assert isinstance(result, Prepared)
+    assert result.deidentified
+    return pydicom.dcmread(BytesIO(result.part10))
+
+
+def test_identities_removed_and_markers_set() -> None:
+    source = pydicom.dcmread(BytesIO(_identified("ct")))
+    ds = _deidentified(_identified("ct"), "c-1")
+    assert ds.PatientIdentityRemoved == "YES"
+    assert ds.DeidentificationMethod == METHOD
+    assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "ReferringPhysicianName"):
+        assert str(ds.get(keyword, "")) in ("", "ANONYMIZED", "00010101"), keyword
+    assert "Yamada" not in str(ds)
+    assert "Wonju" not in str(ds)
+    assert "ACC42" not in str(ds)
+    assert not [e for e in ds if e.tag.is_private]
+    assert not [e for e in ds if e.tag.group & 0xFF00 in (0x6000, 0x5000)]
+    assert "IconImageSequence" not in ds
+    # Identity removed, image kept: the same pixels, still decoding.
+    assert ds.PixelData == source.PixelData
+    assert np.array_equal(ds.pixel_array, source.pixel_array)
+    assert isinstance(check_instance(_reencoded(ds)), Accepted)
+
+
+def _reencoded(ds: Dataset) -> bytes:
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_uids_consistent_within_a_consultation_and_not_across() -> None:
+    first = _identified("ct", "1.2.826.0.1.3680043.8.498.101")
+    second = _identified("ct", "1.2.826.0.1.3680043.8.498.102")
+    a, b = _deidentified(first, "c-1"), _deidentified(second, "c-1")
+    original = pydicom.dcmread(BytesIO(first))
+    assert a.StudyInstanceUID == b.StudyInstanceUID != original.StudyInstanceUID
+    assert a.SeriesInstanceUID == b.SeriesInstanceUID != original.SeriesInstanceUID
+    assert a.SOPInstanceUID != b.SOPInstanceUID
+    assert a.file_meta.MediaStorageSOPInstanceUID == a.SOPInstanceUID
+    assert a.SOPClassUID == original.SOPClassUID  # classes are not identities
+    reference = a.ReferencedImageSequence[0]
+    assert reference.ReferencedSOPClassUID == original.SOPClassUID
+    assert reference.ReferencedSOPInstanceUID.startswith("2.25.")
+    assert (
+        reference.ReferencedSOPInstanceUID == b.ReferencedImageSequence[0].ReferencedSOPInstanceUID
+    )
+    # Again, the same bytes: a resend is the same instance to the server.
+    assert _reencoded(_deidentified(first, "c-1")) == _reencoded(a)
+    other = _deidentified(first, "c-2")
+    assert other.StudyInstanceUID != a.StudyInstanceUID
+    assert other.SOPInstanceUID != a.SOPInstanceUID
+
+
+def test_compressed_and_multiframe_still_decode() -> None:
+    for name in ("us-multiframe-jpeg", "rle", "jpeg-ls", "jpeg2000-lossless"):
+        source = pydicom.dcmread(BytesIO(sample_bytes(name)))
+        ds = _deidentified(sample_bytes(name), "c-1")
+        assert ds.PixelData == source.PixelData, name
+        assert ds.file_meta.TransferSyntaxUID == source.file_meta.TransferSyntaxUID
+        assert ds.pixel_array.shape == source.pixel_array.shape
+
+
+def test_consent_sends_the_bytes_as_received() -> None:
+    data = _identified("mr")
+    assert prepare(data, consent=True, key=b"k") == Prepared(data, deidentified=False)
+
+
+def test_burned_in_annotation_is_refused_without_consent_only() -> None:
+    ds = pydicom.dcmread(BytesIO(sample_bytes("us-rgb")))
+    ds.BurnedInAnnotation = "YES"
+    data = _reencoded(ds)
+    refused = prepare(data, consent=False, key=b"k")
+    assert refused == Refused(NOT_AUTHORISED, BURNED_IN_REASON, BURNED_IN_COMMENT)
+    assert isinstance(refused, Refused)
+    assert "consent" in refused.comment
+    assert prepare(data, consent=True, key=b"k") == Prepared(data, deidentified=False)
