@@ -8,14 +8,15 @@ calls run side by side in worker threads. Refusals raise :class:`RenderError` (a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from types import MappingProxyType
 
 from media.imaging.colour import palette_to_rgb8, to_rgb8
 from media.imaging.errors import RenderError
 from media.imaging.grey import to_grey8
 from media.imaging.output import MEDIA_TYPES, check_viewport, encode, fit
-from media.imaging.source import GREY, PALETTE, decode_frame, open_image
+from media.imaging.source import GREY, PALETTE, decode_frame, open_image, why
 
 # CT windows (centre, width) in Hounsfield units, as viewers (OHIF, Horos) preset them.
 PRESETS: Mapping[str, tuple[float, float]] = MappingProxyType(
@@ -55,21 +56,36 @@ def render_frame(
     if isinstance(frame, bool) or not isinstance(frame, int):
         raise RenderError(f"frame must be a whole number, not {frame!r}")
     check_viewport(viewport)
-    image = open_image(source)
-    decoded, photometric, bits_stored = decode_frame(image, frame)
-    if image.photometric in GREY:
-        pixels = to_grey8(image, decoded, frame, chosen)
-    elif image.photometric == PALETTE:
-        pixels = palette_to_rgb8(image, decoded)
-    else:
-        pixels = to_rgb8(decoded, photometric, bits_stored)
-    return encode(fit(pixels, viewport), media_type, quality)
+    with _refusing("cannot render"):
+        image = open_image(source)
+        decoded, photometric, bits_stored = decode_frame(image, frame)
+        if image.photometric in GREY:
+            pixels = to_grey8(image, decoded, frame, chosen)
+        elif image.photometric == PALETTE:
+            pixels = palette_to_rgb8(image, decoded)
+        else:
+            pixels = to_rgb8(decoded, photometric, bits_stored)
+        return encode(fit(pixels, viewport), media_type, quality)
 
 
 def frame_count(source: bytes) -> int:
     """How many frames the Part-10 file `source` holds (its pixel data checked to hold
     them). Raises RenderError when it has no renderable pixel data."""
-    return open_image(source).frames
+    with _refusing("cannot count frames"):
+        return open_image(source).frames
+
+
+@contextmanager
+def _refusing(what: str) -> Iterator[None]:
+    """The contract's guarantee: nothing but RenderError leaves. pydicom converts a raw
+    element when it is first read, so a malformed attribute can raise wherever it is
+    looked at; the specific checks give the precise reasons, this one the rest."""
+    try:
+        yield
+    except RenderError:
+        raise
+    except Exception as exc:  # hostile input reaching any library: the input's fault
+        raise RenderError(f"{what}: {why(exc)}") from exc
 
 
 def _window(window: tuple[float, float] | None, preset: str | None) -> tuple[float, float] | None:

@@ -61,7 +61,7 @@ def open_image(source: bytes) -> Image:
     try:
         ds = pydicom.dcmread(io.BytesIO(source))
     except Exception as exc:  # any parse failure of hostile bytes is the input's fault
-        raise RenderError(f"not a readable DICOM Part-10 file: {_why(exc)}") from exc
+        raise RenderError(f"not a readable DICOM Part-10 file: {why(exc)}") from exc
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if not tsyntax:
         raise RenderError("the file meta has no (0002,0010) Transfer Syntax UID")
@@ -70,7 +70,7 @@ def open_image(source: bytes) -> Image:
     except RenderError:
         raise
     except Exception as exc:  # a value pydicom cannot convert (e.g. IS "1A")
-        raise RenderError(f"invalid Image Pixel module: {_why(exc)}") from exc
+        raise RenderError(f"invalid Image Pixel module: {why(exc)}") from exc
 
 
 def decode_frame(image: Image, frame: int) -> tuple[NDArray[Any], str, int]:
@@ -93,8 +93,11 @@ def decode_frame(image: Image, frame: int) -> tuple[NDArray[Any], str, int]:
     try:
         options: dict[str, Any] = {**as_pixel_options(image.ds), "as_rgb": True}
         arr, meta = decoder.as_array(image.ds, index=frame, **options)
-    except Exception as exc:  # codecs raise anything on corrupt data: the input's fault
-        raise RenderError(f"cannot decode frame {frame} ({name}): {_why(exc)}") from exc
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # codecs raise anything on corrupt data: the input's fault
+        # (the RLE plugin is Rust: a panic arrives as pyo3's PanicException, a BaseException)
+        raise RenderError(f"cannot decode frame {frame} ({name}): {why(exc)}") from exc
     expected = (image.rows, image.columns)
     if arr.shape[:2] != expected or (arr.ndim == 3) != (image.samples_per_pixel > 1):
         raise RenderError(f"frame {frame} decoded to shape {arr.shape}, not {expected}")
@@ -189,7 +192,7 @@ def _check_length(image: Image) -> None:
         fragments_at.seek(8 + 4 * len(offsets))
         fragments, _ = parse_fragments(fragments_at, endianness=endianness)
     except Exception as exc:  # malformed item tags or lengths
-        raise RenderError(f"malformed encapsulated pixel data: {_why(exc)}") from exc
+        raise RenderError(f"malformed encapsulated pixel data: {why(exc)}") from exc
     if fragments < image.frames:
         raise RenderError(
             f"{image.frames} frames declared but the encapsulated pixel data has "
@@ -204,7 +207,7 @@ def _refuse_deflate_bomb(source: bytes | bytearray | memoryview) -> None:
         read_preamble(fp, False)
         meta = _read_file_meta_info(fp)
     except Exception as exc:  # no preamble, no DICM, a broken meta group
-        raise RenderError(f"not a DICOM Part-10 file: {_why(exc)}") from exc
+        raise RenderError(f"not a DICOM Part-10 file: {why(exc)}") from exc
     if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         return
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
@@ -222,7 +225,7 @@ def _refuse_deflate_bomb(source: bytes | bytearray | memoryview) -> None:
         raise RenderError(f"the deflated dataset is corrupt: {exc}") from exc
 
 
-def _why(exc: BaseException) -> str:
+def why(exc: BaseException) -> str:
     """An exception on one bounded line: its type and its message's lines joined (pydicom
     lists each plugin's failure on a line of its own)."""
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
