@@ -1,0 +1,174 @@
+"""The gateway's imaging: the bedside Storage SCP -> check -> de-identify -> spool -> STOW-RS
+to the server, for the gateway's active consultation.
+
+:class:`GatewayImaging` owns the SCP (started in :meth:`~GatewayImaging.run`, stopped and
+awaited when it ends), the intake task and the forwarder task. For each instance the SCP
+accepted (checked in its association thread, see devices.dicom.scp):
+
+1. No active consultation: refused at C-STORE time, 0xA700, "no active consultation: start
+   it, then send again". A technician sees the send fail on the modality and sends again
+   once the consultation runs; holding it for "the next" consultation could put one
+   patient's images into another patient's consultation.
+2. The consultation's imaging consent is read (the server's view of it, kept a few
+   seconds; when it cannot be read the instance is de-identified: the safe side).
+3. :func:`devices.dicom.deidentify.prepare` in a worker thread: as received with consent,
+   de-identified without; burned-in annotation without consent refused (0x0124).
+4. Spooled durably on disk (``<data_dir>/imaging/spool``), then answered 0x0000: from there
+   nothing accepted is lost; a full spool refuses (0xA700) instead of dropping.
+5. The forwarder sends the spool oldest first, one instance per STOW-RS request with its
+   Content-Digest, checks X-Telemed-Stored-SHA256, and retries with backoff while the
+   server is away (devices.dicom.stow).
+
+UIDs are remapped with a key per consultation derived from the gateway's own secret
+(``<data_dir>/imaging/uid.key``, made on first use), so the mapping survives a restart of
+the gateway and cannot be recomputed by anyone without the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devices.dicom.contexts import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
+from devices.dicom.deidentify import Prepared, consultation_key, prepare, remap_uid
+from devices.dicom.scp import Arrival, ScpSettings, StorageScp
+from devices.dicom.spool import Spool, SpoolFull, SpoolLimits
+from devices.dicom.stow import Forwarder, StowSend
+
+log = logging.getLogger(__name__)
+
+NO_CONSULTATION = "no active consultation: start it, then send again"
+#: How long the consultation's imaging consent is believed before it is read again.
+CONSENT_TTL_S = 5.0
+
+
+@dataclass(frozen=True)
+class ImagingConfig:
+    scp: ScpSettings
+    spool: SpoolLimits = field(default_factory=SpoolLimits)
+
+
+class GatewayImaging:
+    def __init__(
+        self,
+        config: ImagingConfig,
+        data_dir: Path,
+        consultation: Callable[[], str | None],
+        consent: Callable[[str], Awaitable[bool]],
+        send: StowSend,
+    ) -> None:
+        self.config = config
+        self._consultation = consultation
+        self._consent = consent
+        self._consent_cache: dict[str, tuple[float, bool]] = {}
+        self.directory = data_dir / "imaging"
+        self.spool = Spool(self.directory / "spool", config.spool)
+        self.secret = _secret(self.directory / "uid.key")
+        self.forwarder = Forwarder(self.spool, send)
+        self.scp: StorageScp | None = None
+
+    async def run(self) -> None:
+        """Until cancelled; raises OSError at start when the DICOM port cannot be bound."""
+        scp = StorageScp(self.config.scp, asyncio.get_running_loop())
+        scp.start()
+        self.scp = scp
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._intake(scp), name="dicom-intake")
+                tasks.create_task(self.forwarder.run(), name="dicom-forwarder")
+        finally:
+            await scp.stop()
+
+    async def _intake(self, scp: StorageScp) -> None:
+        while True:
+            arrival = await scp.arrivals.get()
+            try:
+                status, comment = await self._take(arrival)
+            except Exception:  # one instance's failure must not stop the next
+                log.exception("taking DICOM instance %s failed", arrival.verdict.sop_instance_uid)
+                status, comment = CANNOT_UNDERSTAND, "gateway error: see its log"
+            arrival.answer(status, comment)
+
+    async def _take(self, arrival: Arrival) -> tuple[int, str]:
+        verdict = arrival.verdict
+        consultation = self._consultation()
+        if consultation is None:
+            log.warning(
+                "C-STORE of %s from %s refused: %s",
+                verdict.sop_instance_uid,
+                arrival.calling_ae,
+                NO_CONSULTATION,
+            )
+            return OUT_OF_RESOURCES, NO_CONSULTATION
+        consent = await self._consented(consultation)
+        key = consultation_key(self.secret, consultation)
+        result = await asyncio.to_thread(prepare, arrival.part10, consent=consent, key=key)
+        if not isinstance(result, Prepared):
+            log.warning(
+                "C-STORE of %s from %s refused (0x%04X): %s",
+                verdict.sop_instance_uid,
+                arrival.calling_ae,
+                result.status,
+                result.reason,
+            )
+            return result.status, result.comment
+        sent_uid = verdict.sop_instance_uid
+        if result.deidentified:
+            sent_uid = remap_uid(key, verdict.sop_instance_uid)
+        try:
+            await asyncio.to_thread(
+                self.spool.put,
+                consultation,
+                result.part10,
+                deidentified=result.deidentified,
+                sop_instance_uid=sent_uid,
+            )
+        except SpoolFull as exc:
+            log.error("C-STORE of %s refused: the spool is full (%s)", sent_uid, exc)
+            return OUT_OF_RESOURCES, "gateway spool full: send again later"
+        except OSError as exc:
+            log.error("C-STORE of %s refused: cannot write the spool (%s)", sent_uid, exc)
+            return OUT_OF_RESOURCES, "gateway cannot store it: disk error"
+        log.info(
+            "DICOM %s (%s, sha256 %s) from %s accepted for consultation %s, %s",
+            verdict.sop_instance_uid,
+            verdict.modality,
+            verdict.sha256,
+            arrival.calling_ae,
+            consultation,
+            "de-identified" if result.deidentified else "as received (consent)",
+        )
+        self.forwarder.wake()
+        return SUCCESS, ""
+
+    async def _consented(self, consultation: str) -> bool:
+        now = time.monotonic()
+        cached = self._consent_cache.get(consultation)
+        if cached is not None and now - cached[0] < CONSENT_TTL_S:
+            return cached[1]
+        try:
+            value = await self._consent(consultation)
+        except Exception as exc:  # unknown consent: de-identify (the safe side)
+            log.warning("imaging consent of %s unknown (%s): de-identifying", consultation, exc)
+            return False
+        self._consent_cache = {consultation: (now, value)}
+        return value
+
+
+def _secret(path: Path) -> bytes:
+    """The gateway's UID-remapping secret, made on first use (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    return path.read_bytes()

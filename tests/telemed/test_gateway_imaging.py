@@ -1,0 +1,255 @@
+"""The gateway's imaging path end to end on real sockets: storescu or pynetdicom -> the SCP
+-> check -> de-identification -> the spool -> STOW-RS to a small real HTTP server (stdlib,
+in a thread) standing for the server's route: it checks each part's Content-Digest and
+answers X-Telemed-Stored-SHA256 as the contract says."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+import pydicom
+
+from devices.dicom.contexts import NOT_AUTHORISED, OUT_OF_RESOURCES, SUCCESS
+from devices.dicom.scp import ScpSettings
+from devices.dicom.stow import (
+    StowAnswer,
+    StowRefused,
+    StowSend,
+    StowUnreachable,
+    parse_stored_header,
+)
+from runtime.tasks import cancel_and_wait, spawn
+from telemed.gateway.imaging import NO_CONSULTATION, GatewayImaging, ImagingConfig
+from tests.devices.dicom.dicom_helpers import (
+    CALLING,
+    STORESCU,
+    same_instance,
+    sample_bytes,
+    sample_path,
+    send_pynetdicom,
+    storescu,
+)
+from tests.helpers import eventually
+
+_PATH = re.compile(r"^/api/consultations/([^/]+)/dicomweb/studies$")
+
+
+@dataclass
+class StowServer:
+    """What the tiny server received: (consultation, Part-10 bytes), in order."""
+
+    stored: list[tuple[str, bytes]] = field(default_factory=list)
+    down: bool = False
+    requests: int = 0
+    port: int = 0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Http
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        state.requests += 1
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        match = _PATH.match(self.path)
+        if state.down:
+            return self._answer(503, {})
+        if match is None or self.headers.get("Authorization") != "Bearer gw":
+            return self._answer(404 if match is None else 401, {})
+        boundary = self.headers["Content-Type"].split("boundary=")[1].strip('"')
+        parts = body.split(f"--{boundary}".encode())[1:-1]
+        digests = []
+        for part in parts:
+            head, _, payload = part.partition(b"\r\n\r\n")
+            payload = payload.removesuffix(b"\r\n")
+            headers = dict(
+                line.split(": ", 1) for line in head.decode().strip().split("\r\n") if line
+            )
+            want = headers["Content-Digest"].removeprefix("sha-256=:").removesuffix(":")
+            if base64.b64decode(want) != hashlib.sha256(payload).digest():
+                return self._answer(409, {})
+            uid = pydicom.dcmread(BytesIO(payload), stop_before_pixels=True).SOPInstanceUID
+            state.stored.append((match.group(1), payload))
+            digests.append(f"{uid}={hashlib.sha256(payload).hexdigest()}")
+        self._answer(200, {"X-Telemed-Stored-SHA256": ",".join(digests)})
+
+    def _answer(self, status: int, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class _Http(ThreadingHTTPServer):
+    state: StowServer
+
+
+@contextmanager
+def stow_server() -> Iterator[StowServer]:
+    http = _Http(("127.0.0.1", 0), _Handler)
+    http.state = StowServer(port=http.server_address[1])
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield http.state
+    finally:
+        http.shutdown()
+        http.server_close()
+        thread.join()
+
+
+def httpx_send(client: httpx.AsyncClient) -> StowSend:
+    async def send(consultation: str, content_type: str, body: bytes) -> StowAnswer:
+        try:
+            response = await client.post(
+                f"/api/consultations/{consultation}/dicomweb/studies",
+                content=body,
+                headers={"Content-Type": content_type, "Authorization": "Bearer gw"},
+            )
+        except httpx.HTTPError as exc:
+            raise StowUnreachable(repr(exc)) from exc
+        if response.status_code >= 500:
+            raise StowUnreachable(f"HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise StowRefused(response.status_code, response.text)
+        stored = parse_stored_header(response.headers.get("X-Telemed-Stored-SHA256"))
+        return StowAnswer(response.status_code, stored)
+
+    return send
+
+
+@dataclass
+class Bedside:
+    imaging: GatewayImaging
+    server: StowServer
+    consultation: list[str | None]
+    consent: dict[str, bool]
+
+    @property
+    def port(self) -> int:
+        assert self.imaging.scp is not None
+        return self.imaging.scp.port
+
+
+@asynccontextmanager
+async def bedside(tmp_path: Path, consultation: str | None = "c-1") -> AsyncIterator[Bedside]:
+    settings = ScpSettings(port=0, host="127.0.0.1", allowed_calling=(CALLING, STORESCU))
+    with stow_server() as server:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            current: list[str | None] = [consultation]
+            consent: dict[str, bool] = {}
+
+            async def consented(cid: str) -> bool:
+                return consent.get(cid, False)
+
+            imaging = GatewayImaging(
+                ImagingConfig(settings), tmp_path, lambda: current[0], consented, httpx_send(http)
+            )
+            imaging.forwarder.backoff_s = 0.05
+            task = spawn(imaging.run(), name="imaging")
+            try:
+                await eventually(lambda: imaging.scp is not None)
+                yield Bedside(imaging, server, current, consent)
+            finally:
+                await cancel_and_wait([task])
+
+
+def _study_pair() -> list[bytes]:
+    """Two CT instances of one study, with a patient's identity filled in."""
+    out = []
+    for k in (1, 2):
+        ds = pydicom.dcmread(sample_path("ct"))
+        ds.PatientName = "Yamada^Taro"
+        ds.PatientID = "JP-0012345"
+        ds.SOPInstanceUID = pydicom.uid.UID(f"1.2.826.0.1.3680043.8.498.{k}")
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        buffer = BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        out.append(buffer.getvalue())
+    return out
+
+
+async def test_without_consent_instances_arrive_deidentified_with_consistent_uids(
+    tmp_path: Path,
+) -> None:
+    async with bedside(tmp_path) as b:
+        statuses = await asyncio.to_thread(send_pynetdicom, b.port, _study_pair())
+        assert statuses == [(SUCCESS, ""), (SUCCESS, "")]
+        await eventually(lambda: len(b.server.stored) == 2)
+        first, second = (pydicom.dcmread(BytesIO(p)) for _, p in b.server.stored)
+        assert [c for c, _ in b.server.stored] == ["c-1", "c-1"]
+        for ds in (first, second):
+            assert ds.PatientIdentityRemoved == "YES"
+            assert "Yamada" not in str(ds)
+            assert ds.SOPInstanceUID.startswith("2.25.")
+        assert first.StudyInstanceUID == second.StudyInstanceUID
+        assert first.SOPInstanceUID != second.SOPInstanceUID
+        assert first.PixelData == pydicom.dcmread(sample_path("ct")).PixelData
+        await eventually(lambda: b.imaging.spool.pending == 0)
+        assert b.imaging.forwarder.sent == 2
+
+
+async def test_with_consent_storescu_instances_arrive_as_sent(tmp_path: Path) -> None:
+    names = ["ct", "us-multiframe-jpeg", "jpeg-ls", "jpeg2000-lossless", "rle"]
+    async with bedside(tmp_path) as b:
+        b.consent["c-1"] = True
+        runs = await asyncio.to_thread(storescu, b.port, [sample_path(n) for n in names])
+        assert [r.returncode for r in runs] == [0] * len(runs), [r.stderr for r in runs]
+        await eventually(lambda: len(b.server.stored) == len(names))
+        for name, (_, stored) in zip(names, b.server.stored, strict=True):
+            assert same_instance(stored, sample_bytes(name)), name
+            assert "PatientIdentityRemoved" not in pydicom.dcmread(BytesIO(stored))
+
+
+async def test_no_active_consultation_is_refused_at_c_store(tmp_path: Path) -> None:
+    async with bedside(tmp_path, consultation=None) as b:
+        statuses = await asyncio.to_thread(send_pynetdicom, b.port, [sample_bytes("ct")])
+        assert statuses == [(OUT_OF_RESOURCES, NO_CONSULTATION)]
+        assert b.imaging.spool.pending == 0
+
+
+async def test_burned_in_annotation_without_consent_is_refused(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(sample_path("us-rgb"))
+    ds.BurnedInAnnotation = "YES"
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    async with bedside(tmp_path) as b:
+        statuses = await asyncio.to_thread(send_pynetdicom, b.port, [buffer.getvalue()])
+        assert statuses == [
+            (NOT_AUTHORISED, "Burned-in annotation: needs the patient's imaging consent")
+        ]
+        assert b.server.stored == []
+
+
+async def test_server_down_instances_wait_in_the_spool_then_go(tmp_path: Path) -> None:
+    async with bedside(tmp_path) as b:
+        b.server.down = True
+        statuses = await asyncio.to_thread(send_pynetdicom, b.port, _study_pair())
+        assert statuses == [(SUCCESS, ""), (SUCCESS, "")]  # accepted: on disk now
+        await eventually(lambda: b.server.requests >= 2)
+        assert b.imaging.spool.pending == 2
+        assert len(list((tmp_path / "imaging" / "spool").glob("*.dcm"))) == 2
+        b.server.down = False
+        await eventually(lambda: len(b.server.stored) == 2)
+        await eventually(lambda: b.imaging.spool.pending == 0)
+    # A gateway restarted with instances waiting sends them.
+    async with bedside(tmp_path) as b:
+        b.server.down = True
+        await asyncio.to_thread(send_pynetdicom, b.port, [sample_bytes("mr")])
+    async with bedside(tmp_path) as b:
+        await eventually(lambda: len(b.server.stored) == 1)
