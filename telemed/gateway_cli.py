@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devices.simulation.registry import SIMULATORS
-from telemed.settings import Settings, SettingsError
+from telemed.settings import GatewayOptions, Settings, SettingsError
 
 if TYPE_CHECKING:
+    from telemed.gateway.imaging import ImagingConfig
     from telemed.gateway.runner import GatewayConfig
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="reach viewers through the TURN relay only (setting gateway.relay_only)",
     )
+    p.add_argument(
+        "--dicom-port",
+        type=int,
+        metavar="PORT",
+        help="listen for DICOM modalities (a Storage SCP) on this port (setting "
+        "gateway.dicom_port); their images go to the active consultation",
+    )
+    p.add_argument("--dicom-ae", metavar="TITLE", help="the SCP's AE title (default TELEMED)")
+    p.add_argument(
+        "--dicom-allow",
+        metavar="AE1,AE2",
+        help="calling AE titles allowed to send (setting gateway.dicom_allow); others refused",
+    )
     p.add_argument("--consultation", help="join this consultation (default: follow the site's)")
     p.add_argument("--seconds", type=float, help="stop after this long (default: run until ^C)")
 
@@ -123,6 +137,7 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
 
         check_ca_file(ca_file)
     return GatewayConfig(
+        imaging=_imaging_config(args, options),
         server_url=server,
         name=name,
         key=key,
@@ -142,6 +157,31 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
         ca_file=ca_file,
         relay_only=bool(getattr(args, "relay_only", None) or options.relay_only),
     )
+
+
+def _imaging_config(args: argparse.Namespace, options: GatewayOptions) -> ImagingConfig | None:
+    from devices.dicom.scp import ScpSettings
+    from telemed.gateway.imaging import ImagingConfig
+
+    port = getattr(args, "dicom_port", None)
+    port = options.dicom_port if port is None else port
+    if port is None:
+        return None
+    allow_text = getattr(args, "dicom_allow", None)
+    allowed = (
+        tuple(a.strip() for a in allow_text.split(",") if a.strip())
+        if allow_text
+        else options.dicom_allow
+    )
+    try:
+        scp = ScpSettings(
+            ae_title=getattr(args, "dicom_ae", None) or options.dicom_ae,
+            port=port,
+            allowed_calling=allowed,
+        )
+    except ValueError as exc:
+        raise SettingsError(f"DICOM: {exc} (--dicom-ae, --dicom-allow)") from None
+    return ImagingConfig(scp)
 
 
 async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None) -> int:

@@ -67,6 +67,11 @@ class GatewayOptions(BaseModel):
     #: Connect to viewers through the TURN relay only: a site whose firewall allows nothing
     #: but the relay, or one that must not reveal its addresses to the other site.
     relay_only: bool = False
+    #: The bedside's DICOM Storage SCP (modalities send to it): its port (unset: none),
+    #: its AE title, and the calling AE titles allowed to associate (every other refused).
+    dicom_port: int | None = Field(default=None, ge=0, le=65535)
+    dicom_ae: str = "TELEMED"
+    dicom_allow: tuple[str, ...] = ()
 
 
 class Settings(BaseSettings):

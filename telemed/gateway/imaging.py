@@ -35,11 +35,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from devices.dicom.contexts import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
 from devices.dicom.deidentify import Prepared, consultation_key, prepare, remap_uid
 from devices.dicom.scp import Arrival, ScpSettings, StorageScp
 from devices.dicom.spool import Spool, SpoolFull, SpoolLimits
-from devices.dicom.stow import Forwarder, StowSend
+from devices.dicom.stow import (
+    Forwarder,
+    StowAnswer,
+    StowRefused,
+    StowSend,
+    StowUnreachable,
+    parse_stored_header,
+)
+from signaling.client import SignalingClient
+from signaling.errors import SignalingError
 
 log = logging.getLogger(__name__)
 
@@ -172,3 +183,31 @@ def _secret(path: Path) -> bytes:
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_bytes(32))
     return path.read_bytes()
+
+
+#: Statuses after which the same request may succeed later (the server's state, not ours).
+_TRY_AGAIN = frozenset({401, 408, 429})
+
+
+def client_send(client: SignalingClient) -> StowSend:
+    """A :data:`~devices.dicom.stow.StowSend` through the gateway's signaling client (its
+    login and token renewal)."""
+
+    async def send(consultation: str, content_type: str, body: bytes) -> StowAnswer:
+        path = f"/api/consultations/{consultation}/dicomweb/studies"
+        headers = {"Content-Type": content_type, "Accept": "application/dicom+json"}
+        try:
+            # The client's authenticated request (the record's uploader has its own API
+            # call; a multipart body needs the raw one).
+            response = await client._request("POST", path, content=body, headers=headers)
+        except SignalingError as exc:
+            code = exc.code if isinstance(exc.code, int) else 0
+            if code >= 500 or code in _TRY_AGAIN or code == 0:
+                raise StowUnreachable(str(exc)) from exc
+            raise StowRefused(code, exc.reason) from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise StowUnreachable(repr(exc)) from exc
+        stored = parse_stored_header(response.headers.get("X-Telemed-Stored-SHA256"))
+        return StowAnswer(response.status_code, stored)
+
+    return send

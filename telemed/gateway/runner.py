@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ from signaling.schema import (
 )
 from signaling.uploader import Uploader, client_post
 from telemed.gateway.alarms import GatewayAlarms
+from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send
 from telemed.gateway.peers import OPEN_TIMEOUT_S, PeerSet
 from telemed.gateway.sources import PrimarySources
 from telemed.gateway.vitals import VitalsProcessor
@@ -131,6 +133,8 @@ class GatewayConfig:
     #: Trust an ``https://`` server whose certificate (or CA) is in this PEM file; None:
     #: the system's CAs. The certificate is verified either way.
     ca_file: Path | None = None
+    #: The bedside's DICOM Storage SCP and the forwarding of its images; None: none.
+    imaging: ImagingConfig | None = None
 
 
 Source = DeviceReader | Hl7Listener
@@ -177,6 +181,26 @@ class Gateway:
         self.events_sent = 0
         #: Device events the vitals processing failed on (logged and skipped).
         self.events_failed = 0
+        self.imaging = self._imaging()
+
+    def _imaging(self) -> GatewayImaging | None:
+        """The DICOM path (telemed.gateway.imaging); its spool and key live under the data
+        directory (a temporary one when the gateway keeps nothing: the demo)."""
+        config = self.config.imaging
+        if config is None:
+            return None
+        data_dir = self.config.data_dir or Path(tempfile.mkdtemp(prefix="telemed-gateway-"))
+        return GatewayImaging(
+            config,
+            data_dir,
+            lambda: self.consultation_id,
+            self._imaging_consent,
+            client_send(self.client),
+        )
+
+    async def _imaging_consent(self, consultation_id: str) -> bool:
+        consultation = await self.client.get_consultation(consultation_id)
+        return consultation.imaging_consent
 
     def _source(self, spec: DeviceSpec) -> Source:
         if spec.protocol == "hl7":
@@ -216,6 +240,8 @@ class Gateway:
                 tasks.create_task(self._follow(), name="consultation")
                 tasks.create_task(self.uploader.run(), name="journal-uploader")
                 tasks.create_task(self.alarms.run(), name="alarms")
+                if self.imaging is not None:
+                    tasks.create_task(self.imaging.run(), name="imaging")
         finally:
             await self._stop()
 

@@ -5,6 +5,7 @@ answers X-Telemed-Stored-SHA256 as the contract says."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pydicom
+import pytest
+from pydantic import SecretStr
 
 from devices.dicom.contexts import NOT_AUTHORISED, OUT_OF_RESOURCES, SUCCESS
 from devices.dicom.scp import ScpSettings
@@ -31,6 +34,8 @@ from devices.dicom.stow import (
 )
 from runtime.tasks import cancel_and_wait, spawn
 from telemed.gateway.imaging import NO_CONSULTATION, GatewayImaging, ImagingConfig
+from telemed.gateway_cli import config_from
+from telemed.settings import GatewayOptions, Settings, SettingsError
 from tests.devices.dicom.dicom_helpers import (
     CALLING,
     STORESCU,
@@ -253,3 +258,28 @@ async def test_server_down_instances_wait_in_the_spool_then_go(tmp_path: Path) -
         await asyncio.to_thread(send_pynetdicom, b.port, [sample_bytes("mr")])
     async with bedside(tmp_path) as b:
         await eventually(lambda: len(b.server.stored) == 1)
+
+
+def test_the_dicom_flags_and_settings(tmp_path: Path) -> None:
+    options = GatewayOptions(name="bed-1", key=SecretStr("k"), site="wonju")
+    settings = Settings(data_dir=tmp_path, gateway=options)
+    base: dict[str, object] = {"server": None, "name": None, "key_file": None, "site": None}
+    base |= {"device": []}
+    base |= {"camera": None, "size": None, "consultation": None}
+    assert config_from(argparse.Namespace(**base), settings).imaging is None
+    flagged = config_from(
+        argparse.Namespace(**base, dicom_port=11112, dicom_ae="BEDSIDE", dicom_allow="US1, CT2"),
+        settings,
+    )
+    assert flagged.imaging is not None
+    scp = flagged.imaging.scp
+    assert (scp.port, scp.ae_title, scp.allowed_calling) == (11112, "BEDSIDE", ("US1", "CT2"))
+    from_settings = Settings(
+        data_dir=tmp_path,
+        gateway=options.model_copy(update={"dicom_port": 104, "dicom_allow": ("US1",)}),
+    )
+    imaging = config_from(argparse.Namespace(**base), from_settings).imaging
+    assert imaging is not None
+    assert (imaging.scp.port, imaging.scp.ae_title) == (104, "TELEMED")
+    with pytest.raises(SettingsError, match="allowed calling AE title"):
+        config_from(argparse.Namespace(**base, dicom_port=11112), settings)
