@@ -885,3 +885,182 @@ export const EVENTS_SCHEMA = {
   "title": "telemed events channel, version 1",
   "version": 1
 };
+
+/** The JSON Schema of the room's imaging messages (signaling/schema.py). */
+export const IMAGING_SCHEMA = {
+  "$defs": {
+    "ImagingStored": {
+      "additionalProperties": false,
+      "description": "To the members of a room: a DICOM instance was stored with the consultation (its\nimages are at ``/api/consultations/{id}/dicomweb``).",
+      "properties": {
+        "consultation_id": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^[A-Za-z0-9_.:-]+$",
+          "title": "Consultation Id",
+          "type": "string"
+        },
+        "frames": {
+          "title": "Frames",
+          "type": "integer"
+        },
+        "modality": {
+          "title": "Modality",
+          "type": "string"
+        },
+        "series": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^(0|[1-9][0-9]*)(\\.(0|[1-9][0-9]*))*$",
+          "title": "Series",
+          "type": "string"
+        },
+        "sop": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^(0|[1-9][0-9]*)(\\.(0|[1-9][0-9]*))*$",
+          "title": "Sop",
+          "type": "string"
+        },
+        "study": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^(0|[1-9][0-9]*)(\\.(0|[1-9][0-9]*))*$",
+          "title": "Study",
+          "type": "string"
+        },
+        "type": {
+          "const": "imaging.stored",
+          "default": "imaging.stored",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "consultation_id",
+        "study",
+        "series",
+        "sop",
+        "modality",
+        "frames"
+      ],
+      "title": "ImagingStored",
+      "type": "object"
+    },
+    "ImagingView": {
+      "additionalProperties": false,
+      "description": "What a doctor is looking at, shared with the room: sent by a clinician of an active\nconsultation, relayed by the server to the room's other clinicians with ``from`` set.\n``frame`` is 1-based, as in the DICOMweb frame URLs; ``window`` is ``[centre, width]``\n(None: the image's own); ``pointer`` is ``[x, y]`` in the image's pixel coordinates\n(None: no pointer).",
+      "properties": {
+        "frame": {
+          "default": 1,
+          "maximum": 65535,
+          "minimum": 1,
+          "title": "Frame",
+          "type": "integer"
+        },
+        "from": {
+          "anyOf": [
+            {
+              "maxLength": 64,
+              "minLength": 1,
+              "pattern": "^[A-Za-z0-9_.:-]+$",
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "From"
+        },
+        "pointer": {
+          "anyOf": [
+            {
+              "maxItems": 2,
+              "minItems": 2,
+              "prefixItems": [
+                {
+                  "maximum": 1000000.0,
+                  "minimum": -1000000.0,
+                  "type": "number"
+                },
+                {
+                  "maximum": 1000000.0,
+                  "minimum": -1000000.0,
+                  "type": "number"
+                }
+              ],
+              "type": "array"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Pointer"
+        },
+        "series": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^(0|[1-9][0-9]*)(\\.(0|[1-9][0-9]*))*$",
+          "title": "Series",
+          "type": "string"
+        },
+        "sop": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^(0|[1-9][0-9]*)(\\.(0|[1-9][0-9]*))*$",
+          "title": "Sop",
+          "type": "string"
+        },
+        "study": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^(0|[1-9][0-9]*)(\\.(0|[1-9][0-9]*))*$",
+          "title": "Study",
+          "type": "string"
+        },
+        "type": {
+          "const": "imaging.view",
+          "default": "imaging.view",
+          "title": "Type",
+          "type": "string"
+        },
+        "window": {
+          "anyOf": [
+            {
+              "maxItems": 2,
+              "minItems": 2,
+              "prefixItems": [
+                {
+                  "maximum": 1000000.0,
+                  "minimum": -1000000.0,
+                  "type": "number"
+                },
+                {
+                  "exclusiveMinimum": 0,
+                  "maximum": 1000000.0,
+                  "type": "number"
+                }
+              ],
+              "type": "array"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Window"
+        }
+      },
+      "required": [
+        "study",
+        "series",
+        "sop"
+      ],
+      "title": "ImagingView",
+      "type": "object"
+    }
+  },
+  "title": "telemed imaging messages"
+};
