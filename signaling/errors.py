@@ -18,6 +18,8 @@ exceptions: these classes carry what a route or the WebSocket needs to choose th
     │   ├── IllegalTransition        the consultation's state does not allow it
     │   └── NotActive                chat or a snapshot for a consultation not (or no longer) active
     ├── InvalidImage             a snapshot's bytes are not an image of the declared type
+    ├── InvalidMultipart         an upload's multipart body breaks its framing or bounds
+    ├── InvalidInstance          a DICOM part that cannot be stored (not Part 10, no UIDs...)
     ├── SignalingError           (client side) the server refused a request
     └── UntrustedServer          (client side) the server's TLS certificate is not trusted
 """
@@ -103,6 +105,23 @@ class NotActive(ConsultationError):
 class InvalidImage(SignalingException):
     """Bytes offered as a snapshot that are not a whole image of the declared type; the
     message says what is wrong with them."""
+
+
+class InvalidMultipart(SignalingException):
+    """A multipart body (a STOW-RS upload) that breaks its framing or the server's bounds
+    (parts, header sizes); the message says where, for a person."""
+
+
+class InvalidInstance(SignalingException):
+    """One part of a STOW-RS upload that cannot be stored: not a DICOM Part 10 file, UIDs
+    missing or malformed, a digest that does not match. ``status`` is the DICOM failure
+    reason (PS3.18 and PS3.4: 0xC000 cannot understand, 0xA900 does not match the SOP class,
+    0x0124 not authorised, 0x0111 duplicate); the message says why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class SignalingError(SignalingException):

@@ -14,11 +14,14 @@ from fastapi.staticfiles import StaticFiles
 from runtime.clock import SYSTEM_CLOCK, Clock
 from signaling.auth import LoginLimiter, SecretHasher, TokenService
 from signaling.config import ServerConfig
+from signaling.imaging.renderer import Renderer
 from signaling.schema import CloseCode
 from signaling.server import (
     problems,
     routes_auth,
     routes_consultations,
+    routes_dicomweb,
+    routes_imaging,
     routes_misc,
     routes_snapshots,
     routes_vitals,
@@ -37,10 +40,14 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    config: ServerConfig, static_dir: Path | None = None, clock: Clock = SYSTEM_CLOCK
+    config: ServerConfig,
+    static_dir: Path | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    renderer: Renderer | None = None,
 ) -> FastAPI:
     """Build the server. ``static_dir``, when given, is served at ``/`` (the clinic app);
-    ``clock`` drives the WebSocket's timeouts, rate limits and stamps."""
+    ``clock`` drives the WebSocket's timeouts, rate limits and stamps; ``renderer`` makes
+    the DICOMweb rendered images (without one they are answered with 503)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -106,6 +113,9 @@ def create_app(
     app.include_router(routes_consultations.router)
     app.include_router(routes_snapshots.router)
     app.include_router(routes_vitals.router)
+    routes_imaging.install(app.state, config.data_dir, renderer)
+    app.include_router(routes_imaging.router)
+    app.include_router(routes_dicomweb.router)
     app.include_router(routes_misc.router)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     if static_dir is not None:

@@ -52,6 +52,7 @@ from signaling.schema import (
     Error,
     ErrorCode,
     Hello,
+    ImagingView,
     Join,
     Joined,
     Leave,
@@ -518,6 +519,8 @@ class WsSession:
                 await self._chat(conn, message)
             case AlarmAck() | AlarmLimitsChange():
                 await self._alarm(conn, message)
+            case ImagingView():
+                self._imaging_view(conn, message)
 
     async def _join(self, conn: Connection, join: Join) -> None:
         cid = join.consultation_id
@@ -672,6 +675,19 @@ class WsSession:
         outgoing = encode(message.model_copy(update={"sender": conn.peer_id, "by": principal.name}))
         for gateway in gateways:
             gateway.send_text(outgoing)
+
+    def _imaging_view(self, conn: Connection, message: ImagingView) -> None:
+        """What a clinician looks at (image, frame, window, pointer): relayed to the room's
+        other clinicians with ``from`` set; a gateway has no screen to share it with."""
+        self._active_room(conn, message.type)
+        if not conn.principal.is_clinician or conn.principal.kind is not PrincipalKind.USER:
+            raise ProtocolError(
+                ErrorCode.NOT_PERMITTED, "only a clinician shares what they look at", message.type
+            )
+        outgoing = encode(message.model_copy(update={"sender": conn.peer_id}))
+        for other in self.svc.hub.others(conn):
+            if other.principal.kind is PrincipalKind.USER:
+                other.send_text(outgoing)
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
