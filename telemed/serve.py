@@ -12,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from clinic_ui import STATIC_DIR
+from media.imaging.render import render_frame
 from signaling.auth import SecretHasher
 from signaling.config import ServerConfig
 from signaling.errors import AccountError
@@ -128,6 +129,13 @@ async def start_server(
     return server, task, bound
 
 
+def build_app(config: ServerConfig) -> FastAPI:
+    """The server as ``telemed serve`` runs it: the clinic app at ``/`` and the DICOMweb
+    rendered images made by :func:`media.imaging.render.render_frame` (the one place the
+    renderer meets signaling)."""
+    return create_app(config, static_dir=STATIC_DIR, renderer=render_frame)
+
+
 def base_url(host: str, port: int, *, https: bool = False) -> str:
     """The address a browser on this machine opens for a server listening on ``host``."""
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
@@ -155,7 +163,7 @@ async def _serve_until_stopped(
     config = settings.server_config()
     if tls is not None:
         config = config.model_copy(update={"https": True})
-    app = create_app(config, static_dir=STATIC_DIR)
+    app = build_app(config)
     sock = None if fd is None else socket.socket(fileno=fd)
     _, task, bound = await start_server(
         app, config, host, settings.port if port is None else port, sock=sock, tls=tls
