@@ -17,12 +17,13 @@ import numpy as np
 import pydicom
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
-from pydicom.encaps import parse_basic_offsets, parse_fragments
+from pydicom.encaps import get_frame, parse_basic_offsets, parse_fragments
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import as_pixel_options, get_expected_length
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from media.imaging import codestream
 from media.imaging.errors import RenderError
 
 # Bounds on what one call may allocate. A frame of 2**25 pixels (e.g. 5792 x 5792, beyond
@@ -90,6 +91,14 @@ def decode_frame(image: Image, frame: int) -> tuple[NDArray[Any], str, int]:
         raise RenderError(f"no decoder for the transfer syntax {name}") from exc
     if not decoder.is_available:
         raise RenderError(f"no installed decoder plugin for the transfer syntax {name}")
+    if codestream.is_checked(image.transfer_syntax):
+        codestream.check_frame(
+            _encapsulated_frame(image, frame),
+            image.transfer_syntax,
+            image.columns,
+            image.rows,
+            image.samples_per_pixel,
+        )
     try:
         options: dict[str, Any] = {**as_pixel_options(image.ds), "as_rgb": True}
         arr, meta = decoder.as_array(image.ds, index=frame, **options)
@@ -104,6 +113,16 @@ def decode_frame(image: Image, frame: int) -> tuple[NDArray[Any], str, int]:
     photometric = str(meta.get("photometric_interpretation", image.photometric))
     bits = int(meta.get("bits_stored", image.bits_stored))
     return arr, photometric, bits
+
+
+def _encapsulated_frame(image: Image, frame: int) -> bytes:
+    endianness = "<" if image.transfer_syntax.is_little_endian else ">"
+    try:
+        return get_frame(
+            image.ds.PixelData, frame, number_of_frames=image.frames, endianness=endianness
+        )
+    except Exception as exc:  # item tags, offsets or lengths that do not add up
+        raise RenderError(f"cannot find frame {frame} in the pixel data: {why(exc)}") from exc
 
 
 def _checked(ds: Dataset, tsyntax: UID) -> Image:

@@ -4,10 +4,13 @@ anything large is allocated or decoded."""
 from __future__ import annotations
 
 import io
+import struct
+import time
 import zlib
 
 import numpy as np
 import pytest
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from media.errors import MediaError
@@ -143,3 +146,28 @@ def test_a_deflate_bomb_is_refused_before_it_is_inflated(monkeypatch: pytest.Mon
 def test_source_must_be_bytes() -> None:
     with pytest.raises(RenderError, match="must be the bytes"):
         frame_count(io.BytesIO(b"DICM"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "marker", "height_at", "width_at", "fmt"),
+    [
+        ("SC_rgb_jpeg_dcmtk.dcm", b"\xff\xc0", 5, 7, ">H"),  # JPEG baseline SOF0
+        ("SC_rgb_jpeg_gdcm.dcm", b"\xff\xc3", 5, 7, ">H"),  # JPEG lossless SOF3
+        ("MR_small_jpeg_ls_lossless.dcm", b"\xff\xf7", 5, 7, ">H"),  # JPEG-LS SOF55
+        ("MR_small_jp2klossless.dcm", b"\xff\x51", 10, 6, ">I"),  # JPEG 2000 SIZ
+    ],
+)
+def test_a_codestream_declaring_a_huge_frame_is_refused_before_decoding(
+    name: str, marker: bytes, height_at: int, width_at: int, fmt: str
+) -> None:
+    # Unchecked, libjpeg took 3.5 GB and 30 s on the baseline one (measured).
+    ds = dataset(bundled(name))
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    at = frame.find(marker)
+    assert at >= 0
+    struct.pack_into(fmt, frame, at + height_at, 60000)
+    struct.pack_into(fmt, frame, at + width_at, 60000)
+    ds.PixelData = encapsulate([bytes(frame)])
+    start = time.process_time()
+    refused(to_bytes(ds), "codestream declares 60000x60000 with . component")
+    assert time.process_time() - start < 1.0
