@@ -11,6 +11,9 @@ from the built-in their callers caught before the tree existed. What a live path
     ├── EventError             (ValueError)   an events-channel message that is not one of
     │                                         ours (defined in :mod:`media.rtc.events`)
     ├── WaveformError          (ValueError)   a signal the waveform pipeline cannot process
+    ├── RenderError            (ValueError)   a DICOM instance or rendering request the
+    │                                         renderer refuses (defined in
+    │                                         :mod:`media.imaging.errors`)
     ├── VideoSourceError       (OSError)      a camera, file or stream that cannot be opened
     └── ReceiverUnsupported    (RuntimeError) the installed aiortc lacks what we reach into
 """
