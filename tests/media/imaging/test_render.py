@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.sequence import Sequence
+from pydicom.uid import JPEG2000, JPEGLSNearLossless
 
 from media.imaging import PRESETS, RenderError, frame_count, render_frame
 from tests.media.imaging.files import (
@@ -310,6 +312,46 @@ def test_multi_frame_selection_picks_the_right_frame() -> None:
         f = stored[k].astype(np.float64)
         expected = np.floor((f - f.min()) * 255 / (f.max() - f.min()) + 0.5)
         assert np.abs(png(dose, frame=k) - expected).max() <= 1
+
+
+def test_only_the_asked_frame_is_decoded() -> None:
+    source = bundled("examples_ybr_color.dcm")
+    ds = dataset(source)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=30))
+    frames[0] = b"\xff\xd8" + bytes(len(frames[0]) - 2)  # a codestream no decoder reads
+    ds.PixelData = encapsulate(frames, has_bot=True)
+    broken = to_bytes(ds)
+    with pytest.raises(RenderError, match="JPEG codestream has no marker"):
+        render_frame(broken, frame=0)
+    # Decoding every frame would meet the broken one: frame 5 alone renders, as before.
+    assert render_frame(broken, frame=5, media_type=PNG) == render_frame(
+        source, frame=5, media_type=PNG
+    )
+
+
+@pytest.mark.parametrize(
+    ("syntax", "options", "max_diff", "mean_diff"),
+    [
+        # Near-lossless with NEAR=3: stored values within 3, under a 1600-wide window
+        # within 3 * 255 / 1599 = 0.5 of a grey level before rounding.
+        (JPEGLSNearLossless, {"jls_error": 3}, 1, 0.5),
+        # JPEG 2000 at 5:1 (openjpeg): measured max 6, mean 1.1 grey levels.
+        (JPEG2000, {"j2k_cr": [5]}, 8, 2.0),
+    ],
+    ids=["jpeg-ls-near-3", "j2k-5-to-1"],
+)
+def test_lossy_grey_renders_close_to_the_uncompressed_file(
+    syntax: str, options: dict[str, Any], max_diff: int, mean_diff: float
+) -> None:
+    source = bundled("MR_small.dcm")
+    ds = dataset(source)
+    ds.compress(syntax, **options)
+    lossy = to_bytes(ds)
+    stored = dataset(lossy).pixel_array.astype(int)
+    assert (stored != dataset(source).pixel_array).any()  # really lossy
+    difference = np.abs(png(lossy).astype(int) - png(source).astype(int))
+    assert difference.max() <= max_diff
+    assert difference.mean() <= mean_diff
 
 
 @pytest.mark.parametrize("frame", [-1, 30, 10**9])
