@@ -47,7 +47,8 @@ def modality(ds: Dataset, stored: NDArray[Any], frame: int) -> Floats:
     """The Modality LUT (C.11.1): its sequence, else rescale slope and intercept."""
     seq = ds.get("ModalityLUTSequence")
     if seq:
-        first, table, _ = lut(seq[0], ds, "Modality LUT")
+        signed = int(ds.get("PixelRepresentation") or 0) == 1
+        first, table, _ = lut(seq[0], ds, "Modality LUT", signed=signed)
         return apply_lut(stored, first, table)
     item = _frame_group(ds, frame, "PixelValueTransformationSequence")
     source = ds if "RescaleSlope" in ds or item is None else item
@@ -105,16 +106,19 @@ def to_uint8(y: Floats) -> Grey8:
     return out
 
 
-def lut(item: Dataset, ds: Dataset, name: str) -> tuple[int, NDArray[np.int64], int]:
+def lut(
+    item: Dataset, ds: Dataset, name: str, *, signed: bool
+) -> tuple[int, NDArray[np.int64], int]:
     """A LUT item's (first mapped value, table, bits per entry), checked against its
-    descriptor (C.11.1.1.1): entries, first mapped value (US or SS), bits 8..16."""
+    descriptor (C.11.1.1.1): entries, first mapped value (SS when the values it maps are
+    `signed`, else US), bits 8..16."""
     descriptor = item.get("LUTDescriptor")
     data = item.get("LUTData")
     if descriptor is None or data is None or len(descriptor) != 3:
         raise RenderError(f"the {name} has no valid LUT Descriptor and LUT Data")
     entries, first, bits = (int(v) for v in descriptor)
     entries = entries or 2**16
-    if first >= 2**15:  # the descriptor's second value is US or SS: read as signed
+    if signed and first >= 2**15:  # read as US by pydicom, meant as SS
         first -= 2**16
     if not 8 <= bits <= 16:
         raise RenderError(f"the {name} has {bits} bits per entry")
@@ -143,7 +147,9 @@ def apply_lut(x: NDArray[Any], first: int, table: NDArray[np.int64]) -> Floats:
 def _file_voi(ds: Dataset, values: Floats, frame: int) -> Floats | None:
     seq = ds.get("VOILUTSequence")
     if seq:
-        first, table, bits = lut(seq[0], ds, "VOI LUT")
+        # Its input is the Modality LUT's output: signed when that can be negative.
+        signed = int(ds.get("PixelRepresentation") or 0) == 1 or float(values.min()) < 0
+        first, table, bits = lut(seq[0], ds, "VOI LUT", signed=signed)
         return apply_lut(values, first, table) * np.float32(255 / (2**bits - 1))
     source: Dataset | None = ds
     if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:

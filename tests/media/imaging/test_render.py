@@ -140,6 +140,16 @@ def test_a_modality_lut_sequence_and_a_voi_lut_sequence_are_applied() -> None:
     out = png(source, window=(250.0, 301.0)).astype(int)
     assert (out == linear_window(np.array([[100, 200], [300, 400]]), 250, 301)).all()
 
+    # The first mapped value is SS for signed pixels (-2 written as 65534), US otherwise.
+    for pixels, first in (
+        (np.array([[-2, -1], [0, 1]], np.int16), 65534),
+        (np.array([[40000, 40001], [40002, 40003]], np.uint16), 40000),
+    ):
+        modality.LUTDescriptor = [4, first, 16]
+        source = synthetic(pixels, ModalityLUTSequence=Sequence([modality]))
+        out = png(source, window=(250.0, 301.0)).astype(int)
+        assert (out == linear_window(np.array([[100, 200], [300, 400]]), 250, 301)).all()
+
     ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
     voi = Dataset()
     voi.LUTDescriptor = [256, 0, 8]
