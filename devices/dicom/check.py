@@ -107,9 +107,9 @@ def _check(part10: bytes, sop_class: str | None, sop_instance: str | None) -> Ve
         ds = dcmread(BytesIO(part10))
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
         return Refused(CANNOT_UNDERSTAND, f"cannot parse: {exc}")
-    # Every element decoded now: a value pydicom cannot read is found here, not downstream.
-    for element in ds.iterall():
-        _ = element.value
+    # dcmread has walked the whole structure (every tag and length, sequences included);
+    # values are converted when read, and only the ones used here are read: converting
+    # all of them cost five times the parse (CT_small: 265 elements).
     found_class = str(ds.get("SOPClassUID", ""))
     if found_class not in STORAGE_CLASSES:
         return Refused(DOES_NOT_MATCH, f"SOP class {found_class or 'missing'} not accepted")
