@@ -7,10 +7,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pydicom
+import pytest
 import pytest_asyncio
 
 from signaling.config import DEFAULT_SITES
@@ -20,7 +23,9 @@ from signaling.imaging.dicom import (
     DUPLICATE_SOP_INSTANCE,
     NOT_AUTHORISED,
 )
+from signaling.imaging.stow import content_digest
 from signaling.schema import Role
+from tests.fuzzing import budget
 from tests.helpers import make_config, run_server
 from tests.signaling.imaging.dicoms import ct, pydicom_file, renamed, uids, ultrasound
 from tests.signaling.imaging.room import BOUNDARY, RELATED, SEOUL, ImagingRoom, part, related
@@ -308,3 +313,90 @@ async def test_no_upload_before_acceptance(room: ImagingRoom) -> None:
     assert response.status_code == 409
     assert "requested" in response.json()["detail"]
     assert json.loads(response.text)["status"] == 409
+
+
+def _hostile_dicom(data: bytes, rng: random.Random) -> bytes:
+    """A Part 10 file with a few bytes changed, cut or repeated where pydicom reads its
+    elements (the first 2 KiB), or not at all."""
+    out = bytearray(data)
+    for _ in range(rng.randrange(0, 4)):
+        at = rng.randrange(min(2048, len(out)))
+        kind = rng.randrange(4)
+        if kind == 0:
+            out[at] = rng.randrange(256)
+        elif kind == 1:
+            del out[at : at + rng.randrange(1, 16)]
+        elif kind == 2:
+            out[at:at] = out[at : at + rng.randrange(1, 16)]
+        else:
+            del out[rng.randrange(len(out)) :]
+    return bytes(out)
+
+
+def _hostile_headers(data: bytes, rng: random.Random) -> bytes:
+    headers = [
+        rng.choice(
+            [
+                "Content-Type: application/dicom",
+                "Content-Type: application/dicom; transfer-syntax=1.2.840.10008.1.2.1",
+                "Content-Type: application/DICOM",
+                "Content-Type: application/octet-stream",
+                'Content-Type: application/dicom; x="unterminated',
+            ]
+        )
+    ]
+    if rng.random() < 0.7:
+        headers.append(
+            rng.choice(
+                [
+                    f"Content-Digest: {content_digest(data)}",
+                    f"Content-Digest: sha-512=:AAAA:, {content_digest(data)}",
+                    "Content-Digest: sha-256=:" + "A" * rng.randrange(60) + ":",
+                    "Content-Digest: " + "x" * rng.randrange(200),
+                    f"Content-Digest: {content_digest(data + b'x')}",
+                ]
+            )
+        )
+    if rng.random() < 0.3:
+        headers.append("X-" + "a" * rng.randrange(1, 40) + ": " + "v" * rng.randrange(100))
+    rng.shuffle(headers)
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + data
+
+
+async def test_hostile_parts_inside_valid_framing(
+    room: ImagingRoom, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No part, however broken, makes the server fail or log an error, and what it stores
+    is exactly what was sent and can be read back."""
+    caplog.set_level(logging.WARNING)
+    assert (await room.consent(True)).status_code == 200
+    rng = random.Random(2026)
+    seeds = [ct(), ultrasound(frames=2), pydicom_file("chrH31.dcm"), pydicom_file("rtplan.dcm")]
+    statuses: dict[int, int] = {}
+    sent: dict[str, bytes] = {}
+    for _ in range(budget(25)):
+        parts = []
+        for _ in range(rng.randrange(1, 4)):
+            data = _hostile_dicom(rng.choice(seeds), rng)
+            parts.append(_hostile_headers(data, rng))
+        response = await room.stow(related(parts))
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert response.status_code in (200, 202, 409), response.text
+        assert response.headers["content-type"] == "application/dicom+json"
+        for item in response.json().get("00081199", {"Value": []})["Value"]:
+            sent.setdefault(item["00081155"]["Value"][0], b"")
+    for row in await room.indexed():
+        path = room.server.config.data_dir / "imaging" / room.cid  # type: ignore[operator]
+        stored = (
+            path / row.study_instance_uid / row.series_instance_uid / f"{row.sop_instance_uid}.dcm"
+        )
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == row.sha256
+        got = await room.get(
+            f"/studies/{row.study_instance_uid}/series/{row.series_instance_uid}"
+            f"/instances/{row.sop_instance_uid}/metadata"
+        )
+        assert got.status_code in (200, 422), got.text
+    assert set(sent) == {r.sop_instance_uid for r in await room.indexed()}
+    assert len(statuses) > 1, statuses
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
