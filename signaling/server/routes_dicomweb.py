@@ -442,15 +442,15 @@ async def _rendered(
         raise HTTPException(status.HTTP_406_NOT_ACCEPTABLE, str(exc)) from None
     except InvalidRequest as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    state = imaging_of(request)
-    renderer = state.renderer
-    if renderer is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "this server renders no images (no renderer)"
-        )
     _, found, data = await _instance(
         request, svc, principal, consultation_id, "imaging.render", study, series, sop
     )
+    state = imaging_of(request)
+    renderer = state.renderer
+    if renderer is None:  # told only to those who may see the image
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "this server renders no images (no renderer)"
+        )
     number = 1 if frame is None else frame
     if not 1 <= number <= found.frames:
         raise HTTPException(

@@ -54,17 +54,17 @@ class ImagingRoom:
         self.tokens: dict[str, str] = {}
         self.cid = ""
 
-    async def setup(self) -> None:
-        self.tokens, self.cid = await active_consultation(
-            self.server,
-            [
-                ("dw", Role.DOCTOR, "wonju"),
-                ("tw", Role.TECHNICIAN, "wonju"),
-                ("dk", Role.DOCTOR, "koriyama"),
-                ("ds", Role.DOCTOR, "seoul"),
-                ("admin", Role.ADMIN, "seoul"),
-            ],
-        )
+    async def setup(self, *, seoul: bool = True) -> None:
+        """Accounts, the active consultation, the gateways' tokens. ``seoul``: also a
+        doctor and an administrator of Seoul (the server must know the site)."""
+        users = [
+            ("dw", Role.DOCTOR, "wonju"),
+            ("tw", Role.TECHNICIAN, "wonju"),
+            ("dk", Role.DOCTOR, "koriyama"),
+        ]
+        if seoul:
+            users += [("ds", Role.DOCTOR, "seoul"), ("admin", Role.ADMIN, "seoul")]
+        self.tokens, self.cid = await active_consultation(self.server, users)
         for name, site in (("gw", "wonju"), ("gk", "koriyama")):
             await self.server.add_gateway(name, site, GATEWAY_KEY)
             async with httpx.AsyncClient(base_url=self.server.base_url) as http:
