@@ -63,6 +63,8 @@ CONSENT_TTL_S = 5.0
 class ImagingConfig:
     scp: ScpSettings
     spool: SpoolLimits = field(default_factory=SpoolLimits)
+    #: How long the consultation's imaging consent is believed before it is read again.
+    consent_ttl_s: float = CONSENT_TTL_S
 
 
 class GatewayImaging:
@@ -161,7 +163,7 @@ class GatewayImaging:
     async def _consented(self, consultation: str) -> bool:
         now = time.monotonic()
         cached = self._consent_cache.get(consultation)
-        if cached is not None and now - cached[0] < CONSENT_TTL_S:
+        if cached is not None and now - cached[0] < self.config.consent_ttl_s:
             return cached[1]
         try:
             value = await self._consent(consultation)
