@@ -43,8 +43,8 @@ class Bedside:
 @pytest_asyncio.fixture
 async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
     (tmp_path / "server").mkdir()
-    config = make_config(tmp_path / "server", sites=(*DEFAULT_SITES, SEOUL))
-    async with run_server(config) as server:
+    server_config = make_config(tmp_path / "server", sites=(*DEFAULT_SITES, SEOUL))
+    async with run_server(server_config) as server:
         room = ImagingRoom(server)
         await room.setup()
         client = SignalingClient(server.base_url, GatewayCredentials("gw", GATEWAY_KEY))
