@@ -51,7 +51,7 @@ def fit(pixels: NDArray[np.uint8], viewport: tuple[int, int] | None) -> NDArray[
 def encode(pixels: NDArray[np.uint8], media_type: str, quality: int) -> bytes:
     """JPEG (at `quality`) or PNG of a grey (rows, columns) or RGB (rows, columns, 3) frame."""
     if pixels.ndim == 3:
-        pixels = np.ascontiguousarray(pixels[..., ::-1])  # OpenCV writes BGR
+        pixels = np.asarray(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), np.uint8)  # OpenCV: BGR
     params: list[Any]
     if media_type == "image/jpeg":
         extension, params = ".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality]

@@ -4,6 +4,7 @@ from the PNG or JPEG the renderer wrote."""
 
 from __future__ import annotations
 
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -337,6 +338,21 @@ def test_only_the_asked_frame_is_decoded() -> None:
     assert render_frame(broken, frame=5, media_type=PNG) == render_frame(
         source, frame=5, media_type=PNG
     )
+
+
+def test_one_frame_of_a_large_native_multi_frame_is_read_without_copying_the_rest() -> None:
+    frames = np.random.default_rng(13).integers(0, 256, (40, 240, 320, 3), dtype=np.uint8)
+    source = synthetic(frames, "RGB", NumberOfFrames=40)  # 9.2 MB of pixel data
+    tracemalloc.start()
+    try:
+        out = render_frame(source, frame=33, media_type=PNG)
+        assert frame_count(source) == 40
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(decoded(out), frames[33])
+    # One frame is 230 kB; reading the pixel data whole would take 9.2 MB.
+    assert peak < 3_000_000
 
 
 @pytest.mark.parametrize(
