@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from devices.dicom.contexts import NOT_AUTHORISED, OUT_OF_RESOURCES, SUCCESS
 from devices.dicom.scp import ScpSettings
+from devices.dicom.spool import SpoolLimits
 from devices.dicom.stow import (
     StowAnswer,
     StowRefused,
@@ -152,7 +153,9 @@ class Bedside:
 
 
 @asynccontextmanager
-async def bedside(tmp_path: Path, consultation: str | None = "c-1") -> AsyncIterator[Bedside]:
+async def bedside(
+    tmp_path: Path, consultation: str | None = "c-1", spool: SpoolLimits | None = None
+) -> AsyncIterator[Bedside]:
     settings = ScpSettings(port=0, host="127.0.0.1", allowed_calling=(CALLING, STORESCU))
     with stow_server() as server:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
@@ -162,8 +165,9 @@ async def bedside(tmp_path: Path, consultation: str | None = "c-1") -> AsyncIter
             async def consented(cid: str) -> bool:
                 return consent.get(cid, False)
 
+            config = ImagingConfig(settings, spool=spool or SpoolLimits())
             imaging = GatewayImaging(
-                ImagingConfig(settings), tmp_path, lambda: current[0], consented, httpx_send(http)
+                config, tmp_path, lambda: current[0], consented, httpx_send(http)
             )
             imaging.forwarder.backoff_s = 0.05
             task = spawn(imaging.run(), name="imaging")
@@ -258,6 +262,23 @@ async def test_server_down_instances_wait_in_the_spool_then_go(tmp_path: Path) -
         await asyncio.to_thread(send_pynetdicom, b.port, [sample_bytes("mr")])
     async with bedside(tmp_path) as b:
         await eventually(lambda: len(b.server.stored) == 1)
+
+
+async def test_a_full_spool_refuses_and_drops_nothing(tmp_path: Path) -> None:
+    async with bedside(tmp_path, spool=SpoolLimits(max_files=1)) as b:
+        b.server.down = True
+        statuses = await asyncio.to_thread(send_pynetdicom, b.port, _study_pair())
+        assert statuses == [
+            (SUCCESS, ""),
+            (OUT_OF_RESOURCES, "gateway spool full: send again later"),
+        ]
+        b.server.down = False
+        await eventually(lambda: len(b.server.stored) == 1)
+        await eventually(lambda: b.imaging.spool.pending == 0)
+        # Room again: the modality's second attempt goes through.
+        statuses = await asyncio.to_thread(send_pynetdicom, b.port, _study_pair()[1:])
+        assert statuses == [(SUCCESS, "")]
+        await eventually(lambda: len(b.server.stored) == 2)
 
 
 def test_the_dicom_flags_and_settings(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from io import BytesIO
+from typing import Any
 
 import pydicom
 import pytest
@@ -167,3 +169,21 @@ def test_settings_refuse_what_cannot_work() -> None:
         ScpSettings(allowed_calling=())
     with pytest.raises(ValueError, match="1 to 16"):
         ScpSettings(ae_title="A" * 17, allowed_calling=("X",))
+
+
+async def test_accepted_sockets_have_nodelay_and_quick_ack() -> None:
+    async with running_scp() as c:
+
+        def open_and_look() -> tuple[int, str]:
+            scu = RawScu(c.scp.port, CALLING)
+            assert scu.associate("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1") == 2
+            server = c.scp._server
+            assert server is not None
+            [assoc] = server.active_associations
+            transport: Any = assoc.dul.socket
+            sock = transport.socket
+            option = int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            scu.release()
+            return option, type(sock).__name__
+
+        assert await asyncio.to_thread(open_and_look) == (1, "_QuickAckSocket")
