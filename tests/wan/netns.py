@@ -444,9 +444,13 @@ class WanBed:
 
     # -- the two ends of the call ----------------------------------------------------------
 
-    async def start_gateway(self, *, relay_only: bool = False) -> Process:
+    async def start_gateway(
+        self, *, relay_only: bool = False, env: dict[str, str] | None = None
+    ) -> Process:
         """The Koriyama bedside: a real ``telemed gateway`` with a simulated oximeter and a
-        synthetic camera, following its site's consultation, logging at info."""
+        synthetic camera, following its site's consultation, logging at info. ``env``: more
+        environment (e.g. a ``PYTHONPATH`` whose ``sitecustomize`` takes a fix out, to see
+        a test fail without it)."""
         return await self.spawn(
             self.koriyama.host,
             "gateway",
@@ -455,7 +459,7 @@ class WanBed:
             *("--key-file", str(self.workdir / "gateway.key"), "--simulate", "cms50"),
             *("--camera", "synthetic", "--size", "320x240"),
             *(("--relay-only",) if relay_only else ()),
-            env={"TELEMED_DATA_DIR": str(self.workdir / "gateway")},
+            env={"TELEMED_DATA_DIR": str(self.workdir / "gateway"), **(env or {})},
         )
 
     async def start_doctor(self, *, relay_only: bool = False) -> DoctorProcess:
