@@ -11,7 +11,9 @@
 #   make fuzz       the fuzz tests (tests/**/test_fuzz_*.py) with 10x their CI budget
 #                   (FUZZ_SCALE=N to change it), printing each run's figures; a run may
 #                   take minutes (the test timeouts are lifted)
-.PHONY: demo test bootstrap check fmt lint types test-fast bench fuzz
+#   make wan        the WAN test bed's tests (tests/wan: network namespaces, needs root) with
+#                   the issue's long outages (WAN_LONG=1: coturn down for 100 s)
+.PHONY: demo test bootstrap check fmt lint types test-fast bench fuzz wan
 
 FUZZ_SCALE ?= 10
 
@@ -49,3 +51,6 @@ bench: bootstrap
 
 fuzz: bootstrap
 	TELEMED_FUZZ_SCALE=$(FUZZ_SCALE) .venv/bin/python -m pytest -q -s --timeout=7200 $$(find tests -name 'test_fuzz_*.py' | sort)
+
+wan: bootstrap
+	WAN_LONG=1 .venv/bin/python -m pytest -q -s tests/wan
