@@ -3,7 +3,8 @@
 
 A 512x512 CT slice is measured as stored (JPEG 2000) and decompressed to explicit VR
 little endian here; a US cine frame is one frame of a 30-frame JPEG baseline YBR_FULL_422
-instance. Medians of ``--repeat`` calls, wall and process CPU time, one thread.
+instance, as stored and decompressed. Medians of ``--repeat`` calls, wall and process CPU
+time, one thread.
 
     python -m benchmarks.imaging_render [--repeat 30]
 """
@@ -31,6 +32,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("MR 64x64, JPEG-LS", "MR_small_jpeg_ls_lossless.dcm", {}),
     ("NM 256x1024, JPEG extended 12-bit", "JPGExtended.dcm", {}),
     ("US cine frame 320x240, JPEG YBR 4:2:2", "examples_ybr_color.dcm", {"frame": 15}),
+    ("US cine frame 320x240, native RGB", "examples_ybr_color.dcm", {"frame": 15, "native": True}),
     ("US 320x240, RGB native", "examples_rgb_color.dcm", {}),
     ("US 800x350, palette colour", "examples_palette.dcm", {}),
     ("US 640x480, JPEG 2000 YBR_RCT", "examples_jpeg2k.dcm", {}),

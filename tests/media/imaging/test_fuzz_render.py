@@ -22,6 +22,7 @@ SEEDS = [
     "SC_rgb_jpeg_dcmtk.dcm",
     "SC_rgb_jpeg_gdcm.dcm",
     "SC_rgb_rle_2frame.dcm",
+    "examples_ybr_color.dcm",
     "SC_rgb_small_odd.dcm",
     "JPEGLSNearLossless_08.dcm",
     "rtdose_rle.dcm",
