@@ -58,6 +58,7 @@ def mutate(seed: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.slow  # the CI pass of the fuzzer: seconds of CPU, not for make test-fast
 @pytest.mark.cpu
 @pytest.mark.timeout(120 * scale())  # a hang guard
 @pytest.mark.filterwarnings("ignore")  # pydicom warns on bad values; outside tests, a log line
