@@ -49,7 +49,13 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from devices.dicom.check import Accepted, Refused, check_instance
-from devices.dicom.contexts import OUT_OF_RESOURCES, STORAGE_CLASSES, SUCCESS, TRANSFER_SYNTAXES
+from devices.dicom.contexts import (
+    CANNOT_UNDERSTAND,
+    OUT_OF_RESOURCES,
+    STORAGE_CLASSES,
+    SUCCESS,
+    TRANSFER_SYNTAXES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -165,24 +171,31 @@ class StorageScp:
         try:
             part10 = event.encoded_dataset(include_meta=True)
             request = event.request
-            verdict = check_instance(
-                part10,
-                sop_class_uid=str(request.AffectedSOPClassUID),
-                sop_instance_uid=str(request.AffectedSOPInstanceUID),
-            )
-        except Exception as exc:  # pragma: no cover - check_instance never raises
-            verdict = Refused(0xC000, f"cannot read the request: {exc}")
+            sop_class = str(request.AffectedSOPClassUID)
+            sop_instance = str(request.AffectedSOPInstanceUID)
+        except Exception as exc:  # a request pynetdicom could not give us whole
+            log.warning("C-STORE from %s unreadable: %s", calling, exc)
+            return _status(CANNOT_UNDERSTAND, "cannot read the request")
+        return _status(*self.deliver(part10, sop_class, sop_instance, calling))
+
+    def deliver(
+        self, part10: bytes, sop_class: str | None, sop_instance: str | None, source: str
+    ) -> tuple[int, str]:
+        """Check one instance and hand it to asyncio; the (status, error comment) to answer.
+        Called in a thread other than the event loop's (an association's: this SCP's, or a
+        retrieval's, see devices.dicom.pacs); blocks until the consumer answered."""
+        verdict = check_instance(part10, sop_class_uid=sop_class, sop_instance_uid=sop_instance)
         if isinstance(verdict, Refused):
             self.refused += 1
             log.warning(
-                "C-STORE from %s refused (0x%04X): %s", calling, verdict.status, verdict.reason
+                "instance from %s refused (0x%04X): %s", source, verdict.status, verdict.reason
             )
-            return _status(verdict.status, verdict.comment)
-        arrival = Arrival(part10, verdict, calling)
+            return verdict.status, verdict.comment
+        arrival = Arrival(part10, verdict, source)
         try:
             self._loop.call_soon_threadsafe(self._offer, arrival)
         except RuntimeError:  # the loop is closed: the gateway is going away
-            return _status(OUT_OF_RESOURCES, "gateway stopping")
+            return OUT_OF_RESOURCES, "gateway stopping"
         try:
             status, comment = arrival._reply.result(timeout=self.settings.answer_timeout_s)
         except concurrent.futures.TimeoutError:
@@ -192,7 +205,7 @@ class StorageScp:
             self.accepted += 1
         else:
             self.refused += 1
-        return _status(status, comment)
+        return status, comment
 
     def _offer(self, arrival: Arrival) -> None:
         """On the event loop: queue the arrival, or answer at once when the queue is full."""

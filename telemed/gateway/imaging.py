@@ -19,6 +19,9 @@ accepted (checked in its association thread, see devices.dicom.scp):
    Content-Digest, checks X-Telemed-Stored-SHA256, and retries with backoff while the
    server is away (devices.dicom.stow).
 
+A study can also be pulled from the site's PACS (:meth:`GatewayImaging.pull_study`, C-GET,
+devices.dicom.pacs): its instances take the same path from step 1.
+
 UIDs are remapped with a key per consultation derived from the gateway's own secret
 (``<data_dir>/imaging/uid.key``, made on first use), so the mapping survives a restart of
 the gateway and cannot be recomputed by anyone without the file.
@@ -39,6 +42,7 @@ import httpx
 
 from devices.dicom.contexts import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
 from devices.dicom.deidentify import Prepared, consultation_key, prepare, remap_uid
+from devices.dicom.pacs import PacsSettings, Retrieved, get_study
 from devices.dicom.scp import Arrival, ScpSettings, StorageScp
 from devices.dicom.spool import Spool, SpoolFull, SpoolLimits
 from devices.dicom.stow import (
@@ -57,6 +61,10 @@ log = logging.getLogger(__name__)
 NO_CONSULTATION = "no active consultation: start it, then send again"
 #: How long the consultation's imaging consent is believed before it is read again.
 CONSENT_TTL_S = 5.0
+
+
+class NoConsultation(Exception):
+    """Nothing to put images into: the gateway is in no active consultation."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,25 @@ class GatewayImaging:
                 tasks.create_task(self.forwarder.run(), name="dicom-forwarder")
         finally:
             await scp.stop()
+
+    async def pull_study(self, pacs: PacsSettings, study_instance_uid: str) -> Retrieved:
+        """Retrieve a study from the site's PACS (C-GET) into the active consultation: each
+        instance takes the path a modality's does (check, consent, de-identification,
+        spool). Raises NoConsultation, PacsError, and RuntimeError before :meth:`run`."""
+        if self._consultation() is None:
+            raise NoConsultation(NO_CONSULTATION)
+        scp = self.scp
+        if scp is None:
+            raise RuntimeError("the imaging path is not running")
+        retrieved = await asyncio.to_thread(get_study, pacs, study_instance_uid, scp.deliver)
+        log.info(
+            "study %s from %s: %d instances taken, %d failed",
+            study_instance_uid,
+            pacs.called_ae,
+            retrieved.completed,
+            retrieved.failed,
+        )
+        return retrieved
 
     async def _intake(self, scp: StorageScp) -> None:
         while True:

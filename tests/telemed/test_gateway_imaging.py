@@ -10,6 +10,8 @@ import asyncio
 import base64
 import hashlib
 import re
+import shutil
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -24,6 +26,7 @@ import pytest
 from pydantic import SecretStr
 
 from devices.dicom.contexts import NOT_AUTHORISED, OUT_OF_RESOURCES, SUCCESS
+from devices.dicom.pacs import PacsSettings, find_studies
 from devices.dicom.scp import ScpSettings
 from devices.dicom.spool import SpoolLimits
 from devices.dicom.stow import (
@@ -34,7 +37,12 @@ from devices.dicom.stow import (
     parse_stored_header,
 )
 from runtime.tasks import cancel_and_wait, spawn
-from telemed.gateway.imaging import NO_CONSULTATION, GatewayImaging, ImagingConfig
+from telemed.gateway.imaging import (
+    NO_CONSULTATION,
+    GatewayImaging,
+    ImagingConfig,
+    NoConsultation,
+)
 from telemed.gateway_cli import config_from
 from telemed.settings import GatewayOptions, Settings, SettingsError
 from tests.devices.dicom.dicom_helpers import (
@@ -46,6 +54,7 @@ from tests.devices.dicom.dicom_helpers import (
     send_pynetdicom,
     storescu,
 )
+from tests.devices.dicom.orthanc import orthanc
 from tests.helpers import eventually
 
 _PATH = re.compile(r"^/api/consultations/([^/]+)/dicomweb/studies$")
@@ -304,3 +313,45 @@ def test_the_dicom_flags_and_settings(tmp_path: Path) -> None:
     assert (imaging.scp.port, imaging.scp.ae_title) == (104, "TELEMED")
     with pytest.raises(SettingsError, match="allowed calling AE title"):
         config_from(argparse.Namespace(**base, dicom_port=11112), settings)
+
+
+@pytest.mark.slow  # Orthanc's start and two associations: about 5 s here
+async def test_a_study_pulled_from_the_pacs_arrives_deidentified(tmp_path: Path) -> None:
+    """Orthanc as the site's PACS, loaded by storescu; the gateway finds the study (C-FIND)
+    and retrieves it (C-GET) into the consultation through the same checks."""
+    study = _study_pair()
+    async with orthanc(tmp_path / "pacs") as pacs_server:
+        paths = []
+        for k, data in enumerate(study):
+            path = tmp_path / f"{k}.dcm"
+            path.write_bytes(data)
+            paths.append(path)
+        exe = shutil.which("storescu")
+        assert exe is not None
+        loaded = await asyncio.to_thread(
+            subprocess.run,
+            [exe, "-aec", pacs_server.ae_title, "127.0.0.1", str(pacs_server.dicom_port)]
+            + [str(p) for p in paths],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert loaded.returncode == 0, loaded.stderr
+        pacs = PacsSettings("127.0.0.1", pacs_server.dicom_port, pacs_server.ae_title)
+        async with bedside(tmp_path / "gateway") as b:
+            [match] = await asyncio.to_thread(find_studies, pacs, patient_id="JP-0012345")
+            source = pydicom.dcmread(BytesIO(study[0]))
+            assert match.study_instance_uid == source.StudyInstanceUID
+            assert match.instances == 2
+            retrieved = await b.imaging.pull_study(pacs, match.study_instance_uid)
+            assert (retrieved.completed, retrieved.failed) == (2, 0)
+            await eventually(lambda: len(b.server.stored) == 2)
+            pulled = [pydicom.dcmread(BytesIO(p)) for _, p in b.server.stored]
+            assert {ds.PatientIdentityRemoved for ds in pulled} == {"YES"}
+            assert len({ds.StudyInstanceUID for ds in pulled}) == 1
+            assert pulled[0].StudyInstanceUID != source.StudyInstanceUID
+            assert all("Yamada" not in str(ds) for ds in pulled)
+            # No consultation: nothing is pulled.
+            b.consultation[0] = None
+            with pytest.raises(NoConsultation):
+                await b.imaging.pull_study(pacs, match.study_instance_uid)
