@@ -91,9 +91,12 @@ class RawScu:
         pdv = struct.pack(">IBB", len(data) + 2, 1, header) + data
         self.sock.sendall(_pdu(0x04, pdv))
 
-    def store(self, sop_class: str, sop_instance: str, dataset: bytes) -> tuple[int, str]:
+    def store(
+        self, sop_class: str, sop_instance: str, dataset: bytes, message_id: int = 1
+    ) -> tuple[int, str]:
         """One C-STORE of ``dataset``'s bytes as given; the status and error comment."""
-        self.send_pdv(self.command(sop_class, sop_instance), command=True, last=True)
+        command = self.command(sop_class, sop_instance, message_id)
+        self.send_pdv(command, command=True, last=True)
         for start in range(0, len(dataset), 8000):
             chunk = dataset[start : start + 8000]
             self.send_pdv(chunk, command=False, last=start + 8000 >= len(dataset))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from devices.dicom.check import Accepted, Refused, check_instance
 from devices.dicom.contexts import CANNOT_UNDERSTAND, DOES_NOT_MATCH
+from devices.dicom.deidentify import Prepared, prepare
 from tests.devices.dicom.dicom_helpers import SAMPLES, sample_bytes
 from tests.fuzzing import budget
 
@@ -87,3 +88,27 @@ def test_fuzz_mutated_files_get_a_verdict_never_an_exception(
     if isinstance(verdict, Refused):
         assert verdict.reason
         assert len(verdict.comment) <= 64
+
+
+@settings(max_examples=budget(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(_SEEDS),
+    edits=st.lists(
+        st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=4)), min_size=1, max_size=4
+    ),
+)
+def test_fuzz_what_the_check_accepts_is_deidentified_or_refused(
+    seed: bytes, edits: list[tuple[float, bytes]]
+) -> None:
+    """Mutations the check lets through (values, not framing) reach de-identification:
+    it answers a verdict too, never an exception."""
+    data = bytearray(seed)
+    for where, replacement in edits:
+        at = int(where * len(data))
+        data[at : at + len(replacement)] = replacement
+    if not isinstance(check_instance(bytes(data)), Accepted):
+        return
+    result = prepare(bytes(data), consent=False, key=b"k")
+    assert isinstance(result, Prepared | Refused)
+    if isinstance(result, Prepared):
+        assert pydicom.dcmread(BytesIO(result.part10)).PatientIdentityRemoved == "YES"

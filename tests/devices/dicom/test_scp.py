@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import socket
 from io import BytesIO
 from typing import Any
@@ -28,6 +29,7 @@ from tests.devices.dicom.dicom_helpers import (
     storescu,
 )
 from tests.devices.dicom.raw_scu import RawScu
+from tests.fuzzing import budget
 from tests.helpers import eventually
 
 
@@ -187,3 +189,41 @@ async def test_accepted_sockets_have_nodelay_and_quick_ack() -> None:
             return option, type(sock).__name__
 
         assert await asyncio.to_thread(open_and_look) == (1, "_QuickAckSocket")
+
+
+async def test_fuzz_mutated_instances_inside_valid_frames_each_get_a_status() -> None:
+    """Hostile data sets inside well-formed P-DATA on one association: every one answered
+    with a status, only accepted ones handed over, the association and SCP go on."""
+    rng = random.Random(13)
+    source = sample_bytes("ct")
+    ds = pydicom.dcmread(BytesIO(source))
+    body = _body(source)
+    mutated = []
+    for _ in range(budget(40)):
+        data = bytearray(body)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data))
+            data[at : at + rng.randint(0, 8)] = rng.randbytes(rng.randint(0, 8))
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(len(data))]
+        mutated.append(bytes(data))
+    async with running_scp() as c:
+
+        def send_all() -> list[tuple[int, str]]:
+            scu = RawScu(c.scp.port, CALLING)
+            assert scu.associate(ds.SOPClassUID, "1.2.840.10008.1.2.1") == 2
+            results = [
+                scu.store(ds.SOPClassUID, ds.SOPInstanceUID, m, k + 1)
+                for k, m in enumerate(mutated)
+            ]
+            results.append(scu.store(ds.SOPClassUID, ds.SOPInstanceUID, body, 999))
+            scu.release()
+            return results
+
+        results = await asyncio.to_thread(send_all)
+        assert len(results) == len(mutated) + 1
+        assert results[-1] == (SUCCESS, "")
+        accepted = sum(1 for status, _ in results if status == SUCCESS)
+        assert len(c.arrivals) == accepted
+        assert all(status in (SUCCESS, CANNOT_UNDERSTAND, DOES_NOT_MATCH) for status, _ in results)
+        assert 1 < accepted < len(results), "the mutations should both pass and fail"
