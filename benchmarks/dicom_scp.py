@@ -4,8 +4,10 @@ the SCP with neither socket option, with TCP_NODELAY only, with TCP_NODELAY and 
 ``storescu`` (default options: Nagle's algorithm on, as a modality's) with ``--count``
 copies of a small CT (CT_small, 39 kB) and of a multi-frame US (30 JPEG frames, 225 kB)
 over one association. Our SCP checks each instance and hands it to an asyncio consumer
-that answers at once (the gateway's de-identification and spool are not included);
-storescp writes each file to a temporary directory.
+that answers at once; storescp writes each file to a temporary directory, and so does
+Orthanc (its index in SQLite). Two more rows take the gateway's whole path up to the
+C-STORE's answer (telemed.gateway.imaging: check, consent, de-identification or not, the
+spool's fsync'd file), with the server away so nothing is uploaded meanwhile.
 
     python -m benchmarks.dicom_scp [--count 200]
 """
@@ -79,6 +81,47 @@ async def _ours(nodelay: bool, quickack: bool, paths: list[str], propose: str) -
         await scp.stop()
 
 
+async def _gateway(consent: bool, paths: list[str], propose: str, directory: Path) -> float:
+    from devices.dicom.stow import StowAnswer, StowUnreachable
+    from telemed.gateway.imaging import GatewayImaging, ImagingConfig
+
+    async def allowed(_: str) -> bool:
+        return consent
+
+    async def away(_: str, __: str, ___: bytes) -> StowAnswer:
+        raise StowUnreachable("benchmark: no server")
+
+    settings = ScpSettings(port=0, host="127.0.0.1", allowed_calling=("BENCH",))
+    directory.mkdir()
+    imaging = GatewayImaging(ImagingConfig(settings), directory, lambda: "c-1", allowed, away)
+    imaging.forwarder.backoff_s = 3600.0
+    task = spawn(imaging.run(), name="bench-gateway")
+    try:
+        while imaging.scp is None:
+            await asyncio.sleep(0.01)
+        return await asyncio.to_thread(_storescu, imaging.scp.port, paths, propose)
+    finally:
+        await cancel_and_wait([task])
+
+
+async def _orthanc(paths: list[str], propose: str, directory: Path) -> float:
+    from tests.devices.dicom.orthanc import orthanc
+
+    async with orthanc(directory) as pacs:
+        command = ["storescu", "-R", propose, "-aec", pacs.ae_title, "127.0.0.1"]
+        started = time.perf_counter()
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [*command, str(pacs.dicom_port), *paths],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-500:])
+        return time.perf_counter() - started
+
+
 def _free_port() -> int:
     # storescp takes a port number; a benchmark may race for it, a test may not.
     with socket.socket() as s:
@@ -118,6 +161,13 @@ async def main(count: int) -> None:
                 "ours, TCP_NODELAY": await _ours(True, False, paths, PROPOSE[name]),
                 "ours, TCP_NODELAY + quick ACK": await _ours(True, True, paths, PROPOSE[name]),
                 "dcmtk storescp": _dcmtk(paths, PROPOSE[name], root / "out"),
+                "Orthanc 1.10": await _orthanc(paths, PROPOSE[name], root / f"orthanc-{name}"),
+                "gateway path, consent": await _gateway(
+                    True, paths, PROPOSE[name], root / f"consent-{name}"
+                ),
+                "gateway path, de-identified": await _gateway(
+                    False, paths, PROPOSE[name], root / f"deid-{name}"
+                ),
             }
             for what, seconds in runs.items():
                 print(
