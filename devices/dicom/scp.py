@@ -105,6 +105,11 @@ class Arrival:
         default_factory=concurrent.futures.Future, repr=False
     )
 
+    @property
+    def answered(self) -> bool:
+        """Already answered (the association gave up waiting): nothing more to do."""
+        return self._reply.done()
+
     def answer(self, status: int, comment: str = "") -> None:
         """The C-STORE status for the modality (and an Error Comment when not 0x0000)."""
         if not self._reply.done():

@@ -128,6 +128,8 @@ class GatewayImaging:
     async def _intake(self, scp: StorageScp) -> None:
         while True:
             arrival = await scp.arrivals.get()
+            if arrival.answered:  # its modality was told 0xA700 and will send it again
+                continue
             try:
                 status, comment = await self._take(arrival)
             except Exception:  # one instance's failure must not stop the next
@@ -158,6 +160,12 @@ class GatewayImaging:
                 result.reason,
             )
             return result.status, result.comment
+        if arrival.answered:
+            # The association stopped waiting (0xA700 told): the modality sends it again.
+            # (Answered between here and the spool, it is kept and sent twice; the same
+            # bytes either way, which the server stores once.)
+            log.warning("C-STORE of %s answered before it was kept", verdict.sop_instance_uid)
+            return OUT_OF_RESOURCES, "gateway busy: send again"
         sent_uid = verdict.sop_instance_uid
         if result.deidentified:
             sent_uid = remap_uid(key, verdict.sop_instance_uid)

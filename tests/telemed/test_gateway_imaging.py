@@ -15,7 +15,7 @@ import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from pathlib import Path
@@ -355,3 +355,26 @@ async def test_a_study_pulled_from_the_pacs_arrives_deidentified(tmp_path: Path)
             b.consultation[0] = None
             with pytest.raises(NoConsultation):
                 await b.imaging.pull_study(pacs, match.study_instance_uid)
+
+
+async def test_an_instance_answered_late_is_not_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The association gives up waiting (0xA700): the instance is not spooled behind the
+    modality's back (it will send it again)."""
+    async with bedside(tmp_path) as b:
+        assert b.imaging.scp is not None
+        b.imaging.scp.settings = replace(b.imaging.scp.settings, answer_timeout_s=0.2)
+        slow = asyncio.Event()
+
+        async def consent(_: str) -> bool:
+            await slow.wait()
+            return False
+
+        b.imaging._consent = consent
+        statuses = await asyncio.to_thread(send_pynetdicom, b.port, [sample_bytes("ct")])
+        assert statuses == [(OUT_OF_RESOURCES, "gateway busy: send again")]
+        slow.set()
+        await eventually(lambda: "answered before it was kept" in caplog.text)
+        assert b.imaging.spool.pending == 0
+        assert b.server.stored == []
