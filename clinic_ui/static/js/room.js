@@ -6,6 +6,7 @@ import { t } from "./i18n.js";
 import { AlarmView } from "./alarms.js";
 import { Call } from "./call.js";
 import { formatDuration, formatTime, siteName } from "./format.js";
+import { ImagingPanel, resetImagingView } from "./imaging.js";
 import { errorText } from "./list.js";
 import { notify } from "./notice.js";
 import { BedsideLink } from "./peer.js";
@@ -31,6 +32,7 @@ export function resetRoomView() {
   for (const id of ["participants", "chat-log", "room-summary", "traces", "numerics", "devices"]) {
     $(id).replaceChildren();
   }
+  resetImagingView();
 }
 
 /** Open `row`'s room in the room view; state.room is set to it. */
@@ -77,6 +79,9 @@ export class Room {
     this.trends = new TrendsView(state.api, row.id);
     this.link = new BedsideLink(this.signaling, iceServers);
     this.call = new Call(this.signaling, iceServers);
+    this.imaging = new ImagingPanel(state, row, {
+      signaling: this.signaling, peerName: (id) => this.peers.get(id)?.name,
+    });
     this._listeners = [];
     this._on(this.signaling, "message", (e) => this._onSignal(e.detail));
     // The bedside's media does not pass through the server: while the link is up, losing
@@ -195,6 +200,7 @@ export class Room {
     this.link.close();
     this.call.close();
     this.trends.close();
+    this.imaging.close();
     $("bedside-audio").srcObject = null;
     $("bedside-audio-box").hidden = true;
     $("talk").hidden = true;
@@ -239,6 +245,7 @@ export class Room {
     this.waveforms.relabel();
     this.numerics.relabel();
     this.alarms.relabel();
+    this.imaging.relabel();
     this._renderParticipants();
     this._renderChat();
     this._renderAudioKind();
@@ -258,6 +265,7 @@ export class Room {
   update(row) {
     this.row = row;
     this.renderPatient();
+    this.imaging.update(row);
     $("close-consultation").hidden = this.ended || !row.allowed_actions.includes(ConsultationAction.CLOSE);
     if ((row.state === "closed" || row.state === "cancelled") && !this.ended) this._end();
   }
@@ -289,18 +297,21 @@ export class Room {
         // We are the newcomer: we offer to the clinicians already here.
         this.call.sync(this._clinicians(), { initiator: true });
         this._renderParticipants();
+        this.imaging.refresh(); // what was stored while this page was away
         break;
       case "peer-joined":
         if (!ours) return;
         this.peers.set(message.peer.peer_id, message.peer);
         if (this._isCallPeer(message.peer)) this.call.joined(message.peer);
         this._renderParticipants();
+        this.imaging.peerJoined(message.peer);
         break;
       case "peer-left":
         if (!ours) return;
         this.peers.delete(message.peer_id);
         this.link.peerLeft(message.peer_id, message.reason);
         this.call.remove(message.peer_id, message.reason);
+        this.imaging.peerLeft(message.peer_id);
         this._renderParticipants();
         if (message.reason === "closed") this._end();
         break;
@@ -313,6 +324,10 @@ export class Room {
         if (message.id !== undefined) this.chat.set(message.id, message);
         else this.chat.set(`local-${this.chat.size}`, message);
         this._renderChat();
+        break;
+      case "imaging.stored":
+      case "imaging.view":
+        if (ours) this.imaging.message(message);
         break;
       case "consultation-state":
         if (message.consultation.id !== this.row.id) return;
@@ -372,6 +387,7 @@ export class Room {
     this.waveforms.freeze();
     this.numerics.freeze();
     this.alarms.freeze();
+    this.imaging.ended();
     this._setChatEnabled(false);
     $("room-ended").hidden = false;
     let summary = null;
