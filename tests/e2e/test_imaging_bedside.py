@@ -21,6 +21,7 @@ from runtime.tasks import cancel_and_wait, spawn
 from signaling.client import GatewayCredentials, SignalingClient
 from signaling.config import DEFAULT_SITES
 from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send
+from telemed.gateway.runner import Gateway, GatewayConfig
 from tests.devices.dicom.dicom_helpers import STORESCU, same_instance, sample_path, storescu
 from tests.helpers import eventually, make_config, run_server
 from tests.signaling.imaging.room import GATEWAY_KEY, SEOUL, ImagingRoom
@@ -114,3 +115,41 @@ async def test_deidentified_without_consent_and_as_sent_with_it(
     count, retrieved = await asyncio.to_thread(read_back)
     assert count == 2
     assert same_instance(retrieved, sample_path("us-multiframe-jpeg").read_bytes())
+
+
+async def test_the_gateway_follows_its_consultation_and_forwards_images(tmp_path: Path) -> None:
+    """The whole gateway (telemed.gateway.runner) with --dicom-port: it joins its site's
+    active consultation and what a modality sends lands in it."""
+    (tmp_path / "server").mkdir()
+    server_config = make_config(tmp_path / "server", sites=(*DEFAULT_SITES, SEOUL))
+    async with run_server(server_config) as server:
+        room = ImagingRoom(server)
+        await room.setup()
+        scp = ScpSettings(port=0, host="127.0.0.1", allowed_calling=(STORESCU,))
+        gateway = Gateway(
+            GatewayConfig(
+                server_url=server.base_url,
+                name="gw",
+                key=GATEWAY_KEY,
+                mains_hz=60.0,
+                data_dir=tmp_path / "gateway",
+                imaging=ImagingConfig(scp),
+            )
+        )
+        task = spawn(gateway.run(), name="gateway")
+        try:
+            await eventually(lambda: gateway.consultation_id == room.cid, timeout=30)
+            imaging = gateway.imaging
+            assert imaging is not None
+            assert imaging.scp is not None
+            runs = await asyncio.to_thread(storescu, imaging.scp.port, [sample_path("mr")])
+            assert runs[0].returncode == 0, runs[0].stderr
+            await eventually(lambda: imaging.forwarder.sent == 1, timeout=20)
+            [row] = await room.indexed()
+            assert (row.consultation_id, row.deidentified, row.sender_name) == (
+                room.cid,
+                True,
+                "gw",
+            )
+        finally:
+            await cancel_and_wait([task])
