@@ -31,6 +31,7 @@ from media.rtc.peer import MediaPeer, PeerEventKind
 from runtime.tasks import cancel_and_wait, spawn
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import Answer, ConsultationAction, Offer
+from tests.wan.launch import wait_for_server
 
 #: A pause in arrivals longer than this is a gap; what comes after it is a recovery.
 GAP_S = 1.0
@@ -170,6 +171,8 @@ async def _close(media: MediaPeer) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    # Started with the server, which may not be up yet.
+    await asyncio.to_thread(wait_for_server, args.server)
     tech = SignalingClient(args.server, UserCredentials(args.tech, args.password))
     await tech.login()
     row = await tech.request_consultation("wonju", False)

@@ -166,6 +166,9 @@ class DoctorProcess:
     printed, read from its standard output as they come."""
 
     process: Process
+    #: Processes without which waiting is pointless (the server): one that exited fails
+    #: the wait at once, with its output.
+    vital: list[Process] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     consultation: str | None = None
@@ -196,8 +199,9 @@ class DoctorProcess:
         try:
             async with asyncio.timeout(seconds):
                 while not condition():
-                    if self.process.proc.returncode is not None:
-                        raise BedError(f"the doctor exited: {self.process.tail()}")
+                    for process in (self.process, *self.vital):
+                        if process.proc.returncode is not None:
+                            raise BedError(f"the {process.name} exited: {process.tail()}")
                     await asyncio.sleep(0.05)
         except TimeoutError:
             raise AssertionError(
@@ -253,6 +257,7 @@ class WanBed:
         self.processes: list[Process] = []
         self.coturn: Process | None = None
         self.relay: Process | None = None
+        self.server: Process | None = None
         self.server_url = f"http://{SERVICE_IP}:{SERVER_PORT}"
         self._doctors: list[DoctorProcess] = []
 
@@ -264,8 +269,10 @@ class WanBed:
             await self._build_network()
             if self.services:
                 await self._prepare_accounts()
-                # Started together: each takes seconds to come up on a loaded machine.
-                await asyncio.gather(self.start_coturn(), self._start_relay(), self._start_server())
+                await asyncio.gather(self.start_coturn(), self._start_relay())
+                # Not waited for: it takes long to start on a loaded machine, and the two
+                # ends of the call wait for it themselves (tests.wan.launch).
+                self.server = await self._start_server()
         except BaseException:
             await self.close()
             raise
@@ -401,7 +408,7 @@ class WanBed:
         self.relay.proc.stdin.write(line.encode() + b"\n")
         await self.relay.proc.stdin.drain()
 
-    async def _start_server(self) -> None:
+    async def _start_server(self) -> Process:
         turn = {
             "urls": [f"turn:{SERVICE_IP}:{RELAY_PORT}?transport=udp"],
             "secret": TURN_SECRET,
@@ -414,14 +421,13 @@ class WanBed:
             "TELEMED_SERVER__STUN_URLS": json.dumps([f"stun:{SERVICE_IP}:{TURN_PORT}"]),
             "TELEMED_SERVER__TURN": json.dumps(turn),
         }
-        server = await self.spawn(
+        return await self.spawn(
             self.cloud,
             "server",
             *(sys.executable, "-m", "telemed", "serve"),
             *("--host", SERVICE_IP, "--port", str(SERVER_PORT)),
             env=env,
         )
-        await self._listening(self.cloud, "t", SERVER_PORT, server, seconds=120)
 
     async def _listening(
         self, ns: Namespace, proto: str, port: int, process: Process, seconds: float = 20
@@ -454,7 +460,8 @@ class WanBed:
         return await self.spawn(
             self.koriyama.host,
             "gateway",
-            *(sys.executable, "-m", "telemed", "--log-level", "info", "gateway"),
+            *(sys.executable, "-m", "tests.wan.launch", self.server_url),
+            *("--log-level", "info", "gateway"),
             *("--server", self.server_url, "--name", GATEWAY, "--site", "koriyama"),
             *("--key-file", str(self.workdir / "gateway.key"), "--simulate", "cms50"),
             *("--camera", "synthetic", "--size", "320x240"),
@@ -473,7 +480,7 @@ class WanBed:
             *(("--relay-only",) if relay_only else ()),
             read_stdout=True,
         )
-        doctor = DoctorProcess(process)
+        doctor = DoctorProcess(process, vital=[p for p in (self.server,) if p is not None])
         doctor.reader = asyncio.create_task(doctor.read(), name="wan-doctor-reader")
         self._doctors.append(doctor)
         return doctor

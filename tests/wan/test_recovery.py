@@ -24,8 +24,14 @@ pytestmark = [pytest.mark.wan, pytest.mark.slow, pytest.mark.timeout(300)]
 LONG = os.environ.get("WAN_LONG") == "1"
 #: How long coturn stays down.
 TURN_OUTAGE_S = 100.0 if LONG else 15.0
-#: Media must be back within this long of the path's return (issue 12).
+#: Media must be back within this long of the path's return (issue 12, for coturn).
 RECOVERY_S = 10.0
+#: ... and of a new address at Wonju, which the issue gives no figure for. More, for more
+#: happens: the doctor's signaling socket is cut too and comes back, the heartbeat must
+#: declare the link dead (3 s), and both ends gather anew. Measured 4-8 s on two loaded
+#: cores; without the heartbeat's death no media came back in 20 s (aiortc's consent
+#: checks take ~30 s).
+REMAP_RECOVERY_S = 15.0
 #: A start: both processes' imports and the first negotiation, on a loaded machine.
 START_S = 90.0
 
@@ -117,7 +123,7 @@ async def test_media_comes_back_when_the_nat_gives_wonju_a_new_address(bed: WanB
     """Mid-call, Wonju's router gets a new public address (as a DHCP renewal or a mobile
     uplink does): every mapping of the site is gone, the doctor's packets leave from a
     new address that neither the TURN server's allocation nor the gateway's NAT knows, and
-    the old one answers nothing. The gateway rebuilds; media is back within 10 s.
+    the old one answers nothing. The gateway rebuilds; media is back within 15 s.
 
     The doctor's signaling socket (TCP through the same NAT) is cut too and comes back
     under a new peer id; the gateway knows it as the same doctor.
@@ -134,7 +140,7 @@ async def test_media_comes_back_when_the_nat_gives_wonju_a_new_address(bed: WanB
     offers = doctor.get("offers")
     await bed.wonju.remap("100.64.2.3")
     remapped = time.time()
-    await _media(doctor, RECOVERY_S + 10, "media after the new address")
+    await _media(doctor, REMAP_RECOVERY_S + 10, "media after the new address")
     video, waveform = _recovery(doctor, remapped)
     print(
         f"Wonju's address changed: video back {video:.1f} s, waveforms back {waveform:.1f} s "
@@ -142,4 +148,4 @@ async def test_media_comes_back_when_the_nat_gives_wonju_a_new_address(bed: WanB
         f"{doctor.status['pair']}"
     )
     assert doctor.get("offers") > offers
-    assert max(video, waveform) <= RECOVERY_S
+    assert max(video, waveform) <= REMAP_RECOVERY_S
