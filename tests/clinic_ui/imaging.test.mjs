@@ -6,7 +6,7 @@ import { test } from "node:test";
 
 import {
   BoundedCache, cineRate, CT_PRESETS, deidentified, dragWindow, fileWindow, framesToPrefetch,
-  LatestOnly, measure, personName, pixelSpacing, presetOf, roundWindow, Throttle, ViewTransform,
+  LatestOnly, measure, personName, pixelSpacing, presetOf, roundWindow, storedRange, Throttle, ViewTransform,
   wheelFactor,
 } from "../../clinic_ui/static/js/imaging_math.js";
 import { checkImagingMessage, ImagingMessageError, viewMessage } from "../../clinic_ui/static/js/imaging_messages.js";
@@ -60,15 +60,17 @@ test("DICOM JSON values: numbers from IS/DS strings, names as stored, de-identif
   assert.equal(pixelSpacing({ "00280030": { vr: "DS", Value: ["abc", "0.5"] } }), null);
 });
 
-test("the file's own window, else the stored range through the Modality LUT", () => {
+test("the file's own window only when it gives one; a drag's start from the stored range", () => {
   // 12-bit unsigned CT with the usual -1024 intercept: [-1024, 3071].
   const ct = { "00280101": { Value: [12] }, "00280103": { Value: [0] }, "00281052": { Value: ["-1024"] }, "00281053": { Value: ["1"] } };
-  assert.deepEqual(fileWindow(ct), [1023.5, 4095]);
+  assert.equal(fileWindow(ct), null); // not made up: the server renders the frame's range
+  assert.deepEqual(storedRange(ct), [1023.5, 4095]);
   const signed = { "00280101": { Value: [16] }, "00280103": { Value: [1] } };
-  assert.deepEqual(fileWindow(signed), [-0.5, 65535]);
+  assert.deepEqual(storedRange(signed), [-0.5, 65535]);
   // Colour (three samples): no window applies.
-  assert.equal(fileWindow({ "00280101": { Value: [8] }, "00280002": { Value: [3] } }), null);
-  assert.equal(fileWindow({}), null);
+  assert.equal(storedRange({ "00280101": { Value: [8] }, "00280002": { Value: [3] } }), null);
+  assert.equal(storedRange({}), null);
+  assert.equal(fileWindow({ "00281050": { Value: [40] }, "00281051": { Value: [0] } }), null);
 });
 
 test("cine rate from Cine Rate, Frame Time or the recommended rate, bounded", () => {

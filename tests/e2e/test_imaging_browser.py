@@ -256,6 +256,29 @@ async def test_image_panel_presets_measure_cine_and_the_shared_view(room: Imagin
         await dk.screenshot(path=shots / "imaging-ct-bone-en.png", full_page=True)
         await dw.screenshot(path=shots / "imaging-ct-following-ko.png", full_page=True)
 
+        # Window and level by right-drag (whatever the tool): the server is asked again for
+        # the window the drag rests on, not for each step of it; the follower gets it too.
+        rendered: list[str] = []
+        dk.on("request", lambda r: rendered.append(r.url) if "/rendered" in r.url else None)
+        cx, cy = await _image_point(dk, 64, 64, (128, 128))
+        await dk.mouse.move(cx, cy)
+        await dk.mouse.down(button="right")
+        await dk.mouse.move(cx + 150, cy - 60, steps=30)
+        await dk.mouse.up(button="right")
+        await expect(dk.locator("#imaging-window")).to_contain_text("(adjusted)")
+        await _shown(dk)
+        window = await dk.locator(CANVAS).get_attribute("data-window") or ""
+        centre, width = (float(v) for v in window.split(","))
+        assert centre < 400 and width > 1800, window  # up lowers the level, right widens
+        assert 1 <= len(rendered) <= 6, rendered
+        await _shown(dw, window=window)
+        # The keyboard: Shift+Up lowers the level; Escape clears the measurement.
+        await dk.locator(CANVAS).focus()
+        await dk.keyboard.press("Shift+ArrowUp")
+        await expect(dk.locator(CANVAS)).not_to_have_attribute("data-window", window)
+        await dk.keyboard.press("Escape")
+        await expect(dk.locator("#imaging-measure-result")).to_have_text("")
+
         # The cine: frames advance and the picture with them; the follower's frames too.
         await us_item.click()
         await _shown(dk, frame="1")

@@ -8,7 +8,7 @@ import { ApiError } from "./api.js";
 import { t } from "./i18n.js";
 import {
   BoundedCache, cineRate, CT_PRESETS, deidentified, fileWindow, first, LatestOnly, numberOf,
-  personName, pixelSpacing, presetOf, Throttle,
+  personName, pixelSpacing, presetOf, storedRange, Throttle,
 } from "./imaging_math.js";
 import { checkImagingMessage, ImagingMessageError, viewMessage } from "./imaging_messages.js";
 import { ShareState } from "./imaging_share.js";
@@ -266,6 +266,7 @@ export class ImagingPanel {
       frames: Math.max(1, numberOf(item, "00280008") ?? numberOf(meta, "00280008") ?? 1),
       spacing: pixelSpacing(meta),
       fileWindow: fileWindow(meta),
+      dragFrom: fileWindow(meta) ?? storedRange(meta),
     };
     this.viewer.fps = cineRate(meta);
     $("imaging-fps").value = String(nearest(FPS_CHOICES, this.viewer.fps));
@@ -303,6 +304,8 @@ export class ImagingPanel {
     slider.value = String(this.viewer.frame);
     slider.disabled = !this.share.mayChange;
     $("imaging-play").disabled = !this.share.mayChange;
+    $("imaging-frame-prev").disabled = !this.share.mayChange;
+    $("imaging-frame-next").disabled = !this.share.mayChange;
     $("imaging-play").setAttribute("aria-pressed", String(this.viewer.playing));
     $("imaging-play").textContent = t(this.viewer.playing ? "imaging.pause" : "imaging.play");
     for (const button of document.querySelectorAll("#imaging-tools [data-tool]")) {

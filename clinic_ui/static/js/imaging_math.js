@@ -55,11 +55,16 @@ export function pixelSpacing(meta) {
 }
 
 /** The window the file itself gives (Window Center/Width, 0028,1050/1051: the first pair),
- *  else one covering the stored values' range through the Modality LUT, else null. */
+ *  or null (the server then renders the frame's own range). */
 export function fileWindow(meta) {
   const centre = numberOf(meta, "00281050");
   const width = numberOf(meta, "00281051");
-  if (centre !== null && width !== null && width > 0) return [centre, width];
+  return centre !== null && width !== null && width > 0 ? [centre, width] : null;
+}
+
+/** Where a window drag starts when the file gives no window: one covering the stored
+ *  values' range through the Modality LUT; null for colour or an unknown depth. */
+export function storedRange(meta) {
   const bits = numberOf(meta, "00280101");
   if (bits === null || bits < 1 || bits > 32 || (numberOf(meta, "00280002") ?? 1) !== 1) return null;
   const signed = numberOf(meta, "00280103") === 1;

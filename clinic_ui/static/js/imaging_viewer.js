@@ -316,7 +316,7 @@ export class ImageViewer extends EventTarget {
 
   /** The window a drag starts from: the current one, else the file's (the panel's). */
   startWindow() {
-    return this.window ?? this.image?.fileWindow ?? [128, 256];
+    return this.window ?? this.image?.dragFrom ?? [128, 256];
   }
 
   _wire() {
