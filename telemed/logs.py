@@ -21,7 +21,21 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 
 #: Libraries whose INFO lines are chatter (aioice logs every ICE check, aiortc every
 #: transceiver change): they stay at WARNING until -vv and show DEBUG only at -vvv.
-CHATTY = ("aioice", "aiortc", "av", "httpcore", "hpack", "websockets", "multipart")
+CHATTY = (
+    "aioice",
+    "aiortc",
+    "av",
+    "httpcore",
+    "hpack",
+    "websockets",
+    "multipart",
+    # pynetdicom logs every association and PDU at INFO.
+    "pynetdicom",
+)
+#: Libraries that log at ERROR, with a traceback, what our code already refuses with a reason:
+#: pydicom logs each pixel decoder that fails on a file before the renderer or the bedside
+#: check raises its own error, so a hostile file would flood the log. Silent until -vv.
+MUTED = ("pydicom",)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -82,6 +96,8 @@ def configure(
         chatty = max(root_level, logging.WARNING)
     for name in CHATTY:
         logging.getLogger(name).setLevel(chatty)
+    for name in MUTED:
+        logging.getLogger(name).setLevel(chatty if verbosity >= 2 else logging.CRITICAL)
     # httpx (a line per request) and uvicorn.access (a line per response) follow the root:
     # on from -v. uvicorn's loggers have no level or handler of their own here
     # (telemed.serve.uvicorn_config), so they reach this handler in this format.

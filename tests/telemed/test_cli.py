@@ -159,7 +159,7 @@ async def test_servers_can_log_one_json_object_per_line(tmp_path: Path) -> None:
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    names = ["", "httpx", "uvicorn.access", *logs.CHATTY]
+    names = ["", "httpx", "uvicorn.access", *logs.CHATTY, *logs.MUTED]
     levels = {name: logging.getLogger(name).level for name in names}
     handlers = list(logging.getLogger().handlers)
     try:
@@ -184,6 +184,9 @@ def test_verbosity_turns_on_requests_then_the_webrtc_chatter() -> None:
     assert not shown("uvicorn.access", logging.INFO)
     assert shown("telemed.gateway", logging.WARNING)
     assert shown("aioice", logging.WARNING)
+    # pydicom's ERROR and traceback per failed pixel decoder: our refusal says it once.
+    assert not shown("pydicom", logging.ERROR)
+    assert not shown("pynetdicom", logging.INFO)
 
     logs.configure(1, None, "text", stream)
     assert shown("telemed.gateway", logging.INFO)
@@ -193,6 +196,7 @@ def test_verbosity_turns_on_requests_then_the_webrtc_chatter() -> None:
     logs.configure(2, None, "text", stream)
     assert shown("telemed.gateway", logging.DEBUG)
     assert shown("aioice", logging.INFO) and not shown("aioice", logging.DEBUG)
+    assert shown("pydicom", logging.INFO)
 
     logs.configure(3, None, "text", stream)
     assert shown("aioice", logging.DEBUG)
