@@ -58,15 +58,18 @@ class Spool:
         self._files = len(entries)
         self._bytes = sum(e.size for e in entries)
 
+    def _names(self) -> list[str]:
+        """The spooled files' names (no stat: a backlog of thousands is listed per send)."""
+        with os.scandir(self.directory) as entries:
+            return [e.name for e in entries if e.name.endswith(".dcm") and e.name.count("~") == 3]
+
+    def _entry(self, name: str) -> Spooled:
+        path = self.directory / name
+        _, consultation, flag, uid = path.stem.split("~")
+        return Spooled(path, consultation, flag == "d", uid, path.stat().st_size)
+
     def _entries(self) -> list[Spooled]:
-        found = []
-        for path in self.directory.glob("*.dcm"):
-            parts = path.stem.split("~")
-            if len(parts) != 4:
-                continue
-            _, consultation, flag, uid = parts
-            found.append(Spooled(path, consultation, flag == "d", uid, path.stat().st_size))
-        return sorted(found, key=lambda e: e.path.name)
+        return [self._entry(name) for name in sorted(self._names())]
 
     @property
     def pending(self) -> int:
@@ -107,8 +110,8 @@ class Spool:
         return Spooled(path, consultation_id, deidentified, sop_instance_uid, len(part10))
 
     def oldest(self) -> Spooled | None:
-        entries = self._entries()
-        return entries[0] if entries else None
+        names = self._names()
+        return self._entry(min(names)) if names else None
 
     def read(self, item: Spooled) -> bytes:
         return item.path.read_bytes()
