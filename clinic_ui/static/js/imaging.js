@@ -68,6 +68,7 @@ export class ImagingPanel {
 
   close() {
     this.controller.abort();
+    clearTimeout(this.arrivalTimer);
     this.refresher.cancel();
     this.sender.cancel();
     this.viewer.close();
@@ -156,7 +157,8 @@ export class ImagingPanel {
   /** A series' thumbnail and first instance's metadata (de-identified, the name as stored). */
   async _details(s) {
     const sop = first(s.instances[0], "00080018");
-    if (!sop) return;
+    if (!sop || s.loading || (s.meta && s.thumb)) return;
+    s.loading = true;
     try {
       if (!s.meta) {
         s.meta = await this._meta(s.study, s.uid, sop);
@@ -170,6 +172,8 @@ export class ImagingPanel {
     } catch (err) {
       if (err.name !== "AbortError") s.failed = errorText(err);
       this.renderList();
+    } finally {
+      s.loading = false;
     }
   }
 
@@ -399,13 +403,25 @@ export class ImagingPanel {
       return;
     }
     if (message.type === "imaging.stored") {
-      notify(t("imaging.arrived", { modality: message.modality }));
+      this._arrived(message.modality);
       this.refresh();
     } else if (message.from && message.from !== this.signaling.peerId) {
       this.lastRemote = message;
       if (this.share.received(message.from)) this._apply(message);
       this.renderShare();
     }
+  }
+
+  /** Say once what a burst of new instances was (a CT series is hundreds of them). */
+  _arrived(modality) {
+    this.arrivals ??= new Map();
+    this.arrivals.set(modality, (this.arrivals.get(modality) ?? 0) + 1);
+    clearTimeout(this.arrivalTimer);
+    this.arrivalTimer = setTimeout(() => {
+      const what = [...this.arrivals].map(([m, n]) => (n > 1 ? `${m} ×${n}` : m)).join(", ");
+      this.arrivals.clear();
+      notify(t("imaging.arrived", { modality: what }));
+    }, 1000);
   }
 
   async _apply(view) {
@@ -421,7 +437,10 @@ export class ImagingPanel {
       await this.select(view.series, index, { frame: view.frame, window });
     } else {
       this.viewer.stop();
-      if (this.viewer.frame !== view.frame) this.viewer.setFrame(view.frame);
+      if (this.viewer.frame !== view.frame) {
+        this.viewer.setFrame(view.frame);
+        this.viewer.prefetch(view.frame); // the leader's cine goes on: be there first
+      }
       const same = (this.viewer.window ?? []).join() === (window ?? []).join();
       if (!same) this.viewer.setWindow(window, { now: true });
     }
@@ -534,6 +553,7 @@ export class ImagingPanel {
   /** The room ended: the view is no longer shared (the server relays only in an active one). */
   ended() {
     this.isEnded = true;
+    this.row = { ...this.row, state: "closed" };
     this.renderConsent();
   }
 

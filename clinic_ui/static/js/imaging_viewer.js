@@ -40,7 +40,8 @@ export class ImageViewer extends EventTarget {
     this.transform = null;
     this.measurement = null; // { a: [x, y], b: [x, y] } in image pixels
     this.remotePointer = null; // { at: [x, y], name }
-    this.cache = new BoundedCache(CACHE_FRAMES, (bitmap) => bitmap.close?.());
+    // The frame on screen is not closed when dropped (a redraw would find it detached).
+    this.cache = new BoundedCache(CACHE_FRAMES, (bitmap) => { if (bitmap !== this.bitmap) bitmap.close?.(); });
     this.inflight = new Map(); // cache key -> promise
     this.latest = new LatestOnly(WINDOW_DEBOUNCE_MS);
     this.rendered = 0;
@@ -52,16 +53,22 @@ export class ImageViewer extends EventTarget {
 
   // -- what is shown ---------------------------------------------------------------------
 
-  /** Show `image` (frame 1 unless `frame`), with `window` (null: the file's own). */
+  /** Show `image` (frame 1 unless `frame`), with `window` (null: the file's own). Zoom and
+   *  pan stay while the images are of one series and one size (a CT stack scrolled). */
   show(image, { frame = 1, window = null } = {}) {
-    const same = this.image?.sop === image.sop;
+    const previous = this.image;
+    const same = previous?.sop === image.sop;
     this.image = image;
     this.frame = Math.min(Math.max(1, frame), image.frames);
     this.window = window;
     if (!same) {
       this.stop();
       this.measurement = null;
-      this.transform = new ViewTransform(image.columns, image.rows, this.canvas.width || 1, this.canvas.height || 1);
+      const stack = previous && previous.series === image.series
+        && previous.columns === image.columns && previous.rows === image.rows;
+      if (!stack || !this.transform) {
+        this.transform = new ViewTransform(image.columns, image.rows, this.canvas.width || 1, this.canvas.height || 1);
+      }
     }
     this._request({ now: true });
   }
@@ -205,6 +212,11 @@ export class ImageViewer extends EventTarget {
     }
     const wait = Math.max(0, 1000 / this.fps - (performance.now() - started));
     this._cineTimer = setTimeout(() => this._tick(), wait);
+  }
+
+  /** Fetch the frames after `from` into the cache (a cine here, or one followed). */
+  prefetch(from) {
+    if (this.image?.frames > 1) this._prefetch(from);
   }
 
   _prefetch(from) {
