@@ -166,6 +166,8 @@ BENCH_SUITES = {
     "qrs": "benchmarks.qrs_accuracy",
     "bedside": "benchmarks.bedside_load",
     "wan": "benchmarks.wan",
+    "dicom": "benchmarks.dicom_scp",
+    "render": "benchmarks.imaging_render",
 }
 
 
