@@ -218,19 +218,17 @@ def search(
     matched = select(rows, query)
     if level is Level.INSTANCE:
         return _page([_instance(r, url_of(r, level)) for r in matched], query)
-    groups: dict[str, list[ImagingInstanceRow]] = {}
+
+    def key(row: ImagingInstanceRow) -> str:
+        return row.study_instance_uid if level is Level.STUDY else row.series_instance_uid
+
+    # A study's or series' counts are of all its instances, not only those matched.
+    members: dict[str, list[ImagingInstanceRow]] = {}
+    for row in rows:
+        members.setdefault(key(row), []).append(row)
+    firsts: dict[str, ImagingInstanceRow] = {}
     for row in matched:
-        key = row.study_instance_uid if level is Level.STUDY else row.series_instance_uid
-        groups.setdefault(key, []).append(row)
-    if level is Level.STUDY:
-        # The study's counts are of all its instances, not only those matched.
-        out = [
-            _study(g[0], [r for r in rows if r.study_instance_uid == k], url_of(g[0], level))
-            for k, g in groups.items()
-        ]
-    else:
-        out = [
-            _series(g[0], [r for r in rows if r.series_instance_uid == k], url_of(g[0], level))
-            for k, g in groups.items()
-        ]
+        firsts.setdefault(key(row), row)
+    describe = _study if level is Level.STUDY else _series
+    out = [describe(first, members[k], url_of(first, level)) for k, first in firsts.items()]
     return _page(out, query)
