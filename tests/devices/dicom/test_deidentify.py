@@ -133,3 +133,44 @@ def test_burned_in_annotation_is_refused_without_consent_only() -> None:
     assert isinstance(refused, Refused)
     assert "consent" in refused.comment
     assert prepare(data, consent=True, key=b"k") == Prepared(data, deidentified=False)
+
+
+def test_none_of_the_tables_attributes_is_left() -> None:
+    """Every attribute of Table E.1-1 with a text, date or UID value, filled with something
+    recognisable: none of it is found in the output's bytes."""
+    from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
+    from pydicom.datadict import dictionary_VR
+
+    from devices.dicom.deidentify import TABLE_EDITION
+
+    table = dicom_anonymization_database_selector(TABLE_EDITION)
+    ds = pydicom.dcmread(BytesIO(sample_bytes("ct")))
+    filled = 0
+    # Values a remapped 2.25 UID (digits) is unlikely to hold by chance; the remapping is
+    # deterministic, so a pass is not luck that changes between runs.
+    values = {"DA": "18881231", "TM": "234517", "DT": "18881231234517", "AS": "087Y"}
+    for category in ("D_TAGS", "Z_TAGS", "X_TAGS", "U_TAGS", "Z_D_TAGS", "X_Z_TAGS"):
+        for tag in table[category]:
+            if len(tag) != 2 or tag[0] in (0x0000, 0x0002):  # command and file meta groups
+                continue
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
+                continue
+            if vr in ("LO", "SH", "PN", "LT", "ST", "UT", "UC", "AE"):
+                ds.add_new(tag, vr, "SECRET")
+            elif vr in values:
+                ds.add_new(tag, vr, values[vr])
+            elif vr == "UI":
+                ds.add_new(tag, vr, f"1.999.424242.{filled}")
+            else:
+                continue
+            filled += 1
+    assert filled > 200
+    # The instance's own UIDs are in the table too: keep the meta consistent with them.
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    result = prepare(_reencoded(ds), consent=False, key=consultation_key(SECRET, "c-1"))
+    assert isinstance(result, Prepared)
+    for needle in (b"SECRET", b"18881231", b"234517", b"087Y", b"1.999.424242"):
+        assert needle not in result.part10, needle
+    assert pydicom.dcmread(BytesIO(result.part10)).PatientIdentityRemoved == "YES"
