@@ -27,6 +27,7 @@ What is done to each instance (:func:`deidentify`):
   another consultation; the mapping is not reversible without the key;
 - private attributes, overlays (every 60xx group), curves (every 50xx group) and icon
   images (0088,0200, at any depth) are removed;
+- the file's preamble (128 bytes the writer may fill, e.g. a TIFF header) is zeroed;
 - Patient Identity Removed (0012,0062) = YES, De-identification Method (0012,0063) and its
   code sequence (0012,0064: DCM 113100, the Basic Profile) are set; the file meta's Media
   Storage SOP Instance UID follows the new SOP Instance UID.
@@ -136,6 +137,8 @@ def _deidentify(ds: Dataset, key: bytes) -> bytes:
     code.CodeMeaning = "Basic Application Confidentiality Profile"
     ds.DeidentificationMethodCodeSequence = Sequence([code])
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    # The 128-byte preamble is the writer's own (a TIFF header, say) and can carry anything.
+    ds.preamble = bytes(128)
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

@@ -174,3 +174,5 @@ def test_none_of_the_tables_attributes_is_left() -> None:
     for needle in (b"SECRET", b"18881231", b"234517", b"087Y", b"1.999.424242"):
         assert needle not in result.part10, needle
     assert pydicom.dcmread(BytesIO(result.part10)).PatientIdentityRemoved == "YES"
+    assert sample_bytes("ct")[:4] == b"II*\x00"  # CT_small's preamble is a TIFF header
+    assert result.part10[:128] == bytes(128)
