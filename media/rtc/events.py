@@ -9,7 +9,9 @@ object per message with a ``type`` discriminator:
   ``alarm`` and ``limits`` (the bedside's alarms and the limits in force), ``sources`` (the
   primary device of a parameter two devices measure), ``video`` (what the bedside's video
   adaptation sends this viewer, :mod:`media.rtc.adapt`);
-- viewer → bedside: ``source`` (a technician's choice of that primary device);
+- viewer → bedside: ``source`` (a technician's choice of that primary device),
+  ``waveform-history-request`` (a clinician asks for samples the live trace lost in a gap);
+- bedside → one viewer: ``waveform-history`` (the samples the bedside kept of that range);
 - either way: ``hb`` (a heartbeat ping) and ``hb-ack`` (its echo), see
   :mod:`media.rtc.heartbeat`.
 
@@ -244,6 +246,44 @@ class VideoState(_Event):
     time: float
 
 
+#: The most samples one ``waveform-history-request`` may ask for (about 4 min at 500 Hz).
+MAX_HISTORY_REQUEST = 131072
+#: The most samples in one ``waveform-history`` message (a longer range takes several).
+MAX_HISTORY_SAMPLES = 2000
+
+
+class WaveformHistoryRequest(_Event):
+    """Viewer → bedside: send what you kept of ``channel``'s samples ``first`` to
+    ``first + count - 1`` (stream indices, as the wire packets carry them). Asked after a
+    link's gap, to review what the live trace missed; the bedside answers the asking
+    connection only, with :class:`WaveformHistory` messages, and may refuse a connection
+    that asks too often."""
+
+    type: Literal["waveform-history-request"] = "waveform-history-request"
+    channel: int = Field(ge=0, le=0xFFFFFFFF)
+    first: int = Field(ge=0, le=2**53 - 1)
+    count: int = Field(ge=1, le=MAX_HISTORY_REQUEST)
+
+
+class WaveformHistory(_Event):
+    """Bedside → one viewer: kept samples of a channel, ``samples[k]`` being index
+    ``first + k`` (null: not kept, or the device had no value: a gap stays a gap). A
+    request is answered by one or more of these in index order, the last with ``done``;
+    the range starts later than asked when its beginning is older than what the bedside
+    keeps, and nothing of it is kept when the last message has no samples."""
+
+    type: Literal["waveform-history"] = "waveform-history"
+    channel: int = Field(ge=0, le=0xFFFFFFFF)
+    first: int = Field(ge=0, le=2**53 - 1)
+    samples: list[float | None] = Field(max_length=MAX_HISTORY_SAMPLES)
+    rate: float = Field(gt=0)
+    #: The request this answers (its ``first`` and ``count``), so several can be told apart.
+    request_first: int = Field(ge=0, le=2**53 - 1)
+    request_count: int = Field(ge=1, le=MAX_HISTORY_REQUEST)
+    #: True on the last message of an answer.
+    done: bool = False
+
+
 EventMessage = (
     Hello
     | ChannelInfo
@@ -256,6 +296,8 @@ EventMessage = (
     | SourceChoice
     | Sources
     | VideoState
+    | WaveformHistoryRequest
+    | WaveformHistory
     | Ping
     | Ack
 )

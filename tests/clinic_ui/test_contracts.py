@@ -11,7 +11,16 @@ import subprocess
 import pytest
 
 from clinic_ui import STATIC_DIR
-from media.rtc.events import Ack, EventError, Ping, encode_event, json_schema, parse_event
+from media.rtc.events import (
+    MAX_HISTORY_REQUEST,
+    Ack,
+    EventError,
+    Ping,
+    WaveformHistoryRequest,
+    encode_event,
+    json_schema,
+    parse_event,
+)
 from telemed import codegen
 from tests.media.event_examples import EXAMPLES
 
@@ -72,6 +81,12 @@ BAD = [
     '"device":"d"}',
     '{"type":"numeric","code":"spo2","mdc":1,"refid":"r","loinc":7,"unit":"%","value":1,'
     '"time":1,"device":"d"}',
+    '{"type":"waveform-history-request","channel":1,"first":0,"count":0}',
+    '{"type":"waveform-history-request","channel":1,"first":-3,"count":10}',
+    '{"type":"waveform-history","channel":1,"first":0,"rate":500,"request_first":0,'
+    '"request_count":2001,"samples":[' + ",".join(["0.5"] * 2001) + "]}",
+    '{"type":"waveform-history","channel":1,"first":0,"rate":500,"request_first":0,'
+    '"request_count":1,"samples":[0.5,"x"]}',
 ]
 
 
@@ -96,3 +111,49 @@ def test_the_browser_ignores_fields_added_later_within_the_version() -> None:
     result = _node(_READER, {"good": [text], "bad": []})
     assert isinstance(result, dict)
     assert result["parsed"][0]["score"] == 0.5
+
+
+_WRITER = """
+import { readFileSync } from "node:fs";
+const ev = await import(process.cwd() + "/events.js");
+const input = JSON.parse(readFileSync(0, "utf8"));
+const out = { written: [], refused: [] };
+for (const [channel, first, count] of input.good) {
+  out.written.push(ev.historyRequest(channel, first, count));
+}
+for (const [channel, first, count] of input.bad) {
+  try { ev.historyRequest(channel, first, count); out.refused.push(null); }
+  catch (e) { out.refused.push(e instanceof ev.EventError ? e.message : "not an EventError"); }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_browser_writes_history_requests_python_reads() -> None:
+    good = [[1, 0, 1], [4_000_000_000, 2**53 - 1, MAX_HISTORY_REQUEST]]
+    bad: list[list[float]] = [
+        [1, 0, 0],
+        [1, -1, 5],
+        [1, 0, MAX_HISTORY_REQUEST + 1],
+        [-1, 0, 5],
+        [1, 0.5, 5],
+    ]
+    result = _node(_WRITER, {"good": good, "bad": bad})
+    assert isinstance(result, dict)
+    read = [parse_event(text) for text in result["written"]]
+    assert read == [WaveformHistoryRequest(channel=c, first=f, count=n) for c, f, n in good]
+    refused = result["refused"]
+    assert isinstance(refused, list)
+    for (channel, first, count), reason in zip(bad, refused, strict=True):
+        with pytest.raises(EventError):
+            parse_event(
+                json.dumps(
+                    {
+                        "type": "waveform-history-request",
+                        "channel": channel,
+                        "first": first,
+                        "count": count,
+                    }
+                )
+            )
+        assert reason and reason != "not an EventError", (channel, first, count, reason)

@@ -82,4 +82,16 @@ EXAMPLES: list[events.EventMessage] = [
     events.Sources(primary={"spo2": "monitor-1"}, chosen_by=None),
     events.VideoState(mode="reduced", height=240, fps=10.0, estimate_bps=180_000, time=2.0),
     events.VideoState(mode="paused", time=3.0),
+    events.WaveformHistoryRequest(channel=1, first=120_000, count=15_000),
+    events.WaveformHistory(
+        channel=1,
+        first=120_000,
+        samples=[0.25, None, -1.5, 0.0],
+        rate=500.0,
+        request_first=120_000,
+        request_count=15_000,
+    ),
+    events.WaveformHistory(
+        channel=2, first=9, samples=[], rate=125.0, request_first=0, request_count=10, done=True
+    ),
 ]

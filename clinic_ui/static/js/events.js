@@ -49,6 +49,9 @@ function mismatch(value, schema, where) {
   if (typeof value === "string" && "maxLength" in schema && value.length > schema.maxLength) {
     return `${where}: longer than ${schema.maxLength}`;
   }
+  if (Array.isArray(value) && "maxItems" in schema && value.length > schema.maxItems) {
+    return `${where}: more than ${schema.maxItems} items`;
+  }
   if (Array.isArray(value) && schema.items) {
     for (let k = 0; k < value.length; k++) {
       const bad = mismatch(value[k], schema.items, `${where}.${k}`);
@@ -94,4 +97,13 @@ export function parseEvent(text) {
 /** The reply to a heartbeat ping: its `seq` and `at` echoed. */
 export function ackFor(ping) {
   return JSON.stringify({ type: "hb-ack", seq: ping.seq, at: ping.at });
+}
+
+/** A clinician's request for what the bedside kept of a waveform's samples `first` to
+ *  `first + count - 1` (after a link's gap); throws EventError when it is not a valid one. */
+export function historyRequest(channel, first, count) {
+  const message = { type: "waveform-history-request", channel, first, count };
+  const bad = objectMismatch(message, BY_TYPE.get(message.type), "");
+  if (bad) throw new EventError(bad);
+  return JSON.stringify(message);
 }

@@ -820,6 +820,114 @@ export const EVENTS_SCHEMA = {
       ],
       "title": "VideoState",
       "type": "object"
+    },
+    "WaveformHistory": {
+      "description": "Bedside \u2192 one viewer: kept samples of a channel, ``samples[k]`` being index\n``first + k`` (null: not kept, or the device had no value: a gap stays a gap). A\nrequest is answered by one or more of these in index order, the last with ``done``;\nthe range starts later than asked when its beginning is older than what the bedside\nkeeps, and nothing of it is kept when the last message has no samples.",
+      "properties": {
+        "channel": {
+          "maximum": 4294967295,
+          "minimum": 0,
+          "title": "Channel",
+          "type": "integer"
+        },
+        "done": {
+          "default": false,
+          "title": "Done",
+          "type": "boolean"
+        },
+        "first": {
+          "maximum": 9007199254740991,
+          "minimum": 0,
+          "title": "First",
+          "type": "integer"
+        },
+        "rate": {
+          "exclusiveMinimum": 0,
+          "title": "Rate",
+          "type": "number"
+        },
+        "request_count": {
+          "maximum": 131072,
+          "minimum": 1,
+          "title": "Request Count",
+          "type": "integer"
+        },
+        "request_first": {
+          "maximum": 9007199254740991,
+          "minimum": 0,
+          "title": "Request First",
+          "type": "integer"
+        },
+        "samples": {
+          "items": {
+            "anyOf": [
+              {
+                "type": "number"
+              },
+              {
+                "type": "null"
+              }
+            ]
+          },
+          "maxItems": 2000,
+          "title": "Samples",
+          "type": "array"
+        },
+        "type": {
+          "const": "waveform-history",
+          "default": "waveform-history",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "channel",
+        "first",
+        "samples",
+        "rate",
+        "request_first",
+        "request_count"
+      ],
+      "title": "WaveformHistory",
+      "type": "object"
+    },
+    "WaveformHistoryRequest": {
+      "description": "Viewer \u2192 bedside: send what you kept of ``channel``'s samples ``first`` to\n``first + count - 1`` (stream indices, as the wire packets carry them). Asked after a\nlink's gap, to review what the live trace missed; the bedside answers the asking\nconnection only, with :class:`WaveformHistory` messages, and may refuse a connection\nthat asks too often.",
+      "properties": {
+        "channel": {
+          "maximum": 4294967295,
+          "minimum": 0,
+          "title": "Channel",
+          "type": "integer"
+        },
+        "count": {
+          "maximum": 131072,
+          "minimum": 1,
+          "title": "Count",
+          "type": "integer"
+        },
+        "first": {
+          "maximum": 9007199254740991,
+          "minimum": 0,
+          "title": "First",
+          "type": "integer"
+        },
+        "type": {
+          "const": "waveform-history-request",
+          "default": "waveform-history-request",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "channel",
+        "first",
+        "count"
+      ],
+      "title": "WaveformHistoryRequest",
+      "type": "object"
     }
   },
   "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -837,7 +945,9 @@ export const EVENTS_SCHEMA = {
       "source": "#/$defs/SourceChoice",
       "sources": "#/$defs/Sources",
       "status": "#/$defs/DeviceStatus",
-      "video": "#/$defs/VideoState"
+      "video": "#/$defs/VideoState",
+      "waveform-history": "#/$defs/WaveformHistory",
+      "waveform-history-request": "#/$defs/WaveformHistoryRequest"
     },
     "propertyName": "type"
   },
@@ -874,6 +984,12 @@ export const EVENTS_SCHEMA = {
     },
     {
       "$ref": "#/$defs/VideoState"
+    },
+    {
+      "$ref": "#/$defs/WaveformHistoryRequest"
+    },
+    {
+      "$ref": "#/$defs/WaveformHistory"
     },
     {
       "$ref": "#/$defs/Ping"
