@@ -37,6 +37,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, StrictBool
+from starlette.requests import ClientDisconnect
 
 from signaling.api_models import ConsultationOut
 from signaling.auth import Principal
@@ -175,10 +176,17 @@ async def _body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+    except ClientDisconnect:
+        # A truncated upload: nobody is left to answer, but it is refused and audited.
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"the client went away after {len(body)} bytes of the body",
+        ) from None
     return bytes(body)
 
 

@@ -4,6 +4,7 @@ kept; a broken body refused whole; the duplicate and consent rules; who may send
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -26,7 +27,7 @@ from signaling.imaging.dicom import (
 from signaling.imaging.stow import content_digest
 from signaling.schema import Role
 from tests.fuzzing import budget
-from tests.helpers import make_config, run_server
+from tests.helpers import eventually, make_config, run_server
 from tests.signaling.imaging.dicoms import ct, pydicom_file, renamed, uids, ultrasound
 from tests.signaling.imaging.room import BOUNDARY, RELATED, SEOUL, ImagingRoom, part, related
 from tests.signaling.sockets import (
@@ -400,3 +401,31 @@ async def test_hostile_parts_inside_valid_framing(
     assert len(statuses) > 1, statuses
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == []
+
+
+async def test_an_upload_cut_off_midway_is_refused_and_nothing_kept(
+    room: ImagingRoom, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    body = related([part(ct())])
+    host, port = room.server.base_url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    head = (
+        f"POST /api/consultations/{room.cid}/dicomweb/studies HTTP/1.1\r\n"
+        f"Host: {host}\r\nAuthorization: Bearer {room.tokens['gw']}\r\n"
+        f"Content-Type: {RELATED}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    writer.write(head.encode() + body[: len(body) // 2])
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    async def refused() -> bool:
+        return any(
+            o == "denied" and "went away" in d.get("reason", "")
+            for _, o, d in await room.audit("imaging.store")
+        )
+
+    await eventually(refused, what="the cut-off upload audited as refused")
+    assert room.files() == [] and await room.indexed() == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
