@@ -35,8 +35,16 @@ from media.audio.feed import AudioFeed
 from media.audio.sinks import SinkThread, open_audio_sink
 from media.audio.sources import open_audio_source, reopener
 from media.audio.talkback import TalkBack
-from media.rtc.events import EventMessage, Hello, Numeric, SourceChoice, encode_event
+from media.rtc.events import (
+    EventMessage,
+    Hello,
+    Numeric,
+    SourceChoice,
+    WaveformHistoryRequest,
+    encode_event,
+)
 from media.rtc.ice import Fetched, IceServerCache
+from media.rtc.peer import MediaPeer
 from media.rtc.tracks import ProcessedFrames
 from media.rtc.wire import WirePacket
 from media.video.capture import (
@@ -47,6 +55,7 @@ from media.video.capture import (
     SyntheticSource,
 )
 from media.video.processing import FrameProcessor, ProcessingSettings
+from media.waveform.history import HistorySettings
 from signaling.client import GatewayCredentials, SignalingClient, SignalingError
 from signaling.journal import Journal, JournalLimits, JournalStore
 from signaling.schema import (
@@ -67,6 +76,7 @@ from signaling.schema import (
 )
 from signaling.uploader import Uploader, client_post
 from telemed.gateway.alarms import GatewayAlarms
+from telemed.gateway.history import GatewayHistory
 from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send
 from telemed.gateway.peers import OPEN_TIMEOUT_S, PeerSet
 from telemed.gateway.sources import PrimarySources
@@ -135,6 +145,8 @@ class GatewayConfig:
     ca_file: Path | None = None
     #: The bedside's DICOM Storage SCP and the forwarding of its images; None: none.
     imaging: ImagingConfig | None = None
+    #: How much of each waveform is kept for a clinician's review after a link's gap.
+    waveform_history: HistorySettings = field(default_factory=HistorySettings)
 
 
 Source = DeviceReader | Hl7Listener
@@ -182,6 +194,8 @@ class Gateway:
         #: Device events the vitals processing failed on (logged and skipped).
         self.events_failed = 0
         self.imaging = self._imaging()
+        #: Every waveform packet sent, kept for review after an outage (on the event loop).
+        self.history = GatewayHistory(config.waveform_history, self._media_of)
 
     def _imaging(self) -> GatewayImaging | None:
         """The DICOM path (telemed.gateway.imaging); its spool and key live under the data
@@ -240,6 +254,7 @@ class Gateway:
                 tasks.create_task(self._follow(), name="consultation")
                 tasks.create_task(self.uploader.run(), name="journal-uploader")
                 tasks.create_task(self.alarms.run(), name="alarms")
+                tasks.create_task(self.history.run(), name="waveform-history")
                 if self.imaging is not None:
                     tasks.create_task(self.imaging.run(), name="imaging")
         finally:
@@ -359,6 +374,7 @@ class Gateway:
             for item in outgoing:
                 if isinstance(item, WirePacket):
                     self.packets_sent += 1
+                    self.history.record(item)
                     if self.peers is not None:
                         self.peers.send_waveform(item)
                     continue
@@ -401,8 +417,13 @@ class Gateway:
                 return
             log.info("%s chose %s for %s", peer.name, message.device, message.code)
             self._broadcast(encode_event(sources), ("sources",))
+        elif isinstance(message, WaveformHistoryRequest):
+            self.history.request(peer, message)
         else:
             log.info("message from %s ignored: %s", peer.name, message.type)
+
+    def _media_of(self, peer_id: str) -> MediaPeer | None:
+        return None if self.peers is None else self.peers.media_of(peer_id)
 
     # -- signaling -------------------------------------------------------------------------
 
