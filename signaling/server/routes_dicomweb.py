@@ -3,7 +3,10 @@
 
 Who may read: the clinicians of the consultation's two sites and the gateways of its
 requesting site (:func:`signaling.storage.imaging.may_read`); anyone else who may see the
-consultation (an administrator) gets 403, anyone who may not 404. Every read is audited.
+consultation (an administrator) gets 403, anyone who may not 404. An identified instance
+(stored under the patient's consent) is not shown outside the requesting site once the
+consent is withdrawn (:func:`~signaling.storage.imaging.may_see_instance`). Every read is
+audited.
 
 - QIDO: ``/studies``, ``/series``, ``/instances``, ``/studies/{study}/series``,
   ``/studies/{study}/instances``, ``/studies/{study}/series/{series}/instances``, in
@@ -67,6 +70,14 @@ async def _reader(
     return row
 
 
+def _seen(
+    principal: Principal, row: ConsultationRow, rows: list[ImagingInstanceRow]
+) -> list[ImagingInstanceRow]:
+    """The instances ``principal`` may see (identified ones leave the requesting site only
+    while the patient's consent stands)."""
+    return [r for r in rows if imaging.may_see_instance(principal, row, r)]
+
+
 def _dicom_json(document: object, code: int = 200) -> Response:
     return Response(
         json.dumps(document, ensure_ascii=False).encode("utf-8"),
@@ -94,7 +105,7 @@ async def _search(
         query = qido.parse_query(request.query_params.multi_items())
     except InvalidRequest as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    rows = await imaging.instances(svc.db, row.id, study, series)
+    rows = _seen(principal, row, await imaging.instances(svc.db, row.id, study, series))
     base = dicomweb_base(request, row.id)
 
     def url_of(r: ImagingInstanceRow, at: qido.Level) -> str:
@@ -203,7 +214,12 @@ async def _instance(
     addr = source_addr(request)
     row = await _reader(svc, principal, consultation_id, action, addr)
     found = await imaging.find(svc.db, row.id, sop)
-    if found is None or found.study_instance_uid != study or found.series_instance_uid != series:
+    if (
+        found is None
+        or found.study_instance_uid != study
+        or found.series_instance_uid != series
+        or not imaging.may_see_instance(principal, row, found)
+    ):
         await svc.record(
             action, principal, addr, consultation_id=row.id, outcome="denied", detail={"sop": sop}
         )
@@ -321,7 +337,7 @@ async def retrieve_series_metadata(
     """The attributes of every instance of a series, in DICOM JSON."""
     addr = source_addr(request)
     row = await _reader(svc, principal, consultation_id, "imaging.metadata", addr)
-    rows = await imaging.instances(svc.db, row.id, study, series)
+    rows = _seen(principal, row, await imaging.instances(svc.db, row.id, study, series))
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such series in this consultation")
     files = imaging_of(request).files

@@ -43,6 +43,15 @@ def may_read(principal: Principal, row: ConsultationRow) -> bool:
     return may_upload(principal, row)
 
 
+def may_see_instance(
+    principal: Principal, row: ConsultationRow, instance: ImagingInstanceRow
+) -> bool:
+    """An identified instance (stored under the patient's consent) stays at the requesting
+    site once the consent is withdrawn, as the patient's identifying fields do
+    (:mod:`signaling.patient`); a de-identified one is every reader's."""
+    return instance.deidentified or row.imaging_consent or principal.site == row.requesting_site
+
+
 async def set_consent(
     db: Database, principal: Principal, consultation_id: str, consent: bool
 ) -> tuple[ConsultationRow, bool]:

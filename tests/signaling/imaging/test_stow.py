@@ -278,8 +278,19 @@ async def test_consent_lets_identified_instances_in_and_only_the_bedside_sets_it
     view = await api(room.server, "GET", f"/api/consultations/{room.cid}", room.tokens["dk"])
     assert view.json()["imaging_consent"] is True
     assert (await room.stow(related([part(identified)]))).status_code == 200
+    anonymous = ct()
+    assert (await room.stow(related([part(anonymous)]))).status_code == 200
+    study, series, sop = uids(identified)
+    metadata = f"/studies/{study}/series/{series}/instances/{sop}/metadata"
+    assert (await room.get(metadata, who="dk")).status_code == 200
     assert (await room.consent(False, "dw")).status_code == 200
     assert (await room.stow(related([part(ct(deidentified=False))]))).status_code == 409
+    # Withdrawn: the identified instance stays at the bedside site; the other crosses.
+    for who, seen in [("dk", {uids(anonymous)[2]}), ("tw", {sop, uids(anonymous)[2]})]:
+        found = await room.get("/instances", who=who)
+        assert {i["00080018"]["Value"][0] for i in found.json()} == seen, who
+    assert (await room.get(metadata, who="dk")).status_code == 404
+    assert (await room.get(metadata, who="tw")).status_code == 200
     audited = [(a, o, d) for a, o, d in await room.audit("imaging.consent")]
     assert [(a, o, d.get("consent")) for a, o, d in audited] == [
         ("gw", "denied", True),
