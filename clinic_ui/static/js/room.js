@@ -12,6 +12,7 @@ import { notify } from "./notice.js";
 import { BedsideLink } from "./peer.js";
 import { ConsultationAction } from "./protocol.js";
 import { NumericsView } from "./numerics.js";
+import { OutageReview } from "./outage.js";
 import { TrendsView } from "./trends.js";
 import { WaveformView } from "./waveforms.js";
 
@@ -78,6 +79,7 @@ export class Room {
     this.signaling = state.signaling;
     this.trends = new TrendsView(state.api, row.id);
     this.link = new BedsideLink(this.signaling, iceServers);
+    this.outage = new OutageReview(this.link, this.waveforms); // waveforms kept through a gap
     this.call = new Call(this.signaling, iceServers);
     this.imaging = new ImagingPanel(state, row, {
       signaling: this.signaling, peerName: (id) => this.peers.get(id)?.name,
@@ -201,6 +203,7 @@ export class Room {
     this.call.close();
     this.trends.close();
     this.imaging.close();
+    this.outage.close();
     $("bedside-audio").srcObject = null;
     $("bedside-audio-box").hidden = true;
     $("talk").hidden = true;
@@ -243,6 +246,7 @@ export class Room {
     this.renderPatient();
     setLinkState($("link-state").dataset.state || "link.waiting");
     this.waveforms.relabel();
+    this.outage.relabel();
     this.numerics.relabel();
     this.alarms.relabel();
     this.imaging.relabel();
