@@ -11,6 +11,7 @@ from typing import Any
 from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.registry import SIMULATORS
+from devices.simulation.test_pattern import TestPattern
 from media.video.processing import ProcessingSettings
 from runtime.tasks import cancel_and_wait
 from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
@@ -22,28 +23,43 @@ KEY = "bed-1-key-for-tests-0123456789abcdef"
 
 @contextlib.asynccontextmanager
 async def bedside(
-    server: LiveServer, *, monitor: bool = False, **config: Any
+    server: LiveServer, *, monitor: bool = False, pattern: bool = False, **config: Any
 ) -> AsyncIterator[Gateway]:
     """Creates the gateway account on the in-process server, then as :func:`bedside_at`."""
     await server.add_gateway(GATEWAY, "wonju", KEY)
-    async with bedside_at(server.base_url, GATEWAY, KEY, monitor=monitor, **config) as gateway:
+    async with bedside_at(
+        server.base_url, GATEWAY, KEY, monitor=monitor, pattern=pattern, **config
+    ) as gateway:
         yield gateway
 
 
 @contextlib.asynccontextmanager
 async def bedside_at(
-    base_url: str, name: str, key: str, *, monitor: bool = False, **config: Any
+    base_url: str,
+    name: str,
+    key: str,
+    *,
+    monitor: bool = False,
+    pattern: bool = False,
+    **config: Any,
 ) -> AsyncIterator[Gateway]:
     """Runs an oximeter simulator on a pty and a gateway reading it (and a synthetic camera)
     against the server at ``base_url``; stops both on exit. ``monitor``: an IntelliVue
-    patient monitor too (ECG, pleth, HR, SpO2, NIBP, respiration, temperature).
+    patient monitor too (ECG, pleth, HR, SpO2, NIBP, respiration, temperature). ``pattern``:
+    the oximeter's pleth is the coded test pattern (devices/simulation/test_pattern.py:
+    sample k is k mod 120), so a test can check each sample where it is shown.
     ``config``: more GatewayConfig fields."""
     patient = PatientParameters(spo2=97.0, heart_rate=72.0)
     links = {"oximeter-1": ("cms50", PtyLink())}
     if monitor:
         links["monitor-1"] = ("intellivue", PtyLink())
     simulators = [
-        asyncio.create_task(SIMULATORS[protocol](link, Patient(patient)).run(), name=device)
+        asyncio.create_task(
+            SIMULATORS[protocol](
+                link, TestPattern() if pattern and protocol == "cms50" else Patient(patient)
+            ).run(),
+            name=device,
+        )
         for device, (protocol, link) in links.items()
     ]
     await asyncio.sleep(0)  # plugged in: the ptys exist

@@ -103,10 +103,12 @@ class WatchedBedside:
 
 
 @contextlib.asynccontextmanager
-async def doctor_watching(server: LiveServer, reason: str) -> AsyncIterator[WatchedBedside]:
+async def doctor_watching(
+    server: LiveServer, reason: str, *, pattern: bool = False
+) -> AsyncIterator[WatchedBedside]:
     """Wonju's technician requests a consultation (``reason``), Koriyama's doctor accepts it;
     a bedside gateway (tests.e2e.bedside) runs, and the doctor's room in Chromium, in English,
-    shows the link connected."""
+    shows the link connected. ``pattern``: the oximeter sends the coded test pattern."""
     await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
     await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
     tech = SignalingClient(server.base_url, UserCredentials("tech.wonju", PASSWORD))
@@ -114,7 +116,7 @@ async def doctor_watching(server: LiveServer, reason: str) -> AsyncIterator[Watc
     try:
         row = await tech.request_consultation("koriyama", False, reason)
         await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
-        async with bedside(server) as gateway, chromium() as browser:
+        async with bedside(server, pattern=pattern) as gateway, chromium() as browser:
             page = await browser.new_page(locale="en-US")
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
