@@ -58,6 +58,9 @@ GATEWAY = "bed-1.koriyama"
 GATEWAY_KEY = "bed-1-koriyama-key-for-the-wan-bed-0123"
 TECH = "tech.koriyama"
 DOCTOR = "doctor.wonju"
+#: For the bed's own stand-ins (the relay, the doctor), not the code under test: asyncio's
+#: debug mode (tests/conftest.py) costs CPU that the loaded machine's path then lacks.
+_NO_ASYNCIO_DEBUG = {"PYTHONASYNCIODEBUG": ""}
 #: What the bed's processes log (relayed to the test's output when it fails).
 TAIL_LINES = 40
 
@@ -399,6 +402,7 @@ class WanBed:
             *(sys.executable, "-m", "tests.wan.relay", SERVICE_IP, str(RELAY_PORT)),
             *(SERVICE_IP, str(TURN_PORT), self.profile),
             stdin=True,
+            env=_NO_ASYNCIO_DEBUG,
         )
         await self._listening(self.cloud, "u", RELAY_PORT, self.relay)
 
@@ -479,6 +483,7 @@ class WanBed:
             *("--tech", TECH, "--doctor", DOCTOR, "--password", PASSWORD),
             *(("--relay-only",) if relay_only else ()),
             read_stdout=True,
+            env=_NO_ASYNCIO_DEBUG,
         )
         doctor = DoctorProcess(process, vital=[p for p in (self.server,) if p is not None])
         doctor.reader = asyncio.create_task(doctor.read(), name="wan-doctor-reader")

@@ -31,7 +31,7 @@ async def test_the_wonju_doctor_sees_the_koriyama_bedside_across_the_nats(bed: W
             and doctor.get("waveforms") >= 30
             and doctor.get("numerics") >= 3
         ),
-        seconds=90,
+        seconds=150,
         what="video, waveforms and numerics at the doctor",
     )
     status = doctor.status

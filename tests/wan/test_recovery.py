@@ -33,7 +33,7 @@ RECOVERY_S = 10.0
 #: checks take ~30 s).
 REMAP_RECOVERY_S = 15.0
 #: A start: both processes' imports and the first negotiation, on a loaded machine.
-START_S = 90.0
+START_S = 150.0
 
 
 async def _media(doctor: DoctorProcess, seconds: float, what: str) -> float:
