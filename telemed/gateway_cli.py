@@ -91,6 +91,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="AE1,AE2",
         help="calling AE titles allowed to send (setting gateway.dicom_allow); others refused",
     )
+    p.add_argument(
+        "--waveform-history",
+        type=float,
+        metavar="SECONDS",
+        help="keep this much of each waveform for a doctor's review after a link's gap "
+        "(setting gateway.waveform_history_s, default 600)",
+    )
     p.add_argument("--consultation", help="join this consultation (default: follow the site's)")
     p.add_argument("--seconds", type=float, help="stop after this long (default: run until ^C)")
 
@@ -100,6 +107,7 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
     # The media stack loads when a gateway runs, not for every `telemed` command.
     from media.audio import AudioMode
     from media.video.processing import ProcessingSettings
+    from media.waveform.history import HistorySettings
     from telemed.gateway.runner import DeviceSpec, GatewayConfig
 
     options = settings.gateway
@@ -136,6 +144,11 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
         from telemed.tls import check_ca_file
 
         check_ca_file(ca_file)
+    history_s = getattr(args, "waveform_history", None) or options.waveform_history_s
+    try:
+        history = HistorySettings(seconds=history_s)
+    except ValueError as exc:
+        raise SettingsError(f"--waveform-history: {exc}") from None
     return GatewayConfig(
         imaging=_imaging_config(args, options),
         server_url=server,
@@ -156,6 +169,7 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
         data_dir=settings.data_dir / "gateway",
         ca_file=ca_file,
         relay_only=bool(getattr(args, "relay_only", None) or options.relay_only),
+        waveform_history=history,
     )
 
 

@@ -72,6 +72,9 @@ class GatewayOptions(BaseModel):
     dicom_port: int | None = Field(default=None, ge=0, le=65535)
     dicom_ae: str = "TELEMED"
     dicom_allow: tuple[str, ...] = ()
+    #: Seconds of each waveform the gateway keeps, so a doctor can review what the live
+    #: trace lost in a link's gap (600 s of a 500 Hz ECG is 1.2 MB).
+    waveform_history_s: float = Field(default=600.0, gt=0, le=86400)
 
 
 class Settings(BaseSettings):

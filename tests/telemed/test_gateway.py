@@ -411,6 +411,22 @@ def test_gateway_configuration_comes_from_flags_then_settings(tmp_path: Path) ->
     assert config_from(_args(), relayed).relay_only is True
 
 
+def test_the_waveform_history_length_comes_from_the_flag_then_the_setting(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        gateway=GatewayOptions(name="bed-9", key=SecretStr("k"), site="wonju"),
+    )
+    assert config_from(_args(), settings).waveform_history.seconds == 600.0
+    assert config_from(_args(waveform_history=120.0), settings).waveform_history.seconds == 120.0
+    longer = Settings(
+        data_dir=tmp_path,
+        gateway=settings.gateway.model_copy(update={"waveform_history_s": 1800.0}),
+    )
+    assert config_from(_args(), longer).waveform_history.seconds == 1800.0
+    with pytest.raises(SettingsError, match="waveform-history"):
+        config_from(_args(waveform_history=-5.0), settings)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
