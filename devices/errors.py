@@ -15,6 +15,7 @@ working::
     │   ├── Hl7Error                    an HL7 message refused; ``ack_code`` is AE or AR
     │   └── MessageError                an IntelliVue payload that is not what it claims
     ├── RecordError        (ValueError) a WFDB record (file) that cannot be read
+    ├── DicomListenError   (OSError)    the DICOM Storage SCP cannot listen on its port
     └── UnknownProtocol    (KeyError)   no driver, decoder or simulator of that name
 """
 
@@ -50,6 +51,11 @@ class MessageError(CodecError):
 
 class RecordError(DeviceError, ValueError):
     """A record that cannot be read as WFDB; the message says what is wrong."""
+
+
+class DicomListenError(DeviceError, OSError):
+    """The DICOM Storage SCP cannot listen (its port taken or not permitted); the message
+    names the port, the underlying ``OSError`` is its ``__cause__``."""
 
 
 class UnknownProtocol(DeviceError, KeyError):

@@ -199,6 +199,7 @@ def _imaging_config(args: argparse.Namespace, options: GatewayOptions) -> Imagin
 
 
 async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None) -> int:
+    from devices.errors import DicomListenError
     from devices.simulation.patient import PatientParameters
     from media.errors import MediaError
     from runtime.tasks import cancel_and_wait
@@ -230,11 +231,13 @@ async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None
                 file=sys.stderr,
             )
             return 1
-        except MediaError as exc:  # a camera or sound device that cannot be opened
+        except (MediaError, DicomListenError) as exc:  # a device or port that cannot be opened
             print(f"telemed: {exc}", file=sys.stderr)
             return 1
         finally:
-            await cancel_and_wait([main], SignalingError, UntrustedServer, MediaError)
+            await cancel_and_wait(
+                [main], SignalingError, UntrustedServer, MediaError, DicomListenError
+            )
     print(
         f"gateway stopped: {gateway.packets_sent} waveform packets, "
         f"{gateway.events_sent} event messages",

@@ -56,6 +56,7 @@ from devices.dicom.contexts import (
     SUCCESS,
     TRANSFER_SYNTAXES,
 )
+from devices.errors import DicomListenError
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class StorageScp:
         return ae
 
     def start(self) -> None:
-        """Bind and listen (pynetdicom's server thread); raises OSError if the port is taken."""
+        """Bind and listen (pynetdicom's server thread); raises DicomListenError."""
         handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, _on_echo)]
         if self.settings.tcp_nodelay:
             handlers.append((evt.EVT_CONN_OPEN, _no_delay))
@@ -154,9 +155,14 @@ class StorageScp:
             handlers.append((evt.EVT_CONN_OPEN, _quick_ack))
         handlers.append((evt.EVT_REJECTED, _on_rejected))
         handlers.append((evt.EVT_ABORTED, _on_aborted))
-        self._server = self._ae().start_server(
-            (self.settings.host, self.settings.port), block=False, evt_handlers=handlers
-        )
+        address = (self.settings.host, self.settings.port)
+        try:
+            self._server = self._ae().start_server(address, block=False, evt_handlers=handlers)
+        except OSError as exc:
+            raise DicomListenError(
+                f"the DICOM SCP cannot listen on {self.settings.host}:{self.settings.port}: "
+                f"{exc.strerror or exc}"
+            ) from exc
         log.info("DICOM storage SCP %s listening on port %d", self.settings.ae_title, self.port)
 
     async def stop(self) -> None:

@@ -94,17 +94,32 @@ class GatewayImaging:
         self.forwarder = Forwarder(self.spool, send)
         self.scp: StorageScp | None = None
 
+    def start(self) -> None:
+        """Listen for modalities (from a coroutine: the SCP hands over to its loop). Raises
+        devices.errors.DicomListenError; the gateway calls it before its tasks start, so a
+        taken port stops it at once with the port named."""
+        if self.scp is None:
+            scp = StorageScp(self.config.scp, asyncio.get_running_loop())
+            scp.start()
+            self.scp = scp
+
+    async def stop(self) -> None:
+        """Stop listening and wait for the SCP's threads (idempotent)."""
+        scp, self.scp = self.scp, None
+        if scp is not None:
+            await scp.stop()
+
     async def run(self) -> None:
-        """Until cancelled; raises OSError at start when the DICOM port cannot be bound."""
-        scp = StorageScp(self.config.scp, asyncio.get_running_loop())
-        scp.start()
-        self.scp = scp
+        """Until cancelled (started first if :meth:`start` was not called)."""
+        self.start()
+        scp = self.scp
+        assert scp is not None
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._intake(scp), name="dicom-intake")
                 tasks.create_task(self.forwarder.run(), name="dicom-forwarder")
         finally:
-            await scp.stop()
+            await self.stop()
 
     async def pull_study(self, pacs: PacsSettings, study_instance_uid: str) -> Retrieved:
         """Retrieve a study from the site's PACS (C-GET) into the active consultation: each

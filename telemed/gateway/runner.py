@@ -225,11 +225,14 @@ class Gateway:
 
     async def run(self) -> None:
         """Run until cancelled; raises SignalingError when the gateway's key is refused,
-        and AudioDeviceError or VideoSourceError when a configured device cannot be opened."""
+        AudioDeviceError or VideoSourceError when a configured device cannot be opened, and
+        DicomListenError when the DICOM port cannot be listened on."""
         try:
             frames = self._start_video()
             audio = self._start_audio()
             self.talkback = self._start_talkback()
+            if self.imaging is not None:
+                self.imaging.start()  # a taken DICOM port stops the gateway here
             await self.client.start()
             self.peers = PeerSet(
                 self.client.send,
@@ -274,6 +277,8 @@ class Gateway:
             await self._audio_capture.stop()
         if self.talkback is not None:
             await asyncio.to_thread(self.talkback.close)
+        if self.imaging is not None:
+            await self.imaging.stop()
         self._worker.shutdown(wait=True, cancel_futures=True)
         await self.journal.close()
 
