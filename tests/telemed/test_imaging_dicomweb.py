@@ -35,9 +35,9 @@ async def room(tmp_path: Path) -> AsyncIterator[ImagingRoom]:
     server, task, port = await start_server(app, config, log_level="warning")
     try:
         live = LiveServer(config, f"http://127.0.0.1:{port}", cast(Services, app.state.services))
-        r = ImagingRoom(live)
-        await r.setup()
-        yield r
+        async with ImagingRoom(live) as r:
+            await r.setup()
+            yield r
     finally:
         server.should_exit = True
         await task
@@ -153,6 +153,7 @@ async def test_dicomweb_client_round_trip(room: ImagingRoom) -> None:
     assert audited["imaging.search"] == 5 and audited["imaging.render"] >= 5
 
 
+@pytest.mark.slow  # some 50 requests: 20 s on this loaded machine
 async def test_non_members_get_nothing_and_bad_parameters_a_reason(room: ImagingRoom) -> None:
     data = ultrasound(frames=2)
     study, series, sop = uids(data)

@@ -30,8 +30,8 @@ VIEW = {
 
 @pytest_asyncio.fixture
 async def room(tmp_path: Path) -> AsyncIterator[ImagingRoom]:
-    async with run_server(make_config(tmp_path, sites=(*DEFAULT_SITES, SEOUL))) as server:
-        r = ImagingRoom(server)
+    config = make_config(tmp_path, sites=(*DEFAULT_SITES, SEOUL))
+    async with run_server(config) as server, ImagingRoom(server) as r:
         await r.setup()
         yield r
 

@@ -15,7 +15,6 @@ from signaling.storage.models import ImagingInstanceRow
 from tests.helpers import make_config, run_server
 from tests.signaling.imaging.dicoms import ct, uids
 from tests.signaling.imaging.room import ImagingRoom, part, related
-from tests.signaling.sockets import api
 
 
 def _row(study: str, series: str, sop: str, **values: object) -> ImagingInstanceRow:
@@ -155,18 +154,16 @@ def test_render_parameters() -> None:
 
 
 async def test_without_a_renderer_rendered_images_are_unavailable(tmp_path: Path) -> None:
-    async with run_server(make_config(tmp_path)) as server:
-        room = ImagingRoom(server)
+    async with run_server(make_config(tmp_path)) as server, ImagingRoom(server) as room:
         await room.setup(seoul=False)
         data = ct()
         assert (await room.stow(related([part(data)]))).status_code == 200
         study, series, sop = uids(data)
         instance = f"/studies/{study}/series/{series}/instances/{sop}"
         for path in ("/rendered", "/thumbnail", "/frames/1/rendered"):
-            response = await api(server, "GET", room.base + instance + path, room.tokens["dk"])
+            response = await room.get(instance + path)
             assert response.status_code == 503, path
             assert "renderer" in response.json()["detail"]
         # Only to those who may see the image.
-        response = await api(server, "GET", room.base + instance + "/rendered", room.tokens["gk"])
-        assert response.status_code == 403
+        assert (await room.get(instance + "/rendered", who="gk")).status_code == 403
         assert (await room.get(instance + "/metadata")).status_code == 200

@@ -43,8 +43,7 @@ from tests.signaling.sockets import (
 @pytest_asyncio.fixture
 async def room(tmp_path: Path) -> AsyncIterator[ImagingRoom]:
     config = make_config(tmp_path, sites=(*DEFAULT_SITES, SEOUL), imaging_max_bytes=1024 * 1024)
-    async with run_server(config) as server:
-        r = ImagingRoom(server)
+    async with run_server(config) as server, ImagingRoom(server) as r:
         await r.setup()
         yield r
 
@@ -204,9 +203,7 @@ async def test_a_body_whose_framing_breaks_is_refused_whole(room: ImagingRoom) -
 
 async def test_bounds_on_parts_headers_and_size(tmp_path: Path) -> None:
     config = make_config(tmp_path, imaging_max_bytes=64 * 1024, imaging_max_parts=2)
-    async with run_server(config) as server:
-        room = ImagingRoom(server)
-        room.tokens, room.cid = {}, ""
+    async with run_server(config) as server, ImagingRoom(server) as room:
         await _minimal(room)
         small = ultrasound(frames=1, rows=8, columns=8)
         too_many = related([part(small), part(small), part(small)])
