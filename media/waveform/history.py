@@ -32,7 +32,7 @@ class HistorySettings:
     #: Seconds kept per channel (at the channel's sample rate).
     seconds: float = DEFAULT_SECONDS
     #: Channels kept at most (a new channel beyond this is not recorded).
-    max_channels: int = 64
+    max_channels: int = 32
     #: The highest sample rate recorded (bounds one channel's memory).
     max_rate: float = 2000.0
 

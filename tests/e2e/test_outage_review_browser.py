@@ -57,6 +57,8 @@ async def test_the_outage_review_shows_the_gap_as_the_device_sampled_it(
             "data-state", "link.connected", timeout=30_000
         )
         await expect(button).to_be_visible(timeout=10_000)
+        # The live trace with its gap, as the doctor sees it when the link is back.
+        await page.locator("#traces").screenshot(path=artifacts_dir() / "outage-live-gap.png")
 
         gaps: list[dict[str, Any]] = await page.evaluate("() => window.telemedOutage.gaps()")
         (gap,) = gaps
