@@ -35,7 +35,10 @@ async def test_the_wonju_doctor_sees_the_koriyama_bedside_across_the_nats(bed: W
         what="video, waveforms and numerics at the doctor",
     )
     status = doctor.status
-    assert status["size"] == [320, 240]
+    # The camera's 320x240, or less: the video adaptation steps down when the path (or a
+    # loaded machine) cannot carry it.
+    width, height = status["size"]
+    assert width <= 320 and width * 3 == height * 4, status["size"]
     assert status["state"] == "connected"
     local, remote = status["pair"]
     print(f"ICE pair (doctor's side): local {local}, remote {remote}")
