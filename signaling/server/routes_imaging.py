@@ -321,20 +321,29 @@ async def _store_one(
             "no imaging consent: Patient Identity Removed is not YES",
         )
 
-    async def again() -> Stored | Failed:
-        existing = await imaging.find(svc.db, row.id, info.sop_instance_uid)
-        if existing is not None and existing.sha256 == part.sha256:
-            return Stored.AGAIN
-        return failure(
-            DUPLICATE_SOP_INSTANCE,
-            "stored already with other bytes; the first is kept",
-        )
-
-    if await imaging.find(svc.db, row.id, info.sop_instance_uid) is not None:
-        return await again()
     key = InstanceKey(
         row.id, info.study_instance_uid, info.series_instance_uid, info.sop_instance_uid
     )
+
+    async def again() -> Stored | Failed:
+        existing = await imaging.find(svc.db, row.id, info.sop_instance_uid)
+        if existing is None or existing.sha256 != part.sha256:
+            return failure(
+                DUPLICATE_SOP_INSTANCE, "stored already with other bytes; the first is kept"
+            )
+        if not await asyncio.to_thread(files.path(key).exists):
+            # Indexed, but the server stopped before the file got its name: the same
+            # bytes again complete it.
+            try:
+                staged = await asyncio.to_thread(files.stage, key, part.data)
+                await asyncio.to_thread(files.commit, key, staged)
+            except OSError as exc:
+                log.error("imaging: cannot write %s: %s", info.sop_instance_uid, exc)
+                return failure(OUT_OF_RESOURCES, "the server could not write the file")
+        return Stored.AGAIN
+
+    if await imaging.find(svc.db, row.id, info.sop_instance_uid) is not None:
+        return await again()
     try:
         staged = await asyncio.to_thread(files.stage, key, part.data)
     except OSError as exc:

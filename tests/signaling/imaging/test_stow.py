@@ -247,8 +247,14 @@ async def test_the_same_instance_twice_is_stored_once_and_other_bytes_are_a_dupl
     assert row.sha256 == hashlib.sha256(data).hexdigest()
     path = room.server.config.data_dir / "imaging" / room.files()[0]  # type: ignore[operator]
     assert path.read_bytes() == data
+    # Indexed but its file never named (the server stopped between the two): the same
+    # bytes again complete it.
+    path.unlink()
+    assert (await room.stow(related([part(data)]))).status_code == 200
+    assert path.read_bytes() == data
     assert [d["again"] for _, o, d in await room.audit("imaging.stored") if o == "ok"] == [
         False,
+        True,
         True,
     ]
 
