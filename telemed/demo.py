@@ -13,14 +13,19 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from clinic_ui import STATIC_DIR
 from devices.simulation.patient import PatientParameters
 from media.video.processing import ProcessingSettings
 from runtime.tasks import cancel_and_wait, spawn
 from signaling.client import SignalingClient, SignalingError, UserCredentials
-from signaling.server.app import create_app
 from telemed.gateway.runner import Gateway, GatewayConfig
-from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY, base_url, seed_demo, start_server
+from telemed.serve import (
+    DEMO_ACCOUNTS,
+    DEMO_GATEWAY,
+    base_url,
+    build_app,
+    seed_demo,
+    start_server,
+)
 from telemed.settings import Settings
 from telemed.simulation import SimulatedDevice, simulated_devices
 from telemed.tls import (
@@ -81,7 +86,7 @@ async def run_demo(settings: Settings, host: str, port: int, *, lan: bool = Fals
         config = config.model_copy(update={"https": True})
         ca_file = certificate.cert_file
     await seed_demo(config)
-    app = create_app(config, static_dir=STATIC_DIR)
+    app = build_app(config)  # as telemed serve: the clinic app and the image renderer
     server, serving, bound = await start_server(app, config, host, port, tls=tls_context)
     if lan:
         urls = tuple(base_url(a, bound, https=True) + "/" for a in addresses)
