@@ -69,12 +69,13 @@ async def test_login_logout_and_rate_limit(server: LiveServer) -> None:
 
 
 async def test_idle_session_is_logged_out(tmp_path: Path) -> None:
-    async with run_server(make_config(tmp_path, inactivity_timeout_s=0.3)) as server:
+    # Long enough for the login and the first request on a loaded machine (0.3 s was not).
+    async with run_server(make_config(tmp_path, inactivity_timeout_s=1.5)) as server:
         await server.add_user("tech.wonju", Role.TECHNICIAN, "wonju")
         token = await server.token("tech.wonju")
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             assert (await http.get("/api/auth/me", headers=_auth(token))).status_code == 200
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(2.0)
             refused = await http.get("/api/auth/me", headers=_auth(token))
             assert refused.status_code == 401
             assert "idle" in refused.json()["detail"]
