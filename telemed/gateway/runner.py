@@ -56,7 +56,7 @@ from media.video.capture import (
 )
 from media.video.processing import FrameProcessor, ProcessingSettings
 from media.waveform.history import HistorySettings
-from signaling.client import GatewayCredentials, SignalingClient, SignalingError
+from signaling.client import GatewayCredentials, SignalingClient, SignalingError, UntrustedServer
 from signaling.journal import Journal, JournalLimits, JournalStore
 from signaling.schema import (
     AlarmAck,
@@ -86,6 +86,10 @@ log = logging.getLogger(__name__)
 
 #: How often a following gateway looks for a consultation to join.
 FOLLOW_POLL_S = 2.0
+#: The first login's retries while the server cannot be reached: the first delay, doubling
+#: up to the cap.
+FIRST_LOGIN_RETRY_S = 1.0
+FIRST_LOGIN_RETRY_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -224,15 +228,17 @@ class Gateway:
     # -- running ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until cancelled; raises SignalingError when the gateway's key is refused,
-        AudioDeviceError or VideoSourceError when a configured device cannot be opened, and
-        DicomListenError when the DICOM port cannot be listened on."""
+        """Run until cancelled (a server not reachable at start is waited for); raises
+        SignalingError when the gateway's key is refused, UntrustedServer for a certificate
+        that is not trusted, AudioDeviceError or VideoSourceError when a configured device
+        cannot be opened, and DicomListenError when the DICOM port cannot be listened on."""
         try:
             frames = self._start_video()
             audio = self._start_audio()
             self.talkback = self._start_talkback()
             if self.imaging is not None:
                 self.imaging.start()  # a taken DICOM port stops the gateway here
+            await self._first_login()
             await self.client.start()
             self.peers = PeerSet(
                 self.client.send,
@@ -262,6 +268,42 @@ class Gateway:
                     tasks.create_task(self.imaging.run(), name="imaging")
         finally:
             await self._stop()
+
+    async def _first_login(self) -> None:
+        """Log in, waiting for the server as long as it takes: a bedside box may start
+        before its network or the server is up, and must not need a process manager to try
+        again. Only the server's refusal of the gateway's key (a 4xx but 429) and an
+        untrusted certificate end it (raised: the technician has to act)."""
+        delay = FIRST_LOGIN_RETRY_S
+        warned = False
+        while True:
+            try:
+                await self.client.login()
+                if warned:
+                    log.warning(
+                        "server %s reached; the gateway is logged in", self.config.server_url
+                    )
+                return
+            except UntrustedServer:
+                raise
+            except SignalingError as exc:
+                status = exc.code if isinstance(exc.code, int) else 0
+                if status < 500 and status != 429:
+                    raise
+                reason = str(exc)
+            except (httpx.HTTPError, OSError) as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            level = logging.INFO if warned else logging.WARNING
+            log.log(
+                level,
+                "server %s not reachable (%s); trying again in %.0f s",
+                self.config.server_url,
+                reason,
+                delay,
+            )
+            warned = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, FIRST_LOGIN_RETRY_MAX_S)
 
     async def _stop(self) -> None:
         if self.peers is not None:
