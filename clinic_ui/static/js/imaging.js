@@ -63,7 +63,7 @@ export class ImagingPanel {
     this._fillFps();
     this.renderConsent();
     this.renderShare();
-    this.refresh();
+    this.refresh({ now: true });
   }
 
   close() {
@@ -111,9 +111,9 @@ export class ImagingPanel {
   // -- the list --------------------------------------------------------------------------------
 
   /** Ask QIDO-RS for the consultation's studies, series and instances again (the last of a
-   *  burst of calls only), and show them. */
-  refresh() {
-    this.refresher.request(async (isLatest) => {
+   *  burst of calls only; `now`: without waiting for more), and show them. */
+  refresh({ now = false } = {}) {
+    this.refresher[now ? "now" : "request"](async (isLatest) => {
       try {
         const [studies, series, instances] = await Promise.all([
           this._json(`${this.base}/studies`), this._json(`${this.base}/series`), this._json(`${this.base}/instances`),
