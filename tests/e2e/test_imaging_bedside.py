@@ -20,11 +20,13 @@ from devices.dicom.scp import ScpSettings
 from runtime.tasks import cancel_and_wait, spawn
 from signaling.client import GatewayCredentials, SignalingClient
 from signaling.config import DEFAULT_SITES
+from signaling.schema import Role
 from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send
 from telemed.gateway.runner import Gateway, GatewayConfig
 from tests.devices.dicom.dicom_helpers import STORESCU, same_instance, sample_path, storescu
 from tests.helpers import eventually, make_config, run_server
 from tests.signaling.imaging.room import GATEWAY_KEY, SEOUL, ImagingRoom
+from tests.signaling.sockets import active_consultation
 
 # A real server with five signed-in accounts: over 5 s on two loaded cores.
 pytestmark = pytest.mark.slow
@@ -124,12 +126,16 @@ async def test_the_gateway_follows_its_consultation_and_forwards_images(tmp_path
     server_config = make_config(tmp_path / "server", sites=(*DEFAULT_SITES, SEOUL))
     async with run_server(server_config) as server:
         room = ImagingRoom(server)
-        await room.setup()
+        # Only the accounts this test needs (ImagingRoom.setup also signs the gateway in
+        # on its own; with that, stopping the gateway left a client socket unclosed).
+        users = [("tw", Role.TECHNICIAN, "wonju"), ("dk", Role.DOCTOR, "koriyama")]
+        room.tokens, room.cid = await active_consultation(server, users)
+        await server.add_gateway("bed-1", "wonju", GATEWAY_KEY)
         scp = ScpSettings(port=0, host="127.0.0.1", allowed_calling=(STORESCU,))
         gateway = Gateway(
             GatewayConfig(
                 server_url=server.base_url,
-                name="gw",
+                name="bed-1",
                 key=GATEWAY_KEY,
                 mains_hz=60.0,
                 data_dir=tmp_path / "gateway",
@@ -149,7 +155,7 @@ async def test_the_gateway_follows_its_consultation_and_forwards_images(tmp_path
             assert (row.consultation_id, row.deidentified, row.sender_name) == (
                 room.cid,
                 True,
-                "gw",
+                "bed-1",
             )
         finally:
             await cancel_and_wait([task])
