@@ -96,6 +96,8 @@ async def test_two_clinicians_hear_and_see_each_other_and_mute_silences(
         for browser, user in ((koriyama_browser, "doctor.koriyama"), (wonju_browser, "tech.wonju")):
             page = await browser.new_page(locale="en-US")
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # Shown with a failure: what each page said about its negotiation.
+            page.on("console", lambda m, u=user: print(f"[{u}] {m.type}: {m.text}"))
             await in_english(page)
             # Straight to the room's address: signing in leads there.
             await sign_in(page, server.base_url, user, PASSWORD, path=room)

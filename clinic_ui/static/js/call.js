@@ -292,6 +292,9 @@ class Link {
     this.quality = null;
     this.makingOffer = false;
     this.ignoreOffer = false;
+    // An answer being applied: the connection is as good as stable for an offer that comes
+    // right behind it (the other side answered, then offered its own change at once).
+    this.settingAnswer = false;
     this.ready = initiator; // negotiationneeded may offer (the initiator, or after an exchange)
     const pc = new RTCPeerConnection({ iceServers: call.iceServers });
     this.pc = pc;
@@ -341,11 +344,17 @@ class Link {
   }
 
   /** Send our microphone and camera on this connection: on the transceivers the other side
-   *  offered when there are some, on new ones otherwise. */
+   *  offered when there are some, on new ones otherwise. Before the other side's first
+   *  offer (we are not the one to offer) nothing is added: transceivers added now would not
+   *  carry its offer's m-lines (only addTrack's may) and would need a second exchange;
+   *  signal() calls this again with the offer. */
   useLocal(stream) {
+    if (!this.ready) return;
     for (const track of stream.getTracks()) {
-      const free = this.pc.getTransceivers().find((t) => !t.stopped
+      const usable = this.pc.getTransceivers().filter((t) => !t.stopped
         && (t.receiver.track?.kind === track.kind) && (!t.sender.track || t.sender.track.kind === track.kind));
+      // One that already has a place in the negotiated session first.
+      const free = usable.find((t) => t.mid !== null) ?? usable[0];
       if (free) {
         free.sender.replaceTrack(track);
         if (free.direction === "recvonly" || free.direction === "inactive") free.direction = "sendrecv";
@@ -360,16 +369,27 @@ class Link {
     const pc = this.pc;
     try {
       if (message.type === "offer" || message.type === "answer") {
-        const collision = message.type === "offer" && (this.makingOffer || pc.signalingState !== "stable");
+        // The perfect-negotiation pattern (W3C WebRTC 1.0, section 10.7), including its
+        // "answer pending" case: messages are handled concurrently, so an offer may be read
+        // while the answer before it is still being applied; without that case the
+        // impolite side took it for a collision and dropped it, and the polite side's
+        // camera never reached it.
+        const readyForOffer = !this.makingOffer && (pc.signalingState === "stable" || this.settingAnswer);
+        const collision = message.type === "offer" && !readyForOffer;
         this.ignoreOffer = !this.polite && collision;
         if (this.ignoreOffer) return;
-        await pc.setRemoteDescription({ type: message.type, sdp: message.sdp });
+        this.settingAnswer = message.type === "answer";
+        try {
+          await pc.setRemoteDescription({ type: message.type, sdp: message.sdp });
+        } finally {
+          this.settingAnswer = false;
+        }
+        this.ready = true; // from now on either side may renegotiate
         if (message.type === "offer") {
           if (this.call.local) this.useLocal(this.call.local); // answer with our media
           await pc.setLocalDescription();
           this.call.signaling.send({ type: "answer", to: this.peer.peer_id, sdp: pc.localDescription.sdp });
         }
-        this.ready = true; // from now on either side may renegotiate
       } else if (message.type === "candidate" && message.candidate) {
         try {
           await pc.addIceCandidate({
