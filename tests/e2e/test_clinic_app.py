@@ -78,7 +78,7 @@ async def test_doctor_sees_the_bedside_chats_and_switches_language(server: LiveS
                 "data-state", "connected"
             )
             await page.wait_for_function(
-                "document.getElementById('video').videoWidth === 320", timeout=20_000
+                "() => document.getElementById('video').videoWidth === 320", timeout=20_000
             )
             trace = page.locator(f".trace[data-mdc='{PLETH.mdc}'][data-device='oximeter-1']")
             await expect(trace.locator(".label")).to_have_text("Pleth · 60 Hz")

@@ -47,8 +47,7 @@ class Bedside:
 async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
     (tmp_path / "server").mkdir()
     server_config = make_config(tmp_path / "server", sites=(*DEFAULT_SITES, SEOUL))
-    async with run_server(server_config) as server:
-        room = ImagingRoom(server)
+    async with run_server(server_config) as server, ImagingRoom(server) as room:
         await room.setup()
         client = SignalingClient(server.base_url, GatewayCredentials("gw", GATEWAY_KEY))
 
@@ -124,10 +123,8 @@ async def test_the_gateway_follows_its_consultation_and_forwards_images(tmp_path
     active consultation and what a modality sends lands in it."""
     (tmp_path / "server").mkdir()
     server_config = make_config(tmp_path / "server", sites=(*DEFAULT_SITES, SEOUL))
-    async with run_server(server_config) as server:
-        room = ImagingRoom(server)
-        # Only the accounts this test needs (ImagingRoom.setup also signs the gateway in
-        # on its own; with that, stopping the gateway left a client socket unclosed).
+    async with run_server(server_config) as server, ImagingRoom(server) as room:
+        # Only the accounts this test needs.
         users = [("tw", Role.TECHNICIAN, "wonju"), ("dk", Role.DOCTOR, "koriyama")]
         room.tokens, room.cid = await active_consultation(server, users)
         await server.add_gateway("bed-1", "wonju", GATEWAY_KEY)

@@ -55,9 +55,9 @@ async def room(tmp_path: Path) -> AsyncIterator[ImagingRoom]:
     server, task, port = await start_server(app, config, log_level="warning")
     try:
         live = LiveServer(config, f"http://127.0.0.1:{port}", cast(Services, app.state.services))
-        r = ImagingRoom(live)
-        await r.setup()
-        yield r
+        async with ImagingRoom(live) as r:
+            await r.setup()
+            yield r
     finally:
         server.should_exit = True
         await task

@@ -57,7 +57,7 @@ async def test_browser_and_gateway_come_back_after_a_server_restart(
         badge = page.locator("#link-state")
         await expect(badge).to_have_attribute("data-state", "link.connected", timeout=30_000)
         await page.wait_for_function(
-            "document.getElementById('video').videoWidth > 0", timeout=20_000
+            "() => document.getElementById('video').videoWidth > 0", timeout=20_000
         )
 
         assert gateway.peers is not None

@@ -142,7 +142,7 @@ async def test_ending_freezes_the_room_and_summarises_it(server: LiveServer) -> 
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             await _room_with_bedside(page, server, row.id)
             await page.wait_for_function(
-                "document.getElementById('video').videoWidth > 0", timeout=20_000
+                "() => document.getElementById('video').videoWidth > 0", timeout=20_000
             )
             await page.fill("#chat-text", "Please repeat the NIBP")
             await page.click("#chat-form button")
@@ -255,7 +255,7 @@ async def test_one_screen_holds_video_ecg_and_vitals(server: LiveServer) -> None
             await expect(ecg).to_be_visible(timeout=30_000)
             await expect(page.locator("#num-spo2")).to_be_visible(timeout=30_000)
             await page.wait_for_function(
-                "document.getElementById('video').videoWidth > 0", timeout=20_000
+                "() => document.getElementById('video').videoWidth > 0", timeout=20_000
             )
             await tech.join(row.id)
             await tech.send(Chat(text="血圧を測りました / 혈압을 쟀습니다"))
