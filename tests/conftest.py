@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -31,6 +32,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = getattr(item, "module", None)
         if module is not None and _drives_the_browser(module):
             item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """After each slow or browser test's fixtures are torn down, collect garbage: a socket
+    or transport it left unclosed then fails its teardown, not whichever later test the
+    collector happened to run in."""
+    if item.get_closest_marker("slow") or item.get_closest_marker("browser"):
+        gc.collect()
 
 
 def _drives_the_browser(module: object) -> bool:
