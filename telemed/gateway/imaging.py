@@ -20,7 +20,10 @@ accepted (checked in its association thread, see devices.dicom.scp):
    server is away (devices.dicom.stow).
 
 A study can also be pulled from the site's PACS (:meth:`GatewayImaging.pull_study`, C-GET,
-devices.dicom.pacs): its instances take the same path from step 1.
+devices.dicom.pacs): its instances take the same path from step 1. A frame of a live
+imaging source a doctor keeps (:meth:`GatewayImaging.keep_frame`) is built into a Secondary
+Capture (devices.dicom.secondary), checked as the SCP checks, and takes the same path too;
+its outcome is returned rather than answered.
 
 UIDs are remapped with a key per consultation derived from the gateway's own secret
 (``<data_dir>/imaging/uid.key``, made on first use), so the mapping survives a restart of
@@ -36,14 +39,19 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 
+from devices.dicom.check import Accepted, Refused, check_instance
 from devices.dicom.contexts import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
 from devices.dicom.deidentify import Prepared, consultation_key, prepare, remap_uid
 from devices.dicom.pacs import PacsSettings, Retrieved, get_study
 from devices.dicom.scp import Arrival, ScpSettings, StorageScp
+from devices.dicom.secondary import Placement, build_secondary_capture
 from devices.dicom.spool import Spool, SpoolFull, SpoolLimits
 from devices.dicom.stow import (
     Forwarder,
@@ -75,6 +83,48 @@ class ImagingConfig:
     consent_ttl_s: float = CONSENT_TTL_S
 
 
+@dataclass(frozen=True)
+class KeptFrame:
+    """What became of a frame a doctor kept (:meth:`GatewayImaging.keep_frame`)."""
+
+    #: Spooled for the consultation (the forwarder sends it); False: refused.
+    kept: bool
+    #: The SOP Instance UID the server will store it under (remapped when de-identified);
+    #: empty when refused.
+    sop_instance_uid: str
+    deidentified: bool = False
+    #: Why it was refused (empty when kept): to show the doctor.
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What became of one checked instance: the DIMSE status and Error Comment its
+    modality is answered, the reason in full, and the UID it is sent under when kept."""
+
+    status: int
+    comment: str
+    reason: str = ""
+    sent_uid: str = ""
+    deidentified: bool = False
+
+
+def _secondary_capture(
+    frame: npt.NDArray[np.uint8],
+    source: str,
+    device: str,
+    at: datetime,
+    placement: Placement,
+    burned_in: bool,
+) -> tuple[bytes, Accepted | Refused]:
+    """The frame's Secondary Capture and the check's verdict on it (a worker thread's
+    work: the frame is copied and encoded)."""
+    part10 = build_secondary_capture(
+        frame, source=source, device=device, at=at, placement=placement, burned_in=burned_in
+    )
+    return part10, check_instance(part10)
+
+
 class GatewayImaging:
     def __init__(
         self,
@@ -93,6 +143,8 @@ class GatewayImaging:
         self.secret = _secret(self.directory / "uid.key")
         self.forwarder = Forwarder(self.spool, send)
         self.scp: StorageScp | None = None
+        #: Frames kept since the start: the next one's Instance Number.
+        self._frames = 0
 
     def start(self) -> None:
         """Listen for modalities (from a coroutine: the SCP hands over to its loop). Raises
@@ -152,35 +204,84 @@ class GatewayImaging:
                 status, comment = CANNOT_UNDERSTAND, "gateway error: see its log"
             arrival.answer(status, comment)
 
-    async def _take(self, arrival: Arrival) -> tuple[int, str]:
-        verdict = arrival.verdict
+    async def keep_frame(
+        self,
+        frame: npt.NDArray[np.uint8],
+        *,
+        source: str,
+        device: str,
+        at: datetime,
+        burned_in: bool = True,
+    ) -> KeptFrame:
+        """Keep one frame of a live imaging source (``source``: its label, "ultrasound";
+        ``device``: the capture device) as a Secondary Capture in the active consultation,
+        on the path a modality's instance takes: checked, de-identified unless the patient
+        consented (refused when ``burned_in`` and no consent), spooled, then forwarded.
+
+        ``frame``: uint8, H x W x 3 BGR (OpenCV's) or H x W grey; ``at``: when it was
+        captured, timezone-aware. The frames a consultation keeps form one study, a series
+        per source and device. Raises NoConsultation (nothing is built), and ValueError for
+        a frame :func:`~devices.dicom.secondary.build_secondary_capture` refuses; every
+        other outcome is in the :class:`KeptFrame`."""
         consultation = self._consultation()
         if consultation is None:
-            log.warning(
-                "C-STORE of %s from %s refused: %s",
-                verdict.sop_instance_uid,
-                arrival.calling_ae,
-                NO_CONSULTATION,
-            )
-            return OUT_OF_RESOURCES, NO_CONSULTATION
+            raise NoConsultation(NO_CONSULTATION)
+        key = consultation_key(self.secret, consultation)
+        self._frames += 1
+        # UIDs of the consultation's own (remapped again when de-identified, consistently).
+        placement = Placement(
+            study_instance_uid=remap_uid(key, "telemed:kept-frames"),
+            series_instance_uid=remap_uid(key, f"telemed:kept-frames:{source}:{device}"),
+            instance_number=self._frames,
+        )
+        part10, verdict = await asyncio.to_thread(
+            _secondary_capture, frame, source, device, at, placement, burned_in
+        )
+        origin = f"frame kept from {source} ({device})"
+        if isinstance(verdict, Refused):  # a frame built here should not fail its check
+            log.error("%s refused by the check: %s", origin, verdict.reason)
+            return KeptFrame(False, "", reason=verdict.reason)
+        outcome = await self._admit(part10, verdict, origin)
+        return KeptFrame(
+            outcome.status == SUCCESS,
+            outcome.sent_uid,
+            deidentified=outcome.deidentified,
+            reason=outcome.reason or outcome.comment,
+        )
+
+    async def _take(self, arrival: Arrival) -> tuple[int, str]:
+        origin = f"C-STORE of {arrival.verdict.sop_instance_uid} from {arrival.calling_ae}"
+        outcome = await self._admit(
+            arrival.part10, arrival.verdict, origin, abandoned=lambda: arrival.answered
+        )
+        return outcome.status, outcome.comment
+
+    async def _admit(
+        self,
+        part10: bytes,
+        verdict: Accepted,
+        origin: str,
+        abandoned: Callable[[], bool] = lambda: False,
+    ) -> _Outcome:
+        """Steps 1-4 of the module's docstring for one checked instance: the consultation,
+        its consent, prepare(), the spool. ``abandoned``: whether whoever waits for the
+        outcome stopped waiting (then it is not kept)."""
+        consultation = self._consultation()
+        if consultation is None:
+            log.warning("%s refused: %s", origin, NO_CONSULTATION)
+            return _Outcome(OUT_OF_RESOURCES, NO_CONSULTATION)
         consent = await self._consented(consultation)
         key = consultation_key(self.secret, consultation)
-        result = await asyncio.to_thread(prepare, arrival.part10, consent=consent, key=key)
+        result = await asyncio.to_thread(prepare, part10, consent=consent, key=key)
         if not isinstance(result, Prepared):
-            log.warning(
-                "C-STORE of %s from %s refused (0x%04X): %s",
-                verdict.sop_instance_uid,
-                arrival.calling_ae,
-                result.status,
-                result.reason,
-            )
-            return result.status, result.comment
-        if arrival.answered:
+            log.warning("%s refused (0x%04X): %s", origin, result.status, result.reason)
+            return _Outcome(result.status, result.comment, result.reason)
+        if abandoned():
             # The association stopped waiting (0xA700 told): the modality sends it again.
             # (Answered between here and the spool, it is kept and sent twice; the same
             # bytes either way, which the server stores once.)
             log.warning("C-STORE of %s answered before it was kept", verdict.sop_instance_uid)
-            return OUT_OF_RESOURCES, "gateway busy: send again"
+            return _Outcome(OUT_OF_RESOURCES, "gateway busy: send again")
         sent_uid = verdict.sop_instance_uid
         if result.deidentified:
             sent_uid = remap_uid(key, verdict.sop_instance_uid)
@@ -193,22 +294,22 @@ class GatewayImaging:
                 sop_instance_uid=sent_uid,
             )
         except SpoolFull as exc:
-            log.error("C-STORE of %s refused: the spool is full (%s)", sent_uid, exc)
-            return OUT_OF_RESOURCES, "gateway spool full: send again later"
+            log.error("%s refused: the spool is full (%s)", origin, exc)
+            return _Outcome(OUT_OF_RESOURCES, "gateway spool full: send again later")
         except OSError as exc:
-            log.error("C-STORE of %s refused: cannot write the spool (%s)", sent_uid, exc)
-            return OUT_OF_RESOURCES, "gateway cannot store it: disk error"
+            log.error("%s refused: cannot write the spool (%s)", origin, exc)
+            return _Outcome(OUT_OF_RESOURCES, "gateway cannot store it: disk error")
         log.info(
-            "DICOM %s (%s, sha256 %s) from %s accepted for consultation %s, %s",
+            "DICOM %s (%s, sha256 %s), %s, accepted for consultation %s, %s",
             verdict.sop_instance_uid,
             verdict.modality,
             verdict.sha256,
-            arrival.calling_ae,
+            origin,
             consultation,
             "de-identified" if result.deidentified else "as received (consent)",
         )
         self.forwarder.wake()
-        return SUCCESS, ""
+        return _Outcome(SUCCESS, "", sent_uid=sent_uid, deidentified=result.deidentified)
 
     async def _consented(self, consultation: str) -> bool:
         now = time.monotonic()
