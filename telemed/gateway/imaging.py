@@ -143,8 +143,8 @@ class GatewayImaging:
         self.secret = _secret(self.directory / "uid.key")
         self.forwarder = Forwarder(self.spool, send)
         self.scp: StorageScp | None = None
-        #: Frames kept since the start: the next one's Instance Number.
-        self._frames = 0
+        #: (consultation, frames it kept since the gateway started): Instance Numbers.
+        self._frames: tuple[str, int] = ("", 0)
 
     def start(self) -> None:
         """Listen for modalities (from a coroutine: the SCP hands over to its loop). Raises
@@ -227,20 +227,21 @@ class GatewayImaging:
         if consultation is None:
             raise NoConsultation(NO_CONSULTATION)
         key = consultation_key(self.secret, consultation)
-        self._frames += 1
+        number = self._frames[1] + 1 if self._frames[0] == consultation else 1
+        self._frames = (consultation, number)
         # UIDs of the consultation's own (remapped again when de-identified, consistently).
         placement = Placement(
             study_instance_uid=remap_uid(key, "telemed:kept-frames"),
             series_instance_uid=remap_uid(key, f"telemed:kept-frames:{source}:{device}"),
-            instance_number=self._frames,
+            instance_number=number,
         )
         part10, verdict = await asyncio.to_thread(
             _secondary_capture, frame, source, device, at, placement, burned_in
         )
-        origin = f"frame kept from {source} ({device})"
         if isinstance(verdict, Refused):  # a frame built here should not fail its check
-            log.error("%s refused by the check: %s", origin, verdict.reason)
+            log.error("frame kept from %s refused by the check: %s", source, verdict.reason)
             return KeptFrame(False, "", reason=verdict.reason)
+        origin = f"frame {verdict.sop_instance_uid} kept from {source} ({device})"
         outcome = await self._admit(part10, verdict, origin)
         return KeptFrame(
             outcome.status == SUCCESS,
@@ -300,11 +301,10 @@ class GatewayImaging:
             log.error("%s refused: cannot write the spool (%s)", origin, exc)
             return _Outcome(OUT_OF_RESOURCES, "gateway cannot store it: disk error")
         log.info(
-            "DICOM %s (%s, sha256 %s), %s, accepted for consultation %s, %s",
-            verdict.sop_instance_uid,
+            "%s accepted (%s, sha256 %s) for consultation %s, %s",
+            origin,
             verdict.modality,
             verdict.sha256,
-            origin,
             consultation,
             "de-identified" if result.deidentified else "as received (consent)",
         )
