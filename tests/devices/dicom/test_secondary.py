@@ -34,7 +34,7 @@ def _build(frame: Any, **kwargs: Any) -> bytes:
 
 
 def test_a_bgr_frame_comes_back_as_rgb_pixels_byte_identical() -> None:
-    bgr = _frame((48, 65, 3))  # odd width: 9360 bytes, but odd rows*cols checked below too
+    bgr = _frame((48, 65, 3))  # an odd width: no row is a multiple of 4 bytes
     data = _build(bgr)
     ds = pydicom.dcmread(BytesIO(data))
     rgb = np.ascontiguousarray(bgr[:, :, ::-1])
