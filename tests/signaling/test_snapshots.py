@@ -249,6 +249,7 @@ _TYPES = st.sampled_from(
 
 
 @pytest.mark.slow
+@pytest.mark.cpu
 @settings(
     max_examples=120,
     deadline=None,

@@ -269,6 +269,7 @@ _numeric_like = st.fixed_dictionaries(
 
 
 @pytest.mark.slow
+@pytest.mark.cpu
 @settings(
     max_examples=150,
     deadline=None,

@@ -38,6 +38,7 @@ _messages = st.one_of(
 
 
 @pytest.mark.slow  # property-based over a live socket: a few hundred messages
+@pytest.mark.cpu
 @settings(
     max_examples=25,
     deadline=None,

@@ -30,6 +30,7 @@ async def _append_events(data_dir: Path, count: int) -> None:
 
 # Several `telemed` processes: seconds each.
 @pytest.mark.slow
+@pytest.mark.cpu
 def test_anchor_then_verify_catches_a_cut_tail(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()

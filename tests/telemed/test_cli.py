@@ -29,6 +29,7 @@ def _telemed(data_dir: Path, *args: str, stdin: str = "") -> subprocess.Complete
 
 # Several `telemed` processes: seconds each (make test-fast leaves it out).
 @pytest.mark.slow
+@pytest.mark.cpu
 def test_accounts_and_a_tampered_audit_log(tmp_path: Path) -> None:
     added = _telemed(
         tmp_path,
@@ -135,6 +136,7 @@ async def _serve_once(tmp_path: Path, *flags: str, env: dict[str, str] | None = 
 
 # Several `telemed` processes: seconds each (make test-fast leaves it out).
 @pytest.mark.slow
+@pytest.mark.cpu
 async def test_the_server_is_quiet_by_default_and_logs_requests_when_verbose(
     tmp_path: Path,
 ) -> None:
@@ -149,6 +151,7 @@ async def test_the_server_is_quiet_by_default_and_logs_requests_when_verbose(
 
 # Several `telemed` processes: seconds each (make test-fast leaves it out).
 @pytest.mark.slow
+@pytest.mark.cpu
 async def test_servers_can_log_one_json_object_per_line(tmp_path: Path) -> None:
     err = await _serve_once(tmp_path, "-v", env={"TELEMED_LOG_FORMAT": "json"})
     records = [json.loads(line) for line in err.splitlines() if line.strip()]

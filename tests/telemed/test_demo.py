@@ -17,7 +17,7 @@ from signaling.schema import Offer, PeerJoined, PrincipalKind
 from telemed.serve import DEMO_ACCOUNTS, DEMO_GATEWAY
 from tests.helpers import next_of_type
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu]
 
 
 def _password(username: str) -> str:

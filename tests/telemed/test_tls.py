@@ -125,6 +125,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
 
 # The server process takes ~5 s to start on a busy machine (once for the module).
 @pytest.mark.slow
+@pytest.mark.cpu
 async def test_https_login_hsts_and_wss_welcome(tls_server: TlsServer) -> None:
     async with httpx.AsyncClient(
         base_url=tls_server.url, verify=tls_server.client_context()
@@ -159,6 +160,7 @@ def _tls11(context: ssl.SSLContext) -> ssl.SSLContext:
 
 # The server process takes ~5 s to start on a busy machine (once for the module).
 @pytest.mark.slow
+@pytest.mark.cpu
 def test_only_tls_12_and_newer(tls_server: TlsServer) -> None:
     old = _tls11(ssl.create_default_context(cafile=tls_server.cert.cert_file))
     if _local_server_accepts(old, tls_server.cert) is None:
@@ -201,6 +203,7 @@ def _local_server_accepts(client: ssl.SSLContext, cert: tls.DemoCertificate) -> 
 
 # The server process takes ~5 s to start on a busy machine (once for the module).
 @pytest.mark.slow
+@pytest.mark.cpu
 async def test_python_client_verifies_the_certificate(tls_server: TlsServer) -> None:
     """Without the CA file the client refuses the self-signed server, sending nothing (a
     clear error, not a connection error); with it, logs in and is welcomed over WSS."""
@@ -233,6 +236,7 @@ async def test_python_client_verifies_the_certificate(tls_server: TlsServer) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.cpu
 def test_gateway_needs_the_ca_for_a_self_signed_server(
     tls_server: TlsServer, tmp_path: Path
 ) -> None:
@@ -330,6 +334,7 @@ def test_unusable_files_are_named_with_the_reason(tmp_path: Path, case: str, mes
 
 
 @pytest.mark.slow  # a process of its own: ~3 s to import on a quiet machine
+@pytest.mark.cpu
 def test_serve_refuses_a_mismatched_key_before_serving(tmp_path: Path) -> None:
     one, two = _other_pair(tmp_path / "one"), _other_pair(tmp_path / "two")
     done = subprocess.run(
@@ -397,6 +402,7 @@ def test_lan_addresses_are_reachable_ones() -> None:
 
 
 @pytest.mark.slow  # the whole demo: server, bedside gateway, simulated devices
+@pytest.mark.cpu
 async def test_demo_lan_serves_https_with_its_certificate_and_fingerprint(tmp_path: Path) -> None:
     import re
     import signal

@@ -53,6 +53,7 @@ async def _login(server: LiveServer, username: str, password: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.cpu
 async def test_disable_ends_every_session_and_socket_of_the_account(tmp_path: Path) -> None:
     async with run_server(make_config(tmp_path, activity_flush_s=0.2)) as server:
         # The app's lifespan starts the services' tasks (the session watch among them).
@@ -121,6 +122,7 @@ async def test_refresh_checks_the_account_again(server: LiveServer) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.cpu
 async def test_list_and_reset_password(server: LiveServer) -> None:
     await server.add_user("dw", Role.DOCTOR, "wonju")
     await server.add_user("dk", Role.DOCTOR, "koriyama")
@@ -168,6 +170,7 @@ def test_the_password_policy(password: str, reason: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.cpu
 async def test_the_commands_hold_passwords_to_the_policy(server: LiveServer) -> None:
     await server.add_user("dw", Role.DOCTOR, "wonju")
     added = await _cli(
