@@ -8,11 +8,12 @@ import json
 import math
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import ConsoleMessage, Page, expect
 
 from signaling.client import SignalingClient, UserCredentials
 from signaling.schema import ConsultationAction, Role
@@ -63,6 +64,13 @@ _LISTEN = """async (principal) => {
 }"""
 
 
+def _printer(user: str) -> Callable[[ConsoleMessage], None]:
+    def show(message: ConsoleMessage) -> None:
+        print(f"[{user}] {message.type}: {message.text}")
+
+    return show
+
+
 async def _listen(page: Page, principal: str) -> dict[str, float] | None:
     result = await page.evaluate(_LISTEN, principal)
     return None if result is None else dict(result)
@@ -97,7 +105,7 @@ async def test_two_clinicians_hear_and_see_each_other_and_mute_silences(
             page = await browser.new_page(locale="en-US")
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             # Shown with a failure: what each page said about its negotiation.
-            page.on("console", lambda m, u=user: print(f"[{u}] {m.type}: {m.text}"))
+            page.on("console", _printer(user))
             await in_english(page)
             # Straight to the room's address: signing in leads there.
             await sign_in(page, server.base_url, user, PASSWORD, path=room)
