@@ -11,4 +11,7 @@ is forwarded, PS3.15 de-identification, the on-disk spool and the STOW-RS forwar
   threads), handing instances to asyncio through a bounded queue.
 - :mod:`devices.dicom.spool`: accepted instances kept on disk until the server took them.
 - :mod:`devices.dicom.stow`: STOW-RS requests and answers, and the forwarder task.
+- :mod:`devices.dicom.secondary`: sans-I/O: a frame of a live imaging source (an ultrasound's
+  video output through a capture device) as a Secondary Capture Image.
+- :mod:`devices.dicom.pacs`: the site's PACS: C-FIND of studies, C-GET of one.
 """
