@@ -107,8 +107,9 @@ def _window(value: str) -> tuple[float, float]:
         raise InvalidRequest("window is centre,width[,linear]: two numbers") from None
     if not (math.isfinite(centre) and math.isfinite(width)) or abs(centre) > 1e7:
         raise InvalidRequest("window centre and width are finite numbers")
-    if not 0 < width <= 1e7:
-        raise InvalidRequest("the window width is greater than 0")
+    # PS3.3 C.11.2.1.2: a LINEAR window is at least 1 wide (the renderer holds to it too).
+    if not 1 <= width <= 1e7:
+        raise InvalidRequest("the window width is at least 1 (a linear window)")
     return centre, width
 
 

@@ -179,7 +179,8 @@ async def test_non_members_get_nothing_and_bad_parameters_a_reason(room: Imaging
     cases: list[tuple[str, dict[str, Any], dict[str, str], int, str]] = [
         ("/rendered", {"preset": "liver"}, {}, 400, "unknown preset"),
         ("/rendered", {"window": "40"}, {}, 400, "centre,width"),
-        ("/rendered", {"window": "40,0"}, {}, 400, "greater than 0"),
+        ("/rendered", {"window": "40,0"}, {}, 400, "at least 1"),
+        ("/rendered", {"window": "40,0.5"}, {}, 400, "at least 1"),
         ("/rendered", {"window": "40,400,sigmoid"}, {}, 400, "linear"),
         ("/rendered", {"window": "nan,400"}, {}, 400, "finite"),
         ("/rendered", {"window": "40,400", "preset": "bone"}, {}, 400, "not both"),
