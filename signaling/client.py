@@ -89,6 +89,13 @@ _SNAPSHOTS: TypeAdapter[list[SnapshotOut]] = TypeAdapter(list[SnapshotOut])
 log = logging.getLogger(__name__)
 
 
+#: How long an idle connection to the server is kept for the next request: well under the
+#: server's own idle limit (uvicorn's 5 s), which httpx's default equals. At equal limits the
+#: server closes a connection just as a request goes out on it, and that request fails with
+#: a ReadError (a POST is not retried): seen on a STOW-RS sent 5 s after the one before.
+KEEPALIVE_S = 2.0
+
+
 @dataclass(frozen=True)
 class UserCredentials:
     username: str
@@ -149,7 +156,12 @@ class SignalingClient:
         self._clock = clock
         #: Verifies the server over HTTPS and WSS (unused over plain HTTP).
         self._tls = _system_tls() if ca_file is None else ssl.create_default_context(cafile=ca_file)
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30.0, verify=self._tls)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=30.0,
+            verify=self._tls,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S),
+        )
         self._token: str | None = None
         self._ws: ClientConnection | None = None
         self._inbox: asyncio.Queue[ServerMessage] = asyncio.Queue(self.options.inbox_size)

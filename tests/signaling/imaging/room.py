@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from signaling.client import KEEPALIVE_S
 from signaling.config import SiteConfig
 from signaling.imaging.stow import content_digest
 from signaling.schema import Role
@@ -55,7 +56,11 @@ class ImagingRoom:
         self.cid = ""
         # One client for every request: making one (its TLS context) costs more than a
         # request here.
-        self.http = httpx.AsyncClient(base_url=server.base_url, timeout=60)
+        self.http = httpx.AsyncClient(
+            base_url=server.base_url,
+            timeout=60,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S),  # see signaling.client
+        )
 
     async def close(self) -> None:
         await self.http.aclose()
