@@ -18,15 +18,15 @@ from dicomweb_client.api import DICOMwebClient
 
 from devices.dicom.scp import ScpSettings
 from runtime.tasks import cancel_and_wait, spawn
-from signaling.client import GatewayCredentials, SignalingClient
 from signaling.config import DEFAULT_SITES
 from signaling.schema import Role
-from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send
+from telemed.gateway.imaging import GatewayImaging, ImagingConfig
 from telemed.gateway.runner import Gateway, GatewayConfig
 from tests.devices.dicom.dicom_helpers import STORESCU, same_instance, sample_path, storescu
 from tests.helpers import eventually, make_config, run_server
 from tests.signaling.imaging.room import GATEWAY_KEY, SEOUL, ImagingRoom
 from tests.signaling.sockets import active_consultation
+from tests.telemed.imaging_gateway import imaging_gateway
 
 # A real server with five signed-in accounts: over 5 s on two loaded cores.
 pytestmark = pytest.mark.slow
@@ -45,28 +45,8 @@ class Bedside:
 
 @pytest_asyncio.fixture
 async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
-    (tmp_path / "server").mkdir()
-    server_config = make_config(tmp_path / "server", sites=(*DEFAULT_SITES, SEOUL))
-    async with run_server(server_config) as server, ImagingRoom(server) as room:
-        await room.setup()
-        client = SignalingClient(server.base_url, GatewayCredentials("gw", GATEWAY_KEY))
-
-        async def consent(cid: str) -> bool:
-            return (await client.get_consultation(cid)).imaging_consent
-
-        config = ImagingConfig(
-            ScpSettings(port=0, host="127.0.0.1", allowed_calling=(STORESCU,)), consent_ttl_s=0
-        )
-        imaging = GatewayImaging(
-            config, tmp_path / "gateway", lambda: room.cid, consent, client_send(client)
-        )
-        task = spawn(imaging.run(), name="imaging")
-        try:
-            await eventually(lambda: imaging.scp is not None)
-            yield Bedside(room, imaging)
-        finally:
-            await cancel_and_wait([task])
-            await client.close()
+    async with imaging_gateway(tmp_path) as (room, imaging):
+        yield Bedside(room, imaging)
 
 
 async def test_deidentified_without_consent_and_as_sent_with_it(

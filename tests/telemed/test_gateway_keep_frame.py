@@ -20,19 +20,17 @@ from dicomweb_client.api import DICOMwebClient
 from devices.dicom.deidentify import BURNED_IN_REASON
 from devices.dicom.scp import ScpSettings
 from devices.dicom.stow import StowAnswer
-from runtime.tasks import cancel_and_wait, spawn
-from signaling.client import GatewayCredentials, SignalingClient
 from telemed.gateway.imaging import (
     NO_CONSULTATION,
     GatewayImaging,
     ImagingConfig,
     KeptFrame,
     NoConsultation,
-    client_send,
 )
 from tests.devices.dicom.dicom_helpers import STORESCU
-from tests.helpers import eventually, make_config, run_server
-from tests.signaling.imaging.room import GATEWAY_KEY, ImagingRoom
+from tests.helpers import eventually
+from tests.signaling.imaging.room import ImagingRoom
+from tests.telemed.imaging_gateway import imaging_gateway
 
 KORIYAMA = timezone(timedelta(hours=9))
 AT = datetime(2026, 12, 2, 19, 5, 0, tzinfo=KORIYAMA)
@@ -76,27 +74,8 @@ class Bedside:
 
 @pytest_asyncio.fixture
 async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
-    (tmp_path / "server").mkdir()
-    async with run_server(make_config(tmp_path / "server")) as server, ImagingRoom(server) as room:
-        await room.setup(seoul=False)
-        client = SignalingClient(server.base_url, GatewayCredentials("gw", GATEWAY_KEY))
-
-        async def consent(cid: str) -> bool:
-            return (await client.get_consultation(cid)).imaging_consent
-
-        config = ImagingConfig(
-            ScpSettings(port=0, host="127.0.0.1", allowed_calling=(STORESCU,)), consent_ttl_s=0
-        )
-        imaging = GatewayImaging(
-            config, tmp_path / "gateway", lambda: room.cid, consent, client_send(client)
-        )
-        task = spawn(imaging.run(), name="imaging")
-        try:
-            await eventually(lambda: imaging.scp is not None)
-            yield Bedside(room, imaging)
-        finally:
-            await cancel_and_wait([task])
-            await client.close()
+    async with imaging_gateway(tmp_path, seoul=False) as (room, imaging):
+        yield Bedside(room, imaging)
 
 
 @pytest.mark.slow  # a real server with its accounts: several seconds on two loaded cores
