@@ -107,13 +107,17 @@ class LatestFrame:
         self.failure: BaseException | None = None
 
     def put(self, frame: CapturedFrame | None) -> None:
-        """From the capture thread. None means the source ended."""
+        """From the capture thread. None means the source ended: the last frame, if not yet
+        taken, is still delivered before ``get`` returns None."""
         with self._lock:
-            if self._frame is not None:
-                self.dropped += 1  # never taken: the newer frame replaces it
-            self._frame = frame
             if frame is None:
+                # The end must not replace the source's last frame: a short file (or a
+                # camera unplugged just after a frame) would otherwise lose it unseen.
                 self.closed = True
+            else:
+                if self._frame is not None:
+                    self.dropped += 1  # never taken: the newer frame replaces it
+                self._frame = frame
         self._loop.call_soon_threadsafe(self._ready.set)
 
     def fail(self, error: BaseException) -> None:

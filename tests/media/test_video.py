@@ -82,6 +82,19 @@ async def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted() -> No
     assert await mailbox.get() is None
 
 
+async def test_the_end_of_a_source_never_replaces_its_last_frame() -> None:
+    mailbox = LatestFrame(asyncio.get_running_loop())
+    image = np.zeros((4, 4, 3), np.uint8)
+    mailbox.put(CapturedFrame(1, time.time(), image))
+    mailbox.put(CapturedFrame(2, time.time(), image))
+    mailbox.put(None)  # the source ended before the loop took frame 2
+    last = await mailbox.get()
+    assert last is not None and last.frame_id == 2
+    assert mailbox.dropped == 1
+    assert await mailbox.get() is None
+    assert await mailbox.get() is None  # and stays ended
+
+
 async def test_capture_thread_with_a_synthetic_source() -> None:
     mailbox = LatestFrame(asyncio.get_running_loop())
     capture = CaptureThread(SyntheticSource(320, 240, fps=100.0), mailbox)
