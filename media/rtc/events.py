@@ -10,8 +10,12 @@ object per message with a ``type`` discriminator:
   primary device of a parameter two devices measure), ``video`` (what the bedside's video
   adaptation sends this viewer, :mod:`media.rtc.adapt`);
 - viewer → bedside: ``source`` (a technician's choice of that primary device),
-  ``waveform-history-request`` (a clinician asks for samples the live trace lost in a gap);
-- bedside → one viewer: ``waveform-history`` (the samples the bedside kept of that range);
+  ``waveform-history-request`` (a clinician asks for samples the live trace lost in a gap),
+  ``keep-frame`` (keep a live imaging frame as a DICOM Secondary Capture), ``pacs-find`` and
+  ``pacs-pull`` (search the bedside site's PACS, pull a study into the consultation);
+- bedside → one viewer: ``waveform-history`` (the samples the bedside kept of that range),
+  ``cameras`` (which transceiver carries which camera), ``kept-frame``, ``pacs-studies``,
+  ``pacs-pulled`` (the answers to those requests);
 - either way: ``hb`` (a heartbeat ping) and ``hb-ack`` (its echo), see
   :mod:`media.rtc.heartbeat`.
 
@@ -284,6 +288,139 @@ class WaveformHistory(_Event):
     done: bool = False
 
 
+#: A request id a viewer chooses, echoed in the answer (so a viewer can tell answers apart).
+RequestId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+#: A camera's name, as given on the gateway's command line (``--camera ultrasound=...``).
+CameraName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+class Camera(BaseModel):
+    """One of the bedside's video sources, as a viewer's connection receives it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: CameraName
+    #: ``room``: the room camera, enhanced for viewing (denoise, contrast, overlay);
+    #: ``diagnostic``: an imaging modality's video output (ultrasound, endoscope), sent as
+    #: captured at full frame rate: nothing drawn on it, nothing enhanced.
+    purpose: Literal["room", "diagnostic"]
+    #: The media id (SDP ``a=mid``) of the transceiver that carries it on this connection.
+    mid: str = Field(min_length=1, max_length=32)
+    #: The frame size as captured (None until known).
+    width: int | None = Field(default=None, ge=1, le=8192)
+    height: int | None = Field(default=None, ge=1, le=8192)
+
+
+class Cameras(_Event):
+    """Bedside → one viewer, once its connection opens (and when a camera comes or goes):
+    which transceiver carries which camera."""
+
+    type: Literal["cameras"] = "cameras"
+    cameras: list[Camera] = Field(max_length=8)
+
+
+class KeepFrameRequest(_Event):
+    """Viewer → bedside: keep the frame ``camera`` shows now as a DICOM Secondary Capture
+    in the consultation (de-identified unless the patient consented). ``frame_id`` is the
+    frame the doctor froze on, when the viewer knows it (the bedside stamp); the bedside
+    keeps that frame if it still holds it, else the newest. Answered with
+    :class:`FrameKept` to the asking connection."""
+
+    type: Literal["keep-frame"] = "keep-frame"
+    request: RequestId
+    camera: CameraName
+    frame_id: int | None = Field(default=None, ge=0, le=2**53 - 1)
+
+
+class FrameKept(_Event):
+    """Bedside → one viewer: the outcome of a :class:`KeepFrameRequest`. ``kept``: stored
+    for sending to the server under ``sop_instance_uid`` (as sent: the remapped UID when
+    de-identified); ``refused`` (no active consultation, burned-in annotation without
+    consent, asked too often: ``reason`` says) and ``failed`` (the bedside could not build
+    or store it) keep nothing."""
+
+    type: Literal["kept-frame"] = "kept-frame"
+    request: RequestId
+    camera: CameraName
+    outcome: Literal["kept", "refused", "failed"]
+    sop_instance_uid: str | None = Field(default=None, max_length=64)
+    deidentified: bool | None = None
+    #: The frame kept (its capture stamp) and when it was captured (s since the Unix epoch).
+    frame_id: int | None = Field(default=None, ge=0, le=2**53 - 1)
+    captured: float | None = None
+    reason: str | None = Field(default=None, max_length=512)
+
+
+#: The most studies one ``pacs-studies`` answer lists (``truncated`` says there were more).
+MAX_PACS_STUDIES = 50
+_DicomDate = Annotated[str, Field(max_length=17, pattern=r"^(\d{8})?(-(\d{8})?)?$")]
+_QueryText = Annotated[str, Field(max_length=64, pattern=r"^[^\\\x00-\x1f]*$")]
+
+
+class PacsFind(_Event):
+    """Viewer → bedside: find studies in the bedside site's PACS (empty field: any;
+    ``study_date`` a DICOM date or range, ``20261201-20261202``). The bedside answers only
+    clinicians of its own site: the answer names patients, which must not cross the border
+    for a search. Answered with :class:`PacsStudies`."""
+
+    type: Literal["pacs-find"] = "pacs-find"
+    request: RequestId
+    patient_id: _QueryText = ""
+    accession_number: _QueryText = ""
+    study_date: _DicomDate = ""
+
+
+class PacsStudy(BaseModel):
+    """One study the PACS matched."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    study_instance_uid: str = Field(min_length=1, max_length=64)
+    patient_id: str = Field(default="", max_length=64)
+    patient_name: str = Field(default="", max_length=324)
+    study_date: str = Field(default="", max_length=8)
+    description: str = Field(default="", max_length=64)
+    modalities: list[str] = Field(default_factory=list, max_length=16)
+    instances: int | None = Field(default=None, ge=0)
+
+
+class PacsStudies(_Event):
+    """Bedside → one viewer: the answer to a :class:`PacsFind`: the studies (at most
+    :data:`MAX_PACS_STUDIES`), or ``error`` (the PACS is not configured, did not answer,
+    or the asker may not search it)."""
+
+    type: Literal["pacs-studies"] = "pacs-studies"
+    request: RequestId
+    studies: list[PacsStudy] = Field(default_factory=list, max_length=MAX_PACS_STUDIES)
+    truncated: bool = False
+    error: str | None = Field(default=None, max_length=512)
+
+
+class PacsPull(_Event):
+    """Viewer → bedside: pull this study from the site's PACS into the consultation (its
+    instances take the bedside's imaging path: checked, de-identified unless consent, sent
+    to the server). Only clinicians of the bedside's site. Answered with
+    :class:`PacsPulled`."""
+
+    type: Literal["pacs-pull"] = "pacs-pull"
+    request: RequestId
+    study_instance_uid: str = Field(min_length=1, max_length=64, pattern=r"^[0-9.]+$")
+
+
+class PacsPulled(_Event):
+    """Bedside → the asking viewer: the outcome of a :class:`PacsPull`. ``pulled``: the PACS
+    sent ``completed`` instances (each then admitted or refused as the bedside's imaging
+    does: see the room's image panel for what arrived); ``refused``/``failed``: ``reason``."""
+
+    type: Literal["pacs-pulled"] = "pacs-pulled"
+    request: RequestId
+    study_instance_uid: str = Field(min_length=1, max_length=64)
+    outcome: Literal["pulled", "refused", "failed"]
+    completed: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
+    reason: str | None = Field(default=None, max_length=512)
+
+
 EventMessage = (
     Hello
     | ChannelInfo
@@ -298,6 +435,13 @@ EventMessage = (
     | VideoState
     | WaveformHistoryRequest
     | WaveformHistory
+    | Cameras
+    | KeepFrameRequest
+    | FrameKept
+    | PacsFind
+    | PacsStudies
+    | PacsPull
+    | PacsPulled
     | Ping
     | Ack
 )

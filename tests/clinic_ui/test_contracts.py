@@ -87,6 +87,14 @@ BAD = [
     '"request_count":2001,"samples":[' + ",".join(["0.5"] * 2001) + "]}",
     '{"type":"waveform-history","channel":1,"first":0,"rate":500,"request_first":0,'
     '"request_count":1,"samples":[0.5,"x"]}',
+    '{"type":"keep-frame","request":"k 1","camera":"ultrasound"}',
+    '{"type":"keep-frame","request":"k1","camera":"Ultrasound"}',
+    '{"type":"kept-frame","request":"k1","camera":"us","outcome":"lost"}',
+    '{"type":"cameras","cameras":[{"name":"room","purpose":"room"}]}',
+    '{"type":"pacs-find","request":"f1","study_date":"2026-12-01"}',
+    '{"type":"pacs-find","request":"f1","patient_id":"A\\\\B"}',
+    '{"type":"pacs-pull","request":"p1","study_instance_uid":"1.2.x"}',
+    '{"type":"pacs-studies","request":"f1","studies":[{"patient_id":"x"}]}',
 ]
 
 

@@ -94,4 +94,49 @@ EXAMPLES: list[events.EventMessage] = [
     events.WaveformHistory(
         channel=2, first=9, samples=[], rate=125.0, request_first=0, request_count=10, done=True
     ),
+    events.Cameras(
+        cameras=[
+            events.Camera(name="room", purpose="room", mid="0", width=1280, height=720),
+            events.Camera(name="ultrasound", purpose="diagnostic", mid="1"),
+        ]
+    ),
+    events.KeepFrameRequest(request="keep-1", camera="ultrasound", frame_id=4812),
+    events.FrameKept(
+        request="keep-1",
+        camera="ultrasound",
+        outcome="kept",
+        sop_instance_uid="2.25.123456789",
+        deidentified=True,
+        frame_id=4812,
+        captured=1_800_000_040.0,
+    ),
+    events.FrameKept(
+        request="keep-2",
+        camera="ultrasound",
+        outcome="refused",
+        reason="no active consultation: start it, then keep the frame again",
+    ),
+    events.PacsFind(request="find-1", patient_id="KR-0042", study_date="20261201-"),
+    events.PacsStudies(
+        request="find-1",
+        studies=[
+            events.PacsStudy(
+                study_instance_uid="1.2.392.200036.9116.2.6.1.48.1",
+                patient_id="KR-0042",
+                patient_name="Yamada^Taro=山田^太郎",
+                study_date="20261201",
+                description="CT chest",
+                modalities=["CT"],
+                instances=120,
+            )
+        ],
+    ),
+    events.PacsStudies(request="find-2", error="no PACS is configured at this site"),
+    events.PacsPull(request="pull-1", study_instance_uid="1.2.392.200036.9116.2.6.1.48.1"),
+    events.PacsPulled(
+        request="pull-1",
+        study_instance_uid="1.2.392.200036.9116.2.6.1.48.1",
+        outcome="pulled",
+        completed=120,
+    ),
 ]

@@ -20,6 +20,15 @@ function jsonType(value) {
   return typeof value; // string, boolean, object
 }
 
+const PATTERNS = new Map();
+
+/** The compiled RegExp of a schema pattern (compiled once: messages arrive many a second). */
+function patternOf(source) {
+  let re = PATTERNS.get(source);
+  if (!re) PATTERNS.set(source, (re = new RegExp(source, "u")));
+  return re;
+}
+
 /** Why `value` does not match `schema` (the subset our generated schema uses), or null. */
 function mismatch(value, schema, where) {
   if (schema.$ref) {
@@ -46,8 +55,10 @@ function mismatch(value, schema, where) {
       return `${where}: must exceed ${schema.exclusiveMinimum}`;
     }
   }
-  if (typeof value === "string" && "maxLength" in schema && value.length > schema.maxLength) {
-    return `${where}: longer than ${schema.maxLength}`;
+  if (typeof value === "string") {
+    if ("maxLength" in schema && value.length > schema.maxLength) return `${where}: longer than ${schema.maxLength}`;
+    if ("minLength" in schema && value.length < schema.minLength) return `${where}: shorter than ${schema.minLength}`;
+    if (schema.pattern && !patternOf(schema.pattern).test(value)) return `${where}: not of the form ${schema.pattern}`;
   }
   if (Array.isArray(value) && "maxItems" in schema && value.length > schema.maxItems) {
     return `${where}: more than ${schema.maxItems} items`;

@@ -309,6 +309,92 @@ export const EVENTS_SCHEMA = {
       "title": "Beats",
       "type": "object"
     },
+    "Camera": {
+      "description": "One of the bedside's video sources, as a viewer's connection receives it.",
+      "properties": {
+        "height": {
+          "anyOf": [
+            {
+              "maximum": 8192,
+              "minimum": 1,
+              "type": "integer"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Height"
+        },
+        "mid": {
+          "maxLength": 32,
+          "minLength": 1,
+          "title": "Mid",
+          "type": "string"
+        },
+        "name": {
+          "maxLength": 32,
+          "minLength": 1,
+          "pattern": "^[a-z0-9][a-z0-9_-]*$",
+          "title": "Name",
+          "type": "string"
+        },
+        "purpose": {
+          "enum": [
+            "room",
+            "diagnostic"
+          ],
+          "title": "Purpose",
+          "type": "string"
+        },
+        "width": {
+          "anyOf": [
+            {
+              "maximum": 8192,
+              "minimum": 1,
+              "type": "integer"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Width"
+        }
+      },
+      "required": [
+        "name",
+        "purpose",
+        "mid"
+      ],
+      "title": "Camera",
+      "type": "object"
+    },
+    "Cameras": {
+      "description": "Bedside \u2192 one viewer, once its connection opens (and when a camera comes or goes):\nwhich transceiver carries which camera.",
+      "properties": {
+        "cameras": {
+          "items": {
+            "$ref": "#/$defs/Camera"
+          },
+          "maxItems": 8,
+          "title": "Cameras",
+          "type": "array"
+        },
+        "type": {
+          "const": "cameras",
+          "default": "cameras",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "cameras"
+      ],
+      "title": "Cameras",
+      "type": "object"
+    },
     "ChannelInfo": {
       "description": "A waveform channel's metadata, sent before its first packet (and again to a viewer\nwho connects later). A channel is one signal of one device: two devices measuring the\nsame signal (a monitor's pleth and an oximeter's) are two channels, each named by its\ndevice.",
       "properties": {
@@ -408,6 +494,112 @@ export const EVENTS_SCHEMA = {
       "title": "DeviceStatus",
       "type": "object"
     },
+    "FrameKept": {
+      "description": "Bedside \u2192 one viewer: the outcome of a :class:`KeepFrameRequest`. ``kept``: stored\nfor sending to the server under ``sop_instance_uid`` (as sent: the remapped UID when\nde-identified); ``refused`` (no active consultation, burned-in annotation without\nconsent, asked too often: ``reason`` says) and ``failed`` (the bedside could not build\nor store it) keep nothing.",
+      "properties": {
+        "camera": {
+          "maxLength": 32,
+          "minLength": 1,
+          "pattern": "^[a-z0-9][a-z0-9_-]*$",
+          "title": "Camera",
+          "type": "string"
+        },
+        "captured": {
+          "anyOf": [
+            {
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Captured"
+        },
+        "deidentified": {
+          "anyOf": [
+            {
+              "type": "boolean"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Deidentified"
+        },
+        "frame_id": {
+          "anyOf": [
+            {
+              "maximum": 9007199254740991,
+              "minimum": 0,
+              "type": "integer"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Frame Id"
+        },
+        "outcome": {
+          "enum": [
+            "kept",
+            "refused",
+            "failed"
+          ],
+          "title": "Outcome",
+          "type": "string"
+        },
+        "reason": {
+          "anyOf": [
+            {
+              "maxLength": 512,
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Reason"
+        },
+        "request": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^[A-Za-z0-9_.:-]+$",
+          "title": "Request",
+          "type": "string"
+        },
+        "sop_instance_uid": {
+          "anyOf": [
+            {
+              "maxLength": 64,
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Sop Instance Uid"
+        },
+        "type": {
+          "const": "kept-frame",
+          "default": "kept-frame",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "request",
+        "camera",
+        "outcome"
+      ],
+      "title": "FrameKept",
+      "type": "object"
+    },
     "Hello": {
       "description": "The bedside's first message on a new connection.",
       "properties": {
@@ -466,6 +658,52 @@ export const EVENTS_SCHEMA = {
         "type"
       ],
       "title": "Hello",
+      "type": "object"
+    },
+    "KeepFrameRequest": {
+      "description": "Viewer \u2192 bedside: keep the frame ``camera`` shows now as a DICOM Secondary Capture\nin the consultation (de-identified unless the patient consented). ``frame_id`` is the\nframe the doctor froze on, when the viewer knows it (the bedside stamp); the bedside\nkeeps that frame if it still holds it, else the newest. Answered with\n:class:`FrameKept` to the asking connection.",
+      "properties": {
+        "camera": {
+          "maxLength": 32,
+          "minLength": 1,
+          "pattern": "^[a-z0-9][a-z0-9_-]*$",
+          "title": "Camera",
+          "type": "string"
+        },
+        "frame_id": {
+          "anyOf": [
+            {
+              "maximum": 9007199254740991,
+              "minimum": 0,
+              "type": "integer"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Frame Id"
+        },
+        "request": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^[A-Za-z0-9_.:-]+$",
+          "title": "Request",
+          "type": "string"
+        },
+        "type": {
+          "const": "keep-frame",
+          "default": "keep-frame",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "request",
+        "camera"
+      ],
+      "title": "KeepFrameRequest",
       "type": "object"
     },
     "LimitInForce": {
@@ -621,6 +859,260 @@ export const EVENTS_SCHEMA = {
         "device"
       ],
       "title": "Numeric",
+      "type": "object"
+    },
+    "PacsFind": {
+      "description": "Viewer \u2192 bedside: find studies in the bedside site's PACS (empty field: any;\n``study_date`` a DICOM date or range, ``20261201-20261202``). The bedside answers only\nclinicians of its own site: the answer names patients, which must not cross the border\nfor a search. Answered with :class:`PacsStudies`.",
+      "properties": {
+        "accession_number": {
+          "default": "",
+          "maxLength": 64,
+          "pattern": "^[^\\\\\\x00-\\x1f]*$",
+          "title": "Accession Number",
+          "type": "string"
+        },
+        "patient_id": {
+          "default": "",
+          "maxLength": 64,
+          "pattern": "^[^\\\\\\x00-\\x1f]*$",
+          "title": "Patient Id",
+          "type": "string"
+        },
+        "request": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^[A-Za-z0-9_.:-]+$",
+          "title": "Request",
+          "type": "string"
+        },
+        "study_date": {
+          "default": "",
+          "maxLength": 17,
+          "pattern": "^(\\d{8})?(-(\\d{8})?)?$",
+          "title": "Study Date",
+          "type": "string"
+        },
+        "type": {
+          "const": "pacs-find",
+          "default": "pacs-find",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "request"
+      ],
+      "title": "PacsFind",
+      "type": "object"
+    },
+    "PacsPull": {
+      "description": "Viewer \u2192 bedside: pull this study from the site's PACS into the consultation (its\ninstances take the bedside's imaging path: checked, de-identified unless consent, sent\nto the server). Only clinicians of the bedside's site. Answered with\n:class:`PacsPulled`.",
+      "properties": {
+        "request": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^[A-Za-z0-9_.:-]+$",
+          "title": "Request",
+          "type": "string"
+        },
+        "study_instance_uid": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^[0-9.]+$",
+          "title": "Study Instance Uid",
+          "type": "string"
+        },
+        "type": {
+          "const": "pacs-pull",
+          "default": "pacs-pull",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "request",
+        "study_instance_uid"
+      ],
+      "title": "PacsPull",
+      "type": "object"
+    },
+    "PacsPulled": {
+      "description": "Bedside \u2192 the asking viewer: the outcome of a :class:`PacsPull`. ``pulled``: the PACS\nsent ``completed`` instances (each then admitted or refused as the bedside's imaging\ndoes: see the room's image panel for what arrived); ``refused``/``failed``: ``reason``.",
+      "properties": {
+        "completed": {
+          "default": 0,
+          "minimum": 0,
+          "title": "Completed",
+          "type": "integer"
+        },
+        "failed": {
+          "default": 0,
+          "minimum": 0,
+          "title": "Failed",
+          "type": "integer"
+        },
+        "outcome": {
+          "enum": [
+            "pulled",
+            "refused",
+            "failed"
+          ],
+          "title": "Outcome",
+          "type": "string"
+        },
+        "reason": {
+          "anyOf": [
+            {
+              "maxLength": 512,
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Reason"
+        },
+        "request": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^[A-Za-z0-9_.:-]+$",
+          "title": "Request",
+          "type": "string"
+        },
+        "study_instance_uid": {
+          "maxLength": 64,
+          "minLength": 1,
+          "title": "Study Instance Uid",
+          "type": "string"
+        },
+        "type": {
+          "const": "pacs-pulled",
+          "default": "pacs-pulled",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "request",
+        "study_instance_uid",
+        "outcome"
+      ],
+      "title": "PacsPulled",
+      "type": "object"
+    },
+    "PacsStudies": {
+      "description": "Bedside \u2192 one viewer: the answer to a :class:`PacsFind`: the studies (at most\n:data:`MAX_PACS_STUDIES`), or ``error`` (the PACS is not configured, did not answer,\nor the asker may not search it).",
+      "properties": {
+        "error": {
+          "anyOf": [
+            {
+              "maxLength": 512,
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Error"
+        },
+        "request": {
+          "maxLength": 64,
+          "minLength": 1,
+          "pattern": "^[A-Za-z0-9_.:-]+$",
+          "title": "Request",
+          "type": "string"
+        },
+        "studies": {
+          "items": {
+            "$ref": "#/$defs/PacsStudy"
+          },
+          "maxItems": 50,
+          "title": "Studies",
+          "type": "array"
+        },
+        "truncated": {
+          "default": false,
+          "title": "Truncated",
+          "type": "boolean"
+        },
+        "type": {
+          "const": "pacs-studies",
+          "default": "pacs-studies",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "request"
+      ],
+      "title": "PacsStudies",
+      "type": "object"
+    },
+    "PacsStudy": {
+      "description": "One study the PACS matched.",
+      "properties": {
+        "description": {
+          "default": "",
+          "maxLength": 64,
+          "title": "Description",
+          "type": "string"
+        },
+        "instances": {
+          "anyOf": [
+            {
+              "minimum": 0,
+              "type": "integer"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Instances"
+        },
+        "modalities": {
+          "items": {
+            "type": "string"
+          },
+          "maxItems": 16,
+          "title": "Modalities",
+          "type": "array"
+        },
+        "patient_id": {
+          "default": "",
+          "maxLength": 64,
+          "title": "Patient Id",
+          "type": "string"
+        },
+        "patient_name": {
+          "default": "",
+          "maxLength": 324,
+          "title": "Patient Name",
+          "type": "string"
+        },
+        "study_date": {
+          "default": "",
+          "maxLength": 8,
+          "title": "Study Date",
+          "type": "string"
+        },
+        "study_instance_uid": {
+          "maxLength": 64,
+          "minLength": 1,
+          "title": "Study Instance Uid",
+          "type": "string"
+        }
+      },
+      "required": [
+        "study_instance_uid"
+      ],
+      "title": "PacsStudy",
       "type": "object"
     },
     "Ping": {
@@ -935,12 +1427,19 @@ export const EVENTS_SCHEMA = {
     "mapping": {
       "alarm": "#/$defs/Alarm",
       "beats": "#/$defs/Beats",
+      "cameras": "#/$defs/Cameras",
       "channel": "#/$defs/ChannelInfo",
       "hb": "#/$defs/Ping",
       "hb-ack": "#/$defs/Ack",
       "hello": "#/$defs/Hello",
+      "keep-frame": "#/$defs/KeepFrameRequest",
+      "kept-frame": "#/$defs/FrameKept",
       "limits": "#/$defs/AlarmLimits",
       "numeric": "#/$defs/Numeric",
+      "pacs-find": "#/$defs/PacsFind",
+      "pacs-pull": "#/$defs/PacsPull",
+      "pacs-pulled": "#/$defs/PacsPulled",
+      "pacs-studies": "#/$defs/PacsStudies",
       "quality": "#/$defs/Quality",
       "source": "#/$defs/SourceChoice",
       "sources": "#/$defs/Sources",
@@ -990,6 +1489,27 @@ export const EVENTS_SCHEMA = {
     },
     {
       "$ref": "#/$defs/WaveformHistory"
+    },
+    {
+      "$ref": "#/$defs/Cameras"
+    },
+    {
+      "$ref": "#/$defs/KeepFrameRequest"
+    },
+    {
+      "$ref": "#/$defs/FrameKept"
+    },
+    {
+      "$ref": "#/$defs/PacsFind"
+    },
+    {
+      "$ref": "#/$defs/PacsStudies"
+    },
+    {
+      "$ref": "#/$defs/PacsPull"
+    },
+    {
+      "$ref": "#/$defs/PacsPulled"
     },
     {
       "$ref": "#/$defs/Ping"
