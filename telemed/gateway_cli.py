@@ -14,6 +14,7 @@ from devices.simulation.registry import SIMULATORS
 from telemed.settings import GatewayOptions, Settings, SettingsError
 
 if TYPE_CHECKING:
+    from devices.dicom.pacs import PacsSettings
     from telemed.gateway.imaging import ImagingConfig
     from telemed.gateway.runner import GatewayConfig
 
@@ -90,6 +91,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--dicom-allow",
         metavar="AE1,AE2",
         help="calling AE titles allowed to send (setting gateway.dicom_allow); others refused",
+    )
+    p.add_argument(
+        "--pacs",
+        metavar="HOST:PORT",
+        help="the site's PACS, which the site's clinicians search and pull studies from in "
+        "the room (C-FIND, C-GET; setting gateway.pacs); needs --dicom-port",
+    )
+    p.add_argument(
+        "--pacs-ae", metavar="TITLE", help="the PACS's AE title (setting gateway.pacs_ae)"
+    )
+    p.add_argument(
+        "--pacs-calling-ae",
+        metavar="TITLE",
+        help="our AE title when calling the PACS (default: the SCP's, --dicom-ae)",
     )
     p.add_argument(
         "--waveform-history",
@@ -180,6 +195,11 @@ def _imaging_config(args: argparse.Namespace, options: GatewayOptions) -> Imagin
     port = getattr(args, "dicom_port", None)
     port = options.dicom_port if port is None else port
     if port is None:
+        if getattr(args, "pacs", None) or options.pacs:
+            raise SettingsError(
+                "--pacs needs the bedside's imaging path (pulled studies take it): "
+                "--dicom-port (setting gateway.dicom_port)"
+            )
         return None
     allow_text = getattr(args, "dicom_allow", None)
     allowed = (
@@ -195,7 +215,31 @@ def _imaging_config(args: argparse.Namespace, options: GatewayOptions) -> Imagin
         )
     except ValueError as exc:
         raise SettingsError(f"DICOM: {exc} (--dicom-ae, --dicom-allow)") from None
-    return ImagingConfig(scp)
+    return ImagingConfig(scp, pacs=_pacs_settings(args, options, scp.ae_title))
+
+
+def _pacs_settings(
+    args: argparse.Namespace, options: GatewayOptions, own_ae: str
+) -> PacsSettings | None:
+    from devices.dicom.pacs import PacsSettings
+
+    address = getattr(args, "pacs", None) or options.pacs
+    if not address:
+        return None
+    host, _, port_text = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:104
+    if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise SettingsError(f"--pacs {address!r}: expected HOST:PORT (setting gateway.pacs)")
+    called = getattr(args, "pacs_ae", None) or options.pacs_ae
+    if not called:
+        raise SettingsError("--pacs needs the PACS's AE title: --pacs-ae (setting gateway.pacs_ae)")
+    calling = getattr(args, "pacs_calling_ae", None) or options.pacs_calling_ae or own_ae
+    for flag, title in (("--pacs-ae", called), ("--pacs-calling-ae", calling)):
+        if not 1 <= len(title.strip()) <= 16 or "\\" in title:
+            raise SettingsError(f"{flag} {title!r}: an AE title is 1 to 16 characters")
+    return PacsSettings(
+        host, int(port_text), called.strip(), calling.strip(), timeout_s=options.pacs_timeout_s
+    )
 
 
 async def _run(config: GatewayConfig, simulate: list[str], seconds: float | None) -> int:

@@ -72,6 +72,14 @@ class GatewayOptions(BaseModel):
     dicom_port: int | None = Field(default=None, ge=0, le=65535)
     dicom_ae: str = "TELEMED"
     dicom_allow: tuple[str, ...] = ()
+    #: The site's PACS, which clinicians of the site search and pull studies from in the
+    #: room (C-FIND, C-GET): ``HOST:PORT`` (unset: none; needs ``dicom_port``), its AE
+    #: title (required with it), the AE title we call it with (unset: ``dicom_ae``), and
+    #: how long it may take to answer.
+    pacs: str | None = None
+    pacs_ae: str | None = None
+    pacs_calling_ae: str | None = None
+    pacs_timeout_s: float = Field(default=30.0, gt=0, le=600)
     #: Seconds of each waveform the gateway keeps, so a doctor can review what the live
     #: trace lost in a link's gap (600 s of a 500 Hz ECG is 1.2 MB).
     waveform_history_s: float = Field(default=600.0, gt=0, le=86400)

@@ -81,6 +81,9 @@ class ImagingConfig:
     spool: SpoolLimits = field(default_factory=SpoolLimits)
     #: How long the consultation's imaging consent is believed before it is read again.
     consent_ttl_s: float = CONSENT_TTL_S
+    #: The site's PACS, which clinicians of the site search and pull from (see
+    #: telemed.gateway.pacs_room); None: none.
+    pacs: PacsSettings | None = None
 
 
 @dataclass(frozen=True)
