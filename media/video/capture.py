@@ -13,13 +13,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from media.errors import VideoSourceError
+
+if TYPE_CHECKING:
+    from media.video.recent import RecentFrames
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,65 @@ class SyntheticSource:
         frame[self.height // 2 - 30 : self.height // 2 + 30, x : x + 60] = (255, 255, 255)
         self._n += 1
         return frame
+
+    def close(self) -> None:
+        pass
+
+
+class UltrasoundSource:
+    """A synthetic diagnostic source at ``fps``: an ultrasound-like sector (speckle, a
+    moving bright wall, depth attenuation) on black, so a screen showing it beside the room
+    camera's pattern tells the two tracks apart at a glance. Grey, as a B-mode picture.
+    What does not move is computed once, by the first read (in the capture thread, not where
+    the source is made): a frame then costs a few milliseconds at 640x480."""
+
+    _LUT_STEPS = 1024
+
+    def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0) -> None:
+        self.width, self.height, self.fps = width, height, fps
+        self._n = 0
+        self._next = time.monotonic()
+        self._prepared = False
+
+    def _prepare(self) -> None:
+        width, height = self.width, self.height
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        dx, dy = xx - width / 2.0, yy - height * 0.04  # the probe at the top middle
+        r = np.hypot(dx, dy) / max(1.0, height * 0.92)  # 0 at the probe, 1 at full depth
+        angle = np.arctan2(dx, np.maximum(dy, 1e-3))
+        sector = (np.abs(angle) < 0.62) & (r > 0.06) & (r < 1.0)
+        self._inside = np.flatnonzero(sector)
+        # The wall is bowed across the sector; its depth moves with a 1 Hz "heartbeat".
+        bowed = (r - 0.05 * np.cos(3.0 * angle)).ravel()[self._inside]
+        self._bowed = np.clip(bowed * self._LUT_STEPS, 0, 2 * self._LUT_STEPS - 1).astype(np.int32)
+        self._gain = (np.clip(1.15 - 0.75 * r, 0.0, 1.0) * 190.0).ravel()[self._inside]
+        rng = np.random.default_rng(7)
+        # Speckle: a fixed grain that drifts a little each frame (tissue moving under it).
+        grain = rng.rayleigh(0.5, (height + 16, width + 16)).astype(np.float32) * 0.35
+        self._grains = [
+            grain[k : k + height, k // 2 : k // 2 + width].ravel()[self._inside] for k in range(16)
+        ]
+        self._scale = np.zeros((height, width), np.uint8)
+        for k in range(1, 10):  # a depth scale on the right edge, a tick every tenth
+            y = int(height * (0.04 + 0.092 * k))
+            self._scale[y : y + 2, max(0, width - 18) : max(0, width - 8)] = 200
+        self._depths = np.arange(2 * self._LUT_STEPS, dtype=np.float32) / self._LUT_STEPS
+        self._prepared = True
+
+    def read(self) -> NDArray[np.uint8] | None:
+        if not self._prepared:
+            self._prepare()
+        delay = self._next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._next = max(self._next + 1 / self.fps, time.monotonic())
+        depth = 0.5 + 0.08 * np.sin(2 * np.pi * self._n / self.fps)
+        wall = 0.9 * np.exp(-(((self._depths - depth) / 0.025) ** 2))
+        level = (self._grains[self._n % 16] + wall[self._bowed]) * self._gain
+        grey = self._scale.copy()
+        grey.ravel()[self._inside] = np.clip(level, 0, 255).astype(np.uint8)
+        self._n += 1
+        return np.asarray(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
 
     def close(self) -> None:
         pass
@@ -152,12 +214,24 @@ class CaptureThread:
     the mailbox ended with the failure (:attr:`LatestFrame.failure`), which the pipeline
     passes on to every viewer."""
 
-    def __init__(self, source: FrameSource, mailbox: LatestFrame) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        mailbox: LatestFrame,
+        *,
+        name: str = "capture",
+        recent: RecentFrames | None = None,
+    ) -> None:
+        """``name``: the thread's (one per camera); ``recent``: also keep a copy of each
+        frame there (a diagnostic camera's last seconds, for a doctor's freeze and keep)."""
         self.source = source
         self.mailbox = mailbox
+        self.recent = recent
         self.frames = 0
+        #: The last frame's (width, height) as captured (None before the first).
+        self.size: tuple[int, int] | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -175,7 +249,11 @@ class CaptureThread:
                 if image is None:
                     break
                 self.frames += 1
-                self.mailbox.put(CapturedFrame(self.frames, time.time(), image))
+                self.size = (image.shape[1], image.shape[0])
+                frame = CapturedFrame(self.frames, time.time(), image)
+                if self.recent is not None:
+                    self.recent.add(frame)
+                self.mailbox.put(frame)
         except Exception as exc:  # a driver failure ends the capture, logged and reported
             log.exception("capture failed after %d frames", self.frames)
             failure = exc

@@ -1,11 +1,16 @@
 """Frame processing, run off the event loop: scaling to the negotiated size, optional
-enhancement for medical video, an overlay (site, time) and the latency stamp."""
+enhancement for medical video, an overlay (site, time) and the latency stamp.
+
+A *diagnostic* source (an ultrasound's or endoscope's video output through a capture device)
+is sent as the modality drew it: scaled only, never denoised, equalised or written on, since
+a doctor reads its pixels (speckle is signal, a contrast change can hide or fake a finding,
+and text drawn over it would cover the image and be burned into a kept frame)."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -28,6 +33,12 @@ class ProcessingSettings:
     overlay: str = ""
     timezone: str = "UTC"
     stamp: bool = True
+    #: An imaging modality's video: no denoise, CLAHE or overlay, whatever the above say.
+    diagnostic: bool = False
+
+    def for_diagnostic(self) -> ProcessingSettings:
+        """These settings for a diagnostic source (the same size and stamp)."""
+        return replace(self, clahe=False, denoise=False, overlay="", diagnostic=True)
 
 
 def _u8(array: object) -> NDArray[np.uint8]:
@@ -48,14 +59,15 @@ def process_frame(frame: CapturedFrame, settings: ProcessingSettings) -> NDArray
         )
     else:
         image = image.copy()
-    if settings.denoise:
+    enhance = not settings.diagnostic
+    if enhance and settings.denoise:
         image = _u8(cv2.bilateralFilter(image, 5, 30, 5))
-    if settings.clahe:
+    if enhance and settings.clahe:
         lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
         clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
         lab[:, :, 0] = clahe.apply(lab[:, :, 0])
         image = _u8(cv2.cvtColor(lab, cv2.COLOR_LAB2BGR))
-    if settings.overlay:
+    if enhance and settings.overlay:
         when = datetime.fromtimestamp(frame.capture_time, UTC).astimezone(
             ZoneInfo(settings.timezone)
         )
@@ -66,6 +78,10 @@ def process_frame(frame: CapturedFrame, settings: ProcessingSettings) -> NDArray
         cv2.putText(
             image, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
         )
+    # The stamp stays on a diagnostic source too: it covers 76 x 68 px of the top-left corner
+    # (where a modality's screen has its header, not the image), it is what glass-to-glass
+    # latency is measured by, and what tells the frame a doctor froze; a kept frame is
+    # built from the captured image, never from this one, so it is not in the record.
     if settings.stamp:
         draw_stamp(image, frame.frame_id, round(frame.capture_time * 1000))
     return image
