@@ -102,6 +102,9 @@ class ServerOptions(BaseModel):
     #: Numerics, alarms and alarm limits the bedside measured are kept this many days (the
     #: audit log's two years by default), then deleted by a task of the server's.
     numerics_retention_days: int = Field(default=730, ge=1)
+    #: DICOM instances stored with a consultation are kept this many days after they were
+    #: stored (files and index), then deleted by the same task.
+    imaging_retention_days: int = Field(default=730, ge=1)
     #: How often that task looks for what to delete.
     retention_interval_s: float = Field(default=3600.0, gt=0)
     #: The largest ``record`` upload a gateway may send, in bytes.

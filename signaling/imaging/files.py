@@ -85,3 +85,21 @@ class InstanceFiles:
             return self.path(key).read_bytes()
         except FileNotFoundError:
             return None
+
+    def remove(self, key: InstanceKey) -> bool:
+        """Delete the instance's file (False: there was none), and the study, series and
+        consultation directories it leaves empty."""
+        path = self.path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        consultation = self.root / key.consultation_id
+        directory = path.parent
+        while directory != self.root and directory.is_relative_to(consultation):
+            try:
+                directory.rmdir()  # only when empty (a staged file or another instance stays)
+            except OSError:
+                break
+            directory = directory.parent
+        return True

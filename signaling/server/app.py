@@ -29,7 +29,7 @@ from signaling.server import (
 from signaling.server.activity import ActivityRecorder
 from signaling.server.headers import SecurityHeaders
 from signaling.server.hub import Hub
-from signaling.server.retention import Retention
+from signaling.server.retention import ImagingRetention, Retention
 from signaling.server.services import Services
 from signaling.server.ws import TransportAbort, websocket_endpoint
 from signaling.storage.accounts import sync_sites
@@ -69,8 +69,15 @@ def create_app(
                 hasher=await asyncio.to_thread(SecretHasher, config.hash_cost),
                 clock=clock,
             )
+            imaging_files = app.state.imaging.files
             retention = Retention(
-                db, config.numerics_retention_days, config.retention_interval_s, clock=clock
+                db,
+                config.numerics_retention_days,
+                config.retention_interval_s,
+                clock=clock,
+                imaging=None
+                if imaging_files is None
+                else ImagingRetention(imaging_files, config.imaging_retention_days, services.audit),
             )
             activity.start()
             retention.start()

@@ -3,7 +3,9 @@ the patient's consent to identified images crossing the border."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from signaling.auth import Principal
@@ -98,6 +100,31 @@ async def remove(db: Database, row_id: int) -> None:
         found = await session.get(ImagingInstanceRow, row_id)
         if found is not None:
             await session.delete(found)
+
+
+async def stored_before(db: Database, cutoff: datetime, limit: int) -> list[ImagingInstanceRow]:
+    """Retention: up to ``limit`` instances stored before ``cutoff``, oldest first."""
+    query = (
+        select(ImagingInstanceRow)
+        .where(ImagingInstanceRow.stored_at < cutoff)
+        .order_by(ImagingInstanceRow.stored_at, ImagingInstanceRow.id)
+        .limit(limit)
+    )
+    async with db.session() as session:
+        return list(await session.scalars(query))
+
+
+async def forget(db: Database, row_ids: list[int]) -> int:
+    """Retention: delete these index rows (their files already gone); how many went."""
+    if not row_ids:
+        return 0
+    async with db.session() as session:
+        result = await session.execute(
+            delete(ImagingInstanceRow)
+            .where(ImagingInstanceRow.id.in_(row_ids))
+            .execution_options(synchronize_session=False)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def instances(
