@@ -18,6 +18,11 @@ as such) has arrived. An association aborted (A-ABORT) or cut (TCP reset, close)
 middle of a P-DATA exchange drops what it had received; the instances it completed before
 are kept (each was answered with its own status).
 
+An association may send at most ``ScpSettings.max_instance_bytes`` towards one instance
+(512 MiB by default): pynetdicom holds an instance in memory until it is whole, so past
+that bound the connection is closed and the partial instance dropped, which bounds what 16
+associations can make the gateway hold.
+
 Associations from a calling AE title not in ``ScpSettings.allowed_calling`` are rejected
 (rejected-permanent, calling AE title not recognised).
 
@@ -82,6 +87,11 @@ class ScpSettings:
     max_pdu: int = 262_144
     #: An association idle this long is aborted.
     idle_timeout_s: float = 60.0
+    #: The most bytes an association may send towards one instance (from the end of the
+    #: previous C-STORE, PDU headers included); past it the connection is closed and what it
+    #: had sent dropped. pynetdicom holds an instance in memory until it is whole, and a
+    #: PDU header may announce up to 4 GiB: this bounds each association's memory.
+    max_instance_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.ae_title.strip()) <= 16:
@@ -93,6 +103,8 @@ class ScpSettings:
                 raise ValueError(f"calling AE title {title!r}: 1 to 16 characters")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} out of range")
+        if self.max_instance_bytes < 64 * 1024:
+            raise ValueError(f"max_instance_bytes {self.max_instance_bytes}: at least 64 KiB")
 
 
 @dataclass
@@ -151,8 +163,7 @@ class StorageScp:
         handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, _on_echo)]
         if self.settings.tcp_nodelay:
             handlers.append((evt.EVT_CONN_OPEN, _no_delay))
-        if self.settings.tcp_quickack and hasattr(socket, "TCP_QUICKACK"):
-            handlers.append((evt.EVT_CONN_OPEN, _quick_ack))
+        handlers.append((evt.EVT_CONN_OPEN, self._on_open))
         handlers.append((evt.EVT_REJECTED, _on_rejected))
         handlers.append((evt.EVT_ABORTED, _on_aborted))
         address = (self.settings.host, self.settings.port)
@@ -177,8 +188,21 @@ class StorageScp:
 
     # -- in association threads ------------------------------------------------------------
 
+    def _on_open(self, event: Any) -> None:
+        """Read the connection through a :class:`_ReceivingSocket` (the instance-size bound,
+        and TCP_QUICKACK when set and available)."""
+        transport = event.assoc.dul.socket
+        sock = transport.socket
+        if isinstance(sock, socket.socket) and not hasattr(sock, "pending"):  # not TLS
+            quick = self.settings.tcp_quickack and hasattr(socket, "TCP_QUICKACK")
+            name = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
+            transport.socket = _ReceivingSocket(sock, self.settings.max_instance_bytes, quick, name)
+
     def _on_store(self, event: Any) -> Dataset:
         calling = event.assoc.requestor.ae_title
+        receiving = getattr(event.assoc.dul.socket, "socket", None)
+        if isinstance(receiving, _ReceivingSocket):
+            receiving.received = 0  # the instance is whole: the next one has its own budget
         try:
             part10 = event.encoded_dataset(include_meta=True)
             request = event.request
@@ -255,17 +279,34 @@ def _no_delay(event: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _QuickAckSocket:
-    """An accepted socket whose reads re-arm TCP_QUICKACK (the kernel drops it by itself):
-    pynetdicom reads through ``recv`` and polls through ``fileno``; the rest is delegated."""
+class _ReceivingSocket:
+    """An accepted socket that counts what it receives towards one instance, and re-arms
+    TCP_QUICKACK around every read when ``quickack`` (the kernel drops it by itself).
+    pynetdicom reads through ``recv`` and polls through ``fileno``; the rest is delegated.
+    Past ``limit`` bytes since :attr:`received` was last reset, ``recv`` reports the
+    connection closed: pynetdicom ends the association and drops the partial instance."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, limit: int, quickack: bool, name: str) -> None:
         self._sock = sock
+        self._limit = limit
+        self._quickack = quickack
+        self._name = name
+        self.received = 0
 
     def recv(self, size: int) -> bytes:
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-        data = self._sock.recv(size)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        if self.received >= self._limit:
+            log.warning(
+                "association from %s closed: more than %d bytes towards one instance",
+                self._name,
+                self._limit,
+            )
+            return b""
+        if self._quickack:
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        data = self._sock.recv(min(size, self._limit - self.received))
+        if self._quickack:
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        self.received += len(data)
         return data
 
     def fileno(self) -> int:
@@ -273,12 +314,6 @@ class _QuickAckSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
-
-
-def _quick_ack(event: Any) -> None:
-    transport = event.assoc.dul.socket
-    if isinstance(transport.socket, socket.socket) and not hasattr(transport.socket, "pending"):
-        transport.socket = _QuickAckSocket(transport.socket)
 
 
 def _on_rejected(event: Any) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import random
 import socket
+import struct
 from io import BytesIO
 from typing import Any
 
@@ -188,7 +189,43 @@ async def test_accepted_sockets_have_nodelay_and_quick_ack() -> None:
             scu.release()
             return option, type(sock).__name__
 
-        assert await asyncio.to_thread(open_and_look) == (1, "_QuickAckSocket")
+        assert await asyncio.to_thread(open_and_look) == (1, "_ReceivingSocket")
+
+
+async def test_an_instance_over_the_size_bound_closes_its_association_and_nothing_else() -> None:
+    """Three 39 kB CTs on one association pass a 64 KiB bound (it is per instance); a PDU
+    announcing 256 MiB is cut at the bound: the connection closed, nothing forwarded, and
+    the next association is served."""
+    source = sample_bytes("ct")
+    ds = pydicom.dcmread(BytesIO(source))
+    body = _body(source)
+    assert 32_000 < len(body) < 64 * 1024
+    async with running_scp(max_instance_bytes=64 * 1024) as c:
+
+        def send() -> str:
+            scu = RawScu(c.scp.port, CALLING)
+            assert scu.associate(ds.SOPClassUID, "1.2.840.10008.1.2.1") == 2
+            for k in range(3):
+                assert scu.store(ds.SOPClassUID, ds.SOPInstanceUID, body, k + 1) == (SUCCESS, "")
+            scu.send_pdv(scu.command(ds.SOPClassUID, "1.2.3.4", 4), command=True, last=True)
+            header = struct.pack(">BBI", 0x04, 0, 256 * 1024 * 1024)
+            try:
+                scu.sock.sendall(header + bytes(1024 * 1024))
+                scu.read_pdu()
+            except (ConnectionError, OSError) as exc:
+                return type(exc).__name__
+            finally:
+                scu.sock.close()
+            return "the SCP kept reading"
+
+        outcome = await asyncio.to_thread(send)
+        assert outcome != "the SCP kept reading"
+        statuses = await asyncio.to_thread(send_pynetdicom, c.scp.port, [sample_bytes("mr")])
+        assert statuses == [(SUCCESS, "")]
+        await eventually(lambda: len(c.arrivals) == 4)
+        assert [a.verdict.sop_instance_uid for a in c.arrivals][:3] == [ds.SOPInstanceUID] * 3
+    with pytest.raises(ValueError, match="at least 64 KiB"):
+        ScpSettings(allowed_calling=("X",), max_instance_bytes=1000)
 
 
 async def test_fuzz_mutated_instances_inside_valid_frames_each_get_a_status() -> None:
