@@ -76,6 +76,20 @@ LADDER: tuple[Rung, ...] = (
     Rung("120p5", 120, 5.0, 24_000, 64_000),
     Rung("paused", 0, 0.0, 0, 0),
 )
+#: A diagnostic camera's ladder (an ultrasound's or endoscope's video output): a higher
+#: ceiling on every rung, since speckle, fine edges and motion are what the doctor reads and
+#: cost bits to keep, and the frame rate kept longer (30 fps down to 360p): a cine loses
+#: more with half its frames than with a smaller picture. It adapts to the path like the room
+#: camera's, from its own reports (both tracks see the same losses and cut together).
+DIAGNOSTIC_LADDER: tuple[Rung, ...] = (
+    Rung("720p30", 720, 30.0, 1_200_000, 3_000_000),
+    Rung("480p30", 480, 30.0, 500_000, 2_000_000),
+    Rung("360p30", 360, 30.0, 250_000, 1_000_000),
+    Rung("240p15", 240, 15.0, 80_000, 300_000),
+    Rung("120p5", 120, 5.0, 24_000, 64_000),
+    Rung("paused", 0, 0.0, 0, 0),
+)
+DIAGNOSTIC_MAX_BPS = 3_000_000
 #: Where the loss-based estimate starts (as WebRTC's does): a path is not assumed to take
 #: more before reports say so (aiortc's encoders start at 500k, over a 256k uplink).
 START_BPS = 300_000
@@ -150,6 +164,11 @@ class VideoAdapter:
         self._congested_at: float | None = None
         self._moved_at: float | None = None
         self.changes = 0
+
+    @classmethod
+    def diagnostic(cls) -> VideoAdapter:
+        """The adaptation of a diagnostic camera (:data:`DIAGNOSTIC_LADDER`)."""
+        return cls(ladder=DIAGNOSTIC_LADDER, max_bps=DIAGNOSTIC_MAX_BPS)
 
     # -- inputs ------------------------------------------------------------------------------
 

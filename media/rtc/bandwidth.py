@@ -9,7 +9,9 @@ aiortc release that changes them fails a test instead of silently sending at ful
 
 aiortc's encoders also refuse targets under a floor (VP8 250 kbit/s, H.264 500 kbit/s): a
 path of 256 kbit/s could then never get below its own capacity. :func:`lower_encoder_floors`
-lowers both, once, to :data:`~media.rtc.adapt.MIN_TARGET_BPS`.
+lowers both, once, to :data:`~media.rtc.adapt.MIN_TARGET_BPS`, and raises VP8's ceiling
+(1.5 Mbit/s) to :data:`~media.rtc.adapt.DIAGNOSTIC_MAX_BPS`, the most a diagnostic camera's
+adapter asks for (the room camera's asks no more than it did).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from media.rtc.adapt import MIN_TARGET_BPS, VideoAdapter
+from media.rtc.adapt import DIAGNOSTIC_MAX_BPS, MIN_TARGET_BPS, VideoAdapter
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,12 @@ _LSR_TIME_ATTRIBUTE = "_RTCRtpSender__lsr_time"
 
 
 def lower_encoder_floors() -> None:
-    """Let aiortc's VP8 and H.264 encoders go down to the adapter's least target."""
+    """Let aiortc's VP8 and H.264 encoders go down to the adapter's least target, and up to
+    a diagnostic camera's most."""
     vpx.MIN_BITRATE = min(vpx.MIN_BITRATE, MIN_TARGET_BPS)
     h264.MIN_BITRATE = min(h264.MIN_BITRATE, MIN_TARGET_BPS)
+    vpx.MAX_BITRATE = max(vpx.MAX_BITRATE, DIAGNOSTIC_MAX_BPS)
+    h264.MAX_BITRATE = max(h264.MAX_BITRATE, DIAGNOSTIC_MAX_BPS)
 
 
 def encoder_target(sender: RTCRtpSender) -> int | None:

@@ -5,6 +5,13 @@ Two data channels are negotiated out of band (fixed ids, so both sides have them
 worthless), ``events`` reliable and ordered (numerics, alarms, device states, the heartbeat). ICE
 servers come from the caller only: never aiortc's default public STUN server.
 
+Video: one transceiver per track sent, in the order given (the first sendrecv, as browsers
+have always been offered here; the others sendonly), each adapted to the path on its own
+(:mod:`media.rtc.adapt`; a diagnostic track with its higher ceiling); :meth:`video_mids`
+says which media id carries which track once the offer is made. A receiver reads every
+video track it is sent: the first into :attr:`video_frames`, each by its media id into
+:attr:`video_frames_by_mid`.
+
 Audio (optional) has one transceiver, whose direction says what each side does: sendrecv
 when this side sends a track and takes the other's (the bedside's sound and the doctor's
 talk-back), sendonly or recvonly for one of them, no audio m-line for neither. A track whose
@@ -23,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import av
@@ -85,7 +93,7 @@ class MediaPeer:
         heartbeat: Heartbeat | None = None,
         reorderer: Reorderer | None = None,
         queue_size: int = 1024,
-        video: MediaStreamTrack | None = None,
+        video: MediaStreamTrack | Sequence[MediaStreamTrack] | None = None,
         receive_video: bool = False,
         clock: Clock = SYSTEM_CLOCK,
         audio: MediaStreamTrack | None = None,
@@ -93,7 +101,8 @@ class MediaPeer:
         relay_only: bool = False,
         adapt_video: bool = True,
     ) -> None:
-        """``video``: a track to send (e.g. a PipelineVideoTrack); ``receive_video``: ask
+        """``video``: a track to send (e.g. a PipelineVideoTrack), or several (one camera
+        each, one transceiver each); ``receive_video``: ask
         for the other side's video, delivered to :attr:`video_frames` (newest frame only).
         ``audio``: a track to send (e.g. from an AudioFeed); ``receive_audio``: ask for the
         other side's sound, delivered to :attr:`audio_frames` (every frame, bounded).
@@ -108,26 +117,35 @@ class MediaPeer:
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=ice_servers, iceTransportPolicy=policy)
         )
+        videos = [] if video is None else [video] if isinstance(video, MediaStreamTrack) else video
+        self._videos: list[MediaStreamTrack] = list(videos)
         # Transceivers are made when this side offers, or joined to the offer's m-lines
-        # when it answers (a transceiver no m-line matched breaks aiortc's answer).
-        self._media: dict[str, tuple[MediaStreamTrack | None, bool]] = {
-            "video": (video, receive_video),
-            "audio": (audio, receive_audio),
-        }
+        # when it answers (a transceiver no m-line matched breaks aiortc's answer). In order:
+        # the first video, the audio, then any further video (kind, track, receive).
+        self._media: list[tuple[str, MediaStreamTrack | None, bool]] = [
+            ("video", self._videos[0] if self._videos else None, receive_video),
+            ("audio", audio, receive_audio),
+            *(("video", track, False) for track in self._videos[1:]),
+        ]
         self._media_added = False
-        #: The adaptation of the video sent (None: no adaptable video, or not asked for).
-        self.video_adapter: VideoAdapter | None = None
+        #: The transceiver of each video track sent, in the order the tracks were given.
+        self._video_transceivers: dict[int, RTCRtpTransceiver] = {}
+        #: The adaptation of each video track sent (none: no adaptable video, or not asked
+        #: for), with its sender; the first is the one the viewer is told of.
+        self.video_adapters: list[tuple[VideoAdapter, RTCRtpSender]] = []
         self._adapt_video = adapt_video
-        self._video_sender: RTCRtpSender | None = None
         self._video_told: tuple[str, int | None, float | None] | None = None
         self._stats_due = 0.0
-        #: The newest decoded frame from the other side (older ones are dropped, counted).
+        #: The newest decoded frame from the other side (older ones are dropped, counted):
+        #: its first video track's.
         self.video_frames: DropOldestQueue[av.VideoFrame] = DropOldestQueue(1)
+        #: The newest decoded frame of each video track the other side sends, by media id.
+        self.video_frames_by_mid: dict[str, DropOldestQueue[av.VideoFrame]] = {}
         #: Decoded audio from the other side, in order; the oldest dropped past 0.5 s.
         self.audio_frames: DropOldestQueue[av.AudioFrame] = DropOldestQueue(AUDIO_QUEUE_FRAMES)
         self.jitter_buffers: list[MarkerJitterBuffer] = []
         self._marked: list[object] = []
-        self._video_task: asyncio.Task[None] | None = None
+        self._video_tasks: list[asyncio.Task[None]] = []
         self._audio_task: asyncio.Task[None] | None = None
         self.pc.on("track", self._on_track)
         self.heartbeat = heartbeat or Heartbeat()
@@ -158,15 +176,15 @@ class MediaPeer:
         if self._media_added:
             return
         self._media_added = True
-        for kind, (track, receive) in self._media.items():
+        for position, (kind, track, receive) in enumerate(self._media):
             if track is not None:
-                # Video keeps the sendrecv that browsers have always been offered here.
-                both = receive or kind == "video"
+                # The first video keeps the sendrecv that browsers have always been offered
+                # here; further cameras are sent only.
+                both = receive or (kind == "video" and position == 0)
                 transceiver = self.pc.addTransceiver(
                     track, direction="sendrecv" if both else "sendonly"
                 )
-                _only_the_codec_of(transceiver, track)
-                self._adapt(transceiver.sender, track)
+                self._joined(transceiver, track)
             elif receive:
                 self.pc.addTransceiver(kind, direction="recvonly")
 
@@ -178,7 +196,7 @@ class MediaPeer:
         if self._media_added:
             return
         self._media_added = True
-        for kind, (track, receive) in self._media.items():
+        for kind, track, receive in self._media:
             if track is None:
                 continue
             transceiver = next(
@@ -190,17 +208,35 @@ class MediaPeer:
                 continue
             transceiver.sender.replaceTrack(track)
             transceiver.direction = "sendrecv" if receive else "sendonly"
-            _only_the_codec_of(transceiver, track)
+            self._joined(transceiver, track)
+
+    def _joined(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack) -> None:
+        _only_the_codec_of(transceiver, track)
+        if track.kind == "video":
+            position = next(k for k, v in enumerate(self._videos) if v is track)
+            self._video_transceivers[position] = transceiver
             self._adapt(transceiver.sender, track)
 
     def _adapt(self, sender: RTCRtpSender, track: MediaStreamTrack) -> None:
         """Fit a video track of ours to the path, when it can be (a frame track)."""
         if self._adapt_video and isinstance(track, _CaptureClockTrack):
-            self.video_adapter = track.adapter = VideoAdapter()
-            self._video_sender = sender
-            follow_path(
-                sender, self.video_adapter, self._clock.monotonic, on_rtcp=self._transport_alive
-            )
+            adapter = VideoAdapter.diagnostic() if track.diagnostic else VideoAdapter()
+            track.adapter = adapter
+            self.video_adapters.append((adapter, sender))
+            follow_path(sender, adapter, self._clock.monotonic, on_rtcp=self._transport_alive)
+
+    @property
+    def video_adapter(self) -> VideoAdapter | None:
+        """The first video track's adaptation (the one the viewer is told of)."""
+        return self.video_adapters[0][0] if self.video_adapters else None
+
+    def video_mids(self) -> list[str | None]:
+        """The media id of each video track sent, in the order given (None for a track
+        that is not sent, or before the offer or answer is made)."""
+        transceivers = self._video_transceivers
+        return [
+            transceivers[k].mid if k in transceivers else None for k in range(len(self._videos))
+        ]
 
     def _transport_alive(self) -> None:
         """Media or RTCP arrived: the path delivers, even if the events channel's heartbeat
@@ -248,16 +284,28 @@ class MediaPeer:
         return self.audio_frames.dropped
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "video" and self._video_task is None:
-            self._video_task = spawn(self._read_video(track), "video-in")
+        if track.kind == "video":
+            # Every video track is read: aiortc queues what is not read, unbounded.
+            mid = next(
+                (t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None
+            )
+            frames: DropOldestQueue[av.VideoFrame] = DropOldestQueue(1)
+            self.video_frames_by_mid[mid or f"track-{len(self._video_tasks)}"] = frames
+            first = not self._video_tasks
+            self._video_tasks.append(spawn(self._read_video(track, frames, first), "video-in"))
         elif track.kind == "audio" and self._audio_task is None:
             # Read even when nobody asked for it: aiortc queues what is not read, unbounded.
             self._audio_task = spawn(self._read_audio(track), "audio-in")
 
-    async def _read_video(self, track: MediaStreamTrack) -> None:
+    async def _read_video(
+        self, track: MediaStreamTrack, frames: DropOldestQueue[av.VideoFrame], first: bool
+    ) -> None:
         try:
             while True:
-                self.video_frames.put_latest(await track.recv())  # type: ignore[arg-type]
+                frame: av.VideoFrame = await track.recv()  # type: ignore[assignment]
+                frames.put_latest(frame)
+                if first:
+                    self.video_frames.put_latest(frame)
                 self._transport_alive()
         except MediaStreamError:
             pass  # the other side stopped sending
@@ -300,7 +348,7 @@ class MediaPeer:
 
     async def close(self) -> None:
         """Stop the peer's tasks (awaited) and close the connection."""
-        tasks = [t for t in (self._task, self._video_task, self._audio_task) if t is not None]
+        tasks = [t for t in (self._task, *self._video_tasks, self._audio_task) if t is not None]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -389,23 +437,25 @@ class MediaPeer:
                 self._put(PeerEvent(PeerEventKind.DEAD))
             for packet in self.reorderer.pop(self._clock.time()):
                 self._put(PeerEvent(PeerEventKind.WAVEFORM, packet=packet))
-            if self.video_adapter is not None:
+            if self.video_adapters:
                 await self._follow_video(now)
             await asyncio.sleep(_PUMP_S)
 
     async def _follow_video(self, now: float) -> None:
-        """Feed the adapter what it learns without RTCP (time, the bytes sent), keep the
-        encoder on its target, and tell the viewer when what is sent changes."""
-        adapter, sender = self.video_adapter, self._video_sender
-        if adapter is None or sender is None:
-            return
-        if now >= self._stats_due:
+        """Feed each adapter what it learns without RTCP (time, the bytes sent), keep each
+        encoder on its target, and tell the viewer when what the first track sends changes
+        (the ``video`` event names no camera: the room's picture is what it describes)."""
+        stats = now >= self._stats_due
+        if stats:
             self._stats_due = now + _STATS_S
-            sent = _bytes_sent(await sender.getStats())
-            if sent is not None:
-                adapter.on_sent(sent, now)
-        adapter.tick(now)
-        apply_target(sender, adapter)
+        for adapter, sender in self.video_adapters:
+            if stats:
+                sent = _bytes_sent(await sender.getStats())
+                if sent is not None:
+                    adapter.on_sent(sent, now)
+            adapter.tick(now)
+            apply_target(sender, adapter)
+        adapter = self.video_adapters[0][0]
         rung = adapter.rung
         told = (str(adapter.mode), rung.height or None, rung.fps or None)
         if told != self._video_told and self.channel.readyState == "open":

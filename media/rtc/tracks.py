@@ -29,9 +29,11 @@ class _CaptureClockTrack(MediaStreamTrack):
 
     With an :attr:`adapter` (set by the peer that sends it, :mod:`media.rtc.bandwidth`),
     frames are sent at the adapter's rung: scaled down to its height, thinned to its frame
-    rate, none while it is paused."""
+    rate, none while it is paused. :attr:`diagnostic` (an imaging modality's video, see
+    media.video.processing) asks the peer for a diagnostic camera's adapter."""
 
     kind = "video"
+    diagnostic = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,6 +86,7 @@ class PipelineVideoTrack(_CaptureClockTrack):
         super().__init__()
         self.mailbox = mailbox
         self.processor = processor
+        self.diagnostic = processor.settings.diagnostic
 
     async def recv(self) -> av.VideoFrame:
         while True:
@@ -184,6 +187,7 @@ class _ViewerTrack(_CaptureClockTrack):
     def __init__(self, source: ProcessedFrames) -> None:
         super().__init__()
         self._source = source
+        self.diagnostic = source.processor.settings.diagnostic
         self._seen = 0
         self._attached = False
 
