@@ -205,3 +205,18 @@ def encode_related(
         out += b"\r\n"
     out += delimiter + b"--\r\n"
     return bytes(out)
+
+
+def related_part_head(headers: Sequence[tuple[str, str]], boundary: str) -> bytes:
+    """The delimiter and header fields that open one part of a streamed multipart body (the
+    part's bytes and ``\r\n`` follow); :func:`related_end` closes the body. Together they
+    frame exactly what :func:`encode_related` does, a part at a time."""
+    out = b"--" + boundary.encode("ascii") + b"\r\n"
+    for name, value in headers:
+        out += f"{name}: {value}\r\n".encode("ascii")
+    return out + b"\r\n"
+
+
+def related_end(boundary: str) -> bytes:
+    """The close delimiter of a multipart body."""
+    return b"--" + boundary.encode("ascii") + b"--\r\n"

@@ -12,8 +12,10 @@ audited.
   ``/studies/{study}/instances``, ``/studies/{study}/series/{series}/instances``, in
   ``application/dicom+json`` (:mod:`signaling.imaging.qido`); a key it cannot match: 400.
 - WADO: ``.../instances/{sop}`` (``multipart/related; type="application/dicom"``, the
-  stored file byte for byte), ``.../metadata`` (instance or series; bulk data as
-  ``BulkDataURI`` to ``.../bulkdata/{tag}``), ``.../frames/{n[,m...]}`` (1-based, native
+  stored file byte for byte), ``/studies/{study}`` and ``/studies/{study}/series/{series}``
+  (every instance of the study or series the reader may see, streamed a file at a time),
+  ``.../metadata`` (instance or series; bulk data as ``BulkDataURI`` to
+  ``.../bulkdata/{tag}``), ``.../frames/{n[,m...]}`` (1-based, native
   pixel data as ``application/octet-stream`` parts; compressed: 406).
 - Rendered: ``.../rendered``, ``.../frames/{n}/rendered``, ``.../thumbnail`` (JPEG or PNG
   by ``Accept``; ``window``, ``preset``, ``viewport``, ``quality``:
@@ -27,15 +29,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from signaling.auth import Principal
 from signaling.errors import InvalidInstance, InvalidMultipart, InvalidRequest
 from signaling.imaging import dicom, qido
 from signaling.imaging.files import InstanceKey
-from signaling.imaging.multipart import encode_related, new_boundary, parse_media_type
+from signaling.imaging.multipart import (
+    encode_related,
+    new_boundary,
+    parse_media_type,
+    related_end,
+    related_part_head,
+)
 from signaling.imaging.renderer import NotAcceptable, render_request
 from signaling.imaging.stow import DICOM, DICOM_JSON
 from signaling.server.deps import CurrentPrincipal, ServicesDep
@@ -43,6 +53,7 @@ from signaling.server.routes_consultations import visible
 from signaling.server.routes_imaging import dicomweb_base, imaging_of, instance_url
 from signaling.server.services import Services, source_addr
 from signaling.storage import imaging
+from signaling.storage.audit import DetailValue
 from signaling.storage.models import ConsultationRow, ImagingInstanceRow
 
 log = logging.getLogger(__name__)
@@ -296,6 +307,78 @@ async def retrieve_instance(
     )
     syntax = found.transfer_syntax_uid
     return _multipart([([("Content-Type", f"{DICOM}; transfer-syntax={syntax}")], data)], DICOM)
+
+
+@router.get("/studies/{study}", responses=_WADO, response_class=Response)
+async def retrieve_study(
+    consultation_id: str,
+    study: Uid,
+    principal: CurrentPrincipal,
+    request: Request,
+    svc: ServicesDep,
+) -> Response:
+    """Every instance of the study, as stored, in one ``multipart/related`` answer."""
+    return await _retrieve_many(request, svc, principal, consultation_id, study, None)
+
+
+@router.get("/studies/{study}/series/{series}", responses=_WADO, response_class=Response)
+async def retrieve_series(
+    consultation_id: str,
+    study: Uid,
+    series: Uid,
+    principal: CurrentPrincipal,
+    request: Request,
+    svc: ServicesDep,
+) -> Response:
+    """Every instance of the series, as stored, in one ``multipart/related`` answer."""
+    return await _retrieve_many(request, svc, principal, consultation_id, study, series)
+
+
+async def _retrieve_many(
+    request: Request,
+    svc: Services,
+    principal: Principal,
+    consultation_id: str,
+    study: str,
+    series: str | None,
+) -> Response:
+    """A study or series streamed a file at a time (a study may be larger than memory
+    should hold); audited once, with the count. A file that went missing since the index
+    was read (retention) is left out and logged: the answer has begun by then."""
+    if not _accepts(request.headers.get("accept"), DICOM):
+        raise _not_acceptable(f'multipart/related; type="{DICOM}"')
+    addr = source_addr(request)
+    row = await _reader(svc, principal, consultation_id, "imaging.retrieve", addr)
+    rows = _seen(principal, row, await imaging.instances(svc.db, row.id, study, series))
+    files = imaging_of(request).files
+    if not rows or files is None:
+        what = "study" if series is None else "series"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such {what} in this consultation")
+    detail: dict[str, DetailValue] = {"study": study, "count": len(rows)}
+    if series is not None:
+        detail["series"] = series
+    await svc.record("imaging.retrieve", principal, addr, consultation_id=row.id, detail=detail)
+    boundary = new_boundary()
+    consultation = row.id
+
+    async def parts() -> AsyncIterator[bytes]:
+        for found in rows:
+            key = InstanceKey(
+                consultation, study, found.series_instance_uid, found.sop_instance_uid
+            )
+            data = await asyncio.to_thread(files.read, key)
+            if data is None:
+                log.warning("imaging: the file of %s in %s is missing", key.sop, consultation)
+                continue
+            content = f"{DICOM}; transfer-syntax={found.transfer_syntax_uid}"
+            yield related_part_head([("Content-Type", content)], boundary) + data + b"\r\n"
+        yield related_end(boundary)
+
+    return StreamingResponse(
+        parts(),
+        media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}',
+        headers=_NO_STORE,
+    )
 
 
 @router.get(_INSTANCE + "/metadata", responses=_WADO, response_class=Response)

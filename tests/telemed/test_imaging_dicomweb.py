@@ -211,3 +211,36 @@ async def test_non_members_get_nothing_and_bad_parameters_a_reason(room: Imaging
     assert missing.status_code == 404
     wrong_study = await room.get(f"/studies/1.2.3/series/{series}/instances/{sop}")
     assert wrong_study.status_code == 404
+
+
+async def test_a_study_and_a_series_are_retrieved_whole(room: ImagingRoom) -> None:
+    study = "1.2.826.0.1.3680043.8.498.1"
+    first, second = "1.2.826.0.1.3680043.8.498.1.1", "1.2.826.0.1.3680043.8.498.1.2"
+    files = [
+        ultrasound(frames=2, study=study, series=first, seed=1),
+        ultrasound(frames=2, study=study, series=first, seed=2),
+        ultrasound(frames=3, study=study, series=second, seed=3),
+    ]
+    other = ultrasound(frames=1, seed=4)  # another study of the consultation: not in the answer
+    await asyncio.to_thread(
+        _client(room, "gw").store_instances, [_dataset(d) for d in [*files, other]]
+    )
+    doctor = _client(room, "dk")
+    whole = await asyncio.to_thread(doctor.retrieve_study, study)
+    by_sop = {uids(d)[2]: d for d in files}
+    assert sorted(str(ds.SOPInstanceUID) for ds in whole) == sorted(by_sop)
+    for ds in whole:
+        assert ds.PixelData == pixel_data(by_sop[str(ds.SOPInstanceUID)])
+    one = await asyncio.to_thread(doctor.retrieve_series, study, second)
+    assert [str(ds.SOPInstanceUID) for ds in one] == [uids(files[2])[2]]
+    [audited] = [d for _, _, d in await room.audit("imaging.retrieve") if d.get("count") == 3]
+    assert audited["study"] == study
+    for path, who, status in [
+        (f"/studies/{study}", "ds", 404),  # not a member
+        (f"/studies/{study}", "admin", 403),
+        ("/studies/1.2.3", "dk", 404),
+        (f"/studies/{study}/series/1.2.3", "dk", 404),
+    ]:
+        assert (await room.get(path, who=who)).status_code == status, (path, who)
+    refused = await room.get(f"/studies/{study}", headers={"Accept": "application/json"})
+    assert refused.status_code == 406
