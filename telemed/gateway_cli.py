@@ -15,6 +15,7 @@ from telemed.settings import GatewayOptions, Settings, SettingsError
 
 if TYPE_CHECKING:
     from devices.dicom.pacs import PacsSettings
+    from telemed.gateway.cameras import CameraSpec
     from telemed.gateway.imaging import ImagingConfig
     from telemed.gateway.runner import GatewayConfig
 
@@ -54,7 +55,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         choices=sorted(SIMULATORS),
         help="also start a simulated device on a pseudo-terminal and read it (repeatable)",
     )
-    p.add_argument("--camera", help="synthetic, a camera index, a device path, a file or a URL")
+    p.add_argument(
+        "--camera",
+        action="append",
+        metavar="[NAME=]SPEC[:PURPOSE]",
+        help="a camera: SPEC is synthetic, a camera index, a device path, a file or a URL; "
+        "without NAME it is the room camera; repeatable, e.g. --camera room=0 --camera "
+        "ultrasound=/dev/video2 (a name other than room is diagnostic: sent unenhanced, "
+        "frames keepable as DICOM; :room or :diagnostic after SPEC says so outright)",
+    )
     p.add_argument("--size", help="video size WIDTHxHEIGHT (default 640x480)")
     p.add_argument(
         "--audio",
@@ -171,7 +180,7 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
         key=key,
         mains_hz=site.mains_hz,
         devices=devices,
-        camera=args.camera or options.camera,
+        cameras=_cameras(args, options),
         video=ProcessingSettings(
             width=width, height=height, overlay=site.name, timezone=site.timezone
         ),
@@ -186,6 +195,21 @@ def config_from(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
         relay_only=bool(getattr(args, "relay_only", None) or options.relay_only),
         waveform_history=history,
     )
+
+
+def _cameras(args: argparse.Namespace, options: GatewayOptions) -> tuple[CameraSpec, ...]:
+    """``--camera`` flags if any (each replaces the settings' cameras), else the settings'
+    ``camera`` and ``cameras``. Raises SettingsError."""
+    from telemed.gateway.cameras import parse_cameras
+
+    flags = getattr(args, "camera", None)
+    if isinstance(flags, str):  # a namespace built by hand
+        flags = [flags]
+    texts = list(flags) if flags else [*filter(None, [options.camera]), *options.cameras]
+    try:
+        return parse_cameras(texts)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _imaging_config(args: argparse.Namespace, options: GatewayOptions) -> ImagingConfig | None:

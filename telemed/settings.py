@@ -48,8 +48,13 @@ class GatewayOptions(BaseModel):
     site: str | None = None
     #: ``PROTOCOL:PORT`` each, e.g. ``cms50:/dev/ttyUSB0``, ``hl7:2575``.
     devices: tuple[str, ...] = ()
-    #: ``synthetic``, a camera index, a device path, a file or a URL; unset: no video.
+    #: The room camera: ``synthetic``, a camera index, a device path, a file or a URL;
+    #: unset: none.
     camera: str | None = None
+    #: More cameras, ``NAME=SPEC`` each (``ultrasound=/dev/video2``): a name other than
+    #: ``room`` is a diagnostic camera (an imaging modality's video: sent unenhanced, its
+    #: frames keepable as DICOM); ``:room`` or ``:diagnostic`` after SPEC says so outright.
+    cameras: tuple[str, ...] = ()
     width: int = Field(default=640, ge=16, le=3840)
     height: int = Field(default=480, ge=16, le=2160)
     #: The bedside's sound: ``alsa:DEVICE``, a WAV file, ``synthetic``; unset: no sound.

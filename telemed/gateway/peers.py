@@ -21,6 +21,10 @@ A connection given up is closed in the background with a deadline: closing waits
 TURN server to release the allocation, which on a dead path takes a minute, and the next
 connection must not wait for that.
 
+Every camera of the bedside is a video track of its own on each connection, one
+transceiver each; once a connection opens it is told, after the greeting, which media id
+carries which camera (a ``cameras`` event: the ids are this connection's own).
+
 The links and the closings are owned here: :meth:`PeerSet.close` cancels and awaits them all.
 """
 
@@ -29,13 +33,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from aiortc import MediaStreamTrack, RTCIceServer
 
 from media.audio.talkback import TalkBack
-from media.rtc.events import EventMessage
+from media.rtc.events import Camera, Cameras, EventMessage, encode_event
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.rebuild import Backoff, RebuildPolicy
 from media.rtc.wire import WirePacket
@@ -59,10 +64,24 @@ def identity(peer: Peer) -> str:
     return f"{peer.kind}:{peer.principal_id}:{peer.instance or peer.peer_id}"
 
 
+@dataclass(frozen=True)
+class CameraFeed:
+    """A camera as the connections need it: its ``name`` and ``purpose`` (what the viewer
+    is told), a new video track for each connection, and its frame size as captured
+    (None until known)."""
+
+    name: str
+    purpose: Literal["room", "diagnostic"]
+    track: Callable[[], MediaStreamTrack]
+    size: Callable[[], tuple[int, int] | None]
+
+
 @dataclass
 class _Connection:
     peer: Peer
     media: MediaPeer
+    #: The media id of each camera's transceiver on this connection, in the cameras' order.
+    mids: list[str | None] = field(default_factory=list)
     #: Takes the clinician's talk-back to the bedside sink (when there is one).
     talkback_task: asyncio.Task[None] | None = None
     opened: asyncio.Event = field(default_factory=asyncio.Event)
@@ -77,7 +96,8 @@ class _Connection:
 class PeerSet:
     """``send`` puts a message on the signaling socket; ``ice_servers`` gives the servers
     for a new connection (cached by the caller: it is called for every connection);
-    ``video`` makes a new video track for each connection (None: no camera), ``audio`` a
+    ``cameras`` the bedside's cameras, each a video track of every connection (none: no
+    video; the first is the one the ``video`` adaptation event describes), ``audio`` a
     new audio track (None: no bedside sound); ``talkback`` plays what clinicians say (None:
     the connection does not ask for their sound); ``greeting`` gives the messages a newly
     opened connection receives first (channel metadata, the latest numerics)."""
@@ -86,7 +106,7 @@ class PeerSet:
         self,
         send: Send,
         ice_servers: Callable[[], Awaitable[list[RTCIceServer]]],
-        video: Callable[[], MediaStreamTrack] | None,
+        cameras: Sequence[CameraFeed],
         greeting: Callable[[], list[str]],
         open_timeout_s: float = OPEN_TIMEOUT_S,
         *,
@@ -113,7 +133,7 @@ class PeerSet:
         self._clock = clock
         self._send = send
         self._ice_servers = ice_servers
-        self._video = video
+        self._cameras = list(cameras)
         self._audio = audio
         self._talkback = talkback
         self._greeting = greeting
@@ -287,11 +307,11 @@ class PeerSet:
         """One connection's life: made, offered, opened (or given up), then carried until
         it dies. Returns when it is given up (it is closed in the background): whether it
         was offered at all (False: gathering found no candidate)."""
-        video = self._video() if self._video is not None else None
+        videos = [camera.track() for camera in self._cameras]
         audio = self._audio() if self._audio is not None else None
         media = MediaPeer(
             await self._ice_servers(),
-            video=video,
+            video=videos or None,
             audio=audio,
             receive_audio=self._talkback is not None,
             relay_only=self._relay_only,
@@ -305,6 +325,7 @@ class PeerSet:
                     self._play_talkback(connection, self._talkback), f"talkback-{key}"
                 )
             sdp = await media.create_offer()
+            connection.mids = media.video_mids()
             if "a=candidate:" not in sdp:
                 # No candidate at all (relay-only with the TURN server unreachable): this
                 # connection can never open, so do not wait for its deadline.
@@ -357,10 +378,28 @@ class PeerSet:
         connection.media.start()  # heartbeat from now on
         for text in self._greeting():
             connection.media.send_event(text)
+        cameras = self._cameras_of(connection)
+        if cameras is not None:
+            connection.media.send_event(cameras)
         connection.opened.set()
         backoff.opened(self._clock.monotonic())
         self.opened_total += 1
         log.info("connected to %s (%s)", connection.peer.peer_id, connection.peer.name)
+
+    def _cameras_of(self, connection: _Connection) -> str | None:
+        """The ``cameras`` event of this connection (None: the bedside has no camera)."""
+        described = []
+        for camera, mid in zip(self._cameras, connection.mids, strict=False):
+            if mid is None:
+                continue
+            size = camera.size()
+            width, height = size if size is not None else (None, None)
+            described.append(
+                Camera(
+                    name=camera.name, purpose=camera.purpose, mid=mid, width=width, height=height
+                )
+            )
+        return encode_event(Cameras(cameras=described)) if described else None
 
     def _close_later(self, connection: _Connection) -> None:
         task = spawn(self._close(connection), f"close-{identity(connection.peer)}")

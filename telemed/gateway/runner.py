@@ -1,10 +1,11 @@
 """The bedside gateway: devices -> media -> the other site, through signaling.
 
 :class:`Gateway` owns everything it starts: one reader task per device, a pump per reader,
-the camera thread and frame worker, the sound's capture thread and feed, the talk-back sink
-thread, the vitals worker thread, the signaling client, the consultation follower and the
-peer set. :meth:`Gateway.run` runs until cancelled and then
-stops all of it, in that task.
+each camera's capture thread and frame worker (telemed.gateway.cameras), the keeping of
+frames a doctor freezes (telemed.gateway.keep), the sound's capture thread and feed, the
+talk-back sink thread, the vitals worker thread, the signaling client, the consultation
+follower and the peer set. :meth:`Gateway.run` runs until cancelled and then stops all of
+it, in that task.
 
 Which consultation: the one named in the configuration, or else ("follow") the newest active
 consultation requested by the gateway's own site, joined when it starts and left when it
@@ -38,6 +39,7 @@ from media.audio.talkback import TalkBack
 from media.rtc.events import (
     EventMessage,
     Hello,
+    KeepFrameRequest,
     Numeric,
     SourceChoice,
     WaveformHistoryRequest,
@@ -47,14 +49,7 @@ from media.rtc.ice import Fetched, IceServerCache
 from media.rtc.peer import MediaPeer
 from media.rtc.tracks import ProcessedFrames
 from media.rtc.wire import WirePacket
-from media.video.capture import (
-    CaptureThread,
-    FrameSource,
-    LatestFrame,
-    OpenCvSource,
-    SyntheticSource,
-)
-from media.video.processing import FrameProcessor, ProcessingSettings
+from media.video.processing import ProcessingSettings
 from media.waveform.history import HistorySettings
 from signaling.client import GatewayCredentials, SignalingClient, SignalingError, UntrustedServer
 from signaling.journal import Journal, JournalLimits, JournalStore
@@ -76,8 +71,10 @@ from signaling.schema import (
 )
 from signaling.uploader import Uploader, client_post
 from telemed.gateway.alarms import GatewayAlarms
+from telemed.gateway.cameras import CameraSpec, LiveCamera, check_cameras
 from telemed.gateway.history import GatewayHistory
 from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send
+from telemed.gateway.keep import GatewayKeep, KeepSource
 from telemed.gateway.peers import OPEN_TIMEOUT_S, PeerSet
 from telemed.gateway.sources import PrimarySources
 from telemed.gateway.vitals import VitalsProcessor
@@ -121,8 +118,12 @@ class GatewayConfig:
     #: The site's mains frequency: the ECG notch.
     mains_hz: float
     devices: tuple[DeviceSpec, ...] = ()
-    #: ``synthetic``, a camera index (``0``), a device path, a file or a URL; None: no video.
+    #: The room camera: ``synthetic``, a camera index (``0``), a device path, a file or a
+    #: URL; None: none (or only those in ``cameras``).
     camera: str | None = None
+    #: More cameras, each named (an ultrasound's video output: telemed.gateway.cameras).
+    cameras: tuple[CameraSpec, ...] = ()
+    #: Every camera's processing (a diagnostic camera's without its enhancements).
     video: ProcessingSettings = field(default_factory=ProcessingSettings)
     #: Join this consultation; None: follow the site's newest active consultation.
     consultation_id: str | None = None
@@ -151,6 +152,12 @@ class GatewayConfig:
     imaging: ImagingConfig | None = None
     #: How much of each waveform is kept for a clinician's review after a link's gap.
     waveform_history: HistorySettings = field(default_factory=HistorySettings)
+
+    def all_cameras(self) -> tuple[CameraSpec, ...]:
+        """``camera`` (as the camera named room) and ``cameras``; raises ValueError for two
+        of one name."""
+        room = () if self.camera is None else (CameraSpec("room", self.camera, "room"),)
+        return check_cameras((*room, *self.cameras))
 
 
 Source = DeviceReader | Hl7Listener
@@ -185,8 +192,8 @@ class Gateway:
         #: value of each numeric, each device's state. Touched on the event loop only.
         self._retained: dict[tuple[str, ...], str] = {}
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vitals")
-        self._capture: CaptureThread | None = None
-        self._frames: FrameProcessor | None = None
+        #: The bedside's cameras (started by run), the room camera first.
+        self.cameras = [LiveCamera(spec, config.video) for spec in config.all_cameras()]
         self._audio_capture: AudioCaptureThread | None = None
         self.audio: AudioFeed | None = None
         self.talkback: TalkBack | None = None
@@ -200,6 +207,16 @@ class Gateway:
         self.imaging = self._imaging()
         #: Every waveform packet sent, kept for review after an outage (on the event loop).
         self.history = GatewayHistory(config.waveform_history, self._media_of)
+        #: Frames a doctor keeps from a diagnostic camera.
+        self.keep = GatewayKeep(
+            self.imaging,
+            {
+                camera.spec.name: KeepSource(camera.recent, camera.spec.source)
+                for camera in self.cameras
+                if camera.recent is not None
+            },
+            self._media_of,
+        )
 
     def _imaging(self) -> GatewayImaging | None:
         """The DICOM path (telemed.gateway.imaging); its spool and key live under the data
@@ -233,7 +250,7 @@ class Gateway:
         that is not trusted, AudioDeviceError or VideoSourceError when a configured device
         cannot be opened, and DicomListenError when the DICOM port cannot be listened on."""
         try:
-            frames = self._start_video()
+            pipelines = self._start_video()
             audio = self._start_audio()
             self.talkback = self._start_talkback()
             if self.imaging is not None:
@@ -243,7 +260,7 @@ class Gateway:
             self.peers = PeerSet(
                 self.client.send,
                 self.ice_servers.get,
-                frames.track if frames is not None else None,
+                [camera.feed() for camera in self.cameras],
                 self.greeting,
                 self.config.peer_open_timeout_s,
                 audio=audio.track if audio is not None else None,
@@ -252,8 +269,8 @@ class Gateway:
                 relay_only=self.config.relay_only,
             )
             async with asyncio.TaskGroup() as tasks:
-                if frames is not None:
-                    tasks.create_task(frames.run(), name="video-pipeline")
+                for name, pipeline in pipelines:
+                    tasks.create_task(pipeline.run(), name=f"video-pipeline-{name}")
                 if audio is not None:
                     tasks.create_task(audio.run(), name="audio-pipeline")
                 for source in self.sources:
@@ -264,6 +281,7 @@ class Gateway:
                 tasks.create_task(self.uploader.run(), name="journal-uploader")
                 tasks.create_task(self.alarms.run(), name="alarms")
                 tasks.create_task(self.history.run(), name="waveform-history")
+                tasks.create_task(self.keep.run(), name="keep-frames")
                 if self.imaging is not None:
                     tasks.create_task(self.imaging.run(), name="imaging")
         finally:
@@ -311,10 +329,8 @@ class Gateway:
         await self.ice_servers.close()
         await self.client.leave()
         await self.client.close()
-        if self._capture is not None:
-            await self._capture.stop()
-        if self._frames is not None:
-            self._frames.close()
+        for camera in self.cameras:
+            await camera.stop()
         if self._audio_capture is not None:
             await self._audio_capture.stop()
         if self.talkback is not None:
@@ -324,21 +340,17 @@ class Gateway:
         self._worker.shutdown(wait=True, cancel_futures=True)
         await self.journal.close()
 
-    def _start_video(self) -> ProcessedFrames | None:
-        camera = self.config.camera
-        if camera is None:
-            return None
-        settings = self.config.video
-        source: FrameSource
-        if camera == "synthetic":
-            source = SyntheticSource(settings.width, settings.height)
-        else:
-            source = OpenCvSource(int(camera) if camera.isdigit() else camera)
-        mailbox = LatestFrame(asyncio.get_running_loop())
-        self._capture = CaptureThread(source, mailbox)
-        self._capture.start()
-        self._frames = FrameProcessor(settings)
-        return ProcessedFrames(mailbox, self._frames)
+    def _start_video(self) -> list[tuple[str, ProcessedFrames]]:
+        """Open every camera and start its capture (a source that cannot be opened raises
+        VideoSourceError: the gateway stops at start with its name); each camera's pipeline
+        is for run() to own."""
+        loop = asyncio.get_running_loop()
+        started = [(camera.spec.name, camera.start(loop)) for camera in self.cameras]
+        for camera in self.cameras:
+            log.info(
+                "camera %s (%s) from %s", camera.spec.name, camera.spec.purpose, camera.spec.source
+            )
+        return started
 
     def _start_audio(self) -> AudioFeed | None:
         """The sound's capture thread and feed; the device is opened here, so a missing one
@@ -466,6 +478,8 @@ class Gateway:
             self._broadcast(encode_event(sources), ("sources",))
         elif isinstance(message, WaveformHistoryRequest):
             self.history.request(peer, message)
+        elif isinstance(message, KeepFrameRequest):
+            self.keep.request(peer, message)
         else:
             log.info("message from %s ignored: %s", peer.name, message.type)
 
