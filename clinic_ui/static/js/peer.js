@@ -1,8 +1,9 @@
 // The bedside link: the WebRTC connection the gateway offers to this browser. Two data
 // channels are negotiated with fixed ids (media/rtc/peer.py): 1 "waveforms", unordered and
 // never retransmitted; 2 "events", reliable (numerics, statuses, the heartbeat), whose
-// messages are read by type (events.js). Media: the bedside camera and, when the gateway has
-// one, its sound (a microphone or a stethoscope); the gateway may accept our voice back
+// messages are read by type (events.js). Media: the bedside's cameras (a video track each,
+// named by the `cameras` event through their transceivers' mids: cameras.js) and, when the
+// gateway has one, its sound (a microphone or a stethoscope); the gateway may accept our voice back
 // (talk-back), which this link sends from `setTalkTrack()` (push-to-talk: the room enables
 // the track only while the button is held).
 import { ackFor, EVENTS_VERSION, EventError, parseEvent } from "./events.js";
@@ -51,9 +52,17 @@ export class BedsideLink extends EventTarget {
     this._events = events;
     events.onmessage = (event) => this._onEvent(events, event.data);
     events.onopen = () => { this.lastHeard = Date.now(); this._setState("connected"); };
+    let videos = 0;
     pc.ontrack = (event) => {
-      const kind = event.track.kind === "audio" ? "audio" : "video";
-      this.dispatchEvent(new CustomEvent(kind, { detail: new MediaStream([event.track]) }));
+      const stream = new MediaStream([event.track]);
+      if (event.track.kind === "audio") {
+        this.dispatchEvent(new CustomEvent("audio", { detail: stream }));
+        return;
+      }
+      // One track per bedside camera: its transceiver's mid is what the `cameras` event
+      // names it by; `index` 0 is this connection's first (the room camera until told).
+      const detail = { stream, mid: event.transceiver?.mid ?? null, index: videos++ };
+      this.dispatchEvent(new CustomEvent("video", { detail }));
     };
     pc.onicecandidate = (event) => {
       const c = event.candidate;

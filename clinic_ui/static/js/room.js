@@ -5,6 +5,7 @@
 import { t } from "./i18n.js";
 import { AlarmView } from "./alarms.js";
 import { Call } from "./call.js";
+import { CameraTiles, resetCameraView } from "./cameras.js";
 import { formatDuration, formatTime, siteName } from "./format.js";
 import { ImagingPanel, resetImagingView } from "./imaging.js";
 import { errorText } from "./list.js";
@@ -29,7 +30,7 @@ export function resetRoomView() {
   $("room-ended").hidden = true;
   $("close-consultation").hidden = true;
   $("patient-banner").hidden = true;
-  $("video").srcObject = null;
+  resetCameraView();
   for (const id of ["participants", "chat-log", "room-summary", "traces", "numerics", "devices"]) {
     $(id).replaceChildren();
   }
@@ -79,6 +80,7 @@ export class Room {
     this.signaling = state.signaling;
     this.trends = new TrendsView(state.api, row.id);
     this.link = new BedsideLink(this.signaling, iceServers);
+    this.cameras = new CameraTiles({ send: (message) => this.link.sendEvent(message) });
     this.outage = new OutageReview(this.link, this.waveforms); // waveforms kept through a gap
     this.call = new Call(this.signaling, iceServers);
     this.imaging = new ImagingPanel(state, row, {
@@ -101,7 +103,7 @@ export class Room {
       }
     });
     this.link.addEventListener("state", (e) => { if (!this.ended) setLinkState(`link.${e.detail}`); });
-    this.link.addEventListener("video", (e) => { $("video").srcObject = e.detail; });
+    this.link.addEventListener("video", (e) => this.cameras.track(e.detail));
     this.link.addEventListener("audio", (e) => this._bedsideAudio(e.detail));
     this.link.addEventListener("hello", (e) => {
       this.numerics.hello(e.detail);
@@ -162,6 +164,12 @@ export class Room {
         this.videoState = message;
         this._renderVideoState();
         break;
+      case "cameras":
+        this.cameras.cameras(message);
+        break;
+      case "kept-frame":
+        this.cameras.kept(message);
+        break;
     }
   }
 
@@ -200,6 +208,7 @@ export class Room {
     for (const [target, kind, handler] of this._listeners) target.removeEventListener(kind, handler);
     this.signaling.leave();
     this.link.close();
+    this.cameras.close();
     this.call.close();
     this.trends.close();
     this.imaging.close();
@@ -248,6 +257,7 @@ export class Room {
     this.waveforms.relabel();
     this.outage.relabel();
     this.numerics.relabel();
+    this.cameras.relabel();
     this.alarms.relabel();
     this.imaging.relabel();
     this._renderParticipants();
