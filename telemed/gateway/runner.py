@@ -41,6 +41,8 @@ from media.rtc.events import (
     Hello,
     KeepFrameRequest,
     Numeric,
+    PacsFind,
+    PacsPull,
     SourceChoice,
     WaveformHistoryRequest,
     encode_event,
@@ -75,6 +77,7 @@ from telemed.gateway.cameras import CameraSpec, LiveCamera, check_cameras
 from telemed.gateway.history import GatewayHistory
 from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send
 from telemed.gateway.keep import GatewayKeep, KeepSource
+from telemed.gateway.pacs_room import PacsRoom
 from telemed.gateway.peers import OPEN_TIMEOUT_S, PeerSet
 from telemed.gateway.sources import PrimarySources
 from telemed.gateway.vitals import VitalsProcessor
@@ -207,6 +210,13 @@ class Gateway:
         self.imaging = self._imaging()
         #: Every waveform packet sent, kept for review after an outage (on the event loop).
         self.history = GatewayHistory(config.waveform_history, self._media_of)
+        #: The site's PACS, searched and pulled from by the site's clinicians in the room
+        #: (answers "no PACS is configured" when the imaging config names none).
+        self.pacs = PacsRoom(
+            self.imaging,
+            lambda: None if self.client.welcome is None else self.client.welcome.site,
+            self._media_of,
+        )
         #: Frames a doctor keeps from a diagnostic camera.
         self.keep = GatewayKeep(
             self.imaging,
@@ -281,6 +291,7 @@ class Gateway:
                 tasks.create_task(self.uploader.run(), name="journal-uploader")
                 tasks.create_task(self.alarms.run(), name="alarms")
                 tasks.create_task(self.history.run(), name="waveform-history")
+                tasks.create_task(self.pacs.run(), name="pacs-room")
                 tasks.create_task(self.keep.run(), name="keep-frames")
                 if self.imaging is not None:
                     tasks.create_task(self.imaging.run(), name="imaging")
@@ -478,6 +489,8 @@ class Gateway:
             self._broadcast(encode_event(sources), ("sources",))
         elif isinstance(message, WaveformHistoryRequest):
             self.history.request(peer, message)
+        elif isinstance(message, (PacsFind, PacsPull)):
+            self.pacs.request(peer, message)
         elif isinstance(message, KeepFrameRequest):
             self.keep.request(peer, message)
         else:
