@@ -121,6 +121,8 @@ class PacsRoom:
                 reason = BUSY
             else:
                 return
+        if isinstance(message, PacsPull) and reason == OTHER_SITE:
+            reason = OTHER_SITE_PULL
         self.refused += 1
         log.warning("%s from %s (%s) refused: %s", message.type, peer.name, peer.site, reason)
         self._send(peer, _refused(message, reason))
@@ -243,8 +245,6 @@ class PacsRoom:
 def _refused(message: PacsFind | PacsPull, reason: str) -> str:
     if isinstance(message, PacsFind):
         return encode_event(PacsStudies(request=message.request, error=reason))
-    if reason == OTHER_SITE:
-        reason = OTHER_SITE_PULL
     return encode_event(
         PacsPulled(
             request=message.request,
