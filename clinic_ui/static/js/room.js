@@ -84,7 +84,7 @@ export class Room {
     this.outage = new OutageReview(this.link, this.waveforms); // waveforms kept through a gap
     this.call = new Call(this.signaling, iceServers);
     this.imaging = new ImagingPanel(state, row, {
-      signaling: this.signaling, peerName: (id) => this.peers.get(id)?.name,
+      signaling: this.signaling, link: this.link, peerName: (id) => this.peers.get(id)?.name,
     });
     this._listeners = [];
     this._on(this.signaling, "message", (e) => this._onSignal(e.detail));
