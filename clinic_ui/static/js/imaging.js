@@ -15,6 +15,7 @@ import { ShareState } from "./imaging_share.js";
 import { ImageViewer } from "./imaging_viewer.js";
 import { errorText } from "./list.js";
 import { notify } from "./notice.js";
+import { PacsPanel, resetPacsView } from "./pacs.js";
 
 const $ = (id) => document.getElementById(id);
 const DICOM_JSON = "application/dicom+json";
@@ -35,11 +36,13 @@ export function resetImagingView() {
   $("imaging-viewer").hidden = true;
   $("imaging-consent").hidden = true;
   $("imaging-consent-state").textContent = "";
+  resetPacsView();
 }
 
 export class ImagingPanel {
-  /** `peerName(id)`: the name of a room's peer (for "following ..."). */
-  constructor(state, row, { signaling, peerName }) {
+  /** `peerName(id)`: the name of a room's peer (for "following ..."); `link`: the bedside
+   *  link (the PACS section speaks to the bedside on it). */
+  constructor(state, row, { signaling, link, peerName }) {
     this.api = state.api;
     this.row = row;
     this.signaling = signaling;
@@ -59,6 +62,7 @@ export class ImagingPanel {
     this.pointer = null;
     this.viewer = new ImageViewer($("imaging-canvas"), (url) => this._blob(url, "image/png"));
     this.viewer.mayChange = () => this.share.mayChange;
+    this.pacs = new PacsPanel({ link, principal: state.api.principal, row });
     this._wire();
     this._fillFps();
     this.renderConsent();
@@ -67,6 +71,7 @@ export class ImagingPanel {
   }
 
   close() {
+    this.pacs.close();
     this.controller.abort();
     clearTimeout(this.arrivalTimer);
     this.refresher.cancel();
@@ -548,6 +553,7 @@ export class ImagingPanel {
   update(row) {
     this.row = row;
     this.renderConsent();
+    this.pacs.update(row);
   }
 
   /** The room ended: the view is no longer shared (the server relays only in an active one). */
@@ -555,9 +561,11 @@ export class ImagingPanel {
     this.isEnded = true;
     this.row = { ...this.row, state: "closed" };
     this.renderConsent();
+    this.pacs.ended();
   }
 
   relabel() {
+    this.pacs.relabel();
     this.renderList();
     this.renderConsent();
     this.renderShare();
