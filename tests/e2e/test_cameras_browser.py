@@ -89,6 +89,8 @@ async def test_two_labelled_cameras_and_a_kept_ultrasound_frame(
                 "Kept as captured (the patient consented); it joins the images of this "
                 "consultation."
             )
+            # When the kept frame was captured, beside when the picture was frozen here.
+            await expect(tile.locator(".camera-kept-when")).to_contain_text("Frame kept: captured")
             await page.screenshot(path=artifacts_dir() / "room-cameras-kept.png")
 
             imaging = gateway.imaging

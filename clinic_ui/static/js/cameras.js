@@ -8,7 +8,9 @@
 // Freeze draws the current video frame to a canvas and holds it; Keep as image asks the
 // bedside (`keep-frame`) to keep the frame as a DICOM Secondary Capture in the consultation,
 // and its answer (`kept-frame`) is shown on the tile; Live returns to the video. The app
-// reads no bedside stamp, so the request names no frame: the bedside keeps its newest.
+// reads no bedside stamp, so the request names no frame: the bedside keeps its newest, and
+// the tile says when that frame was captured beside when the picture was frozen here.
+import { formatTime } from "./format.js";
 import { t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -126,7 +128,9 @@ export class CameraTiles {
       tile.outcome = document.createElement("span");
       tile.outcome.className = "camera-outcome";
       tile.outcome.setAttribute("role", "status");
-      tools.append(tile.outcome);
+      tile.when = document.createElement("span");
+      tile.when.className = "camera-kept-when";
+      tools.append(tile.outcome, tile.when);
       root.append(tools);
       this._live(tile);
     }
@@ -145,6 +149,9 @@ export class CameraTiles {
     tile.live.textContent = t("camera.live");
     tile.root.dataset.state = frozen ? "frozen" : "live";
     if (tile.outcomeKey) tile.outcome.textContent = t(tile.outcomeKey, tile.outcomeValues);
+    tile.when.textContent = tile.keptAt ? t("camera.keptFrame", {
+      time: formatTime(tile.keptAt), frozen: formatTime(tile.frozenAt),
+    }) : "";
   }
 
   /** Hold the tile on the frame its video shows now. */
@@ -154,6 +161,8 @@ export class CameraTiles {
     canvas.width = video.videoWidth;
     canvas.height = video.videoHeight;
     canvas.getContext("2d").drawImage(video, 0, 0);
+    tile.frozenAt = Date.now();
+    tile.keptAt = null;
     canvas.hidden = false;
     video.hidden = true;
     tile.root.classList.add("frozen");
@@ -204,6 +213,8 @@ export class CameraTiles {
       const key = message.deidentified === false ? "camera.kept.identified" : "camera.kept.deidentified";
       this._outcome(tile, key, {}, "kept");
       tile.root.dataset.sopInstanceUid = message.sop_instance_uid ?? "";
+      tile.keptAt = message.captured ? message.captured * 1000 : null;
+      this._labelTile(tile);
     } else {
       const key = message.outcome === "refused" ? "camera.refused" : "camera.failed";
       this._outcome(tile, key, { reason: message.reason ?? "" }, message.outcome);
