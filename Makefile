@@ -12,7 +12,8 @@
 #                   (FUZZ_SCALE=N to change it), printing each run's figures; a run may
 #                   take minutes (the test timeouts are lifted)
 #   make wan        the WAN test bed's tests (tests/wan: network namespaces, needs root) with
-#                   the issue's long outages (WAN_LONG=1: coturn down for 100 s)
+#                   the issue's long outages (WAN_LONG=1: coturn down for 100 s), and the
+#                   trend backfill across a 60 s server outage (20 s in make test)
 .PHONY: demo test bootstrap check fmt lint types test-fast bench fuzz wan
 
 FUZZ_SCALE ?= 10
@@ -53,4 +54,4 @@ fuzz: bootstrap
 	TELEMED_FUZZ_SCALE=$(FUZZ_SCALE) .venv/bin/python -m pytest -q -s --timeout=7200 $$(find tests -name 'test_fuzz_*.py' | sort)
 
 wan: bootstrap
-	WAN_LONG=1 .venv/bin/python -m pytest -q -s tests/wan
+	WAN_LONG=1 .venv/bin/python -m pytest -q -s tests/wan tests/e2e/test_trends_backfill.py

@@ -173,6 +173,7 @@ def test_a_non_finite_value_is_no_value_with_a_flag_wherever_it_comes_from(value
 
 
 @pytest.mark.slow  # two processes start, then 4 s of reading
+@pytest.mark.cpu  # the values read are checked, not when they came
 async def test_the_intellivue_simulator_set_to_kpa_and_degf_is_read_in_mmhg_and_cel() -> None:
     """``simulate intellivue --monitor-setup kpa,degf,invasive`` read by ``read --json``:
     the values in their canonical units, converted (118 mmHg is sent as 15.7 kPa)."""

@@ -222,6 +222,7 @@ async def test_voice_mode_on_the_same_recording(server: LiveServer, tmp_path: Pa
     assert abs(errors["150-200 Hz"]) <= 3.0  # above the speech high-pass: the sound is there
 
 
+@pytest.mark.cpu  # configuration only
 def test_audio_flags_and_settings_reach_the_gateway_configuration(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,
@@ -251,6 +252,7 @@ def test_audio_flags_and_settings_reach_the_gateway_configuration(tmp_path: Path
         parser.parse_args(["gateway", "--audio-mode", "music"])
 
 
+@pytest.mark.cpu  # a process that must stop with a reason: nothing timed
 async def test_an_absent_sound_device_stops_the_gateway_with_its_name(
     server: LiveServer, tmp_path: Path
 ) -> None:

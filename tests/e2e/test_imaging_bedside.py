@@ -29,7 +29,7 @@ from tests.signaling.sockets import active_consultation
 from tests.telemed.imaging_gateway import imaging_gateway
 
 # A real server with five signed-in accounts: over 5 s on two loaded cores.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu]  # no media: files and their statuses
 
 
 class Bedside:

@@ -189,6 +189,7 @@ while True:
 
 
 @pytest.mark.slow
+@pytest.mark.cpu  # processes started and killed: nothing timed
 def test_a_kill_mid_write_leaves_a_readable_journal(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite3"
     for round_ in range(3):

@@ -154,6 +154,7 @@ async def test_dicomweb_client_round_trip(room: ImagingRoom) -> None:
 
 
 @pytest.mark.slow  # some 50 requests: 20 s on this loaded machine
+@pytest.mark.cpu  # requests and answers: no time measured
 async def test_non_members_get_nothing_and_bad_parameters_a_reason(room: ImagingRoom) -> None:
     data = ultrasound(frames=2)
     study, series, sop = uids(data)

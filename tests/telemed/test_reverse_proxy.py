@@ -36,7 +36,8 @@ from telemed import tls
 from telemed.settings import Settings
 from tests.helpers import SECRET, TEST_HASH_COST
 
-pytestmark = pytest.mark.slow  # two processes: nginx and the server (~5 s to start)
+# Two processes: nginx and the server (~5 s to start); nothing timed.
+pytestmark = [pytest.mark.slow, pytest.mark.cpu]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "### TLS and a reverse proxy"
