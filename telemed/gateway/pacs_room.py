@@ -66,6 +66,13 @@ TOO_OFTEN = "asked too often: wait a few seconds and try again"
 BUSY = "the bedside is busy with other PACS requests: try again shortly"
 
 _DATE = re.compile(r"^\d{8}$")
+#: Accession Number is a DICOM SH: 16 characters at most (Patient ID, an LO, takes the
+#: contract's 64).
+ACCESSION_MAX = 16
+BAD_ACCESSION = f"accession number: at most {ACCESSION_MAX} characters"
+#: The query goes in DICOM's default repertoire (no Specific Character Set: not every PACS
+#: honours one in a query); identifiers are ASCII in practice.
+NOT_ASCII = "patient ID and accession number: ASCII letters, digits and signs only"
 
 #: C-FIND: (PACS, patient id, accession number, study date) -> matches. Raises PacsError.
 Find = Callable[[PacsSettings, str, str, str], list[StudyMatch]]
@@ -112,6 +119,8 @@ class PacsRoom:
         reason = self._refusal(peer)
         if reason is None and self.pacs is None:
             reason = NO_PACS
+        if reason is None and isinstance(message, PacsFind):
+            reason = query_problem(message)
         if reason is None and not self._take(identity(peer)):
             reason = TOO_OFTEN
         if reason is None:
@@ -175,7 +184,7 @@ class PacsRoom:
                 pacs,
                 message.patient_id,
                 message.accession_number,
-                message.study_date,
+                "" if message.study_date == "-" else message.study_date,  # "-": any date
             )
         except (PacsError, OSError, RuntimeError, ValueError) as exc:
             reason = self._reason(pacs, exc, started)
@@ -266,6 +275,15 @@ def _failed(message: PacsFind | PacsPull, reason: str) -> str:
             reason=reason,
         )
     )
+
+
+def query_problem(message: PacsFind) -> str | None:
+    """Why the PACS could not be asked this (the reason, to tell the asker), or None."""
+    if not (message.patient_id + message.accession_number).isascii():
+        return NOT_ASCII
+    if len(message.accession_number) > ACCESSION_MAX:
+        return BAD_ACCESSION
+    return None
 
 
 def _criteria(message: PacsFind) -> str:

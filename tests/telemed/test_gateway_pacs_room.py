@@ -5,9 +5,6 @@ channel on loopback to the asking viewer."""
 from __future__ import annotations
 
 import argparse
-import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,8 +12,6 @@ import pytest
 from pydantic import SecretStr
 
 from devices.dicom.pacs import PacsSettings, StudyMatch
-from devices.dicom.scp import ScpSettings
-from devices.dicom.stow import StowAnswer
 from media.rtc.events import (
     MAX_EVENT_BYTES,
     MAX_PACS_STUDIES,
@@ -26,9 +21,8 @@ from media.rtc.events import (
     parse_event,
 )
 from runtime.clock import ManualClock
-from runtime.tasks import cancel_and_wait, spawn
 from signaling.schema import Role
-from telemed.gateway.imaging import NO_CONSULTATION, GatewayImaging, ImagingConfig
+from telemed.gateway.imaging import NO_CONSULTATION, GatewayImaging
 from telemed.gateway.pacs_room import (
     BURST,
     BUSY,
@@ -44,47 +38,16 @@ from telemed.gateway.pacs_room import (
 )
 from telemed.gateway_cli import config_from
 from telemed.settings import GatewayOptions, Settings, SettingsError
-from tests.helpers import eventually
-from tests.telemed.pacs_link import Link, clinician, linked
+from tests.telemed.pacs_link import (
+    Link,
+    answering,
+    clinician,
+    linked,
+    pacs_imaging,
+    silent_pacs,
+)
 
 UID = "1.2.392.200036.9116.2.6.1.48.1"
-
-
-@contextmanager
-def silent_pacs() -> Iterator[int]:
-    """A PACS that hangs: its port accepts connections (the kernel completes them) and
-    never says a word."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        yield int(listener.getsockname()[1])
-
-
-def _imaging(
-    tmp_path: Path, pacs: PacsSettings | None, consultation: str | None = "c-1"
-) -> GatewayImaging:
-    async def consent(_: str) -> bool:
-        return False
-
-    async def never(_: str, __: str, ___: bytes) -> StowAnswer:
-        raise AssertionError("nothing is sent in these tests")
-
-    scp = ScpSettings(port=0, host="127.0.0.1", allowed_calling=("MODALITY",))
-    return GatewayImaging(
-        ImagingConfig(scp, pacs=pacs), tmp_path, lambda: consultation, consent, never
-    )
-
-
-@asynccontextmanager
-async def answering(room: PacsRoom, imaging: GatewayImaging | None) -> AsyncIterator[None]:
-    tasks = [spawn(room.run(), name="pacs-room")]
-    if imaging is not None:
-        tasks.append(spawn(imaging.run(), name="imaging"))
-        await eventually(lambda: imaging.scp is not None)
-    try:
-        yield
-    finally:
-        await cancel_and_wait(tasks)
 
 
 def _room(link: Link, imaging: GatewayImaging | None, **kwargs: object) -> PacsRoom:
@@ -95,7 +58,7 @@ async def test_only_clinicians_of_the_bedside_site_may_search_or_pull(tmp_path: 
     with silent_pacs() as port:
         pacs = PacsSettings("127.0.0.1", port, "PACS", timeout_s=0.5)
         async with linked() as link:
-            room = _room(link, _imaging(tmp_path, pacs))
+            room = _room(link, pacs_imaging(tmp_path, pacs))
             # Not answered here (run() is not started): each is refused before any queue.
             room.request(clinician("koriyama"), PacsFind(request="f-1", patient_id="KR-1"))
             room.request(clinician("koriyama"), PacsPull(request="p-1", study_instance_uid=UID))
@@ -110,14 +73,14 @@ async def test_only_clinicians_of_the_bedside_site_may_search_or_pull(tmp_path: 
             assert room.refused == 4
 
             # The gateway not logged in yet: it does not know its site, and refuses all.
-            unsure = PacsRoom(_imaging(tmp_path, pacs), lambda: None, lambda _: link.gateway)
+            unsure = PacsRoom(pacs_imaging(tmp_path, pacs), lambda: None, lambda _: link.gateway)
             unsure.request(clinician("wonju"), PacsFind(request="f-4"))
             assert (await link.answer("f-4"))["error"] == OTHER_SITE
 
 
 async def test_no_pacs_is_said(tmp_path: Path) -> None:
     async with linked() as link:
-        for imaging in (None, _imaging(tmp_path, None)):
+        for imaging in (None, pacs_imaging(tmp_path, None)):
             room = _room(link, imaging)
             room.request(clinician("wonju"), PacsFind(request=f"f-{id(imaging)}"))
             room.request(
@@ -136,7 +99,7 @@ async def test_a_clinician_asking_too_often_is_refused_and_the_queue_is_bounded(
     with silent_pacs() as port:
         pacs = PacsSettings("127.0.0.1", port, "PACS", timeout_s=0.5)
         async with linked() as link:
-            room = _room(link, _imaging(tmp_path, pacs), clock=clock)
+            room = _room(link, pacs_imaging(tmp_path, pacs), clock=clock)
             first = clinician("wonju", principal=1)
             for k in range(BURST + 1):
                 room.request(first, PacsFind(request=f"a-{k}"))
@@ -168,7 +131,7 @@ async def test_a_pacs_that_does_not_answer_gives_an_error_not_a_hang(tmp_path: P
     with silent_pacs() as port:
         pacs = PacsSettings("127.0.0.1", port, "PACS", timeout_s=1.0)
         async with linked() as link:
-            imaging = _imaging(tmp_path, pacs)
+            imaging = pacs_imaging(tmp_path, pacs)
             room = _room(link, imaging)
             async with answering(room, imaging):
                 room.request(clinician("wonju"), PacsFind(request="f-1", patient_id="KR-0042"))
@@ -189,7 +152,7 @@ async def test_a_pull_without_an_active_consultation_is_refused(tmp_path: Path) 
     with silent_pacs() as port:
         pacs = PacsSettings("127.0.0.1", port, "PACS", timeout_s=1.0)
         async with linked() as link:
-            imaging = _imaging(tmp_path, pacs, consultation=None)
+            imaging = pacs_imaging(tmp_path, pacs, consultation=None)
             room = _room(link, imaging)
             async with answering(room, imaging):
                 room.request(clinician("wonju"), PacsPull(request="p-1", study_instance_uid=UID))
