@@ -22,6 +22,8 @@ audited.
   :mod:`signaling.imaging.renderer`), rendered by the app's renderer in a worker thread,
   at most :data:`~signaling.server.routes_imaging.RENDER_SLOTS` at once; no renderer: 503;
   a parameter it cannot use: 400; an image it cannot render: 422 with its reason.
+  Repeated rendered reads of one instance by one reader are audited as one row and a count
+  per minute (:mod:`signaling.server.read_audit`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ Uid = Annotated[str, Path(max_length=64, pattern=f"^{dicom.UID_PATTERN}$")]
 MAX_FRAMES_ASKED = 1000
 OCTET_STREAM = "application/octet-stream"
 _INSTANCE = "/studies/{study}/series/{series}/instances/{sop}"
+#: Reads audited as a row and a count per reader, image and minute (a cine's frames, a
+#: viewer's window/level drags): see signaling.server.read_audit.
+_COALESCED = frozenset({"imaging.render"})
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -243,13 +248,11 @@ async def _instance(
         # Indexed but not yet named on disk (a store in progress), or the file was removed.
         log.warning("imaging: the file of %s in %s is missing", sop, row.id)
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the instance's file is not available")
-    await svc.record(
-        action,
-        principal,
-        addr,
-        consultation_id=row.id,
-        detail={"sop": sop, "sha256": found.sha256},
-    )
+    detail: dict[str, DetailValue] = {"sop": sop, "sha256": found.sha256}
+    if action in _COALESCED:
+        await svc.reads.read(action, principal, addr, row.id, sop, detail)
+    else:
+        await svc.record(action, principal, addr, consultation_id=row.id, detail=detail)
     return row, found, data
 
 

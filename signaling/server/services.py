@@ -23,6 +23,7 @@ from signaling.errors import SessionEnded
 from signaling.schema import ConsultationSummary, PrincipalKind
 from signaling.server.activity import ActivityRecorder
 from signaling.server.hub import Hub
+from signaling.server.read_audit import ReadAudit
 from signaling.server.refusals import RefusalAudit
 from signaling.server.session_watch import SessionWatcher
 from signaling.storage import consultations as store
@@ -51,6 +52,8 @@ class Services:
     login_attempts: LoginAttempts | None = None
     #: Audits refusals at a bounded rate (default: on ``audit``, on ``clock``).
     refusal_audit: RefusalAudit | None = None
+    #: Audits repeated reads of one image (a cine's rendered frames) as a row and a count.
+    read_audit: ReadAudit | None = None
     #: Closes this process's sockets of sessions ended by another process (default: looks
     #: every ``activity_flush_s``).
     session_watch: SessionWatcher | None = None
@@ -65,6 +68,8 @@ class Services:
             self.login_attempts = DatabaseLoginAttempts(self.db, limits)
         if self.refusal_audit is None:
             self.refusal_audit = RefusalAudit(self.audit, clock=self.clock.monotonic)
+        if self.read_audit is None:
+            self.read_audit = ReadAudit(self.audit, clock=self.clock.monotonic)
         if self.session_watch is None:
             self.session_watch = SessionWatcher(self.db, self.hub, self.config.activity_flush_s)
 
@@ -75,12 +80,19 @@ class Services:
         assert self.session_watch is not None  # set by __post_init__
         self.session_watch.start()
         self.refusals.start()
+        self.reads.start()
 
     async def stop(self) -> None:
         """Stop those tasks (pending refusal summaries are written)."""
         assert self.session_watch is not None  # set by __post_init__
         await self.session_watch.stop()
         await self.refusals.stop()
+        await self.reads.stop()
+
+    @property
+    def reads(self) -> ReadAudit:
+        assert self.read_audit is not None  # set by __post_init__
+        return self.read_audit
 
     @property
     def refusals(self) -> RefusalAudit:
