@@ -19,10 +19,13 @@ test("the date input becomes a DICOM date, anything else none", () => {
   assert.equal(dicomDate("12/01/2026"), "");
 });
 
-test("query text: 64 characters at most, no backslash, no control characters", () => {
-  assert.ok(queryText("KR-0042"));
-  assert.ok(queryText("김".repeat(64)));
-  assert.ok(!queryText("김".repeat(65)));
+test("query text: printable ASCII, no backslash, within its length", () => {
+  assert.ok(queryText("KR-0042*"));
+  assert.ok(queryText("A".repeat(64)));
+  assert.ok(!queryText("A".repeat(65)));
+  assert.ok(queryText("A".repeat(16), 16));
+  assert.ok(!queryText("A".repeat(17), 16));
+  assert.ok(!queryText("김민지"));
   assert.ok(!queryText("A\\B"));
   assert.ok(!queryText("A\nB"));
   assert.ok(queryText(""));

@@ -11,10 +11,11 @@ import { personName } from "./imaging_math.js";
 const $ = (id) => document.getElementById(id);
 /** An answer not come by then is given up (the bedside answers within its PACS timeout). */
 const ANSWER_MS = 120000;
-/** What the events contract allows in a query field (media/rtc/events.py, _QueryText): at
- *  most 64 characters, no backslash (DICOM's value separator), no control characters. */
-export function queryText(text) {
-  return [...text].length <= 64 && ![...text].some((c) => c === "\\" || c.charCodeAt(0) < 0x20);
+/** What the bedside can ask its PACS (media/rtc/events.py, telemed/gateway/pacs_room.py):
+ *  at most `max` characters (64 for a patient ID, 16 for an accession number, a DICOM SH),
+ *  printable ASCII without a backslash (DICOM's value separator). */
+export function queryText(text, max = 64) {
+  return text.length <= max && [...text].every((c) => c >= " " && c <= "~" && c !== "\\");
 }
 
 /** Clear the section: nothing of a previous room may show. */
@@ -97,7 +98,7 @@ export class PacsPanel {
   search() {
     const patientId = $("pacs-patient-id").value.trim();
     const accession = $("pacs-accession").value.trim();
-    if (!queryText(patientId) || !queryText(accession)) {
+    if (!queryText(patientId) || !queryText(accession, 16)) {
       this._setState("pacs.badQuery");
       return;
     }
