@@ -80,8 +80,9 @@ def process_frame(frame: CapturedFrame, settings: ProcessingSettings) -> NDArray
         )
     # The stamp stays on a diagnostic source too: it covers 76 x 68 px of the top-left corner
     # (where a modality's screen has its header, not the image), it is what glass-to-glass
-    # latency is measured by, and what tells the frame a doctor froze; a kept frame is
-    # built from the captured image, never from this one, so it is not in the record.
+    # latency is measured by, and what a viewer can name a frozen frame by (keep-frame's
+    # frame_id); a kept frame is built from the captured image, never from this one, so the
+    # stamp is not in the record.
     if settings.stamp:
         draw_stamp(image, frame.frame_id, round(frame.capture_time * 1000))
     return image
