@@ -7,7 +7,7 @@ import { test } from "node:test";
 import {
   BoundedCache, cineRate, CT_PRESETS, deidentified, dragWindow, fileWindow, framesToPrefetch,
   LatestOnly, measure, personName, pixelSpacing, presetOf, roundWindow, storedRange, Throttle, ViewTransform,
-  wheelFactor,
+  ultrasoundRegions, wheelFactor,
 } from "../../clinic_ui/static/js/imaging_math.js";
 import { checkImagingMessage, ImagingMessageError, viewMessage } from "../../clinic_ui/static/js/imaging_messages.js";
 import { ShareState } from "../../clinic_ui/static/js/imaging_share.js";
@@ -127,6 +127,42 @@ test("length in mm with Pixel Spacing (rows, then columns), pixels without", () 
   assert.equal(px, 50);
   assert.equal(mm, 25);
   assert.deepEqual(measure([0, 0], [3, 4], null), { px: 5, mm: null });
+});
+
+/** One Sequence of Ultrasound Regions item as the server's metadata writes it (DICOM JSON). */
+function region([x0, y0, x1, y1], [dx, dy], units = [3, 3]) {
+  const us = (v) => ({ vr: "US", Value: [v] });
+  const ul = (v) => ({ vr: "UL", Value: [v] });
+  const fd = (v) => ({ vr: "FD", Value: [v] });
+  return {
+    "00186012": us(1), "00186018": ul(x0), "0018601A": ul(y0), "0018601C": ul(x1), "0018601E": ul(y1),
+    "00186024": us(units[0]), "00186026": us(units[1]), "0018602C": fd(dx), "0018602E": fd(dy),
+  };
+}
+
+test("an ultrasound is measured with the calibration of the region both points lie in", () => {
+  const meta = {
+    "00186011": {
+      vr: "SQ",
+      Value: [
+        region([20, 40, 619, 339], [0.02, 0.025]), // the B-mode sector: 0.2 mm by 0.25 mm
+        region([20, 350, 619, 479], [0.01, 5], [4, 7]), // a Doppler strip: seconds and cm/s
+        region([0, 0, 10, 10], [-1, 0.1]), // a broken one: ignored
+      ],
+    },
+  };
+  const regions = ultrasoundRegions(meta);
+  assert.equal(regions.length, 1);
+  assert.deepEqual(regions[0].box, [20, 40, 619, 339]);
+  // 100 px across at 0.2 mm, 40 px down at 0.25 mm.
+  assert.ok(Math.abs(measure([100, 100], [200, 100], null, regions).mm - 20) < 1e-9);
+  assert.ok(Math.abs(measure([100, 100], [100, 140], null, regions).mm - 10) < 1e-9);
+  // From the sector into the Doppler strip, or outside any region: no physical length.
+  assert.equal(measure([100, 100], [100, 400], null, regions).mm, null);
+  assert.equal(measure([5, 5], [8, 8], null, regions).mm, null);
+  // Pixel Spacing, when the file has it, is what the length is measured with.
+  assert.equal(measure([100, 100], [200, 100], [1, 1], regions).mm, 100);
+  assert.deepEqual(ultrasoundRegions({}), []);
 });
 
 test("latest only: a burst of window drags asks once, for the last; none run at once", async () => {

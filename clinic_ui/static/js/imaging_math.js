@@ -1,5 +1,6 @@
 // The image viewer's arithmetic, pure (no DOM, time injected): DICOM JSON values, window
-// and level, the view's zoom and pan, lengths with Pixel Spacing, and the schedulers that
+// and level, the view's zoom and pan, lengths with Pixel Spacing or an ultrasound region's
+// calibration, and the schedulers that
 // keep requests to the server few (the latest only, throttled, a bounded frame cache).
 // The browser never decodes DICOM: the server renders; these numbers say what to ask for
 // and how to place and measure what comes back.
@@ -52,6 +53,27 @@ export function pixelSpacing(meta) {
   const [row, column] = values(meta, "00280030").map(Number);
   if (!(row > 0) || !(column > 0) || !Number.isFinite(row) || !Number.isFinite(column)) return null;
   return [row, column];
+}
+
+/** Physical Units X/Y Direction (0018,6024/6026) value for centimetres (PS3.3 C.8.5.5.1.15). */
+const CM = 3;
+
+/** The calibrated regions of an ultrasound image (Sequence of Ultrasound Regions, 0018,6011):
+ *  each [x0, y0, x1, y1] in pixels (inclusive) with the mm per pixel along x and y. Only
+ *  regions whose both directions are in cm: a Doppler strip's seconds or cm/s are not
+ *  lengths. [] when the instance has none (an ultrasound rarely has Pixel Spacing). */
+export function ultrasoundRegions(meta) {
+  const regions = [];
+  for (const item of values(meta, "00186011").slice(0, 16)) {
+    if (numberOf(item, "00186024") !== CM || numberOf(item, "00186026") !== CM) continue;
+    const box = ["00186018", "0018601A", "0018601C", "0018601E"].map((tag) => numberOf(item, tag));
+    const dx = numberOf(item, "0018602C");
+    const dy = numberOf(item, "0018602E");
+    if (box.some((v) => v === null) || !(dx > 0) || !(dy > 0)) continue;
+    if (box[2] < box[0] || box[3] < box[1]) continue;
+    regions.push({ box, mmPerPixel: [dx * 10, dy * 10] });
+  }
+  return regions;
 }
 
 /** The window the file itself gives (Window Center/Width, 0028,1050/1051: the first pair),
@@ -194,12 +216,17 @@ export function wheelFactor(deltaY) {
 // -- measurement -----------------------------------------------------------------------------
 
 /** The length from image point `a` to `b` ([x, y], x along columns): in pixels always; in mm
- *  only when `spacing` ([row, column] mm, Pixel Spacing) is known, else `mm` is null. */
-export function measure(a, b, spacing) {
+ *  when `spacing` ([row, column] mm, Pixel Spacing) is known, or else when both points lie
+ *  in one calibrated ultrasound region (`regions`, from ultrasoundRegions); `mm` is null
+ *  otherwise: a length across regions, or in none, has no physical size. */
+export function measure(a, b, spacing, regions = []) {
   const dx = b[0] - a[0];
   const dy = b[1] - a[1];
   const px = Math.hypot(dx, dy);
-  const mm = spacing ? Math.hypot(dx * spacing[1], dy * spacing[0]) : null;
+  if (spacing) return { px, mm: Math.hypot(dx * spacing[1], dy * spacing[0]) };
+  const inside = ([x, y], [x0, y0, x1, y1]) => x >= x0 && x <= x1 + 1 && y >= y0 && y <= y1 + 1;
+  const region = regions.find((r) => inside(a, r.box) && inside(b, r.box));
+  const mm = region ? Math.hypot(dx * region.mmPerPixel[0], dy * region.mmPerPixel[1]) : null;
   return { px, mm };
 }
 

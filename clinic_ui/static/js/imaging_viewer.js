@@ -31,7 +31,7 @@ export class ImageViewer extends EventTarget {
     super();
     this.canvas = canvas;
     this.fetchImage = fetchImage;
-    this.image = null; // { base, sop, columns, rows, frames, spacing }
+    this.image = null; // { base, sop, columns, rows, frames, spacing, regions }
     this.frame = 1;
     this.window = null; // [centre, width]; null: the file's own
     this.tool = "pan";
@@ -293,10 +293,13 @@ export class ImageViewer extends EventTarget {
     ctx.fillText(name, x + 15 * ratio, y + 20 * ratio);
   }
 
-  /** The measurement in words: mm with Pixel Spacing; pixels, and why, without. */
+  /** The measurement in words: mm with Pixel Spacing or an ultrasound region's calibration;
+   *  pixels, and why, without. */
   measurementText() {
     if (!this.measurement) return "";
-    const { px, mm } = measure(this.measurement.a, this.measurement.b, this.image?.spacing);
+    const { px, mm } = measure(
+      this.measurement.a, this.measurement.b, this.image?.spacing, this.image?.regions ?? [],
+    );
     return mm === null
       ? t("imaging.lengthPx", { px: px.toFixed(1) })
       : t("imaging.lengthMm", { mm: mm.toFixed(1) });
