@@ -7,8 +7,10 @@ import asyncio
 
 import numpy as np
 import pytest
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
 from media.rtc.adapt import DIAGNOSTIC_LADDER, LADDER
+from media.rtc.bandwidth import encoder_target
 from media.rtc.peer import MediaPeer
 from media.rtc.tracks import PipelineVideoTrack
 from media.video.capture import CaptureThread, LatestFrame, SyntheticSource, UltrasoundSource
@@ -51,6 +53,23 @@ async def test_two_cameras_arrive_as_two_tracks_named_by_their_mids() -> None:
         ladders = [adapter.ladder for adapter, _ in sender.video_adapters]
         assert ladders == [LADDER, DIAGNOSTIC_LADDER]
         assert sender.video_adapter is sender.video_adapters[0][0]
+
+        # Each track is adapted on its own: both encoders follow their adapter's target,
+        # and a path that loses the ultrasound's packets steps the ultrasound down.
+        sender.start()
+        receiver.start()
+        (room_adapter, _), (us_adapter, us_rtp) = adapters = sender.video_adapters
+        await eventually(lambda: all(a.send_bps is not None for a, _ in adapters), timeout=10)
+        await eventually(
+            lambda: all(encoder_target(r) == a.target_bps for a, r in adapters), timeout=10
+        )
+        async with asyncio.timeout(30):
+            while us_adapter.rung.name != "120p5":  # 94 % of its packets lost, each report
+                lost = RtcpReceiverInfo(us_rtp._ssrc, 240, 100, 0, 0, 0, 0)
+                await us_rtp._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[lost]))
+                await asyncio.sleep(0.5)
+        assert encoder_target(us_rtp) == us_adapter.target_bps <= 64_000
+        assert room_adapter.rung.name != "120p5"
     finally:
         await sender.close()
         await receiver.close()
