@@ -7,8 +7,6 @@ other site, is refused both: a search names patients."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from pathlib import Path
 from typing import cast
 
@@ -25,52 +23,15 @@ from signaling.schema import ConsultationAction, Role
 from telemed.gateway.imaging import ImagingConfig
 from telemed.gateway.pacs_room import OTHER_SITE, OTHER_SITE_PULL
 from telemed.gateway.runner import Gateway, GatewayConfig
-from tests.devices.dicom.dicom_helpers import STORESCU, sample_path
-from tests.devices.dicom.orthanc import Orthanc, orthanc
+from tests.devices.dicom.dicom_helpers import STORESCU
+from tests.devices.dicom.orthanc import orthanc
 from tests.e2e.bedside import GATEWAY, KEY
 from tests.e2e.doctor import Doctor, gateway_in, tasks, until
+from tests.e2e.pacs_study import PATIENT_ID, PATIENT_NAME, load, study_files
 from tests.helpers import PASSWORD, LiveServer
 
 # Orthanc, the server, a gateway and two WebRTC links: several seconds.
 pytestmark = pytest.mark.slow
-
-PATIENT_ID = "KR-0042"
-#: Korean in UTF-8 (ISO_IR 192), as a Wonju PACS stores it.
-PATIENT_NAME = "Kim^Minji=김^민지"
-
-
-def study_files(directory: Path) -> tuple[list[Path], str]:
-    """Two CT instances of one study of the patient, written as files; and its UID."""
-    paths = []
-    study_uid = pydicom.uid.generate_uid()
-    for k in (1, 2):
-        ds = pydicom.dcmread(sample_path("ct"))
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.PatientName = PATIENT_NAME
-        ds.PatientID = PATIENT_ID
-        ds.AccessionNumber = "ACC-7"
-        ds.StudyDate = "20261201"
-        ds.StudyDescription = "CT chest"
-        ds.StudyInstanceUID = study_uid
-        ds.SOPInstanceUID = pydicom.uid.generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        path = directory / f"{k}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths, study_uid
-
-
-async def load(pacs: Orthanc, paths: list[Path]) -> None:
-    exe = shutil.which("storescu")
-    assert exe is not None, "storescu (Debian dcmtk) is needed"
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [exe, "-aec", pacs.ae_title, "127.0.0.1", str(pacs.dicom_port), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def messages(doctor: Doctor, request: str) -> list[dict[str, object]]:
@@ -83,10 +44,6 @@ async def test_the_bedside_site_finds_and_pulls_a_study_the_other_site_is_refuse
     paths, study_uid = study_files(tmp_path)
     async with orthanc(tmp_path / "pacs") as pacs_server:
         await load(pacs_server, paths)
-        # A Korean or Japanese site's PACS answers C-FIND in UTF-8 (Orthanc's default
-        # is Latin-1, where these names are lost before they leave it).
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{pacs_server.http_port}") as web:
-            (await web.put("/tools/default-encoding", content="Utf8")).raise_for_status()
         await server.add_gateway(GATEWAY, "wonju", KEY)
         await server.add_user("doctor.wonju", Role.DOCTOR, "wonju")
         await server.add_user("doctor.koriyama", Role.DOCTOR, "koriyama")
