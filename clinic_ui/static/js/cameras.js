@@ -24,6 +24,7 @@ export function resetCameraView() {
   }
   $("video").srcObject = null;
   $("room-camera-label").textContent = t("camera.room");
+  $("room-camera-tile").hidden = false;
 }
 
 export class CameraTiles {
@@ -65,6 +66,11 @@ export class CameraTiles {
     $("room-camera-label").textContent = room ? this._label(room) : t("camera.room");
     video.setAttribute("aria-label", t("camera.videoOf", { label: $("room-camera-label").textContent }));
     $("room-camera-tile").dataset.camera = room?.name ?? "";
+    // A bedside with no room camera (only an ultrasound, say) shows no empty room tile.
+    $("room-camera-tile").hidden = Boolean(this.list) && !room;
+    // Until a new connection's `cameras` event, its tiles stay as they were (a frozen
+    // picture survives the link being rebuilt); only the event removes a camera.
+    if (!this.list) return;
     const others = list.filter((c) => c !== room);
     for (const [name, tile] of this.tiles) {
       if (!others.some((c) => c.name === name)) { tile.root.remove(); this.tiles.delete(name); }
