@@ -9,6 +9,7 @@ with a DICOM failure reason and a sentence; nothing else escapes :func:`read_ins
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.pixels.utils import get_expected_length
 
 from signaling.errors import InvalidInstance
@@ -32,6 +34,18 @@ UID_PATTERN = r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*"
 _UID = re.compile(UID_PATTERN)
 #: Transfer syntaxes whose pixel data is native (not encapsulated): frames can be cut out.
 NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
+#: The media type a compressed frame is served as, by transfer syntax (PS3.18 Table 8.7.3-2).
+FRAME_MEDIA_TYPES = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51": "image/jpeg",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57": "image/jpeg",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70": "image/jpeg",  # JPEG Lossless, first-order prediction
+    "1.2.840.10008.1.2.4.80": "image/jls",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81": "image/jls",  # JPEG-LS Near-lossless
+    "1.2.840.10008.1.2.4.90": "image/jp2",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91": "image/jp2",  # JPEG 2000
+    "1.2.840.10008.1.2.5": "image/dicom-rle",  # RLE Lossless
+}
 #: What DICOM JSON is always written in (PS3.18 F.2.1: UTF-8).
 UTF8_CHARSET = "ISO_IR 192"
 
@@ -217,3 +231,46 @@ def native_frames(data: bytes, numbers: list[int]) -> list[bytes]:
             raise IndexError(f"frame {number} is out of range: the instance has {count}")
         out.append(bytes(pixels[(number - 1) * size : number * size]))
     return out
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Frames as the file holds them: native (``application/octet-stream``) or each one
+    compressed frame in ``media_type`` of ``transfer_syntax``."""
+
+    media_type: str
+    transfer_syntax: str
+    frames: list[bytes]
+
+
+def compressed_frames(data: bytes, numbers: list[int]) -> Frames:
+    """Frames ``numbers`` (1-based) of an instance whose pixel data is encapsulated, each
+    its compressed bytes as stored (no decoding: served as the modality encoded them).
+    Raises :class:`InvalidInstance` (no pixel data, native, a syntax with no frame media
+    type) and :class:`IndexError` naming a frame out of range."""
+    ds = parse(data)
+    if "PixelData" not in ds:
+        raise InvalidInstance(DOES_NOT_MATCH_SOP_CLASS, "the instance has no pixel data")
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    media_type = FRAME_MEDIA_TYPES.get(syntax)
+    if media_type is None:
+        raise InvalidInstance(
+            CANNOT_UNDERSTAND, f"frames of {syntax or 'this transfer syntax'} cannot be served"
+        )
+    count = _int(ds.get("NumberOfFrames")) or 1
+    for number in numbers:
+        if not 1 <= number <= count:
+            raise IndexError(f"frame {number} is out of range: the instance has {count}")
+    try:
+        frames = list(
+            itertools.islice(generate_frames(ds.PixelData, number_of_frames=count), count)
+        )
+    except (ValueError, TypeError) as exc:
+        raise InvalidInstance(
+            CANNOT_UNDERSTAND, f"the encapsulated pixel data cannot be read: {_short(exc)}"
+        ) from None
+    if len(frames) < count:
+        raise InvalidInstance(
+            CANNOT_UNDERSTAND, f"the pixel data holds {len(frames)} frames, not {count}"
+        )
+    return Frames(media_type, syntax, [frames[n - 1] for n in numbers])

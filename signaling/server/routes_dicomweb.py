@@ -227,6 +227,24 @@ async def _instance(
     sop: str,
 ) -> tuple[ConsultationRow, ImagingInstanceRow, bytes]:
     """The consultation, the instance's index row and its file's bytes; 403/404."""
+    row, found = await _visible(
+        request, svc, principal, consultation_id, action, study, series, sop
+    )
+    return await _read(request, svc, principal, action, row, found)
+
+
+async def _visible(
+    request: Request,
+    svc: Services,
+    principal: Principal,
+    consultation_id: str,
+    action: str,
+    study: str,
+    series: str,
+    sop: str,
+) -> tuple[ConsultationRow, ImagingInstanceRow]:
+    """The consultation and the instance's index row, when ``principal`` may see it; else
+    403/404 (audited as denied)."""
     addr = source_addr(request)
     row = await _reader(svc, principal, consultation_id, action, addr)
     found = await imaging.find(svc.db, row.id, sop)
@@ -240,6 +258,20 @@ async def _instance(
             action, principal, addr, consultation_id=row.id, outcome="denied", detail={"sop": sop}
         )
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such instance in this consultation")
+    return row, found
+
+
+async def _read(
+    request: Request,
+    svc: Services,
+    principal: Principal,
+    action: str,
+    row: ConsultationRow,
+    found: ImagingInstanceRow,
+) -> tuple[ConsultationRow, ImagingInstanceRow, bytes]:
+    """A visible instance's file, its read audited; 404 when the file is not there."""
+    addr = source_addr(request)
+    study, series, sop = found.study_instance_uid, found.series_instance_uid, found.sop_instance_uid
     files = imaging_of(request).files
     data = None
     if files is not None:
@@ -474,14 +506,31 @@ async def retrieve_frames(
     request: Request,
     svc: ServicesDep,
 ) -> Response:
-    """Native frames (1-based), each an ``application/octet-stream`` part."""
-    if not _accepts(request.headers.get("accept"), OCTET_STREAM):
-        raise _not_acceptable(f'multipart/related; type="{OCTET_STREAM}"')
-    _, found, data = await _instance(
+    """Frames (1-based) as the file holds them: native ones each an
+    ``application/octet-stream`` part; compressed ones each its compressed bytes, a part of
+    the syntax's media type (``image/jpeg``, ``image/jls``, ``image/jp2``,
+    ``image/dicom-rle``) with its ``transfer-syntax``, when ``Accept`` allows that type
+    (there is no transcoding: anything else is 406 naming the type to ask for)."""
+    accept = request.headers.get("accept")
+    row, found = await _visible(
         request, svc, principal, consultation_id, "imaging.frames", study, series, sop
     )
+    media_type = dicom.FRAME_MEDIA_TYPES.get(found.transfer_syntax_uid)
+    if media_type is None and not _accepts(accept, OCTET_STREAM):
+        raise _not_acceptable(f'multipart/related; type="{OCTET_STREAM}"')
+    if media_type is not None and not _accepts(accept, media_type):
+        raise _not_acceptable(
+            f'multipart/related; type="{media_type}" (the frames are stored compressed, '
+            f"{found.transfer_syntax_uid})"
+        )
+    _, found, data = await _read(request, svc, principal, "imaging.frames", row, found)
     numbers = _frame_numbers(frames, found.frames)
     try:
+        if media_type is not None:
+            held = await asyncio.to_thread(dicom.compressed_frames, data, numbers)
+            content = f"{held.media_type}; transfer-syntax={held.transfer_syntax}"
+            parts = [([("Content-Type", content)], f) for f in held.frames]
+            return _multipart(parts, held.media_type)
         pixels = await asyncio.to_thread(dicom.native_frames, data, numbers)
     except InvalidInstance as exc:
         code = (

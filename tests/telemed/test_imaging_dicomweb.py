@@ -17,12 +17,21 @@ import pytest
 import pytest_asyncio
 import requests
 from dicomweb_client.api import DICOMwebClient
+from pydicom.encaps import generate_frames
 
 from signaling.config import DEFAULT_SITES
+from signaling.imaging.multipart import MultipartLimits, parse_media_type, parse_related
 from signaling.server.services import Services
 from telemed.serve import build_app, start_server
 from tests.helpers import LiveServer, make_config
-from tests.signaling.imaging.dicoms import ct, pixel_data, pydicom_file, uids, ultrasound
+from tests.signaling.imaging.dicoms import (
+    ct,
+    pixel_data,
+    pydicom_file,
+    renamed,
+    uids,
+    ultrasound,
+)
 from tests.signaling.imaging.room import SEOUL, ImagingRoom
 
 JAPANESE = {"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}
@@ -248,3 +257,39 @@ async def test_a_study_and_a_series_are_retrieved_whole(room: ImagingRoom) -> No
         assert (await room.get(path, who=who)).status_code == status, (path, who)
     refused = await room.get(f"/studies/{study}", headers={"Accept": "application/json"})
     assert refused.status_code == 406
+
+
+async def test_compressed_frames_are_served_as_the_modality_encoded_them(
+    room: ImagingRoom,
+) -> None:
+    """A 30-frame JPEG baseline ultrasound and a two-frame RLE: frames come back in their own
+    media type, byte for byte the file's fragments; a client asking for native bytes is
+    told which type to ask for (there is no transcoding)."""
+    cine = renamed(pydicom_file("examples_ybr_color.dcm"))
+    rle = renamed(pydicom_file("SC_rgb_rle_2frame.dcm"))
+    await asyncio.to_thread(_client(room, "gw").store_instances, [_dataset(cine), _dataset(rle)])
+    doctor = _client(room, "dk")
+    study, series, sop = uids(cine)
+    got = await asyncio.to_thread(
+        doctor.retrieve_instance_frames, study, series, sop, [1, 30], media_types=("image/jpeg",)
+    )
+    original = _dataset(cine)
+    stored = list(generate_frames(original.PixelData, number_of_frames=30))
+    assert got == [stored[0], stored[29]]
+    assert got[0].startswith(b"\xff\xd8")  # a JPEG stream, as encoded at the modality
+
+    path = "/studies/{}/series/{}/instances/{}/frames/2".format(*uids(rle))
+    answer = await room.get(path, headers={"Accept": 'multipart/related; type="image/dicom-rle"'})
+    assert answer.status_code == 200
+    boundary = parse_media_type(answer.headers["content-type"]).params["boundary"]
+    parts = parse_related(answer.content, boundary, MultipartLimits())
+    rle_frames = list(generate_frames(_dataset(rle).PixelData, number_of_frames=2))
+    assert [p.body for p in parts] == [rle_frames[1]]
+    assert parts[0].header("content-type") == (
+        "image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5"
+    )
+    octets = "multipart/related; type=application/octet-stream"
+    native = await room.get(path, headers={"Accept": octets})
+    assert native.status_code == 406
+    assert "image/dicom-rle" in native.json()["detail"]
+    assert (await room.get(path.replace("/frames/2", "/frames/3"))).status_code == 404
