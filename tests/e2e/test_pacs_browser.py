@@ -82,5 +82,11 @@ async def test_the_bedside_site_searches_its_pacs_and_pulls_a_study(
                 await expect(series).to_have_count(1, timeout=30_000)
                 await expect(series.locator(".series-text")).to_contain_text("2 images")
             await page.screenshot(path=artifacts_dir() / "room-pacs-pulled.png", full_page=True)
+            # In Korean, the section and the outcome are told again in the page's language.
+            await page.select_option("#language", "ko")
+            await expect(section.locator("summary")).to_have_text("PACS에서 가져오기")
+            await expect(outcome).to_have_text("가져옴: 영상 2장")
+            await expect(page.locator("#pacs-state")).to_have_text("검사 1건을 찾았습니다")
+            await page.locator("#imaging").screenshot(path=artifacts_dir() / "room-pacs-ko.png")
             await koriyama.screenshot(path=artifacts_dir() / "room-pacs-other-site.png")
             assert errors == []
