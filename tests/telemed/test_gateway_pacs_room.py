@@ -148,7 +148,9 @@ async def test_a_pacs_that_does_not_answer_gives_an_error_not_a_hang(tmp_path: P
                 assert room.answered == 2
 
 
-async def test_a_pull_without_an_active_consultation_is_refused(tmp_path: Path) -> None:
+async def test_a_pull_without_an_active_consultation_is_refused_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with silent_pacs() as port:
         pacs = PacsSettings("127.0.0.1", port, "PACS", timeout_s=1.0)
         async with linked() as link:
@@ -158,6 +160,11 @@ async def test_a_pull_without_an_active_consultation_is_refused(tmp_path: Path) 
                 room.request(clinician("wonju"), PacsPull(request="p-1", study_instance_uid=UID))
                 pulled = await link.answer("p-1")
                 assert (pulled["outcome"], pulled["reason"]) == ("refused", NO_CONSULTATION)
+    # The bedside's record of the pull: who, which study, the outcome.
+    [line] = [r for r in caplog.records if r.name == "telemed.gateway.pacs_room"]
+    assert line.levelname == "WARNING"
+    text = line.getMessage()
+    assert UID in text and "doctor.wonju.7 (doctor, wonju)" in text and "refused" in text
 
 
 def _match(k: int, name: str = "Yamada^Taro=山田^太郎=やまだ^たろう") -> StudyMatch:
