@@ -11,7 +11,8 @@ object per message with a ``type`` discriminator:
   adaptation sends this viewer, :mod:`media.rtc.adapt`);
 - viewer → bedside: ``source`` (a technician's choice of that primary device),
   ``waveform-history-request`` (a clinician asks for samples the live trace lost in a gap),
-  ``keep-frame`` (keep a live imaging frame as a DICOM Secondary Capture), ``pacs-find`` and
+  ``hold-frame`` (hold the frame a doctor froze) and ``keep-frame`` (keep a live imaging
+  frame as a DICOM Secondary Capture), ``pacs-find`` and
   ``pacs-pull`` (search the bedside site's PACS, pull a study into the consultation);
 - bedside → one viewer: ``waveform-history`` (the samples the bedside kept of that range),
   ``cameras`` (which transceiver carries which camera), ``kept-frame``, ``pacs-studies``,
@@ -332,6 +333,18 @@ class KeepFrameRequest(_Event):
     frame_id: int | None = Field(default=None, ge=0, le=2**53 - 1)
 
 
+class HoldFrameRequest(_Event):
+    """Viewer → bedside, when a doctor freezes a diagnostic camera's picture: hold frame
+    ``frame_id`` (read from the frozen picture's stamp) as captured, so that a
+    :class:`KeepFrameRequest` for it later finds it even after the seconds of recent frames
+    the bedside keeps have passed. Not answered; the bedside holds a few frames per camera
+    (the oldest hold dropped first), and the ``kept-frame`` answer names the frame kept."""
+
+    type: Literal["hold-frame"] = "hold-frame"
+    camera: CameraName
+    frame_id: int = Field(ge=0, le=2**53 - 1)
+
+
 class FrameKept(_Event):
     """Bedside → one viewer: the outcome of a :class:`KeepFrameRequest`. ``kept``: stored
     for sending to the server under ``sop_instance_uid`` (as sent: the remapped UID when
@@ -437,6 +450,7 @@ EventMessage = (
     | WaveformHistory
     | Cameras
     | KeepFrameRequest
+    | HoldFrameRequest
     | FrameKept
     | PacsFind
     | PacsStudies

@@ -19,6 +19,8 @@ from media.video.capture import CapturedFrame
 KEEP_S = 2.0
 MAX_FRAMES = 120
 MAX_BYTES = 256 * 1024 * 1024
+#: Frames held for viewers that froze them (the oldest hold is dropped first).
+MAX_HELD = 8
 
 
 class RecentFrames:
@@ -33,6 +35,8 @@ class RecentFrames:
         self._lock = threading.Lock()
         self._frames: collections.deque[CapturedFrame] = collections.deque()
         self._bytes = 0
+        #: Frames a viewer froze, by id modulo 2^32, oldest hold first.
+        self._held: collections.OrderedDict[int, CapturedFrame] = collections.OrderedDict()
 
     def __len__(self) -> int:
         with self._lock:
@@ -58,13 +62,32 @@ class RecentFrames:
             ):
                 self._bytes -= self._frames.popleft().image.nbytes
 
+    def hold(self, frame_id: int) -> bool:
+        """Hold frame ``frame_id`` beyond the recent seconds (a viewer froze it), among the
+        last :data:`MAX_HELD` holds; False when it is no longer among the recent frames."""
+        wanted = frame_id & 0xFFFFFFFF
+        with self._lock:
+            if wanted in self._held:
+                self._held.move_to_end(wanted)
+                return True
+            for frame in reversed(self._frames):
+                if frame.frame_id & 0xFFFFFFFF == wanted:
+                    self._held[wanted] = frame  # shared with the ring: never changed
+                    while len(self._held) > MAX_HELD:
+                        self._held.popitem(last=False)
+                    return True
+            return False
+
     def find(self, frame_id: int | None) -> tuple[CapturedFrame | None, bool]:
-        """The frame ``frame_id`` names (the stamp's 32 bits: compared modulo 2^32) and
-        True, or the newest held and False when it is not held (or None was asked);
-        (None, False) when nothing is held yet. The frame is shared: do not change it."""
+        """The frame ``frame_id`` names (the stamp's 32 bits: compared modulo 2^32), held
+        or recent, and True; or the newest and False when it is neither (or None was
+        asked); (None, False) when nothing is held yet. The frame is shared: do not change
+        it."""
         with self._lock:
             if frame_id is not None:
                 wanted = frame_id & 0xFFFFFFFF
+                if wanted in self._held:
+                    return self._held[wanted], True
                 for frame in reversed(self._frames):
                     if frame.frame_id & 0xFFFFFFFF == wanted:
                         return frame, True

@@ -5,7 +5,9 @@ spooled, sent to the server).
 
 A clinician's ``keep-frame`` names the camera and, when the viewer read it from the frozen
 picture's stamp, the frame's id; the camera's last seconds of captured frames
-(media.video.recent) give that frame as captured, else the newest. The answer, ``kept-frame``,
+(media.video.recent) give that frame as captured, else the newest. Freezing the picture
+sends ``hold-frame`` with that id, which holds the frame beyond those seconds, so a doctor
+may take their time before choosing to keep it. The answer, ``kept-frame``,
 goes to the asking connection only: ``kept`` with the SOP Instance UID it is sent under,
 ``refused`` with the reason to show (no active consultation, burned-in annotation without
 consent, asked too often, no such camera), ``failed`` when the bedside could not build or
@@ -30,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from media.rtc.events import FrameKept, KeepFrameRequest, encode_event
+from media.rtc.events import FrameKept, HoldFrameRequest, KeepFrameRequest, encode_event
 from media.rtc.peer import MediaPeer
 from media.video.recent import RecentFrames
 from runtime.clock import SYSTEM_CLOCK, Clock
@@ -106,6 +108,23 @@ class GatewayKeep:
                 self._queue.put_nowait((peer, message))
             except asyncio.QueueFull:
                 self._answer(peer, _refused(message, BUSY))
+
+    def hold(self, peer: Peer, message: HoldFrameRequest) -> None:
+        """A clinician's ``hold-frame`` (they froze the picture): the frame is held for a
+        later ``keep-frame``. Cheap (a scan of the recent frames' ids), so done at once;
+        not answered: the keep's answer names the frame it kept."""
+        source = self._sources.get(message.camera)
+        if peer.kind is not PrincipalKind.USER or peer.role not in (Role.DOCTOR, Role.TECHNICIAN):
+            log.warning("hold-frame from %s (%s) refused: %s", peer.name, peer.role, NOT_CLINICIAN)
+        elif source is None:
+            log.warning("hold-frame from %s: no diagnostic camera %r", peer.name, message.camera)
+        elif not source.recent.hold(message.frame_id):
+            log.info(
+                "hold-frame from %s: frame %d of %s is no longer held",
+                peer.name,
+                message.frame_id,
+                message.camera,
+            )
 
     def _take(self, key: str) -> bool:
         now = self._clock.monotonic()

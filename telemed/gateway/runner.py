@@ -39,6 +39,7 @@ from media.audio.talkback import TalkBack
 from media.rtc.events import (
     EventMessage,
     Hello,
+    HoldFrameRequest,
     KeepFrameRequest,
     Numeric,
     PacsFind,
@@ -493,6 +494,8 @@ class Gateway:
             self.pacs.request(peer, message)
         elif isinstance(message, KeepFrameRequest):
             self.keep.request(peer, message)
+        elif isinstance(message, HoldFrameRequest):
+            self.keep.hold(peer, message)
         else:
             log.info("message from %s ignored: %s", peer.name, message.type)
 

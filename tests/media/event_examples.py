@@ -101,6 +101,7 @@ EXAMPLES: list[events.EventMessage] = [
         ]
     ),
     events.KeepFrameRequest(request="keep-1", camera="ultrasound", frame_id=4812),
+    events.HoldFrameRequest(camera="ultrasound", frame_id=4812),
     events.FrameKept(
         request="keep-1",
         camera="ultrasound",

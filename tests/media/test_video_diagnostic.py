@@ -17,7 +17,7 @@ from media.video.capture import (
     UltrasoundSource,
 )
 from media.video.processing import ProcessingSettings, process_frame
-from media.video.recent import RecentFrames
+from media.video.recent import MAX_HELD, RecentFrames
 from media.video.stamp import read_stamp, stamp_size
 from tests.helpers import eventually
 
@@ -135,3 +135,22 @@ async def test_a_capture_thread_keeps_recent_frames_and_its_size() -> None:
         assert np.array_equal(held.image, taken.image) and held.image is not taken.image
     finally:
         await capture.stop()
+
+
+def test_a_frozen_frame_is_held_past_the_recent_seconds() -> None:
+    recent = RecentFrames(seconds=0.5, max_frames=100, max_bytes=10**9)
+    for k in range(1, 11):
+        recent.add(_frame(8, 8, frame_id=k))
+    assert recent.hold(5)
+    assert not recent.hold(999)  # never seen: nothing to hold
+    for k in range(11, 200):  # seconds later: frame 5 has left the recent frames...
+        recent.add(_frame(8, 8, frame_id=k))
+    assert not recent.hold(6)
+    held, exact = recent.find(5)  # ...but not the hold
+    assert exact and held is not None and held.frame_id == 5
+    assert np.array_equal(held.image, _frame(8, 8, frame_id=5).image)
+    # Holds are bounded: the oldest is dropped first.
+    for k in range(190, 190 + MAX_HELD):
+        assert recent.hold(k)
+    assert recent.find(5) == (recent.find(None)[0], False)
+    assert recent.find(190)[1]

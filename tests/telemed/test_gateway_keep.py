@@ -15,10 +15,10 @@ import pytest
 from devices.dicom.deidentify import BURNED_IN_REASON
 from devices.dicom.scp import ScpSettings
 from devices.dicom.stow import StowAnswer
-from media.rtc.events import FrameKept, KeepFrameRequest, encode_event
+from media.rtc.events import FrameKept, HoldFrameRequest, KeepFrameRequest, encode_event
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.video.capture import CaptureThread, LatestFrame, UltrasoundSource
-from media.video.recent import RecentFrames
+from media.video.recent import KEEP_S, RecentFrames
 from runtime.clock import ManualClock
 from runtime.tasks import cancel_and_wait, spawn
 from signaling.schema import Peer, PrincipalKind, Role
@@ -49,6 +49,10 @@ class Link:
         message = KeepFrameRequest(request=request, camera="ultrasound", frame_id=frame_id)
         assert self.viewer.send_event(encode_event(message))
 
+    def hold(self, frame_id: int) -> None:
+        message = HoldFrameRequest(camera="ultrasound", frame_id=frame_id)
+        assert self.viewer.send_event(encode_event(message))
+
     async def answer(self, request: str) -> FrameKept:
         answer: FrameKept = await eventually(lambda: self.answers.get(request), timeout=30)
         return answer
@@ -75,6 +79,8 @@ async def link(imaging: GatewayImaging, clock: ManualClock | None = None) -> Asy
             if isinstance(event.message, KeepFrameRequest):
                 asker = ENGINEER_PEER if event.message.request.startswith("engineer") else DOCTOR
                 keep.request(asker, event.message)
+            elif isinstance(event.message, HoldFrameRequest):
+                keep.hold(DOCTOR, event.message)
 
     async def viewer_reads() -> None:
         while True:
@@ -124,6 +130,23 @@ async def test_a_frozen_frame_is_kept_in_the_consultation(tmp_path: Path) -> Non
         [row] = await room.indexed()
         assert (row.consultation_id, row.sop_instance_uid) == (room.cid, kept.sop_instance_uid)
         assert live.keep.kept == 1 and live.keep.refused == 1
+
+        # A doctor who froze the picture and took their time: the held frame is kept, not
+        # the newest, after the seconds of recent frames have passed.
+        frozen, _ = live.recent.find(None)
+        assert frozen is not None
+        live.hold(frozen.frame_id)
+        await eventually(
+            lambda: (
+                (newest := live.recent.find(None)[0]) is not None
+                and newest.capture_time > frozen.capture_time + 2 * KEEP_S
+            ),
+            timeout=30,
+            what="the frozen frame to leave the recent seconds",
+        )
+        live.ask("k-2", frame_id=frozen.frame_id)
+        later = await live.answer("k-2")
+        assert (later.outcome, later.frame_id) == ("kept", frozen.frame_id)
 
 
 @pytest.mark.slow  # real aiortc peers

@@ -660,6 +660,37 @@ export const EVENTS_SCHEMA = {
       "title": "Hello",
       "type": "object"
     },
+    "HoldFrameRequest": {
+      "description": "Viewer \u2192 bedside, when a doctor freezes a diagnostic camera's picture: hold frame\n``frame_id`` (read from the frozen picture's stamp) as captured, so that a\n:class:`KeepFrameRequest` for it later finds it even after the seconds of recent frames\nthe bedside keeps have passed. Not answered; the bedside holds a few frames per camera\n(the oldest hold dropped first), and the ``kept-frame`` answer names the frame kept.",
+      "properties": {
+        "camera": {
+          "maxLength": 32,
+          "minLength": 1,
+          "pattern": "^[a-z0-9][a-z0-9_-]*$",
+          "title": "Camera",
+          "type": "string"
+        },
+        "frame_id": {
+          "maximum": 9007199254740991,
+          "minimum": 0,
+          "title": "Frame Id",
+          "type": "integer"
+        },
+        "type": {
+          "const": "hold-frame",
+          "default": "hold-frame",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "camera",
+        "frame_id"
+      ],
+      "title": "HoldFrameRequest",
+      "type": "object"
+    },
     "KeepFrameRequest": {
       "description": "Viewer \u2192 bedside: keep the frame ``camera`` shows now as a DICOM Secondary Capture\nin the consultation (de-identified unless the patient consented). ``frame_id`` is the\nframe the doctor froze on, when the viewer knows it (the bedside stamp); the bedside\nkeeps that frame if it still holds it, else the newest. Answered with\n:class:`FrameKept` to the asking connection.",
       "properties": {
@@ -1432,6 +1463,7 @@ export const EVENTS_SCHEMA = {
       "hb": "#/$defs/Ping",
       "hb-ack": "#/$defs/Ack",
       "hello": "#/$defs/Hello",
+      "hold-frame": "#/$defs/HoldFrameRequest",
       "keep-frame": "#/$defs/KeepFrameRequest",
       "kept-frame": "#/$defs/FrameKept",
       "limits": "#/$defs/AlarmLimits",
@@ -1495,6 +1527,9 @@ export const EVENTS_SCHEMA = {
     },
     {
       "$ref": "#/$defs/KeepFrameRequest"
+    },
+    {
+      "$ref": "#/$defs/HoldFrameRequest"
     },
     {
       "$ref": "#/$defs/FrameKept"
