@@ -23,6 +23,8 @@ ACCOUNTS = 50
 
 
 @pytest.mark.slow  # 500 sockets: 1-2 minutes here
+@pytest.mark.cpu  # CPU only (clients and server on one loop), nothing timed: the two-core phase
+@pytest.mark.timeout(600)  # a hang guard: beside another test it takes longer
 async def test_500_sockets_join_one_consultation_at_once(
     tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
