@@ -7,11 +7,15 @@
 // A diagnostic camera (an ultrasound's video output) is sent as captured. On its tile,
 // Freeze draws the current video frame to a canvas and holds it; Keep as image asks the
 // bedside (`keep-frame`) to keep the frame as a DICOM Secondary Capture in the consultation,
-// and its answer (`kept-frame`) is shown on the tile; Live returns to the video. The app
-// reads no bedside stamp, so the request names no frame: the bedside keeps its newest, and
-// the tile says when that frame was captured beside when the picture was frozen here.
+// and its answer (`kept-frame`) is shown on the tile; Live returns to the video. The frozen
+// picture's bedside stamp names its frame: Freeze asks the bedside to hold that frame as
+// captured (`hold-frame`), and Keep names it, so the frame kept is the one the doctor froze
+// however long they took; when the picture had no readable stamp (or the bedside no
+// longer held the frame) the bedside keeps its newest, and the tile says so, with when
+// that frame was captured beside when the picture was frozen here.
 import { formatTime } from "./format.js";
 import { t } from "./i18n.js";
+import { readStamp, STAMP_SIZE } from "./stamp.js";
 
 const $ = (id) => document.getElementById(id);
 /** A keep not answered by then is said to have no answer (the link may have dropped). */
@@ -155,7 +159,7 @@ export class CameraTiles {
     tile.live.textContent = t("camera.live");
     tile.root.dataset.state = frozen ? "frozen" : "live";
     if (tile.outcomeKey) tile.outcome.textContent = t(tile.outcomeKey, tile.outcomeValues);
-    tile.when.textContent = tile.keptAt ? t("camera.keptFrame", {
+    tile.when.textContent = tile.keptAt && tile.keptOther ? t("camera.keptFrame", {
       time: formatTime(tile.keptAt), frozen: formatTime(tile.frozenAt),
     }) : "";
   }
@@ -166,7 +170,15 @@ export class CameraTiles {
     if (!video.videoWidth) return; // nothing decoded yet
     canvas.width = video.videoWidth;
     canvas.height = video.videoHeight;
-    canvas.getContext("2d").drawImage(video, 0, 0);
+    const context = canvas.getContext("2d");
+    context.drawImage(video, 0, 0);
+    const [width, height] = STAMP_SIZE;
+    const stamp = readStamp(context.getImageData(0, 0, Math.min(width, canvas.width), Math.min(height, canvas.height)));
+    tile.frozenFrameId = stamp?.frameId ?? null;
+    canvas.dataset.frameId = tile.frozenFrameId ?? "";
+    if (tile.frozenFrameId !== null) {
+      this.send({ type: "hold-frame", camera: tile.camera.name, frame_id: tile.frozenFrameId });
+    }
     tile.frozenAt = Date.now();
     tile.keptAt = null;
     canvas.hidden = false;
@@ -193,7 +205,9 @@ export class CameraTiles {
   _keep(tile) {
     this.requests += 1;
     const request = `keep-${Date.now()}-${this.requests}`;
-    if (!this.send({ type: "keep-frame", request, camera: tile.camera.name })) {
+    const keep = { type: "keep-frame", request, camera: tile.camera.name };
+    if (tile.frozenFrameId !== null && tile.frozenFrameId !== undefined) keep.frame_id = tile.frozenFrameId;
+    if (!this.send(keep)) {
       this._outcome(tile, "camera.noLink", {}, "refused");
       return;
     }
@@ -220,6 +234,9 @@ export class CameraTiles {
       this._outcome(tile, key, {}, "kept");
       tile.root.dataset.sopInstanceUid = message.sop_instance_uid ?? "";
       tile.keptAt = message.captured ? message.captured * 1000 : null;
+      // Kept the frozen frame itself: the times need no comparing.
+      tile.keptOther = message.frame_id !== tile.frozenFrameId;
+      tile.root.dataset.keptFrameId = message.frame_id ?? "";
       this._labelTile(tile);
     } else {
       const key = message.outcome === "refused" ? "camera.refused" : "camera.failed";
