@@ -8,7 +8,7 @@ import { ApiError } from "./api.js";
 import { t } from "./i18n.js";
 import {
   BoundedCache, cineRate, CT_PRESETS, deidentified, fileWindow, first, LatestOnly, numberOf,
-  personName, pixelSpacing, presetOf, storedRange, Throttle,
+  personName, pixelSpacing, presetOf, storedRange, Throttle, ultrasoundRegions,
 } from "./imaging_math.js";
 import { checkImagingMessage, ImagingMessageError, viewMessage } from "./imaging_messages.js";
 import { ShareState } from "./imaging_share.js";
@@ -274,6 +274,7 @@ export class ImagingPanel {
       rows: numberOf(item, "00280010") ?? numberOf(meta, "00280010") ?? 512,
       frames: Math.max(1, numberOf(item, "00280008") ?? numberOf(meta, "00280008") ?? 1),
       spacing: pixelSpacing(meta),
+      regions: ultrasoundRegions(meta),
       fileWindow: fileWindow(meta),
       dragFrom: fileWindow(meta) ?? storedRange(meta),
     };
@@ -336,7 +337,7 @@ export class ImagingPanel {
     $("imaging-measure-result").textContent = v.measurement ? v.measurementText() : "";
     $("imaging-spacing").textContent = v.image.spacing
       ? t("imaging.spacing", { row: fmt(v.image.spacing[0], 4), column: fmt(v.image.spacing[1], 4) })
-      : t("imaging.noSpacing");
+      : v.image.regions.length ? t("imaging.usRegions") : t("imaging.noSpacing");
     $("imaging-canvas").setAttribute("aria-label", t("imaging.canvasLabel", {
       modality: v.image.modality, image: (this.current?.index ?? 0) + 1, frame: v.frame,
     }));
