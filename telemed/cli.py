@@ -168,6 +168,7 @@ BENCH_SUITES = {
     "wan": "benchmarks.wan",
     "dicom": "benchmarks.dicom_scp",
     "render": "benchmarks.imaging_render",
+    "imaging": "benchmarks.imaging_to_screen",
 }
 
 
