@@ -37,6 +37,9 @@ CHATTY = (
 #: check raises its own error, so a hostile file would flood the log. Silent until -vv.
 MUTED = ("pydicom",)
 
+#: The loggers of the gateway's record of what left the bedside (``telemed.audit.*``).
+AUDIT = "telemed.audit"
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -103,4 +106,7 @@ def configure(
     # (telemed.serve.uvicorn_config), so they reach this handler in this format.
     for name in ("httpx", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.NOTSET)
+    # The bedside's own record of what left it (a kept frame, a PACS pull): shown at every
+    # verbosity, as the server's audit log is kept whatever its log level.
+    logging.getLogger(AUDIT).setLevel(min(root_level, logging.INFO))
     return root_level

@@ -213,10 +213,12 @@ class PacsRoom:
                 request=message.request, study_instance_uid=uid, outcome="failed", reason=reason
             )
         else:
+            # 0x0000 success, 0xB000 some sub-operations failed; anything else (0xA7xx out
+            # of resources, 0xA9xx, 0xCxxx, 0xFE00 cancelled) the retrieval as a whole failed.
             answer = PacsPulled(
                 request=message.request,
                 study_instance_uid=uid,
-                outcome="pulled",
+                outcome="pulled" if retrieved.status in (0x0000, 0xB000) else "failed",
                 completed=retrieved.completed,
                 failed=retrieved.failed,
                 reason=None if retrieved.status == 0 else f"PACS status 0x{retrieved.status:04X}",

@@ -115,6 +115,14 @@ async def test_the_bedside_site_finds_and_pulls_a_study_the_other_site_is_refuse
                 )
                 # Only the asker heard the answers.
                 assert not messages(koriyama, "w-find") and not messages(koriyama, "w-pull")
+                # A study the PACS does not have: it answers the C-GET with a failure
+                # (Orthanc: 0xC000), which is a failed pull, not "pulled" with nothing.
+                absent = "1.2.826.0.1.3680043.8.498.99"
+                wonju.media.send_event(PacsPull(request="w-absent", study_instance_uid=absent))
+                await until(lambda: messages(wonju, "w-absent"), wonju, seconds=60)
+                [failed] = messages(wonju, "w-absent")
+                assert (failed["outcome"], failed["completed"]) == ("failed", 0)
+                assert "0xC000" in str(failed["reason"])
 
                 # The server holds both, de-identified (no consent), for the consultation.
                 imaging = gateway.imaging

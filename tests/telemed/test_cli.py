@@ -190,6 +190,8 @@ def test_verbosity_turns_on_requests_then_the_webrtc_chatter() -> None:
     # pydicom's ERROR and traceback per failed pixel decoder: our refusal says it once.
     assert not shown("pydicom", logging.ERROR)
     assert not shown("pynetdicom", logging.INFO)
+    # The bedside's record of what left it is shown at every verbosity.
+    assert shown("telemed.audit.keep", logging.INFO)
 
     logs.configure(1, None, "text", stream)
     assert shown("telemed.gateway", logging.INFO)
