@@ -48,25 +48,18 @@ from typing import Any, cast
 
 from playwright.async_api import Page
 
-# The benchmark drives the test suite's fixtures, and tests/ is not an installed package:
-# run as `telemed bench imaging` (an entry point, the source tree not on the path) it would
-# not import. The editable install leaves this file in the source tree, beside tests/.
-_SOURCE_TREE = Path(__file__).resolve().parents[1]
-if (_SOURCE_TREE / "tests" / "helpers.py").is_file() and str(_SOURCE_TREE) not in sys.path:
-    sys.path.append(str(_SOURCE_TREE))
-
-from benchmarks.dicom_scp import PROPOSE  # noqa: E402
-from devices.dicom.scp import ScpSettings  # noqa: E402
-from runtime.tasks import cancel_and_wait, spawn  # noqa: E402
-from signaling.client import GatewayCredentials, SignalingClient  # noqa: E402
-from signaling.server.services import Services  # noqa: E402
-from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send  # noqa: E402
-from telemed.serve import build_app, start_server  # noqa: E402
-from tests.devices.dicom.dicom_helpers import STORESCU  # noqa: E402
-from tests.e2e.browser import chromium, in_english, sign_in  # noqa: E402
-from tests.helpers import PASSWORD, LiveServer, make_config  # noqa: E402
-from tests.signaling.imaging.dicoms import pydicom_file, renamed  # noqa: E402
-from tests.signaling.imaging.room import GATEWAY_KEY, ImagingRoom  # noqa: E402
+from benchmarks.dicom_scp import PROPOSE
+from devices.dicom.scp import ScpSettings
+from runtime.tasks import cancel_and_wait, spawn
+from signaling.client import GatewayCredentials, SignalingClient
+from signaling.server.services import Services
+from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send
+from telemed.serve import build_app, start_server
+from tests.devices.dicom.dicom_helpers import STORESCU
+from tests.e2e.browser import chromium, in_english, sign_in
+from tests.helpers import PASSWORD, LiveServer, make_config
+from tests.signaling.imaging.dicoms import pydicom_file, renamed
+from tests.signaling.imaging.room import GATEWAY_KEY, ImagingRoom
 
 CASES = {"CT 39 kB": "CT_small.dcm", "US 30 frames JPEG 225 kB": "examples_ybr_color.dcm"}
 STAGES = ("answered", "stored", "listed", "drawn")
