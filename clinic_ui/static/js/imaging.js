@@ -105,12 +105,22 @@ export class ImagingPanel {
     return (await this._fetch(path, accept)).blob();
   }
 
-  /** The instance's metadata (WADO-RS), fetched once. */
+  /** The instance's metadata (WADO-RS), fetched once: a second ask while the first is on
+   *  its way (the list's details and a click on the new series) waits for the same answer. */
   async _meta(study, series, sop) {
     if (this.metadata.has(sop)) return this.metadata.get(sop);
-    const [meta] = await this._json(`${this.base}/studies/${study}/series/${series}/instances/${sop}/metadata`);
-    this.metadata.set(sop, meta ?? {});
-    return meta ?? {};
+    this.metaAsked ??= new Map();
+    let asked = this.metaAsked.get(sop);
+    if (!asked) {
+      asked = this._json(`${this.base}/studies/${study}/series/${series}/instances/${sop}/metadata`)
+        .then(([meta]) => {
+          this.metadata.set(sop, meta ?? {});
+          return meta ?? {};
+        })
+        .finally(() => this.metaAsked.delete(sop));
+      this.metaAsked.set(sop, asked);
+    }
+    return asked;
   }
 
   // -- the list --------------------------------------------------------------------------------
@@ -410,7 +420,12 @@ export class ImagingPanel {
     }
     if (message.type === "imaging.stored") {
       this._arrived(message.modality);
-      this.refresh();
+      // The first arrival after a quiet spell is listed at once (the doctor waits for it);
+      // the rest of a burst (a CT series is hundreds) in one refresh after it.
+      const now = Date.now();
+      const quiet = now - (this.lastStoredAt ?? 0) > REFRESH_DEBOUNCE_MS;
+      this.lastStoredAt = now;
+      this.refresh({ now: quiet });
     } else if (message.from && message.from !== this.signaling.peerId) {
       this.lastRemote = message;
       if (this.share.received(message.from)) this._apply(message);
