@@ -85,6 +85,7 @@ def build_secondary_capture(
     conversion: ConversionType = ConversionType.DV,
     burned_in: bool = True,
     bgr: bool = True,
+    lossy_method: str | None = None,
 ) -> bytes:
     """The Part-10 bytes of one Secondary Capture Image of ``frame``.
 
@@ -93,7 +94,10 @@ def build_secondary_capture(
     source's label ("ultrasound"), which also gives the series' Modality; ``device``: the
     capture device's name; ``at``: when it was captured, timezone-aware. ``burned_in``:
     Burned In Annotation YES (the default: a captured screen shows text). A new SOP Instance
-    UID each call. Raises ValueError, saying what is wrong, on any other input."""
+    UID each call. ``lossy_method``: the capture device delivered the frame lossy-compressed
+    (an MJPEG capture card: ``ISO_10918_1``): Lossy Image Compression 01 with that method,
+    so no reader takes it for the modality's own pixels. Raises ValueError, saying what is
+    wrong, on any other input."""
     pixels, photometric = _pixels(frame, bgr)
     if not isinstance(at, datetime) or at.utcoffset() is None:
         raise ValueError("capture time must be a timezone-aware datetime")
@@ -138,7 +142,13 @@ def build_secondary_capture(
     ds.PatientOrientation = ""
     ds.ImageComments = f"Frame kept from {source} ({device})"[:10240]
     ds.BurnedInAnnotation = "YES" if burned_in else "NO"
-    ds.LossyImageCompression = "00"  # as the capture device delivered it, not re-encoded
+    if lossy_method is None:
+        ds.LossyImageCompression = "00"  # as the capture device delivered it, not re-encoded
+    else:
+        if not lossy_method.strip() or len(lossy_method) > 16:
+            raise ValueError(f"lossy compression method {lossy_method!r}: a DICOM CS term")
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionMethod = lossy_method
     # Image Pixel.
     ds.SamplesPerPixel = samples
     ds.PhotometricInterpretation = photometric

@@ -133,6 +133,23 @@ class UltrasoundSource:
         pass
 
 
+#: Capture formats (FOURCC) that are lossy, by the DICOM name of their compression.
+LOSSY_FOURCC = {
+    "MJPG": "ISO_10918_1",
+    "JPEG": "ISO_10918_1",
+    "H264": "ISO_14496_10",
+    "AVC1": "ISO_14496_10",
+    "X264": "ISO_14496_10",
+    "HEVC": "ISO_23008_2",
+    "H265": "ISO_23008_2",
+    # MPEG-4 Part 2 has no DICOM defined term; named by its standard as the others are.
+    "XVID": "ISO_14496_2",
+    "MP4V": "ISO_14496_2",
+    "DIVX": "ISO_14496_2",
+    "FMP4": "ISO_14496_2",  # FFmpeg's tag for the same
+}
+
+
 class OpenCvSource:
     """A camera (device index), a video file or a stream URL through OpenCV. Raises
     :class:`~media.errors.VideoSourceError` when it cannot be opened."""
@@ -149,6 +166,16 @@ class OpenCvSource:
     def read(self) -> NDArray[np.uint8] | None:
         ok, frame = self._cap.read()
         return np.asarray(frame, dtype=np.uint8) if ok else None
+
+    @property
+    def lossy_method(self) -> str | None:
+        """How the device (or file) delivers its frames when that is lossy, as DICOM's
+        Lossy Image Compression Method names it (``ISO_10918_1``: JPEG, an MJPEG capture
+        card's usual format; ``ISO_14496_10``: H.264); None for raw formats (YUYV, NV12...)
+        and codecs not known to be lossy. A frame kept from it must say it was."""
+        code = int(self._cap.get(cv2.CAP_PROP_FOURCC))
+        fourcc = bytes((code >> shift) & 0xFF for shift in (0, 8, 16, 24)).decode("latin-1")
+        return LOSSY_FOURCC.get(fourcc.upper())
 
     def close(self) -> None:
         self._cap.release()

@@ -128,6 +128,13 @@ class LiveCamera:
         assert frames is not None
         return CameraFeed(self.spec.name, self.spec.purpose, frames.track, self._size)
 
+    def lossy_method(self) -> str | None:
+        """The opened source's lossy format, if any (None before it is opened)."""
+        if self.capture is None:
+            return None
+        method = getattr(self.capture.source, "lossy_method", None)
+        return method if isinstance(method, str) else None
+
     def _size(self) -> tuple[int, int] | None:
         return None if self.capture is None else self.capture.size
 

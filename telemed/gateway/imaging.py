@@ -119,11 +119,18 @@ def _secondary_capture(
     at: datetime,
     placement: Placement,
     burned_in: bool,
+    lossy_method: str | None,
 ) -> tuple[bytes, Accepted | Refused]:
     """The frame's Secondary Capture and the check's verdict on it (a worker thread's
     work: the frame is copied and encoded)."""
     part10 = build_secondary_capture(
-        frame, source=source, device=device, at=at, placement=placement, burned_in=burned_in
+        frame,
+        source=source,
+        device=device,
+        at=at,
+        placement=placement,
+        burned_in=burned_in,
+        lossy_method=lossy_method,
     )
     return part10, check_instance(part10)
 
@@ -215,6 +222,7 @@ class GatewayImaging:
         device: str,
         at: datetime,
         burned_in: bool = True,
+        lossy_method: str | None = None,
     ) -> KeptFrame:
         """Keep one frame of a live imaging source (``source``: its label, "ultrasound";
         ``device``: the capture device) as a Secondary Capture in the active consultation,
@@ -222,7 +230,9 @@ class GatewayImaging:
         consented (refused when ``burned_in`` and no consent), spooled, then forwarded.
 
         ``frame``: uint8, H x W x 3 BGR (OpenCV's) or H x W grey; ``at``: when it was
-        captured, timezone-aware. The frames a consultation keeps form one study, a series
+        captured, timezone-aware; ``lossy_method``: the device delivered it lossy (see
+        :func:`~devices.dicom.secondary.build_secondary_capture`). The frames a consultation
+        keeps form one study, a series
         per source and device. Raises NoConsultation (nothing is built), and ValueError for
         a frame :func:`~devices.dicom.secondary.build_secondary_capture` refuses; every
         other outcome is in the :class:`KeptFrame`."""
@@ -239,7 +249,7 @@ class GatewayImaging:
             instance_number=number,
         )
         part10, verdict = await asyncio.to_thread(
-            _secondary_capture, frame, source, device, at, placement, burned_in
+            _secondary_capture, frame, source, device, at, placement, burned_in, lossy_method
         )
         if isinstance(verdict, Refused):  # a frame built here should not fail its check
             log.error("frame kept from %s refused by the check: %s", source, verdict.reason)

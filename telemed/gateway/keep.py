@@ -67,6 +67,9 @@ class KeepSource:
 
     recent: RecentFrames
     device: str
+    #: How the device delivers frames when lossy (``ISO_10918_1`` for MJPEG), read when a
+    #: frame is kept (the device is opened after this is made); None: as captured.
+    lossy_method: Callable[[], str | None] = lambda: None
 
 
 @dataclass
@@ -170,7 +173,12 @@ class GatewayKeep:
         taken = {"frame_id": frame.frame_id, "captured": frame.capture_time}
         try:
             kept = await self._imaging.keep_frame(
-                frame.image, source=message.camera, device=source.device, at=at, burned_in=True
+                frame.image,
+                source=message.camera,
+                device=source.device,
+                at=at,
+                burned_in=True,
+                lossy_method=source.lossy_method(),
             )
         except NoConsultation as exc:
             return _refused(message, str(exc))

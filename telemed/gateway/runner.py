@@ -222,7 +222,7 @@ class Gateway:
         self.keep = GatewayKeep(
             self.imaging,
             {
-                camera.spec.name: KeepSource(camera.recent, camera.spec.source)
+                camera.spec.name: KeepSource(camera.recent, camera.spec.source, camera.lossy_method)
                 for camera in self.cameras
                 if camera.recent is not None
             },

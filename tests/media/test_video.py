@@ -134,6 +134,28 @@ async def test_capture_from_a_video_file(tmp_path: Path) -> None:
         OpenCvSource(str(tmp_path / "absent.avi"))
 
 
+@pytest.mark.parametrize(
+    ("fourcc", "method"),
+    [("MJPG", "ISO_10918_1"), ("XVID", "ISO_14496_2"), ("FFV1", None), ("IYUV", None)],
+)
+def test_a_source_says_when_its_frames_come_lossy(
+    tmp_path: Path, fourcc: str, method: str | None
+) -> None:
+    """An MJPEG capture card's frames are JPEG-compressed before we see them: a frame kept
+    from it must say so (Lossy Image Compression); a raw or lossless format says nothing."""
+    path = tmp_path / f"grabber-{fourcc}.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), 25, (64, 48))
+    assert writer.isOpened(), fourcc
+    for k in range(3):
+        writer.write(np.full((48, 64, 3), k * 50, np.uint8))
+    writer.release()
+    source = OpenCvSource(str(path))
+    try:
+        assert source.lossy_method == method
+    finally:
+        source.close()
+
+
 async def test_processing_scales_enhances_overlays_and_stamps_off_the_loop() -> None:
     low_contrast = np.clip(np.random.default_rng(2).normal(120, 6, (720, 1280, 3)), 0, 255)
     frame = CapturedFrame(42, 1_795_000_000.25, low_contrast.astype(np.uint8))

@@ -55,6 +55,21 @@ def test_a_bgr_frame_comes_back_as_rgb_pixels_byte_identical() -> None:
     assert ds.SecondaryCaptureDeviceManufacturerModelName == "USB3 HDMI capture"
 
 
+def test_a_frame_the_device_delivered_lossy_says_so() -> None:
+    frame = _frame((24, 32, 3))
+    as_captured = pydicom.dcmread(BytesIO(_build(frame)))
+    assert as_captured.LossyImageCompression == "00"
+    assert "LossyImageCompressionMethod" not in as_captured
+    mjpeg = pydicom.dcmread(BytesIO(_build(frame, lossy_method="ISO_10918_1")))
+    assert (mjpeg.LossyImageCompression, mjpeg.LossyImageCompressionMethod) == (
+        "01",
+        "ISO_10918_1",
+    )
+    assert isinstance(check_instance(_build(frame, lossy_method="ISO_10918_1")), Accepted)
+    with pytest.raises(ValueError, match="CS term"):
+        _build(frame, lossy_method="x" * 17)
+
+
 def test_a_grey_frame_with_an_odd_size_is_monochrome2_and_padded() -> None:
     grey = _frame((5, 7))
     ds = pydicom.dcmread(BytesIO(_build(grey, source="endoscope", burned_in=False)))
