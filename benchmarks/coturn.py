@@ -4,9 +4,12 @@ start again on the same port (a TURN server crash and its return). Debian's ``co
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import struct
 import subprocess
+import time
 from pathlib import Path
 
 TURN_SECRET = "coturn-shared-secret-for-tests"  # noqa: S105 (a throwaway coturn on loopback)
@@ -61,6 +64,28 @@ class Coturn:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Block until coturn answers a STUN Binding request on its port (it binds some time
+        after it starts, longer on a loaded machine; a TURN request sent before then is lost
+        and retransmitted for seconds). Raises RuntimeError when it does not by
+        ``timeout_s``, or has exited."""
+        request = struct.pack(">HHI", 0x0001, 0, 0x2112A442) + os.urandom(12)
+        deadline = time.monotonic() + timeout_s
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.2)
+            while time.monotonic() < deadline:
+                if self._proc is not None and self._proc.poll() is not None:
+                    raise RuntimeError(f"coturn exited with status {self._proc.returncode}")
+                try:
+                    sock.sendto(request, ("127.0.0.1", self.port))
+                    answer = sock.recv(2048)
+                except OSError:  # refused (not bound yet) or timed out: ask again
+                    time.sleep(0.05)
+                    continue
+                if answer[8:20] == request[8:20]:
+                    return
+        raise RuntimeError(f"coturn did not answer on port {self.port} within {timeout_s} s")
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -24,6 +24,7 @@ def coturn(tmp_path: Path) -> Iterator[int]:
     server = coturn_at(tmp_path)
     server.start()
     try:
+        server.wait_ready()  # listening before the first allocation (retransmitted for ~10 s)
         yield server.port
     finally:
         server.stop()
