@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from runtime.clock import Clock
+from runtime.ratelimit import TokenBucket
 from signaling.auth import Principal
 from signaling.consultation_fsm import FINAL_STATES
 from signaling.errors import (
@@ -74,27 +74,6 @@ from signaling.storage.accounts import touch_session
 from signaling.storage.audit import DetailValue
 
 log = logging.getLogger(__name__)
-
-
-class TokenBucket:
-    """``rate`` messages a second on average, ``burst`` at once; on the ``clock``'s monotonic
-    time."""
-
-    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
-        self._rate, self._burst = rate, float(burst)
-        self._clock = clock
-        self._tokens = float(burst)
-        self._stamp = clock.monotonic()
-
-    def take(self) -> bool:
-        """Spend one token; False (nothing spent) when none is left."""
-        now = self._clock.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
 
 
 #: Seconds a send may still wait once the connection is to be closed (a send queue that

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +36,7 @@ from media.rtc.peer import MediaPeer
 from media.rtc.wire import WirePacket
 from media.waveform.history import HistorySettings, Segment, WaveformHistory
 from runtime.clock import SYSTEM_CLOCK, Clock
+from runtime.ratelimit import TokenBuckets
 from signaling.schema import Peer
 from telemed.gateway.peers import identity
 
@@ -54,12 +54,6 @@ PACE_BYTES = 32 * 1024
 STALL_S = 10.0
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
 class GatewayHistory:
     """``media_of`` gives a clinician's open connection by its current peer id (None when
     it has none)."""
@@ -74,7 +68,7 @@ class GatewayHistory:
         self._media_of = media_of
         self._clock = clock
         self._queue: asyncio.Queue[tuple[Peer, WaveformHistoryRequest]] = asyncio.Queue(QUEUE_SIZE)
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets = TokenBuckets(REQUESTS_PER_S, BURST, clock)
         self._refused_packets = 0
         #: Requests refused (too often, queue full) and answered.
         self.refused = 0
@@ -92,7 +86,7 @@ class GatewayHistory:
     def request(self, peer: Peer, message: WaveformHistoryRequest) -> None:
         """A clinician's request: queued for answering, or refused (logged) when that
         clinician asks too often or too many wait."""
-        if not self._take(identity(peer)):
+        if not self._buckets.take(identity(peer)):
             self.refused += 1
             log.warning("waveform history request from %s refused: too many", peer.name)
             return
@@ -101,16 +95,6 @@ class GatewayHistory:
         except asyncio.QueueFull:
             self.refused += 1
             log.warning("waveform history request from %s refused: the queue is full", peer.name)
-
-    def _take(self, key: str) -> bool:
-        now = self._clock.monotonic()
-        bucket = self._buckets.setdefault(key, _Bucket(float(BURST), now))
-        bucket.tokens = min(float(BURST), bucket.tokens + (now - bucket.stamp) * REQUESTS_PER_S)
-        bucket.stamp = now
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
 
     async def run(self) -> None:
         """Answer the requests one at a time, until cancelled."""

@@ -36,6 +36,7 @@ from media.rtc.events import FrameKept, HoldFrameRequest, KeepFrameRequest, enco
 from media.rtc.peer import MediaPeer
 from media.video.recent import RecentFrames
 from runtime.clock import SYSTEM_CLOCK, Clock
+from runtime.ratelimit import TokenBuckets
 from signaling.schema import Peer, PrincipalKind, Role
 from telemed.gateway.imaging import GatewayImaging, NoConsultation
 from telemed.gateway.peers import identity
@@ -72,12 +73,6 @@ class KeepSource:
     lossy_method: Callable[[], str | None] = lambda: None
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
 class GatewayKeep:
     """``imaging``: the gateway's imaging path (None: none configured: every keep is
     refused); ``sources``: the diagnostic cameras by name; ``media_of``: a clinician's open
@@ -95,7 +90,7 @@ class GatewayKeep:
         self._media_of = media_of
         self._clock = clock
         self._queue: asyncio.Queue[tuple[Peer, KeepFrameRequest]] = asyncio.Queue(QUEUE_SIZE)
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets = TokenBuckets(REQUESTS_PER_S, BURST, clock)
         self.kept = 0
         self.refused = 0
         self.failed = 0
@@ -104,7 +99,7 @@ class GatewayKeep:
         """A clinician's ``keep-frame``: queued, or refused at once (answered, logged)."""
         if peer.kind is not PrincipalKind.USER or peer.role not in (Role.DOCTOR, Role.TECHNICIAN):
             self._answer(peer, _refused(message, NOT_CLINICIAN))
-        elif not self._take(identity(peer)):
+        elif not self._buckets.take(identity(peer)):
             self._answer(peer, _refused(message, TOO_OFTEN))
         else:
             try:
@@ -128,16 +123,6 @@ class GatewayKeep:
                 message.frame_id,
                 message.camera,
             )
-
-    def _take(self, key: str) -> bool:
-        now = self._clock.monotonic()
-        bucket = self._buckets.setdefault(key, _Bucket(float(BURST), now))
-        bucket.tokens = min(float(BURST), bucket.tokens + (now - bucket.stamp) * REQUESTS_PER_S)
-        bucket.stamp = now
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
 
     async def run(self) -> None:
         """Keep the requested frames one at a time, until cancelled."""

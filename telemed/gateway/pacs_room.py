@@ -26,7 +26,6 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from devices.dicom.pacs import PacsError, PacsSettings, StudyMatch, find_studies
 from media.rtc.events import (
@@ -41,6 +40,7 @@ from media.rtc.events import (
 )
 from media.rtc.peer import MediaPeer
 from runtime.clock import SYSTEM_CLOCK, Clock
+from runtime.ratelimit import TokenBuckets
 from signaling.schema import Peer, PrincipalKind, Role
 from telemed.gateway.imaging import GatewayImaging, NoConsultation
 from telemed.gateway.peers import identity
@@ -82,12 +82,6 @@ def _find(pacs: PacsSettings, patient_id: str, accession: str, date: str) -> lis
     return find_studies(pacs, patient_id=patient_id, accession_number=accession, study_date=date)
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
 class PacsRoom:
     """``imaging``: the gateway's imaging path (None: none, and so no PACS); ``own_site``:
     the gateway's site as the server told it at login (None before); ``media_of``: a
@@ -108,7 +102,7 @@ class PacsRoom:
         self._clock = clock
         self._find = find
         self._queue: asyncio.Queue[tuple[Peer, PacsFind | PacsPull]] = asyncio.Queue(QUEUE_SIZE)
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets = TokenBuckets(REQUESTS_PER_S, BURST, clock)
         #: Requests refused before answering (who, too often, queue full) and answered.
         self.refused = 0
         self.answered = 0
@@ -121,7 +115,7 @@ class PacsRoom:
             reason = NO_PACS
         if reason is None and isinstance(message, PacsFind):
             reason = query_problem(message)
-        if reason is None and not self._take(identity(peer)):
+        if reason is None and not self._buckets.take(identity(peer)):
             reason = TOO_OFTEN
         if reason is None:
             try:
@@ -144,16 +138,6 @@ class PacsRoom:
         if own is None or peer.site != own:
             return OTHER_SITE
         return None
-
-    def _take(self, key: str) -> bool:
-        now = self._clock.monotonic()
-        bucket = self._buckets.setdefault(key, _Bucket(float(BURST), now))
-        bucket.tokens = min(float(BURST), bucket.tokens + (now - bucket.stamp) * REQUESTS_PER_S)
-        bucket.stamp = now
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
 
     async def run(self) -> None:
         """Answer the requests one at a time, until cancelled."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runtime.clock import ManualClock
-from signaling.server.ws import TokenBucket
+from runtime.ratelimit import TokenBucket
 
 
 def test_a_burst_then_the_rate_refills_on_the_monotonic_clock() -> None:
