@@ -26,6 +26,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
+from typing import Literal
 
 from devices.dicom.pacs import PacsError, PacsSettings, StudyMatch, find_studies
 from media.rtc.events import (
@@ -128,7 +129,7 @@ class PacsRoom:
             reason = OTHER_SITE_PULL
         self.refused += 1
         log.warning("%s from %s (%s) refused: %s", message.type, peer.name, peer.site, reason)
-        self._send(peer, _refused(message, reason))
+        self._send(peer, _unanswered(message, reason, "refused"))
 
     def _refusal(self, peer: Peer) -> str | None:
         """Why this peer may not use the PACS, or None when it may."""
@@ -147,7 +148,7 @@ class PacsRoom:
                 answer = await self._answer(peer, message)
             except Exception as exc:  # one answer failing must not end the answering
                 log.exception("%s from %s failed", message.type, peer.name)
-                answer = _failed(message, f"the bedside failed: {type(exc).__name__}")
+                answer = _unanswered(message, f"the bedside failed: {type(exc).__name__}", "failed")
             self.answered += 1
             self._send(peer, answer)
 
@@ -237,27 +238,18 @@ class PacsRoom:
         media.send_event(text)
 
 
-def _refused(message: PacsFind | PacsPull, reason: str) -> str:
+def _unanswered(
+    message: PacsFind | PacsPull, reason: str, outcome: Literal["refused", "failed"]
+) -> str:
+    """The answer to a request that got no result: a search's ``error``, or a pull
+    ``refused`` (not allowed, not now) or ``failed`` (the bedside or PACS failed)."""
     if isinstance(message, PacsFind):
         return encode_event(PacsStudies(request=message.request, error=reason))
     return encode_event(
         PacsPulled(
             request=message.request,
             study_instance_uid=message.study_instance_uid,
-            outcome="refused",
-            reason=reason,
-        )
-    )
-
-
-def _failed(message: PacsFind | PacsPull, reason: str) -> str:
-    if isinstance(message, PacsFind):
-        return encode_event(PacsStudies(request=message.request, error=reason))
-    return encode_event(
-        PacsPulled(
-            request=message.request,
-            study_instance_uid=message.study_instance_uid,
-            outcome="failed",
+            outcome=outcome,
             reason=reason,
         )
     )
