@@ -108,6 +108,9 @@ class Forwarder:
     async def run(self) -> None:
         delay = self.backoff_s
         while True:
+            # Cleared before the spool is looked at, not after it was found empty: an instance
+            # spooled (and woken for) between the two would otherwise wait out the idle time.
+            self._wake.clear()
             try:
                 outcome = await self.step()
             except Exception:  # unforeseen: logged; the spool is tried again later
@@ -119,7 +122,6 @@ class Forwarder:
                 continue
             delay = self.backoff_s
             if not outcome:  # the spool is empty: wait for the next instance
-                self._wake.clear()
                 try:
                     async with asyncio.timeout(self.idle_s):
                         await self._wake.wait()

@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
 import pytest
 
-from devices.dicom.spool import Spool, SpoolFull, SpoolLimits
-from devices.dicom.stow import content_digest, encode_stow, parse_stored_header
+from devices.dicom.spool import Spool, Spooled, SpoolFull, SpoolLimits
+from devices.dicom.stow import (
+    Forwarder,
+    StowAnswer,
+    content_digest,
+    encode_stow,
+    parse_stored_header,
+)
 from signaling.imaging.multipart import MultipartLimits, related_boundary
 from signaling.imaging.stow import Checked, check_upload
 from tests.devices.dicom.dicom_helpers import sample_bytes
@@ -68,3 +75,43 @@ def test_the_stow_request_reads_back_through_the_servers_parser() -> None:
 def test_the_stored_header() -> None:
     assert parse_stored_header("1.2=AB, 1.3=cd,broken,=x") == {"1.2": "ab", "1.3": "cd"}
     assert parse_stored_header(None) == {}
+
+
+class _SpooledWhileLooking(Spool):
+    """A spool that takes an instance (and wakes the forwarder for it) just after it was
+    found empty: the window between the forwarder's look and its wait."""
+
+    forwarder: Forwarder | None = None
+    arrived = False
+
+    def oldest(self) -> Spooled | None:
+        found = super().oldest()
+        if found is None and not self.arrived and self.forwarder is not None:
+            self.arrived = True
+            self.put("c-1", b"late", deidentified=True, sop_instance_uid="1.2.9")
+            self.forwarder.wake()
+        return found
+
+
+async def test_an_instance_spooled_while_the_forwarder_looks_is_sent_without_the_idle_wait(
+    tmp_path: Path,
+) -> None:
+    """Found in CI: a PACS pull's second instance waited the 5 s idle time because the wake
+    for it came between the forwarder finding the spool empty and clearing its wake flag."""
+    spool = _SpooledWhileLooking(tmp_path)
+    sent: asyncio.Queue[str] = asyncio.Queue()
+
+    async def send(consultation_id: str, content_type: str, body: bytes) -> StowAnswer:
+        await sent.put(consultation_id)
+        return StowAnswer(200, {"1.2.9": hashlib.sha256(b"late").hexdigest()})
+
+    # An idle wait of an hour: only the wake can send the instance within the test.
+    forwarder = Forwarder(spool, send, idle_s=3600)
+    spool.forwarder = forwarder
+    task = asyncio.create_task(forwarder.run())
+    try:
+        assert await asyncio.wait_for(sent.get(), 10) == "c-1"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert spool.arrived
