@@ -271,14 +271,14 @@ class Hub:
         sites: frozenset[str],
         render: Callable[[Principal], ConsultationSummary | None],
     ) -> int:
-        """Send a ``consultation`` message to every user (not gateway) connection of
-        ``sites``, in a room or not, each with ``render(principal)``: the consultation as
-        that principal sees it, or None for one who may not see it. Returns how many
-        connections were told."""
+        """Send a ``consultation`` message to every connection of ``sites`` (clinicians and
+        gateways: a gateway follows its site's consultations by these, not by polling), in a
+        room or not, each with ``render(principal)``: the consultation as that principal sees
+        it, or None for one who may not see it. Returns how many connections were told."""
         told = 0
         for conn in list(self._connections.values()):
             principal = conn.principal
-            if principal.kind is not PrincipalKind.USER or principal.site not in sites:
+            if principal.site not in sites:
                 continue
             summary = render(principal)
             if summary is not None:

@@ -1,5 +1,6 @@
 """The lobby: every change of a consultation reaches the signed-in clinicians of its two sites
-over /ws, each told what they may do; other sites, engineers and gateways hear nothing."""
+over /ws, each told what they may do, and so do the sites' gateways (they follow their site's
+consultations by these); other sites and engineers hear nothing."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ class Lobby:
         await self.server.add_gateway("bed-1", "wonju", "k" * 40)
         async with httpx.AsyncClient(base_url=self.server.base_url) as http:
             login = await http.post("/api/auth/gateway", json={"name": "bed-1", "key": "k" * 40})
-        self.sockets["bed-1"], _ = await connect(self.server, login.json()["token"])
+        self.tokens["bed-1"] = login.json()["token"]
+        self.sockets["bed-1"], _ = await connect(self.server, self.tokens["bed-1"])
 
     async def close(self) -> None:
         for ws in self.sockets.values():
@@ -93,6 +95,7 @@ async def test_changes_reach_both_sites_for_each_recipient(three_sites: LiveServ
         await lobby.pushed("dw", cid, "requested", ["cancel", "close"])
         await lobby.pushed("tw", cid, "requested", ["cancel"])
         await lobby.pushed("dk", cid, "requested", ["accept", "close"])
+        await lobby.pushed("bed-1", cid, "requested", [])
         # Nulls are carried as over HTTP (the HTTP comparison above checks the rest).
         await lobby.silent("ew", "ds", "as", "bed-1")
 
@@ -100,6 +103,7 @@ async def test_changes_reach_both_sites_for_each_recipient(three_sites: LiveServ
         await lobby.pushed("dw", cid, "active", ["close", "join"])
         await lobby.pushed("tw", cid, "active", ["join"])
         await lobby.pushed("dk", cid, "active", ["close", "join"])
+        await lobby.pushed("bed-1", cid, "active", ["join"])
         await lobby.silent("ew", "ds", "as", "bed-1")
 
         # In a room or not: Wonju's doctor is in the room, the others in the lobby.
@@ -108,7 +112,7 @@ async def test_changes_reach_both_sites_for_each_recipient(three_sites: LiveServ
         await act(three_sites, lobby.tokens["dk"], cid, "close")
         state = await recv(lobby.sockets["dw"])
         assert (state["type"], state["consultation"]["state"]) == ("consultation-state", "closed")
-        for name in ("dw", "tw", "dk"):
+        for name in ("dw", "tw", "dk", "bed-1"):
             await lobby.pushed(name, cid, "closed", [])
         await lobby.silent("dw", "tw", "dk", "ew", "ds", "as", "bed-1")
     finally:
@@ -120,10 +124,10 @@ async def test_a_cancelled_request_is_pushed_too(three_sites: LiveServer) -> Non
     await lobby.open()
     try:
         cid = await request_consultation(three_sites, lobby.tokens["dw"], "koriyama")
-        for name in ("dw", "tw", "dk"):
+        for name in ("dw", "tw", "dk", "bed-1"):
             assert (await recv(lobby.sockets[name]))["consultation"]["state"] == "requested"
         await act(three_sites, lobby.tokens["tw"], cid, "cancel")
-        for name in ("dw", "tw", "dk"):
+        for name in ("dw", "tw", "dk", "bed-1"):
             await lobby.pushed(name, cid, "cancelled", [])
         await lobby.silent("ew", "ds", "as", "bed-1")
         # A refused change pushes nothing.
