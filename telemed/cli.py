@@ -169,6 +169,7 @@ BENCH_SUITES = {
     "dicom": "benchmarks.dicom_scp",
     "render": "benchmarks.imaging_render",
     "imaging": "benchmarks.imaging_to_screen",
+    "browser": "benchmarks.browser_latency",
 }
 
 

@@ -434,6 +434,34 @@ class PacsPulled(_Event):
     reason: str | None = Field(default=None, max_length=512)
 
 
+class LatencySummary(BaseModel):
+    """Latencies measured over the last interval, in milliseconds: median, 95th percentile,
+    maximum and how many were measured (count > 0 when the figures are given)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+    median_ms: float = Field(ge=0, le=600_000)
+    p95_ms: float = Field(ge=0, le=600_000)
+    max_ms: float = Field(ge=0, le=600_000)
+    count: int = Field(ge=1, le=1_000_000)
+
+
+class LatencyReport(_Event):
+    """Viewer → bedside, every few seconds while the engineer's latency overlay is open:
+    what the viewer measured where the doctor looks. ``video``: the bedside stamp's capture
+    time → the frame's presentation (``requestVideoFrameCallback``) for ``camera``;
+    ``waveform``: a sample's device time → the frame that drew it. ``jitter_buffer_ms`` and
+    ``decode_ms``: the receiver's own shares per frame over the interval (``getStats``).
+    The bedside logs it; it does not answer."""
+
+    type: Literal["latency-report"] = "latency-report"
+    camera: CameraName | None = None
+    video: LatencySummary | None = None
+    waveform: LatencySummary | None = None
+    jitter_buffer_ms: float | None = Field(default=None, ge=0, le=600_000)
+    decode_ms: float | None = Field(default=None, ge=0, le=600_000)
+
+
 EventMessage = (
     Hello
     | ChannelInfo
@@ -456,6 +484,7 @@ EventMessage = (
     | PacsStudies
     | PacsPull
     | PacsPulled
+    | LatencyReport
     | Ping
     | Ack
 )

@@ -95,6 +95,9 @@ BAD = [
     '{"type":"pacs-find","request":"f1","patient_id":"A\\\\B"}',
     '{"type":"pacs-pull","request":"p1","study_instance_uid":"1.2.x"}',
     '{"type":"pacs-studies","request":"f1","studies":[{"patient_id":"x"}]}',
+    '{"type":"latency-report","video":{"median_ms":-1,"p95_ms":1,"max_ms":1,"count":1}}',
+    '{"type":"latency-report","waveform":{"median_ms":1,"p95_ms":1,"max_ms":1,"count":0}}',
+    '{"type":"latency-report","camera":"room","decode_ms":"fast"}',
 ]
 
 

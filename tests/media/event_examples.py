@@ -140,4 +140,12 @@ EXAMPLES: list[events.EventMessage] = [
         outcome="pulled",
         completed=120,
     ),
+    events.LatencyReport(
+        camera="room",
+        video=events.LatencySummary(median_ms=18.5, p95_ms=24.0, max_ms=41.2, count=150),
+        waveform=events.LatencySummary(median_ms=22.0, p95_ms=30.5, max_ms=38.0, count=600),
+        jitter_buffer_ms=4.2,
+        decode_ms=1.6,
+    ),
+    events.LatencyReport(),
 ]

@@ -737,6 +737,124 @@ export const EVENTS_SCHEMA = {
       "title": "KeepFrameRequest",
       "type": "object"
     },
+    "LatencyReport": {
+      "description": "Viewer \u2192 bedside, every few seconds while the engineer's latency overlay is open:\nwhat the viewer measured where the doctor looks. ``video``: the bedside stamp's capture\ntime \u2192 the frame's presentation (``requestVideoFrameCallback``) for ``camera``;\n``waveform``: a sample's device time \u2192 the frame that drew it. ``jitter_buffer_ms`` and\n``decode_ms``: the receiver's own shares per frame over the interval (``getStats``).\nThe bedside logs it; it does not answer.",
+      "properties": {
+        "camera": {
+          "anyOf": [
+            {
+              "maxLength": 32,
+              "minLength": 1,
+              "pattern": "^[a-z0-9][a-z0-9_-]*$",
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Camera"
+        },
+        "decode_ms": {
+          "anyOf": [
+            {
+              "maximum": 600000,
+              "minimum": 0,
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Decode Ms"
+        },
+        "jitter_buffer_ms": {
+          "anyOf": [
+            {
+              "maximum": 600000,
+              "minimum": 0,
+              "type": "number"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Jitter Buffer Ms"
+        },
+        "type": {
+          "const": "latency-report",
+          "default": "latency-report",
+          "title": "Type",
+          "type": "string"
+        },
+        "video": {
+          "anyOf": [
+            {
+              "$ref": "#/$defs/LatencySummary"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null
+        },
+        "waveform": {
+          "anyOf": [
+            {
+              "$ref": "#/$defs/LatencySummary"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null
+        }
+      },
+      "required": [
+        "type"
+      ],
+      "title": "LatencyReport",
+      "type": "object"
+    },
+    "LatencySummary": {
+      "description": "Latencies measured over the last interval, in milliseconds: median, 95th percentile,\nmaximum and how many were measured (count > 0 when the figures are given).",
+      "properties": {
+        "count": {
+          "maximum": 1000000,
+          "minimum": 1,
+          "title": "Count",
+          "type": "integer"
+        },
+        "max_ms": {
+          "maximum": 600000,
+          "minimum": 0,
+          "title": "Max Ms",
+          "type": "number"
+        },
+        "median_ms": {
+          "maximum": 600000,
+          "minimum": 0,
+          "title": "Median Ms",
+          "type": "number"
+        },
+        "p95_ms": {
+          "maximum": 600000,
+          "minimum": 0,
+          "title": "P95 Ms",
+          "type": "number"
+        }
+      },
+      "required": [
+        "median_ms",
+        "p95_ms",
+        "max_ms",
+        "count"
+      ],
+      "title": "LatencySummary",
+      "type": "object"
+    },
     "LimitInForce": {
       "description": "A parameter's alarm limits at the gateway (see signaling's ``AlarmLimit``).",
       "properties": {
@@ -1466,6 +1584,7 @@ export const EVENTS_SCHEMA = {
       "hold-frame": "#/$defs/HoldFrameRequest",
       "keep-frame": "#/$defs/KeepFrameRequest",
       "kept-frame": "#/$defs/FrameKept",
+      "latency-report": "#/$defs/LatencyReport",
       "limits": "#/$defs/AlarmLimits",
       "numeric": "#/$defs/Numeric",
       "pacs-find": "#/$defs/PacsFind",
@@ -1545,6 +1664,9 @@ export const EVENTS_SCHEMA = {
     },
     {
       "$ref": "#/$defs/PacsPulled"
+    },
+    {
+      "$ref": "#/$defs/LatencyReport"
     },
     {
       "$ref": "#/$defs/Ping"
