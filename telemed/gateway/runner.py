@@ -41,6 +41,8 @@ from media.rtc.events import (
     Hello,
     HoldFrameRequest,
     KeepFrameRequest,
+    LatencyReport,
+    LatencySummary,
     Numeric,
     PacsFind,
     PacsPull,
@@ -54,6 +56,7 @@ from media.rtc.tracks import ProcessedFrames
 from media.rtc.wire import WirePacket
 from media.video.processing import ProcessingSettings
 from media.waveform.history import HistorySettings
+from runtime.ratelimit import TokenBuckets
 from signaling.client import GatewayCredentials, SignalingClient, SignalingError, UntrustedServer
 from signaling.journal import Journal, JournalLimits, JournalStore
 from signaling.schema import (
@@ -87,6 +90,8 @@ log = logging.getLogger(__name__)
 
 #: How often a following gateway looks for a consultation to join.
 FOLLOW_POLL_S = 2.0
+#: Latency reports logged per viewer per second (the overlay sends one every few seconds).
+LATENCY_REPORTS_PER_S = 0.5
 #: The first login's retries while the server cannot be reached: the first delay, doubling
 #: up to the cap.
 FIRST_LOGIN_RETRY_S = 1.0
@@ -211,6 +216,8 @@ class Gateway:
         self.imaging = self._imaging()
         #: Every waveform packet sent, kept for review after an outage (on the event loop).
         self.history = GatewayHistory(config.waveform_history, self._media_of)
+        # A viewer's latency overlay reports every few seconds; more than that is not logged.
+        self._latency_reports = TokenBuckets(LATENCY_REPORTS_PER_S, 3)
         #: The site's PACS, searched and pulled from by the site's clinicians in the room
         #: (answers "no PACS is configured" when the imaging config names none).
         self.pacs = PacsRoom(
@@ -496,6 +503,9 @@ class Gateway:
             self.keep.request(peer, message)
         elif isinstance(message, HoldFrameRequest):
             self.keep.hold(peer, message)
+        elif isinstance(message, LatencyReport):
+            if self._latency_reports.take(peer.peer_id):
+                log.info("latency seen by %s (%s): %s", peer.name, peer.site, _latency(message))
         else:
             log.info("message from %s ignored: %s", peer.name, message.type)
 
@@ -590,6 +600,25 @@ class Gateway:
             return None
         mine = [r for r in rows if r.requesting_site == welcome.site]
         return max(mine, key=lambda r: r.created_at).id if mine else None
+
+
+def _latency(report: LatencyReport) -> str:
+    """One log line's worth of a viewer's :class:`LatencyReport`."""
+
+    def figures(s: LatencySummary | None) -> str:
+        if s is None:
+            return "-"
+        return f"median {s.median_ms:.1f} p95 {s.p95_ms:.1f} max {s.max_ms:.1f} ms (n={s.count})"
+
+    parts = [
+        f"video {report.camera or '-'} capture→presentation {figures(report.video)}",
+        f"waveform sample→draw {figures(report.waveform)}",
+    ]
+    if report.jitter_buffer_ms is not None:
+        parts.append(f"jitter buffer {report.jitter_buffer_ms:.1f} ms")
+    if report.decode_ms is not None:
+        parts.append(f"decode {report.decode_ms:.1f} ms")
+    return "; ".join(parts)
 
 
 def _name(source: Source) -> str:
