@@ -43,6 +43,12 @@ class RecentFrames:
             return len(self._frames)
 
     @property
+    def held_ids(self) -> list[int]:
+        """The ids (modulo 2^32) of the frames held for viewers, oldest hold first."""
+        with self._lock:
+            return list(self._held)
+
+    @property
     def held_bytes(self) -> int:
         with self._lock:
             return self._bytes

@@ -52,6 +52,11 @@ QUEUE_SIZE = 8
 BURST = 4
 #: ... and then one every 2 s.
 REQUESTS_PER_S = 0.5
+#: Holds (a doctor froze the picture) a clinician may ask at once, then one a second: each
+#: hold can push another's out of the few held (MAX_HELD), so a client asking without end
+#: must not evict what a colleague froze.
+HOLD_BURST = 4
+HOLDS_PER_S = 1.0
 
 TOO_OFTEN = "asked too often: wait a moment, then keep the frame again"
 BUSY = "the bedside is busy keeping other frames: keep it again in a moment"
@@ -91,6 +96,10 @@ class GatewayKeep:
         self._clock = clock
         self._queue: asyncio.Queue[tuple[Peer, KeepFrameRequest]] = asyncio.Queue(QUEUE_SIZE)
         self._buckets = TokenBuckets(REQUESTS_PER_S, BURST, clock)
+        self._hold_buckets = TokenBuckets(HOLDS_PER_S, HOLD_BURST, clock)
+        # Who is being refused holds now: logged once per spell, not once per hold.
+        self._refusing_holds: set[str] = set()
+        self.holds_refused = 0
         self.kept = 0
         self.refused = 0
         self.failed = 0
@@ -112,9 +121,18 @@ class GatewayKeep:
         later ``keep-frame``. Cheap (a scan of the recent frames' ids), so done at once;
         not answered: the keep's answer names the frame it kept."""
         source = self._sources.get(message.camera)
+        who = identity(peer)
         if peer.kind is not PrincipalKind.USER or peer.role not in (Role.DOCTOR, Role.TECHNICIAN):
             log.warning("hold-frame from %s (%s) refused: %s", peer.name, peer.role, NOT_CLINICIAN)
-        elif source is None:
+            return
+        if not self._hold_buckets.take(who):
+            self.holds_refused += 1
+            if who not in self._refusing_holds and len(self._refusing_holds) < 1024:
+                self._refusing_holds.add(who)
+                log.warning("hold-frame from %s refused: asked too often", peer.name)
+            return
+        self._refusing_holds.discard(who)
+        if source is None:
             log.warning("hold-frame from %s: no diagnostic camera %r", peer.name, message.camera)
         elif not source.recent.hold(message.frame_id):
             log.info(

@@ -23,7 +23,14 @@ from runtime.clock import ManualClock
 from runtime.tasks import cancel_and_wait, spawn
 from signaling.schema import Peer, PrincipalKind, Role
 from telemed.gateway.imaging import NO_CONSULTATION, GatewayImaging, ImagingConfig
-from telemed.gateway.keep import BURST, NOT_CLINICIAN, TOO_OFTEN, GatewayKeep, KeepSource
+from telemed.gateway.keep import (
+    BURST,
+    HOLD_BURST,
+    NOT_CLINICIAN,
+    TOO_OFTEN,
+    GatewayKeep,
+    KeepSource,
+)
 from tests.devices.dicom.dicom_helpers import STORESCU
 from tests.helpers import eventually
 from tests.telemed.imaging_gateway import imaging_gateway
@@ -171,3 +178,15 @@ async def test_without_a_consultation_or_as_an_engineer_or_too_often_nothing_is_
         assert {a.outcome for a in answers} == {"refused"}
         assert [a.reason for a in answers] == [NO_CONSULTATION] * BURST + [TOO_OFTEN]
         assert imaging.spool.pending == 0
+
+        # Holds too: a client freezing without end cannot push a colleague's out.
+        await eventually(lambda: len(live.recent) >= HOLD_BURST + 3)
+        newest, _ = live.recent.find(None)
+        assert newest is not None
+        wanted = [newest.frame_id - k for k in range(HOLD_BURST + 3)]
+        for frame_id in wanted:
+            live.hold(frame_id)
+        live.ask("after-holds")  # answered after the holds: the channel keeps order
+        await live.answer("after-holds")
+        assert live.recent.held_ids == [f & 0xFFFFFFFF for f in wanted[:HOLD_BURST]]
+        assert live.keep.holds_refused == 3
