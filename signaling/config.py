@@ -156,6 +156,17 @@ class ServerConfig(ServerOptions):
     #: Where files the server keeps live (DICOM instances under ``imaging/``). None: the
     #: server keeps no files, and an image upload is refused (503).
     data_dir: Path | None = None
+    #: Where live rooms and presence are kept. None: in this process's memory (one server
+    #: process). ``redis://host:port/db`` (or ``rediss://``, ``unix://``): in that Redis,
+    #: shared by every server process given the same URL (and the same database).
+    hub_url: str | None = None
+
+    @field_validator("hub_url")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"hub_url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+        return url
 
     @field_validator("sites")
     @classmethod

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     #: Key signing access tokens (>= 32 characters). Default: generated into
     #: ``data_dir/secret.key`` on first use. Servers sharing a database must share it.
     secret_key: SecretStr | None = None
+    #: Live rooms and presence: unset, in the server process's memory (one process);
+    #: ``redis://host:port/db``, in that Redis, shared by every ``telemed serve`` process
+    #: given the same URL, database and ``secret_key`` (``TELEMED_HUB_URL``). Required by
+    #: ``serve --workers N`` with N > 1.
+    hub_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     #: Serve HTTPS and WSS (TLS 1.2 or newer) with this certificate (PEM: the server's
@@ -162,6 +167,7 @@ class Settings(BaseSettings):
             secret_key=SecretStr(self.resolved_secret_key()),
             sites=self.sites,
             data_dir=self.ensure_data_dir(),
+            hub_url=self.hub_url,
         )
 
     def site(self, code: str) -> SiteConfig:
