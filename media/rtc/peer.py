@@ -52,6 +52,7 @@ from media.rtc.bandwidth import apply_target, follow_path
 from media.rtc.events import EventError, EventMessage, VideoState, encode_event, parse_event
 from media.rtc.heartbeat import Heartbeat
 from media.rtc.jitter import MarkerJitterBuffer, use_marker_release
+from media.rtc.playout_delay import use_playout_delay
 from media.rtc.reorder import Reorderer
 from media.rtc.tracks import _CaptureClockTrack
 from media.rtc.wire import WireError, WirePacket, decode, encode
@@ -213,6 +214,7 @@ class MediaPeer:
     def _joined(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack) -> None:
         _only_the_codec_of(transceiver, track)
         if track.kind == "video":
+            use_playout_delay(transceiver.sender)  # render on arrival (media.rtc.playout_delay)
             position = next(k for k, v in enumerate(self._videos) if v is track)
             self._video_transceivers[position] = transceiver
             self._adapt(transceiver.sender, track)
