@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydicom.data import get_testdata_file
@@ -129,7 +131,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _dcmtk(paths: list[str], propose: str, out: Path) -> float:
+@contextlib.contextmanager
+def storescp(out: Path) -> Iterator[int]:
+    """dcmtk's storescp (AE TELEMED, accepting every transfer syntax) writing to ``out``,
+    once it accepts connections; yields its port."""
     out.mkdir(exist_ok=True)
     port = _free_port()
     server = subprocess.Popen(
@@ -138,15 +143,20 @@ def _dcmtk(paths: list[str], propose: str, out: Path) -> float:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
+        for _ in range(200):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.05)
-        return _storescu(port, paths, propose)
+        yield port
     finally:
         server.terminate()
         server.wait()
+
+
+def _dcmtk(paths: list[str], propose: str, out: Path) -> float:
+    with storescp(out) as port:
+        return _storescu(port, paths, propose)
 
 
 async def main(count: int) -> None:

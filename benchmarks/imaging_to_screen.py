@@ -35,20 +35,19 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from playwright.async_api import Page
 
-from benchmarks.dicom_scp import PROPOSE
+from benchmarks.dicom_scp import PROPOSE, storescp
 from devices.dicom.scp import ScpSettings
 from runtime.tasks import cancel_and_wait, spawn
 from signaling.client import GatewayCredentials, SignalingClient
@@ -216,35 +215,6 @@ async def _bedside_and_server(root: Path) -> AsyncIterator[tuple[ImagingRoom, Ga
         await task
 
 
-def _free_port() -> int:
-    # storescp takes a port number; a benchmark may race for it, a test may not.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _storescp(out: Path) -> Iterator[int]:
-    """dcmtk's storescp writing to ``out``; yields its port."""
-    out.mkdir()
-    port = _free_port()
-    server = subprocess.Popen(
-        ["storescp", "+xa", "-aet", "TELEMED", "-od", str(out), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        yield port
-    finally:
-        server.terminate()
-        server.wait()
-
-
 async def _entries(page: Page) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], await page.evaluate("() => window.benchImagingMarks.entries"))
 
@@ -298,7 +268,7 @@ async def measure(count: int, root: Path, cases: dict[str, str] | None = None) -
                     sent[name].append(path)
     if errors:
         raise RuntimeError(f"the page reported errors: {errors}")
-    with _storescp(root / "storescp") as port:
+    with storescp(root / "storescp") as port:
         for result, name in zip(results, names, strict=True):
             for path in sent[name]:
                 started, answered = await asyncio.to_thread(_storescu, port, path, PROPOSE[name])
