@@ -6,6 +6,7 @@ import { t } from "./i18n.js";
 import { AlarmView } from "./alarms.js";
 import { Call } from "./call.js";
 import { CameraTiles, resetCameraView } from "./cameras.js";
+import { LatencyOverlay, ReceiverTuning } from "./latency.js";
 import { formatDuration, formatTime, siteName } from "./format.js";
 import { ImagingPanel, resetImagingView } from "./imaging.js";
 import { errorText } from "./list.js";
@@ -82,6 +83,15 @@ export class Room {
     this.link = new BedsideLink(this.signaling, iceServers);
     this.cameras = new CameraTiles({ send: (message) => this.link.sendEvent(message) });
     this.outage = new OutageReview(this.link, this.waveforms); // waveforms kept through a gap
+    // The bedside video rendered on arrival, and the engineer's overlay (F9): latency.js.
+    this.tuning = new ReceiverTuning(() => this.link.pc);
+    this.latency = new LatencyOverlay({
+      video: $("video"),
+      waveforms: this.waveforms,
+      tuning: this.tuning,
+      camera: () => $("room-camera-tile").dataset.camera || "room",
+      send: (message) => this.link.sendEvent(message),
+    });
     this.call = new Call(this.signaling, iceServers);
     this.imaging = new ImagingPanel(state, row, {
       signaling: this.signaling, link: this.link, peerName: (id) => this.peers.get(id)?.name,
@@ -137,7 +147,7 @@ export class Room {
       this.call.startMedia().then(() => this._listDevices());
     }
     const draw = () => {
-      this.waveforms.draw();
+      this.latency.drawn(this.waveforms.draw());
       this.frame = requestAnimationFrame(draw);
     };
     this.frame = requestAnimationFrame(draw);
@@ -213,6 +223,8 @@ export class Room {
     this.trends.close();
     this.imaging.close();
     this.outage.close();
+    this.latency.close();
+    this.tuning.close();
     $("bedside-audio").srcObject = null;
     $("bedside-audio-box").hidden = true;
     $("talk").hidden = true;

@@ -80,9 +80,24 @@ export class WaveformView {
     }
   }
 
+  /** Draw every trace; returns the time drawn at (s, nowSeconds()). */
   draw() {
     const now = nowSeconds();
     for (const trace of this.traces.values()) trace.draw(now);
+    return now;
+  }
+
+  /** For each live trace drawn at `now` (what draw() returned): how long before `now` its
+   *  newest drawn sample was taken, in s (its device time, on the gateway's clock). */
+  drawnAges(now) {
+    const ages = [];
+    for (const trace of this.traces.values()) {
+      const playout = trace.playout;
+      if (trace.frozen || !playout?.anchor || playout.lastNow !== now) continue;
+      const { index, time } = playout.anchor;
+      ages.push(now - (time + (playout.lastCursor - index) / playout.sampleRate));
+    }
+    return ages;
   }
 
   /** The consultation ended: traces stop where they are and say so (still reviewable). */

@@ -1,0 +1,383 @@
+// Latency where the doctor looks (issue 15): the bedside video's receivers tuned to render
+// on arrival, and the engineer's latency overlay.
+//
+// Receivers. The gateway asks for playout delay min = max = 0 on every video packet
+// (media/rtc/playout_delay.py); here each video receiver of the bedside link also gets
+// `jitterBufferTarget` (Chromium; `playoutDelayHint` in seconds where only that exists) at
+// the lowest the link allows: 0 on a clean link, raised at once when a second's getStats
+// shows packets lost, frames dropped or jitter a zero target cannot absorb (to twice the
+// jitter, plus one round trip when packets were lost: a retransmission's time), and lowered
+// back by halves after CLEAN_S clean seconds.
+//
+// The overlay (key F9, outside text fields): the bedside stamp (stamp.js, written by
+// media/video/stamp.py with the capture time on the gateway's wall clock) is read from each
+// frame of the room camera at requestVideoFrameCallback, and set against the frame's
+// expected display time (metadata.expectedDisplayTime: when the compositor shows it, the
+// best estimate of glass here), on this machine's wall clock. One machine: one clock. Across
+// machines the figure also holds the two wall clocks' offset (both are taken to be NTP-
+// synchronised; the round trip is shown beside it as the scale of what the path adds).
+// Waveforms: the newest sample each animation frame draws, its device time (the gateway's
+// sample clock) against the time of the draw. Shown: median, p95 and max over the last 5 s,
+// with the receiver's jitter-buffer and decode shares per frame from getStats; reported to
+// the gateway (`latency-report`) every 5 s while open, which logs it.
+//
+// Read-only hook for the tests and `telemed bench browser` (the figures the overlay shows,
+// one code path): window.telemedLatency.
+import { t } from "./i18n.js";
+import { readStamp, STAMP_SIZE } from "./stamp.js";
+
+export const OVERLAY_KEY = "F9";
+/** The overlay's figures cover this much time. */
+export const WINDOW_MS = 5000;
+/** A `latency-report` to the gateway this often while the overlay is open (the gateway
+ *  logs at most one every 2 s per viewer). */
+export const REPORT_MS = 5000;
+/** The first report once this much has been measured. */
+const FIRST_REPORT_MS = 2000;
+const STATS_MS = 1000;
+const PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
+/** Per-frame records kept for the hook's readers (about a minute at 30 fps). */
+const RECORDS = 2048;
+
+// -- pure figures (tests/clinic_ui/latency.test.mjs) -----------------------------------------
+
+/** { median_ms, p95_ms, max_ms, count } of `values` (ms), as LatencySummary has them; null
+ *  when there are none. p95 is the sorted value at floor(0.95 n), as the benchmarks take it. */
+export function summarize(values) {
+  if (!values.length) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const n = sorted.length;
+  const median = n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  const round = (v) => Math.round(Math.max(0, v) * 10) / 10;
+  return {
+    median_ms: round(median),
+    p95_ms: round(sorted[Math.min(n - 1, Math.floor(0.95 * n))]),
+    max_ms: round(sorted[n - 1]),
+    count: n,
+  };
+}
+
+const WRAP = 2 ** 32;
+
+/** Milliseconds from a stamp's capture time (ms modulo 2^32) to `wallMs` (ms since the
+ *  epoch), across the stamp's wrap; negative when the stamp is later (clocks apart). */
+export function sinceStamp(captureMs, wallMs) {
+  let d = ((wallMs % WRAP) - captureMs) % WRAP;
+  if (d >= WRAP / 2) d -= WRAP;
+  if (d < -WRAP / 2) d += WRAP;
+  return d;
+}
+
+/** The receiver's jitter-buffer target is raised past this jitter (ms). */
+export const JITTER_CLEAN_MS = 10;
+/** Clean seconds before the target is lowered (by half each time). */
+export const CLEAN_S = 3;
+export const MAX_TARGET_MS = 400;
+
+/** The next jitter-buffer target (ms) of a receiver and its clean run, from one interval's
+ *  figures: `{ lost, dropped, jitterMs, rttMs }` (packets lost and frames dropped in the
+ *  interval, the RTP interarrival jitter, the round trip). */
+export function nextTarget({ targetMs, cleanS }, { lost, dropped, jitterMs, rttMs }, intervalS = 1) {
+  const troubled = lost > 0 || dropped > 0 || jitterMs > JITTER_CLEAN_MS;
+  if (troubled) {
+    let need = 2 * jitterMs + (lost > 0 ? rttMs : 0);
+    need = Math.min(MAX_TARGET_MS, Math.ceil(need / 10) * 10);
+    return { targetMs: Math.max(targetMs, need), cleanS: 0 };
+  }
+  cleanS += intervalS;
+  if (cleanS < CLEAN_S || targetMs === 0) return { targetMs, cleanS: targetMs === 0 ? 0 : cleanS };
+  const lower = Math.floor(targetMs / 2 / 10) * 10;
+  return { targetMs: lower, cleanS: 0 };
+}
+
+/** Per-frame shares from two getStats readings of an inbound video stream: jitter buffer
+ *  and decode in ms per frame over the interval (null where nothing passed). */
+export function shares(before, after) {
+  if (!before || !after) return { jitterBufferMs: null, decodeMs: null };
+  const emitted = (after.jitterBufferEmittedCount ?? 0) - (before.jitterBufferEmittedCount ?? 0);
+  const decoded = (after.framesDecoded ?? 0) - (before.framesDecoded ?? 0);
+  const per = (key, count) => (count > 0 ? (1000 * ((after[key] ?? 0) - (before[key] ?? 0))) / count : null);
+  return { jitterBufferMs: per("jitterBufferDelay", emitted), decodeMs: per("totalDecodeTime", decoded) };
+}
+
+/** Values with the time they were taken, the oldest dropped past `windowMs` or `limit`. */
+export class Recent {
+  constructor(windowMs, limit = RECORDS) {
+    this.windowMs = windowMs;
+    this.limit = limit;
+    this.items = []; // [at, value]
+  }
+
+  add(at, value) {
+    this.items.push([at, value]);
+    if (this.items.length > this.limit) this.items.splice(0, this.items.length - this.limit);
+  }
+
+  values(now) {
+    let old = 0;
+    while (old < this.items.length && this.items[old][0] < now - this.windowMs) old++;
+    if (old) this.items.splice(0, old);
+    return this.items.map((item) => item[1]);
+  }
+}
+
+// -- the receivers ---------------------------------------------------------------------------
+
+function setTarget(receiver, ms) {
+  if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = ms;
+  else if ("playoutDelayHint" in receiver) receiver.playoutDelayHint = ms / 1000;
+}
+
+/** Reads each video receiver's inbound stats once a second and keeps its jitter-buffer
+ *  target at the lowest the link allows (the module's comment). */
+export class ReceiverTuning {
+  constructor(getPc) {
+    this.getPc = getPc;
+    this.state = new WeakMap(); // receiver -> { targetMs, cleanS, last }
+    this.latest = new Map(); // track id -> { stats, at, targetMs }
+    this.rttMs = null;
+    this.history = new Map(); // track id -> Recent of stats readings (for the overlay's shares)
+    this._timer = setInterval(() => this.tick().catch(() => {}), STATS_MS);
+  }
+
+  async tick() {
+    const pc = this.getPc();
+    if (!pc || pc.connectionState === "closed") return;
+    const receivers = pc.getReceivers().filter((r) => r.track?.kind === "video");
+    for (const receiver of receivers) {
+      let state = this.state.get(receiver);
+      if (!state) {
+        state = { targetMs: 0, cleanS: 0, last: null };
+        this.state.set(receiver, state);
+        setTarget(receiver, 0);
+      }
+      const report = await receiver.getStats();
+      let inbound = null;
+      for (const stats of report.values()) {
+        if (stats.type === "inbound-rtp" && stats.kind === "video") inbound = stats;
+        if (stats.type === "candidate-pair" && stats.nominated && stats.currentRoundTripTime !== undefined) {
+          this.rttMs = stats.currentRoundTripTime * 1000;
+        }
+      }
+      if (!inbound) continue;
+      const last = state.last;
+      state.last = inbound;
+      const id = receiver.track.id;
+      let history = this.history.get(id);
+      if (!history) { history = new Recent(WINDOW_MS + STATS_MS, 16); this.history.set(id, history); }
+      history.add(performance.now(), inbound);
+      if (last) {
+        const interval = {
+          lost: Math.max(0, (inbound.packetsLost ?? 0) - (last.packetsLost ?? 0)),
+          dropped: Math.max(0, (inbound.framesDropped ?? 0) - (last.framesDropped ?? 0)),
+          jitterMs: (inbound.jitter ?? 0) * 1000,
+          rttMs: this.rttMs ?? 0,
+        };
+        const next = nextTarget(state, interval, (inbound.timestamp - last.timestamp) / 1000 || 1);
+        if (next.targetMs !== state.targetMs) setTarget(receiver, next.targetMs);
+        Object.assign(state, next);
+      }
+      this.latest.set(id, { stats: inbound, targetMs: state.targetMs });
+    }
+  }
+
+  /** Whether the playout-delay extension is in the bedside's offer and in our answer. */
+  playoutDelay() {
+    const pc = this.getPc();
+    const has = (description) => Boolean(description?.sdp?.includes(PLAYOUT_DELAY_URI));
+    return { offered: has(pc?.remoteDescription), accepted: has(pc?.localDescription) };
+  }
+
+  /** The jitter-buffer and decode shares (ms per frame) of `trackId` over the window. */
+  shares(trackId) {
+    const readings = this.history.get(trackId)?.values(performance.now()) ?? [];
+    return shares(readings[0], readings[readings.length - 1]);
+  }
+
+  close() {
+    clearInterval(this._timer);
+  }
+}
+
+// -- the overlay -----------------------------------------------------------------------------
+
+/** Reads the bedside stamp of each frame `video` presents (requestVideoFrameCallback). */
+class VideoProbe {
+  constructor(video, onFrame) {
+    this.video = video;
+    this.onFrame = onFrame;
+    this.canvas = document.createElement("canvas");
+    [this.canvas.width, this.canvas.height] = STAMP_SIZE;
+    this.context = this.canvas.getContext("2d", { willReadFrequently: true });
+    this.handle = null;
+    this.lastFrameId = null;
+  }
+
+  start() {
+    if (this.handle === null && this.video.requestVideoFrameCallback) {
+      this.handle = this.video.requestVideoFrameCallback((now, meta) => this._frame(meta));
+    }
+  }
+
+  stop() {
+    if (this.handle !== null) this.video.cancelVideoFrameCallback(this.handle);
+    this.handle = null;
+  }
+
+  _frame(meta) {
+    this.handle = this.video.requestVideoFrameCallback((now, next) => this._frame(next));
+    const [width, height] = STAMP_SIZE;
+    if (meta.width < width || meta.height < height) return;
+    // The frame presented is the video's current one during this callback.
+    this.context.drawImage(this.video, 0, 0, width, height, 0, 0, width, height);
+    const stamp = readStamp(this.context.getImageData(0, 0, width, height));
+    if (!stamp || stamp.frameId === this.lastFrameId) return;
+    this.lastFrameId = stamp.frameId;
+    // This page's wall clock at the frame's expected display (and at its last packet's
+    // arrival): Date.now() carried by the monotonic clock's distance to those instants.
+    const wallAt = (instant) => Date.now() + (instant - performance.now());
+    const shown = meta.expectedDisplayTime ?? meta.presentationTime;
+    this.onFrame({
+      frameId: stamp.frameId,
+      latencyMs: sinceStamp(stamp.captureMs, wallAt(shown)),
+      presentedMs: sinceStamp(stamp.captureMs, wallAt(meta.presentationTime)),
+      receivedMs: meta.receiveTime === undefined ? null : sinceStamp(stamp.captureMs, wallAt(meta.receiveTime)),
+    });
+  }
+}
+
+export class LatencyOverlay {
+  /** `video`: the room camera's element; `waveforms`: the WaveformView; `tuning`: the
+   *  ReceiverTuning; `camera()`: the room camera's name; `send(message)`: onto the bedside
+   *  link's events channel (false while down). */
+  constructor({ video, waveforms, tuning, camera, send }) {
+    this.video = video;
+    this.waveforms = waveforms;
+    this.tuning = tuning;
+    this.camera = camera;
+    this.send = send;
+    this.open = false;
+    this.frames = new Recent(WINDOW_MS);
+    this.waves = new Recent(WINDOW_MS);
+    this.records = []; // { seq, frameId, latencyMs, presentedMs, receivedMs }
+    this.seq = 0;
+    this.reports = 0;
+    this.probe = new VideoProbe(video, (frame) => this._frame(frame));
+    this.root = document.getElementById("latency-overlay");
+    this._onKey = (e) => {
+      if (e.key !== OVERLAY_KEY || e.repeat || e.ctrlKey || e.altKey || e.metaKey) return;
+      if (e.target instanceof HTMLElement && e.target.closest("input, textarea, select, [contenteditable]")) return;
+      e.preventDefault();
+      this.toggle();
+    };
+    document.addEventListener("keydown", this._onKey);
+    globalThis.telemedLatency = this._hook();
+  }
+
+  toggle(open = !this.open) {
+    this.open = open;
+    this.root.hidden = !open;
+    clearInterval(this._render);
+    clearInterval(this._report);
+    if (open) {
+      this.probe.start();
+      this._render = setInterval(() => this.render(), 500);
+      this._report = setInterval(() => this.report(), REPORT_MS);
+      clearTimeout(this._firstReport);
+      this._firstReport = setTimeout(() => this.report(), FIRST_REPORT_MS);
+      this.render();
+    } else {
+      this.probe.stop();
+      clearTimeout(this._firstReport);
+    }
+  }
+
+  _frame(frame) {
+    this.seq += 1;
+    this.frames.add(performance.now(), frame.latencyMs);
+    this.records.push({ seq: this.seq, ...frame });
+    if (this.records.length > RECORDS) this.records.splice(0, this.records.length - RECORDS);
+  }
+
+  /** After each animation frame's draw of the traces at `now` (s, nowSeconds()). */
+  drawn(now) {
+    if (!this.open) return;
+    for (const age of this.waveforms.drawnAges(now)) this.waves.add(performance.now(), age * 1000);
+  }
+
+  figures() {
+    const now = performance.now();
+    const track = this.video.srcObject?.getVideoTracks?.()[0];
+    const { jitterBufferMs, decodeMs } = track ? this.tuning.shares(track.id) : { jitterBufferMs: null, decodeMs: null };
+    const latest = track ? this.tuning.latest.get(track.id) : null;
+    return {
+      camera: this.camera(),
+      video: summarize(this.frames.values(now)),
+      waveform: summarize(this.waves.values(now)),
+      jitterBufferMs,
+      decodeMs,
+      targetMs: latest?.targetMs ?? null,
+      rttMs: this.tuning.rttMs,
+      playoutDelay: this.tuning.playoutDelay(),
+    };
+  }
+
+  report() {
+    const f = this.figures();
+    if (!f.video && !f.waveform) return false;
+    const message = { type: "latency-report", camera: f.camera, video: f.video, waveform: f.waveform };
+    const round = (v) => Math.round(Math.max(0, v) * 10) / 10;
+    if (f.jitterBufferMs !== null) message.jitter_buffer_ms = round(f.jitterBufferMs);
+    if (f.decodeMs !== null) message.decode_ms = round(f.decodeMs);
+    const sent = this.send(message);
+    if (sent) this.reports += 1;
+    return sent;
+  }
+
+  render() {
+    if (!this.open) return;
+    const f = this.figures();
+    const ms = (v) => (v === null || v === undefined ? "–" : t("latency.ms", { value: v.toFixed(1) }));
+    const summary = (s) => (s
+      ? t("latency.summary", { median: ms(s.median_ms), p95: ms(s.p95_ms), max: ms(s.max_ms), count: s.count })
+      : t("latency.none"));
+    const rows = [
+      ["video", t("latency.video", { camera: f.camera ?? "" }), summary(f.video)],
+      ["shares", t("latency.shares"), t("latency.sharesValue", { jitter: ms(f.jitterBufferMs), decode: ms(f.decodeMs) })],
+      ["target", t("latency.target"), t("latency.targetValue", { target: ms(f.targetMs), rtt: ms(f.rttMs) })],
+      ["playout", t("latency.playout"),
+        t(f.playoutDelay.offered && f.playoutDelay.accepted ? "latency.negotiated" : "latency.notNegotiated")],
+      ["waveform", t("latency.waveform"), summary(f.waveform)],
+    ];
+    const list = document.createElement("dl");
+    for (const [key, label, value] of rows) {
+      const dt = document.createElement("dt");
+      dt.textContent = label;
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      dd.dataset.figure = key;
+      list.append(dt, dd);
+    }
+    const title = document.createElement("h3");
+    title.textContent = t("latency.title");
+    const note = document.createElement("p");
+    note.className = "note";
+    note.textContent = t("latency.note", { key: OVERLAY_KEY });
+    this.root.replaceChildren(title, list, note);
+  }
+
+  _hook() {
+    return Object.freeze({
+      open: () => this.open,
+      figures: () => this.figures(),
+      /** Per-frame records after sequence number `after` (the bench collects them all). */
+      frames: (after = 0) => this.records.filter((r) => r.seq > after),
+      reports: () => this.reports,
+    });
+  }
+
+  close() {
+    this.toggle(false);
+    document.removeEventListener("keydown", this._onKey);
+  }
+}

@@ -1,0 +1,69 @@
+// The latency overlay's figures and the receivers' jitter-buffer target
+// (clinic_ui/static/js/latency.js): summaries as the benchmarks take them, the stamp's
+// 32-bit wrap, the target raised on trouble and lowered back when clean, getStats shares.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import {
+  CLEAN_S, JITTER_CLEAN_MS, MAX_TARGET_MS, Recent, nextTarget, shares, sinceStamp, summarize,
+} from "../../clinic_ui/static/js/latency.js";
+
+test("summaries: median, p95 at floor(0.95 n), max and count; none without values", () => {
+  assert.equal(summarize([]), null);
+  const values = Array.from({ length: 100 }, (_, k) => k + 1); // 1..100
+  assert.deepEqual(summarize(values.reverse()), { median_ms: 50.5, p95_ms: 96, max_ms: 100, count: 100 });
+  assert.deepEqual(summarize([12.34]), { median_ms: 12.3, p95_ms: 12.3, max_ms: 12.3, count: 1 });
+});
+
+test("the stamp's capture time is read across its 2^32 ms wrap", () => {
+  const wall = 1_764_000_000_123.5; // ms since the epoch
+  const stamp = (wall - 25) % 2 ** 32;
+  assert.equal(sinceStamp(stamp, wall), 25);
+  // Captured just before the wrap, shown just after it.
+  assert.equal(sinceStamp(2 ** 32 - 10, 2 ** 32 * 411 + 5), 15);
+  // A stamp later than the wall clock (two machines' clocks apart) is negative, not 49 days.
+  assert.equal(sinceStamp((wall + 3) % 2 ** 32, wall), -3);
+});
+
+test("the target stays at zero on a clean link", () => {
+  let state = { targetMs: 0, cleanS: 0 };
+  for (let k = 0; k < 10; k++) state = nextTarget(state, { lost: 0, dropped: 0, jitterMs: 2, rttMs: 1 });
+  assert.equal(state.targetMs, 0);
+});
+
+test("loss raises the target to twice the jitter plus a round trip; it comes down by halves once clean", () => {
+  let state = nextTarget({ targetMs: 0, cleanS: 0 }, { lost: 3, dropped: 0, jitterMs: 6, rttMs: 41 });
+  assert.equal(state.targetMs, 60); // 2 * 6 + 41 = 53, in 10 ms steps
+  state = nextTarget(state, { lost: 0, dropped: 0, jitterMs: JITTER_CLEAN_MS + 10, rttMs: 41 });
+  assert.equal(state.targetMs, 60); // never lowered by trouble
+  const clean = { lost: 0, dropped: 0, jitterMs: 1, rttMs: 41 };
+  for (let k = 0; k < CLEAN_S - 1; k++) state = nextTarget(state, clean);
+  assert.equal(state.targetMs, 60);
+  state = nextTarget(state, clean);
+  assert.equal(state.targetMs, 30);
+  for (let k = 0; k < 2 * CLEAN_S; k++) state = nextTarget(state, clean);
+  assert.equal(state.targetMs, 0);
+});
+
+test("jitter or dropped frames alone raise it too, never past the ceiling", () => {
+  assert.equal(nextTarget({ targetMs: 0, cleanS: 0 }, { lost: 0, dropped: 0, jitterMs: 14, rttMs: 9 }).targetMs, 30);
+  assert.equal(nextTarget({ targetMs: 0, cleanS: 2 }, { lost: 0, dropped: 2, jitterMs: 0, rttMs: 9 }).cleanS, 0);
+  assert.equal(nextTarget({ targetMs: 0, cleanS: 0 }, { lost: 9, dropped: 0, jitterMs: 900, rttMs: 9 }).targetMs, MAX_TARGET_MS);
+});
+
+test("shares: jitter buffer and decode per frame between two readings", () => {
+  const before = { jitterBufferDelay: 1.0, jitterBufferEmittedCount: 100, totalDecodeTime: 0.2, framesDecoded: 100 };
+  const after = { jitterBufferDelay: 1.3, jitterBufferEmittedCount: 130, totalDecodeTime: 0.26, framesDecoded: 130 };
+  const { jitterBufferMs, decodeMs } = shares(before, after);
+  assert.ok(Math.abs(jitterBufferMs - 10) < 1e-9);
+  assert.ok(Math.abs(decodeMs - 2) < 1e-9);
+  assert.deepEqual(shares(after, after), { jitterBufferMs: null, decodeMs: null });
+  assert.deepEqual(shares(undefined, after), { jitterBufferMs: null, decodeMs: null });
+});
+
+test("recent values: older than the window or past the limit are dropped", () => {
+  const recent = new Recent(1000, 3);
+  for (const at of [0, 100, 200, 300]) recent.add(at, at);
+  assert.deepEqual(recent.values(300), [100, 200, 300]);
+  assert.deepEqual(recent.values(1250), [300]);
+});
