@@ -8,8 +8,10 @@ follower and the peer set. :meth:`Gateway.run` runs until cancelled and then sto
 it, in that task.
 
 Which consultation: the one named in the configuration, or else ("follow") the newest active
-consultation requested by the gateway's own site, joined when it starts and left when it
-ends (the bedside requests; the other site consults).
+consultation requested by the gateway's own site, joined when it starts or when it becomes
+active and left when it ends (the bedside requests; the other site consults). The gateway
+follows them through the server's ``consultation`` pushes, listing them over HTTP only when
+its signaling link (re)connects (telemed.gateway.follow).
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ from signaling.schema import (
     Candidate,
     ConsultationState,
     ConsultationStateChanged,
+    ConsultationUpdated,
     Error,
+    ErrorCode,
     Joined,
     Offer,
     Peer,
@@ -74,10 +78,12 @@ from signaling.schema import (
     PeerLeft,
     Role,
     ServerMessage,
+    Welcome,
 )
 from signaling.uploader import Uploader, client_post
 from telemed.gateway.alarms import GatewayAlarms
 from telemed.gateway.cameras import CameraSpec, LiveCamera, check_cameras
+from telemed.gateway.follow import Following
 from telemed.gateway.history import GatewayHistory
 from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send
 from telemed.gateway.keep import GatewayKeep, KeepSource
@@ -88,8 +94,9 @@ from telemed.gateway.vitals import VitalsProcessor
 
 log = logging.getLogger(__name__)
 
-#: How often a following gateway looks for a consultation to join.
-FOLLOW_POLL_S = 2.0
+#: How long a following gateway waits before trying again after a list or a join failed
+#: for a reason that may pass (the server unreachable, overloaded, not answering in time).
+FOLLOW_RETRY_S = 2.0
 #: Latency reports logged per viewer per second (the overlay sends one every few seconds).
 LATENCY_REPORTS_PER_S = 0.5
 #: The first login's retries while the server cannot be reached: the first delay, doubling
@@ -189,6 +196,15 @@ class Gateway:
         devices = zip(self.sources, config.devices, strict=True)
         self.primary = PrimarySources([(s.device_id, spec.protocol) for s, spec in devices])
         self.consultation_id: str | None = None
+        #: Which consultation to join, from the server's pushes (and a list per link).
+        self.following = Following(config.consultation_id)
+        #: Set when the follower has something to look at: a link came up, a consultation
+        #: changed, the gateway left one.
+        self._follow_wake = asyncio.Event()
+        #: A list of the site's active consultations is due (set by each welcome).
+        self._relist = False
+        #: Lists taken over HTTP (one per link, and again only after a failed one).
+        self.lists_taken = 0
         #: What was measured, kept for the consultation's record until the server has it.
         path = None if config.data_dir is None else config.data_dir / "journal.sqlite3"
         self.journal = Journal(
@@ -528,6 +544,14 @@ class Gateway:
         peers = self.peers
         assert peers is not None
         match message:
+            case Welcome():
+                # A link came up: what changed while it was down was pushed to nobody.
+                self.following.connected(message.site)
+                self._relist = self.following.lists
+                self._follow_wake.set()
+            case ConsultationUpdated():
+                self.following.changed(message.consultation)
+                self._follow_wake.set()
             case Joined():
                 self.consultation_id = message.consultation.id
                 self.alarms.joined()
@@ -553,6 +577,7 @@ class Gateway:
                     ConsultationState.CANCELLED,
                 ):
                     log.info("consultation %s ended", message.consultation.id)
+                    self.following.ended(message.consultation.id)
                     await self._left()
             case Error():
                 log.warning("server error %s: %s", message.code, message.reason)
@@ -561,45 +586,68 @@ class Gateway:
 
     async def _left(self) -> None:
         self.consultation_id = None
+        self._follow_wake.set()  # another active consultation of the site may be joined
         if self.peers is not None:
             await self.peers.left_consultation()
         await self.client.leave()
 
     async def _follow(self) -> None:
-        """Join the configured consultation, or the site's newest active one; rejoin after one
-        ends when following. A round that fails is logged; the next comes all the same."""
+        """Join the configured consultation, or the site's newest active one, whenever the
+        gateway is in none and there is one: woken by each welcome, ``consultation`` push
+        and leaving (telemed.gateway.follow; no polling). A round that fails for a reason
+        that may pass is tried again after FOLLOW_RETRY_S; any other failure is logged and
+        the next wake tries again."""
         while True:
-            if self.consultation_id is None:
-                try:
-                    await self._join_target()
-                except Exception:
-                    log.exception("following the consultation failed; trying again")
-            await asyncio.sleep(FOLLOW_POLL_S)
+            await self._follow_wake.wait()
+            self._follow_wake.clear()
+            try:
+                again = await self._follow_round()
+            except Exception:
+                log.exception("following the consultation failed; trying again")
+                again = True
+            if again:
+                await asyncio.sleep(FOLLOW_RETRY_S)
+                self._follow_wake.set()
 
-    async def _join_target(self) -> None:
-        target = self.config.consultation_id or await self._newest_active()
+    async def _follow_round(self) -> bool:
+        """List if a link came up since the last list, then join the target if the gateway
+        is in no consultation. True: something failed that may succeed if tried again."""
+        if self._relist:
+            self._relist = False
+            if not await self._list_active():
+                self._relist = True
+                return True
+        if self.consultation_id is not None:
+            return False
+        target = self.following.target()
         if target is None:
-            return
+            return False
         try:
             joined = await self.client.join(target)
-        except (SignalingError, TimeoutError, OSError) as exc:
-            # OSError: the link dropped meanwhile; the next round tries again.
+        except SignalingError as exc:
             log.warning("cannot join %s: %s", target, exc)
-        else:
-            self.consultation_id = joined.consultation.id
-            log.info("joined consultation %s", target)
+            if exc.code in (ErrorCode.INTERNAL, ErrorCode.RATE_LIMITED):
+                return True
+            self.following.refused(target)  # until a push says it is active again
+            return False
+        except (TimeoutError, OSError) as exc:
+            # OSError: the link dropped meanwhile (its return lists again).
+            log.warning("cannot join %s: %r", target, exc)
+            return True
+        self.consultation_id = joined.consultation.id
+        log.info("joined consultation %s", target)
+        return False
 
-    async def _newest_active(self) -> str | None:
-        welcome = self.client.welcome
-        if welcome is None:
-            return None
+    async def _list_active(self) -> bool:
+        """The site's active consultations, listed once per link; False if the list failed."""
         try:
             rows = await self.client.list_consultations(ConsultationState.ACTIVE)
         except (SignalingError, OSError, httpx.HTTPError) as exc:
             log.info("cannot list consultations: %s", exc)
-            return None
-        mine = [r for r in rows if r.requesting_site == welcome.site]
-        return max(mine, key=lambda r: r.created_at).id if mine else None
+            return False
+        self.lists_taken += 1
+        self.following.listed(rows)
+        return True
 
 
 def _latency(report: LatencyReport) -> str:
