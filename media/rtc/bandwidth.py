@@ -12,6 +12,10 @@ path of 256 kbit/s could then never get below its own capacity. :func:`lower_enc
 lowers both, once, to :data:`~media.rtc.adapt.MIN_TARGET_BPS`, and raises VP8's ceiling
 (1.5 Mbit/s) to :data:`~media.rtc.adapt.DIAGNOSTIC_MAX_BPS`, the most a diagnostic camera's
 adapter asks for (the room camera's asks no more than it did).
+
+A sender of already encoded pictures (``media.rtc.shared_encoder``) has no encoder of its own
+to force a key frame in: :func:`route_keyframe_requests` hands the receiver's picture loss
+indications and FIRs to whoever encodes.
 """
 
 from __future__ import annotations
@@ -89,6 +93,13 @@ def follow_path(
         apply_target(sender, adapter)
 
     sender._handle_rtcp_packet = observed  # type: ignore[method-assign]
+
+
+def route_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]) -> None:
+    """Call ``request`` for every key frame the receiver asks the sender for (RTCP PLI and
+    FIR). aiortc's ``_handle_rtcp_packet`` answers both with ``_send_keyframe``, which only
+    sets a flag its own encoder reads: useless when the track gives encoded packets."""
+    sender._send_keyframe = request  # type: ignore[method-assign]
 
 
 def _observe(sender: RTCRtpSender, adapter: VideoAdapter, packet: Any, now: float) -> None:

@@ -168,16 +168,25 @@ class ProcessedFrames:
                 self._latest = (sequence, captured, image)
                 self._changed.notify_all()
 
-    async def _next_after(
+    async def next_after(
         self, sequence: int
     ) -> tuple[int, CapturedFrame, NDArray[np.uint8]] | None:
+        """The newest processed frame after ``sequence`` (its sequence number, the frame as
+        captured and the processed image), waited for; None once the source has ended."""
         async with self._changed:
             await self._changed.wait_for(
                 lambda: self._ended or (self._latest is not None and self._latest[0] > sequence)
             )
             return None if self._ended else self._latest
 
-    async def _attach(self, delta: int) -> None:
+    def detach_now(self) -> None:
+        """One consumer fewer, from code that cannot await (a track's ``stop``): no waiter
+        needs waking for fewer."""
+        self._viewers -= 1
+
+    async def attach(self, delta: int) -> None:
+        """``delta`` more (or fewer) consumers of the processed frames: frames are processed
+        only while there is at least one."""
         async with self._changed:
             self._viewers += delta
             self._changed.notify_all()
@@ -194,9 +203,9 @@ class _ViewerTrack(_CaptureClockTrack):
     async def recv(self) -> av.VideoFrame:
         if not self._attached:
             self._attached = True
-            await self._source._attach(+1)
+            await self._source.attach(+1)
         while True:
-            latest = await self._source._next_after(self._seen)
+            latest = await self._source.next_after(self._seen)
             if latest is None:
                 self.stop()
                 raise MediaStreamError(self._source.mailbox.ended_because())
@@ -207,7 +216,7 @@ class _ViewerTrack(_CaptureClockTrack):
     def stop(self) -> None:
         if self._attached:
             self._attached = False
-            self._source._viewers -= 1  # called from the event loop; no await possible here
+            self._source.detach_now()
         super().stop()
 
 
