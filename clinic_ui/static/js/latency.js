@@ -239,6 +239,8 @@ class VideoProbe {
     const shown = meta.expectedDisplayTime ?? meta.presentationTime;
     this.onFrame({
       frameId: stamp.frameId,
+      width: meta.width,
+      height: meta.height,
       latencyMs: sinceStamp(stamp.captureMs, wallAt(shown)),
       presentedMs: sinceStamp(stamp.captureMs, wallAt(meta.presentationTime)),
       receivedMs: meta.receiveTime === undefined ? null : sinceStamp(stamp.captureMs, wallAt(meta.receiveTime)),
@@ -259,8 +261,10 @@ export class LatencyOverlay {
     this.open = false;
     this.frames = new Recent(WINDOW_MS);
     this.waves = new Recent(WINDOW_MS);
-    this.records = []; // { seq, frameId, latencyMs, presentedMs, receivedMs }
+    this.records = []; // { seq, at, frameId, width, height, latencyMs, presentedMs, receivedMs }
     this.seq = 0;
+    this.waveRecords = []; // { seq, ageMs }
+    this.waveSeq = 0;
     this.reports = 0;
     this.probe = new VideoProbe(video, (frame) => this._frame(frame));
     this.root = document.getElementById("latency-overlay");
@@ -294,15 +298,21 @@ export class LatencyOverlay {
 
   _frame(frame) {
     this.seq += 1;
-    this.frames.add(performance.now(), frame.latencyMs);
-    this.records.push({ seq: this.seq, ...frame });
+    const at = performance.now();
+    this.frames.add(at, frame.latencyMs);
+    this.records.push({ seq: this.seq, at, ...frame });
     if (this.records.length > RECORDS) this.records.splice(0, this.records.length - RECORDS);
   }
 
   /** After each animation frame's draw of the traces at `now` (s, nowSeconds()). */
   drawn(now) {
     if (!this.open) return;
-    for (const age of this.waveforms.drawnAges(now)) this.waves.add(performance.now(), age * 1000);
+    for (const age of this.waveforms.drawnAges(now)) {
+      this.waves.add(performance.now(), age * 1000);
+      this.waveSeq += 1;
+      this.waveRecords.push({ seq: this.waveSeq, ageMs: age * 1000 });
+    }
+    if (this.waveRecords.length > RECORDS) this.waveRecords.splice(0, this.waveRecords.length - RECORDS);
   }
 
   figures() {
@@ -311,12 +321,15 @@ export class LatencyOverlay {
     const { jitterBufferMs, decodeMs } = track ? this.tuning.shares(track.id) : { jitterBufferMs: null, decodeMs: null };
     const latest = track ? this.tuning.latest.get(track.id) : null;
     return {
+      at: now,
       camera: this.camera(),
       video: summarize(this.frames.values(now)),
       waveform: summarize(this.waves.values(now)),
       jitterBufferMs,
       decodeMs,
       targetMs: latest?.targetMs ?? null,
+      framesDropped: latest?.stats.framesDropped ?? null,
+      framesDecoded: latest?.stats.framesDecoded ?? null,
       rttMs: this.tuning.rttMs,
       playoutDelay: this.tuning.playoutDelay(),
     };
@@ -372,6 +385,8 @@ export class LatencyOverlay {
       figures: () => this.figures(),
       /** Per-frame records after sequence number `after` (the bench collects them all). */
       frames: (after = 0) => this.records.filter((r) => r.seq > after),
+      /** Waveform sample -> draw records after sequence number `after`. */
+      waveforms: (after = 0) => this.waveRecords.filter((r) => r.seq > after),
       reports: () => this.reports,
     });
   }
