@@ -78,6 +78,12 @@ async def test_f9_shows_the_bedside_video_latency_and_reports_it(
         assert media is not None
         assert PLAYOUT_DELAY_URI in media.pc.remoteDescription.sdp
 
+        # In the sites' languages too.
+        await page.select_option("#language", "ja")
+        await expect(overlay.locator("h3")).to_have_text("遅延（技術者用、直近5秒）")
+        await expect(video).to_contain_text("中央値")
+        await page.screenshot(path=artifacts_dir() / "latency-overlay-ja.png")
+
         await page.keyboard.press("F9")
         await expect(overlay).to_be_hidden()
         assert watched.errors == []
