@@ -76,6 +76,13 @@ class PlayoutDelayExtensionsMap(HeaderExtensionsMap):
         #: Packets written with the extension (retransmissions included).
         self.written = 0
 
+    def set_delay(self, min_ms: int, max_ms: int) -> None:
+        """Write these bounds on the packets from now on (the receiver keeps the last it saw).
+        While the maximum is 0 a WebRTC receiver renders on arrival and ignores its own
+        jitter-buffer target: a viewer whose link needs a buffer needs a maximum above 0.
+        Raises ValueError as :func:`encode_playout_delay`."""
+        self._value = encode_playout_delay(min_ms, max_ms)
+
     def configure(self, parameters: RTCRtpParameters) -> None:
         super().configure(parameters)
         for extension in parameters.headerExtensions:

@@ -53,6 +53,21 @@ def test_nothing_is_written_until_the_extension_is_negotiated() -> None:
     assert extensions.written == 0
 
 
+def test_the_bounds_written_can_change() -> None:
+    extensions = PlayoutDelayExtensionsMap()
+    extensions.extension_id = 4  # as configure() sets it from the negotiated parameters
+    profile, packed = extensions.set(HeaderExtensions())
+    assert unpack_header_extensions(profile, packed) == [(4, b"\x00\x00\x00")]
+    extensions.set_delay(0, 100)
+    profile, packed = extensions.set(HeaderExtensions())
+    assert [(i, decode_playout_delay(v)) for i, v in unpack_header_extensions(profile, packed)] == [
+        (4, (0, 100))
+    ]
+    with pytest.raises(ValueError, match="playout delay"):
+        extensions.set_delay(100, 0)
+    assert extensions.written == 2
+
+
 def test_a_sender_not_built_as_this_code_expects_is_refused() -> None:
     sender: Any = object.__new__(RTCRtpSender)  # no header-extension map: not this aiortc's
     with pytest.raises(ReceiverUnsupported):

@@ -7,7 +7,11 @@
 // the lowest the link allows: 0 on a clean link, raised at once when a second's getStats
 // shows packets lost, frames dropped or jitter a zero target cannot absorb (to twice the
 // jitter, plus one round trip when packets were lost: a retransmission's time), and lowered
-// back by halves after CLEAN_S clean seconds.
+// back by halves after CLEAN_S clean seconds. Measured (telemed bench browser): while the
+// sender's playout delay has max 0, Chromium renders on arrival and ignores the target (200 ms
+// asked: 1.6 ms per frame in its jitter buffer; without the extension, 175 ms); the target
+// takes effect where the extension is not negotiated, or once the sender raises the maximum
+// (PlayoutDelayExtensionsMap.set_delay: nothing asks it to yet). The overlay says which.
 //
 // The overlay (key F9, outside text fields): the bedside stamp (stamp.js, written by
 // media/video/stamp.py with the capture time on the gateway's wall clock) is read from each
@@ -357,7 +361,10 @@ export class LatencyOverlay {
     const rows = [
       ["video", t("latency.video", { camera: f.camera ?? "" }), summary(f.video)],
       ["shares", t("latency.shares"), t("latency.sharesValue", { jitter: ms(f.jitterBufferMs), decode: ms(f.decodeMs) })],
-      ["target", t("latency.target"), t("latency.targetValue", { target: ms(f.targetMs), rtt: ms(f.rttMs) })],
+      ["target", t("latency.target"), t(
+        f.playoutDelay.offered && f.playoutDelay.accepted ? "latency.targetOverridden" : "latency.targetValue",
+        { target: ms(f.targetMs), rtt: ms(f.rttMs) },
+      )],
       ["playout", t("latency.playout"),
         t(f.playoutDelay.offered && f.playoutDelay.accepted ? "latency.negotiated" : "latency.notNegotiated")],
       ["waveform", t("latency.waveform"), summary(f.waveform)],
