@@ -138,16 +138,27 @@ export class ReceiverTuning {
   constructor(getPc) {
     this.getPc = getPc;
     this.state = new WeakMap(); // receiver -> { targetMs, cleanS, last }
-    this.latest = new Map(); // track id -> { stats, at, targetMs }
+    this.latest = new Map(); // track id -> { stats, targetMs }
     this.rttMs = null;
     this.history = new Map(); // track id -> Recent of stats readings (for the overlay's shares)
-    this._timer = setInterval(() => this.tick().catch(() => {}), STATS_MS);
+    this.busy = false; // a tick still waiting for getStats (a loaded page): the next is skipped
+    this._timer = setInterval(() => {
+      if (this.busy) return;
+      this.busy = true;
+      // A connection closed under a tick rejects its getStats: the next tick starts afresh.
+      this.tick().catch(() => {}).finally(() => { this.busy = false; });
+    }, STATS_MS);
   }
 
   async tick() {
     const pc = this.getPc();
     if (!pc || pc.connectionState === "closed") return;
     const receivers = pc.getReceivers().filter((r) => r.track?.kind === "video");
+    // Only this connection's tracks are kept (a rebuilt link brings new ones).
+    const live = new Set(receivers.map((r) => r.track.id));
+    for (const table of [this.latest, this.history]) {
+      for (const id of table.keys()) if (!live.has(id)) table.delete(id);
+    }
     for (const receiver of receivers) {
       let state = this.state.get(receiver);
       if (!state) {
