@@ -1,36 +1,67 @@
-"""CPU the bedside side costs: `telemed demo` (server, two simulated devices, the gateway with a
-640x480 synthetic camera) measured idle, then with one and two doctors receiving everything.
+"""What the bedside gateway costs as viewers are added: its CPU and the video frame rate each
+viewer gets, for 1, 2, 4 and 8 viewers of a 1280x720, 30 fps camera, with the camera encoded
+once per layer for every viewer (``shared``, media.rtc.shared_encoder) and, in the same run,
+with aiortc encoding for each connection (``per-viewer``, what it replaced) as the baseline.
 
-The demo runs as its own process; the doctors are aiortc peers in this process that answer the
-gateway's offers and decode the video. The figure is the demo process's CPU (user + system)
-per second of wall time, as a share of one core: median over 1 s windows, with the idle run
-as the baseline of the same run.
+The gateway runs as its own process (a real ``telemed.gateway.runner.Gateway`` with a
+synthetic 720p room camera and an oximeter simulated on a pty), so the figure is its CPU
+alone: user + system time per second of wall time, as a share of one core, median and p90
+over 1 s windows. The server, the oximeter's simulator and the viewers run in this process:
+each viewer is a doctor's aiortc peer of its own (its own signaling connection) answering
+the gateway's offer. A viewer's frame rate counts the complete frames its marker-bit jitter
+buffer released (frames delivered); the viewers do not decode (aiortc's decoder is replaced
+by a counter here: eight 720p decoders would take a core from the gateway on a 2-core
+machine; ``tests/media/test_shared_encoder.py`` shows the pictures decode). ``--decode``
+decodes anyway.
 
-    python -m benchmarks.bedside_load [--seconds 15]
+On a machine shared with other work the figures move from run to run: compare the two
+encodings within one run.
+
+    python -m benchmarks.bedside_load [--seconds 10] [--viewers 1,2,4,8]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import logging
 import os
-import socket
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import httpx
+import aiortc.rtcrtpreceiver
+from pydantic import SecretStr
 
+from clinic_ui import STATIC_DIR
+from devices.simulation.patient import Patient, PatientParameters
+from devices.simulation.pty_link import PtyLink
+from devices.simulation.registry import SIMULATORS
 from media.rtc.peer import MediaPeer
+from media.video.processing import ProcessingSettings
 from runtime.tasks import cancel_and_wait, spawn
 from signaling.client import SignalingClient, UserCredentials
-from signaling.schema import Answer, Offer
-from telemed.serve import DEMO_ACCOUNTS
+from signaling.config import ServerConfig
+from signaling.schema import Answer, ConsultationAction, Offer, Role
+from signaling.server.app import create_app
+from signaling.storage import accounts
+from signaling.storage.database import Database, sqlite_url
+from telemed.gateway.cameras import Encoding, LiveCamera
+from telemed.gateway.runner import DeviceSpec, Gateway, GatewayConfig
+from telemed.serve import listening_socket, start_server
 
+WIDTH, HEIGHT, FPS = 1280, 720, 30
+KEY = "bed-1-key-for-the-bench-0123456789abcdef"
+PASSWORD = "bedside-bench-strong-pass-8Kd"  # noqa: S105 (a throwaway server)
+#: The longest wait for the gateway to start and every viewer to get video.
+START_TIMEOUT_S = 180.0
+ENCODINGS: tuple[Encoding, ...] = ("per-viewer", "shared")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -39,122 +70,231 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
-async def _windows(pid: int, seconds: float) -> list[float]:
-    shares = []
-    for _ in range(round(seconds)):
-        c0, t0 = _cpu_s(pid), time.monotonic()
-        await asyncio.sleep(1.0)
-        shares.append((_cpu_s(pid) - c0) / (time.monotonic() - t0))
-    return shares
+class _CountingDecoder:
+    """Takes the encoded frames aiortc's receiver would decode, and decodes none."""
+
+    def decode(self, encoded_frame: object) -> list[Any]:
+        return []
 
 
-class _Doctor:
+def _frames_delivered(media: MediaPeer) -> int:
+    return sum(b.released_on_marker + b.released_on_next_frame for b in media.jitter_buffers)
+
+
+class _Viewer:
+    """A doctor's browser tab: its own signaling connection, answering every offer."""
+
     def __init__(self, base: str) -> None:
-        password = next(a.password for a in DEMO_ACCOUNTS if a.username == "doctor.koriyama")
-        self.client = SignalingClient(base, UserCredentials("doctor.koriyama", password))
+        self.client = SignalingClient(base, UserCredentials("dk", PASSWORD))
         self.media: MediaPeer | None = None
-        self.frames = 0
+        self._before = 0  # frames of connections closed before this one
+
+    def frames(self) -> int:
+        return self._before + (0 if self.media is None else _frames_delivered(self.media))
 
     async def run(self, consultation_id: str) -> None:
         await self.client.start()
         await self.client.join(consultation_id)
-        video: asyncio.Task[None] | None = None
+        drain: asyncio.Task[None] | None = None
         try:
             while True:
                 message = await self.client.recv()
                 if isinstance(message, Offer) and message.sender is not None:
                     if self.media is not None:
+                        self._before = self.frames()
                         await self.media.close()
                     self.media = MediaPeer([], receive_video=True)
                     sdp = await self.media.accept_offer(message.sdp)
                     await self.client.send(Answer(to=message.sender, sdp=sdp))
-                    if video is None:
-                        video = spawn(self._count_frames(), "count-frames")
+                    if drain is None:
+                        drain = spawn(self._drain(), "viewer-drain")
         finally:
-            if video is not None:
-                await cancel_and_wait([video])
+            if drain is not None:
+                await cancel_and_wait([drain])
             if self.media is not None:
                 await self.media.close()
             await self.client.close()
 
-    async def _count_frames(self) -> None:
+    async def _drain(self) -> None:
+        """Read what arrives (waveforms, events, decoded frames) so nothing piles up."""
         while True:
-            if self.media is None:
-                await asyncio.sleep(0.1)
-                continue
-            await self.media.video_frames.get()
-            self.frames += 1
-            while not self.media.events.empty():
-                self.media.events.get_nowait()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _accept_demo_request(base: str) -> str:
-    password = next(a.password for a in DEMO_ACCOUNTS if a.username == "doctor.koriyama")
-    async with httpx.AsyncClient(base_url=base) as http:
-        for _ in range(200):
-            with contextlib.suppress(httpx.TransportError):
-                token = (
-                    await http.post(
-                        "/api/auth/login",
-                        json={"username": "doctor.koriyama", "password": password},
-                    )
-                ).json()["token"]
-                headers = {"Authorization": f"Bearer {token}"}
-                rows = (await http.get("/api/consultations", headers=headers)).json()
-                requested = [r for r in rows if r["state"] == "requested"]
-                if requested:
-                    cid = str(requested[0]["id"])
-                    await http.post(f"/api/consultations/{cid}/accept", headers=headers)
-                    return cid
+            media = self.media
+            if media is not None:
+                while not media.events.empty():
+                    media.events.get_nowait()
+                while not media.video_frames.empty():
+                    media.video_frames.get_nowait()
             await asyncio.sleep(0.1)
-    raise RuntimeError("the demo did not come up with a request")
 
 
-async def main(seconds: float) -> None:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as data:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "telemed", "demo", "--port", str(port)],
-            env={**os.environ, "TELEMED_DATA_DIR": data, "TELEMED_LOG_LEVEL": "warning"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+@dataclass
+class Result:
+    encoding: str
+    viewers: int
+    cpu: list[float] = field(default_factory=list)
+    fps: list[float] = field(default_factory=list)
+
+
+async def _setup(workdir: Path) -> ServerConfig:
+    config = ServerConfig(
+        database_url=sqlite_url(workdir / "db.sqlite3"), secret_key=SecretStr("b" * 40)
+    )
+    db = Database(config.database_url)
+    await db.migrate()
+    await accounts.sync_sites(db, config.sites)
+    await accounts.add_user(db, "dk", PASSWORD, Role.DOCTOR, "koriyama", "dk")
+    await accounts.add_user(db, "tw", PASSWORD, Role.TECHNICIAN, "wonju", "tw")
+    await accounts.add_gateway(db, "bed-1", "wonju", KEY)
+    await db.close()
+    return config
+
+
+def _start_gateway(encoding: Encoding, base: str, consultation_id: str, pty: str) -> Any:
+    argv = ["--gateway", encoding, base, consultation_id, pty]
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.bedside_load", *argv], stdin=subprocess.DEVNULL
+    )
+
+
+async def _measure(
+    pid: int, viewers: list[_Viewer], seconds: float
+) -> tuple[list[float], list[float]]:
+    shares = []
+    frames0 = [v.frames() for v in viewers]
+    start = time.monotonic()
+    for _ in range(round(seconds)):
+        c0, t0 = _cpu_s(pid), time.monotonic()
+        await asyncio.sleep(1.0)
+        shares.append((_cpu_s(pid) - c0) / (time.monotonic() - t0))
+    wall = time.monotonic() - start
+    fps = [(v.frames() - f) / wall for v, f in zip(viewers, frames0, strict=True)]
+    return shares, fps
+
+
+async def run(seconds: float, counts: list[int], settle_s: float) -> list[Result]:
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = await _setup(Path(tmp))
+        server, serving, port = await start_server(
+            create_app(config, static_dir=STATIC_DIR),
+            config,
+            sock=listening_socket("127.0.0.1", 0),
+            log_level="error",
         )
-        doctors: list[tuple[_Doctor, asyncio.Task[None]]] = []
+        base = f"http://127.0.0.1:{port}"
+        link = PtyLink()
+        patient = Patient(PatientParameters(spo2=97, heart_rate=72))
+        simulator = spawn(SIMULATORS["cms50"](link, patient).run(), "oximeter")
         try:
-            cid = await _accept_demo_request(base)
-            await asyncio.sleep(5)  # devices connected, gateway joined
-            results = {"idle (no doctor)": await _windows(proc.pid, seconds)}
-            for count in (1, 2):
-                doctor = _Doctor(base)
-                doctors.append((doctor, spawn(doctor.run(cid), f"doctor-{count}")))
-                await asyncio.sleep(5)  # connected, encoder warmed up
-                before = [d.frames for d, _ in doctors]
-                label = f"{count} doctor{'s' if count > 1 else ''} receiving"
-                results[label] = await _windows(proc.pid, seconds)
-                fps = [(d.frames - b) / seconds for (d, _), b in zip(doctors, before, strict=True)]
-                print(f"{label}: video at the doctors {', '.join(f'{f:.1f}' for f in fps)} fps")
+            await asyncio.sleep(0)
+            tech = SignalingClient(base, UserCredentials("tw", PASSWORD))
+            row = await tech.request_consultation("koriyama", False, "bedside load")
+            await tech.close()
+            doctor = SignalingClient(base, UserCredentials("dk", PASSWORD))
+            await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
+            await doctor.close()
+            for encoding in ENCODINGS:
+                gateway = _start_gateway(encoding, base, row.id, link.path)
+                viewers: list[tuple[_Viewer, asyncio.Task[None]]] = []
+                try:
+                    for count in counts:
+                        while len(viewers) < count:
+                            viewer = _Viewer(base)
+                            task = spawn(viewer.run(row.id), f"viewer-{len(viewers)}")
+                            viewers.append((viewer, task))
+                        # Every viewer connected (the gateway's process takes a while to
+                        # start on a loaded machine), then the encoders warmed up.
+                        async with asyncio.timeout(START_TIMEOUT_S):
+                            while not all(v.frames() > 0 for v, _ in viewers):
+                                await asyncio.sleep(0.2)
+                        await asyncio.sleep(settle_s)
+                        cpu, fps = await _measure(gateway.pid, [v for v, _ in viewers], seconds)
+                        results.append(Result(encoding, count, cpu, fps))
+                        _print_row(results[-1])
+                finally:
+                    await cancel_and_wait([t for _, t in viewers])
+                    gateway.send_signal(signal.SIGTERM)
+                    await asyncio.to_thread(gateway.wait, 30)
         finally:
-            await cancel_and_wait([t for _, t in doctors])
-            proc.terminate()
-            proc.wait(20)
-    idle = statistics.median(results["idle (no doctor)"])
-    print(f"\n{'demo process CPU (one core = 100 %)':42} {'median':>8} {'p90':>8} {'vs idle':>8}")
-    for label, shares in results.items():
-        median = statistics.median(shares)
-        p90 = sorted(shares)[int(0.9 * (len(shares) - 1))]
-        print(f"{label:42} {100 * median:7.1f}% {100 * p90:7.1f}% {median / idle:7.2f}x")
+            await cancel_and_wait([simulator])
+            server.should_exit = True
+            await serving
+    return results
 
 
-if __name__ == "__main__":
+def _print_row(result: Result) -> None:
+    median = statistics.median(result.cpu)
+    p90 = sorted(result.cpu)[int(0.9 * (len(result.cpu) - 1))]
+    fps = sorted(result.fps)
+    print(
+        f"{result.encoding:11} {result.viewers:7} {100 * median:8.0f}% {100 * p90:7.0f}%"
+        f" {fps[0]:8.1f} {statistics.median(fps):8.1f}   {' '.join(f'{f:.0f}' for f in fps)}",
+        flush=True,
+    )
+
+
+def _summary(results: list[Result]) -> None:
+    print("\nshared vs per-viewer, same run (CPU median; fps: the slowest viewer's)")
+    by = {(r.encoding, r.viewers): r for r in results}
+    for count in sorted({r.viewers for r in results}):
+        old, new = by.get(("per-viewer", count)), by.get(("shared", count))
+        if old is None or new is None:
+            continue
+        ratio = statistics.median(new.cpu) / max(1e-9, statistics.median(old.cpu))
+        print(f"{count} viewer(s): CPU x{ratio:.2f}; fps {min(old.fps):.1f} -> {min(new.fps):.1f}")
+
+
+async def _gateway(encoding: Encoding, base: str, consultation_id: str, pty: str) -> None:
+    """The gateway process: a real gateway, its room camera encoded ``encoding``."""
+    config = GatewayConfig(
+        server_url=base,
+        name="bed-1",
+        key=KEY,
+        mains_hz=60.0,
+        devices=(DeviceSpec("cms50", pty, "oximeter-1"),),
+        camera="synthetic",
+        video=ProcessingSettings(WIDTH, HEIGHT, overlay="Wonju", timezone="Asia/Seoul"),
+        consultation_id=consultation_id,
+    )
+    gateway = Gateway(config)
+    # The gateway's configuration has no encoding of its own: the cameras are made again
+    # with the one measured (before run() starts them).
+    gateway.cameras = [LiveCamera(c.spec, config.video, encoding) for c in gateway.cameras]
+    running = spawn(gateway.run(), "gateway")
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    waiting = spawn(stop.wait(), "sigterm")
+    try:
+        await asyncio.wait([running, waiting], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait([running, waiting])
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=15.0)
-    asyncio.run(main(parser.parse_args().seconds))
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured per step")
+    parser.add_argument("--settle", type=float, default=5.0, help="after adding viewers")
+    parser.add_argument("--viewers", default="1,2,4,8", help="viewer counts, in order")
+    parser.add_argument("--decode", action="store_true", help="the viewers decode too")
+    parser.add_argument("--gateway", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if os.environ.get("BENCH_VERBOSE") else logging.WARNING)
+    if args.gateway:
+        encoding, base, consultation_id, pty = args.gateway
+        asyncio.run(_gateway(encoding, base, consultation_id, pty))
+        return 0
+    if not args.decode:
+        receiver: Any = aiortc.rtcrtpreceiver
+        receiver.get_decoder = lambda codec: _CountingDecoder()
+    counts = [int(n) for n in args.viewers.split(",")]
+    print(f"gateway CPU (one core = 100 %) and fps delivered, {WIDTH}x{HEIGHT} at {FPS} fps")
+    print(f"{'encoding':11} {'viewers':>7} {'CPU med':>9} {'p90':>8} {'fps min':>8} {'median':>8}")
+    results = asyncio.run(run(args.seconds, counts, args.settle))
+    _summary(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

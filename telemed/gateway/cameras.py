@@ -10,7 +10,9 @@ SPEC is ``synthetic`` (a test pattern for the room, a moving ultrasound-like sec
 diagnostic camera), a camera index, a device path, a file or a URL.
 
 Each camera is a :class:`LiveCamera`: its capture thread, its frame worker, the pipeline
-serving every viewer's track and, for a diagnostic camera, its last seconds of captured
+serving every viewer's track (encoded once per quality layer for every viewer,
+media.rtc.shared_encoder; ``encoding="per-viewer"`` is the old way, each connection's aiortc
+sender encoding its own copy, kept as the benchmarks' baseline) and, for a diagnostic camera, its last seconds of captured
 frames (:class:`~media.video.recent.RecentFrames`), from which a doctor keeps a frame.
 """
 
@@ -21,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from media.rtc.shared_encoder import SharedFrames
 from media.rtc.tracks import ProcessedFrames
 from media.video.capture import (
     CaptureThread,
@@ -30,11 +33,15 @@ from media.video.capture import (
     SyntheticSource,
     UltrasoundSource,
 )
+from media.video.encoder import REALTIME, EncoderSettings
 from media.video.processing import FrameProcessor, ProcessingSettings
 from media.video.recent import RecentFrames
 from telemed.gateway.peers import CameraFeed
 
 Purpose = Literal["room", "diagnostic"]
+#: ``shared``: one encode per quality layer for every viewer; ``per-viewer``: aiortc encodes
+#: for each connection (the baseline it replaced).
+Encoding = Literal["shared", "per-viewer"]
 #: As the events contract's CameraName (media.rtc.events).
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 #: As the events contract's Cameras list allows.
@@ -95,8 +102,16 @@ class LiveCamera:
     starts its capture thread; :meth:`stop` stops the thread and the frame worker (the
     caller owns :attr:`frames`'s run task)."""
 
-    def __init__(self, spec: CameraSpec, settings: ProcessingSettings) -> None:
+    def __init__(
+        self,
+        spec: CameraSpec,
+        settings: ProcessingSettings,
+        encoding: Encoding = "shared",
+        encoder: EncoderSettings = REALTIME,
+    ) -> None:
         self.spec = spec
+        self.encoding = encoding
+        self.encoder = encoder
         diagnostic = spec.purpose == "diagnostic"
         self.settings = settings.for_diagnostic() if diagnostic else settings
         #: A diagnostic camera's last seconds, as captured (None for the room camera).
@@ -119,7 +134,10 @@ class LiveCamera:
         )
         self.capture.start()
         self.processor = FrameProcessor(self.settings)
-        self.frames = ProcessedFrames(mailbox, self.processor)
+        if self.encoding == "shared":
+            self.frames = SharedFrames(mailbox, self.processor, self.encoder, name=self.spec.name)
+        else:
+            self.frames = ProcessedFrames(mailbox, self.processor)
         return self.frames
 
     def feed(self) -> CameraFeed:

@@ -22,7 +22,9 @@ TURN server to release the allocation, which on a dead path takes a minute, and 
 connection must not wait for that.
 
 Every camera of the bedside is a video track of its own on each connection, one
-transceiver each; once a connection opens it is told, after the greeting, which media id
+transceiver each (a camera encoded once for every viewer, media.rtc.shared_encoder, gives
+each connection a track of the layer its path takes, and its key frame requests go to that
+layer); once a connection opens it is told, after the greeting, which media id
 carries which camera (a ``cameras`` event: the ids are this connection's own).
 
 The links and the closings are owned here: :meth:`PeerSet.close` cancels and awaits them all.
@@ -43,6 +45,7 @@ from media.audio.talkback import TalkBack
 from media.rtc.events import Camera, Cameras, EventMessage, encode_event
 from media.rtc.peer import MediaPeer, PeerEventKind
 from media.rtc.rebuild import Backoff, RebuildPolicy
+from media.rtc.shared_encoder import bind_senders
 from media.rtc.wire import WirePacket
 from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.tasks import cancel_and_wait, spawn
@@ -325,6 +328,8 @@ class PeerSet:
                     self._play_talkback(connection, self._talkback), f"talkback-{key}"
                 )
             sdp = await media.create_offer()
+            # A camera encoded once for every viewer takes this viewer's key frame requests.
+            bind_senders(media.pc)
             connection.mids = media.video_mids()
             if "a=candidate:" not in sdp:
                 # No candidate at all (relay-only with the TURN server unreachable): this
