@@ -12,8 +12,9 @@ diagnostic camera), a camera index, a device path, a file or a URL.
 Each camera is a :class:`LiveCamera`: its capture thread, its frame worker, the pipeline
 serving every viewer's track (encoded once per quality layer for every viewer,
 media.rtc.shared_encoder; ``encoding="per-viewer"`` is the old way, each connection's aiortc
-sender encoding its own copy, kept as the benchmarks' baseline) and, for a diagnostic camera, its last seconds of captured
-frames (:class:`~media.video.recent.RecentFrames`), from which a doctor keeps a frame.
+sender encoding its own copy, kept as the benchmarks' baseline) and, for a diagnostic
+camera, its last seconds of captured frames (:class:`~media.video.recent.RecentFrames`),
+from which a doctor keeps a frame.
 """
 
 from __future__ import annotations
