@@ -113,6 +113,8 @@ class ViewerRun:
     overlay_difference_ms: float | None
     target_max_ms: float | None
     frames_dropped: int
+    #: Callbacks whose picture was already a later frame (page under load), not counted.
+    mismatched: int
     negotiated: bool
     warmup_s: float
 
@@ -126,6 +128,7 @@ class _Collected:
     figures: list[dict[str, Any]] = field(default_factory=list)
     differences: list[float] = field(default_factory=list)
     dropped: int = 0
+    mismatched: int = 0
     negotiated: bool = True
     warmups: list[float] = field(default_factory=list)
 
@@ -171,6 +174,7 @@ def _summarized(size: int, variant: str, got: _Collected) -> ViewerRun:
             (f["targetMs"] for f in figures if f["targetMs"] is not None), default=None
         ),
         frames_dropped=got.dropped,
+        mismatched=got.mismatched,
         negotiated=got.negotiated,
         warmup_s=max(got.warmups, default=0.0),
     )
@@ -313,6 +317,7 @@ async def _viewer(
         figures = got.figures[first:]
         if figures:
             got.dropped += int(figures[-1]["framesDropped"] or 0)
+            got.mismatched += int(figures[-1]["mismatched"])
             got.negotiated = got.negotiated and all(figures[-1]["playoutDelay"].values())
     finally:
         await context.close()
@@ -380,7 +385,7 @@ def report(results: list[SizeResult]) -> None:
                 f"{'':50} extension negotiated: {run.negotiated}; jitterBufferTarget asked "
                 f"at most "
                 f"{_ms(run.target_max_ms)} ms (set only with +target); frames dropped "
-                f"{run.frames_dropped}; "
+                f"{run.frames_dropped}; later frame drawn at the callback {run.mismatched}; "
                 f"warm-up {run.warmup_s:.0f} s"
             )
 

@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  CLEAN_S, JITTER_CLEAN_MS, MAX_TARGET_MS, Recent, nextTarget, shares, sinceStamp, summarize,
+  CLEAN_S, JITTER_CLEAN_MS, MAX_TARGET_MS, PresentedCheck, Recent, nextTarget, shares, sinceStamp,
+  summarize,
 } from "../../clinic_ui/static/js/latency.js";
 
 test("summaries: median, p95 at floor(0.95 n), max and count; none without values", () => {
@@ -66,4 +67,25 @@ test("recent values: older than the window or past the limit are dropped", () =>
   for (const at of [0, 100, 200, 300]) recent.add(at, at);
   assert.deepEqual(recent.values(300), [100, 200, 300]);
   assert.deepEqual(recent.values(1250), [300]);
+});
+
+test("a stamp ahead of the presented frame's RTP timestamp is a later frame's, not counted", () => {
+  const check = new PresentedCheck();
+  const rtp = (ms) => (ms - 1000) * 90; // the gateway's RTP clock: capture time, from its start
+  assert.equal(check.accept(1000, rtp(1000)), true);
+  assert.equal(check.accept(1034, rtp(1033.4)), true); // the stamp's ms rounding
+  // The callback for the frame captured at 1067 drew the next one (1100).
+  assert.equal(check.accept(1100, rtp(1067)), false);
+  assert.equal(check.mismatched, 1);
+  assert.equal(check.accept(1100, rtp(1100)), true);
+  // A new stream (another origin): taken afresh.
+  assert.equal(check.accept(5000, 123), true);
+  assert.equal(check.accept(5033, 123 + 33 * 90), true);
+  // A new stream whose offset is a little above the old one's: taken after 30 in a row.
+  const next = (k) => 5033 + 200 + 33 * k;
+  for (let k = 1; k <= 30; k++) assert.equal(check.accept(next(k), 123 + 33 * (k + 1) * 90), false);
+  assert.equal(check.accept(next(31), 123 + 33 * 32 * 90), true);
+  assert.equal(check.accept(next(32), 123 + 33 * 33 * 90), true);
+  // Without an RTP timestamp nothing can be checked.
+  assert.equal(check.accept(9, undefined), true);
 });

@@ -125,6 +125,42 @@ export class Recent {
   }
 }
 
+/** Whether the stamp read at a frame's callback belongs to the frame presented. Under load
+ *  the callback can run after a newer frame became current, and the picture drawn is that
+ *  newer one. The RTP timestamp (90 kHz) is the presented frame's, and the gateway derives it
+ *  from the capture time (media/rtc/tracks.py), so capture ms - RTP ms is the same for every
+ *  frame of a stream (within the stamp's rounding): the least seen is the true one; a stamp
+ *  ahead of it is a later frame's. A jump of over a second is a new stream (or a wrap). */
+const MISMATCHED_IN_A_ROW = 30;
+
+export class PresentedCheck {
+  constructor() {
+    this.offset = null;
+    /** Callbacks whose picture was a newer frame than the one presented (not counted). */
+    this.mismatched = 0;
+    this.inARow = 0;
+  }
+
+  accept(captureMs, rtpTimestamp) {
+    if (rtpTimestamp === undefined) return true;
+    const offset = captureMs - rtpTimestamp / 90;
+    const ahead = this.offset === null ? 0 : offset - this.offset;
+    // Many in a row are no race: a new stream whose offset happens to be a little higher.
+    if (this.offset === null || ahead < 0 || ahead > 1000 || this.inARow >= MISMATCHED_IN_A_ROW) {
+      this.offset = offset;
+      this.inARow = 0;
+      return true;
+    }
+    if (ahead <= 2) {
+      this.inARow = 0;
+      return true;
+    }
+    this.mismatched += 1;
+    this.inARow += 1;
+    return false;
+  }
+}
+
 // -- the receivers ---------------------------------------------------------------------------
 
 function setTarget(receiver, ms) {
@@ -226,6 +262,7 @@ class VideoProbe {
     this.context = this.canvas.getContext("2d", { willReadFrequently: true });
     this.handle = null;
     this.lastFrameId = null;
+    this.presented = new PresentedCheck();
   }
 
   start() {
@@ -247,6 +284,7 @@ class VideoProbe {
     this.context.drawImage(this.video, 0, 0, width, height, 0, 0, width, height);
     const stamp = readStamp(this.context.getImageData(0, 0, width, height));
     if (!stamp || stamp.frameId === this.lastFrameId) return;
+    if (!this.presented.accept(stamp.captureMs, meta.rtpTimestamp)) return; // its own callback comes
     this.lastFrameId = stamp.frameId;
     // This page's wall clock at the frame's expected display (and at its last packet's
     // arrival): Date.now() carried by the monotonic clock's distance to those instants.
@@ -344,6 +382,7 @@ export class LatencyOverlay {
       decodeMs,
       targetMs: latest?.targetMs ?? null,
       framesDropped: latest?.stats.framesDropped ?? null,
+      mismatched: this.probe.presented.mismatched,
       framesDecoded: latest?.stats.framesDecoded ?? null,
       rttMs: this.tuning.rttMs,
       playoutDelay: this.tuning.playoutDelay(),
