@@ -2,13 +2,14 @@
 together, against one connecting alone.
 
 The server runs in its own process (``telemed serve``; ``--database-url`` for PostgreSQL),
-the clients here. A client opens ``/ws`` (TCP, HTTP upgrade), sends ``hello`` with its token
-and waits for ``welcome``; its time is from the moment the burst starts (every client is
-started in the same loop iteration) to its ``welcome``, the "hello" figure from its hello
-to its welcome. Baselines measured in the same run: one client connecting alone (repeated),
-and the bare ``websockets`` server of ``baseline_relay.py`` taking the same burst (its
-first reply stands for ``welcome``: no auth, no database, no audit), the floor set by the
-handshakes and this client process. Rounds close every socket before the next.
+started as every signaling benchmark starts it (``benchmarks.servers``), the clients here.
+A client opens ``/ws`` (TCP, HTTP upgrade), sends ``hello`` with its token and waits for
+``welcome``; its time is from the moment the burst starts (every client is started in the
+same loop iteration) to its ``welcome``, the "hello" figure from its hello to its welcome.
+Baselines measured in the same run: one client connecting alone (repeated), and the bare
+``websockets`` server of ``baseline_relay.py`` taking the same burst (its first reply
+stands for ``welcome``: no auth, no database, no audit), the floor set by the handshakes
+and this client process. Rounds close every socket before the next.
 
     python -m benchmarks.connect_burst [--clients 500] [--rounds 3] [--alone 50]
         [--database-url URL] [--json FILE]
@@ -19,10 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -33,7 +31,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from benchmarks.signaling_relay import SECRET, _free_port, _raise_fd_limit, _wait_http
+from benchmarks.servers import add_user, bare_relay, raise_fd_limit, telemed_env, telemed_servers
 
 PASSWORD = "connect-burst-bench-password-7Qx"  # noqa: S105 (throwaway server)
 USER = "bench.burst"
@@ -115,20 +113,8 @@ async def _measure(
 
 
 async def _baseline(clients: int, rounds: int, alone: int) -> list[Result]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.baseline_relay", "--port", str(port)],
-        preexec_fn=_raise_fd_limit,
-    )
-    url = f"ws://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                probe = await websockets.connect(url)
-                await probe.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+    async with bare_relay() as proc:
+        url = f"ws://127.0.0.1:{proc.port}"
 
         async def connect() -> tuple[ClientConnection, float]:
             ws = await websockets.connect(url, open_timeout=120, ping_interval=None)
@@ -138,45 +124,18 @@ async def _baseline(clients: int, rounds: int, alone: int) -> list[Result]:
             return ws, hello_at
 
         return await _measure("websockets baseline", connect, clients, rounds, alone)
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def _ours(
     clients: int, rounds: int, alone: int, data_dir: Path, database_url: str | None
 ) -> list[Result]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TELEMED_DATA_DIR": str(data_dir),
-        "TELEMED_SECRET_KEY": SECRET,
-        "TELEMED_LOG_LEVEL": "warning",
-        # All the clients are one account on one address here.
-        "TELEMED_SERVER__WS_MAX_PER_ADDRESS": str(clients + 10),
-        "TELEMED_SERVER__WS_MAX_PER_ACCOUNT": str(clients + 10),
-    }
+    # All the clients are one account on one address here.
+    env = telemed_env(data_dir, ws_max_per_address=clients + 10, ws_max_per_account=clients + 10)
     if database_url:
         env["TELEMED_DATABASE_URL"] = database_url
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "telemed", "users", "add", USER),
-            *("--role", "doctor", "--site", "wonju", "--password-stdin"),
-        ],
-        input=f"{PASSWORD}\n".encode(),
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "telemed", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        preexec_fn=_raise_fd_limit,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await _wait_http(base + "/healthz")
+    add_user(env, USER, "wonju", PASSWORD)
+    async with telemed_servers(env) as (proc,):
+        base = f"http://127.0.0.1:{proc.port}"
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             r = await http.post("/api/auth/login", json={"username": USER, "password": PASSWORD})
             r.raise_for_status()
@@ -185,7 +144,7 @@ async def _ours(
 
         async def connect() -> tuple[ClientConnection, float]:
             ws = await websockets.connect(
-                f"ws://127.0.0.1:{port}/ws", open_timeout=120, ping_interval=None
+                f"ws://127.0.0.1:{proc.port}/ws", open_timeout=120, ping_interval=None
             )
             hello_at = time.perf_counter()
             await ws.send(hello)
@@ -195,9 +154,6 @@ async def _ours(
             return ws, hello_at
 
         return await _measure("telemed", connect, clients, rounds, alone)
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _print(results: list[Result]) -> None:
@@ -231,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
 
     async def run() -> list[Result]:
-        _raise_fd_limit()
+        raise_fd_limit()
         results = await _baseline(args.clients, args.rounds, args.alone)
         with tempfile.TemporaryDirectory() as tmp:
             results += await _ours(

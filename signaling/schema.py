@@ -14,7 +14,8 @@ with ``from`` and ``by`` set; ``leave`` or closing the socket sends ``peer-left`
 ``ping``/``pong`` are heartbeats. Anything wrong gets an ``error`` with a :class:`ErrorCode`.
 
 This module is sans-I/O: :func:`parse_client_message` turns text into a model or raises
-:class:`ProtocolError`; :func:`encode` turns a model into text.
+:class:`ProtocolError`; :func:`encode` turns a model into text, and :func:`relay_text` the
+text of a relayed offer, answer or candidate into what its recipient gets.
 """
 
 from __future__ import annotations
@@ -593,3 +594,29 @@ def parse_server_message(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> 
 def encode(message: Message) -> str:
     """Serialise a message to its JSON text (aliases such as ``from`` applied, no nulls)."""
     return message.model_dump_json(by_alias=True, exclude_none=True)
+
+
+#: What a member named ``from`` (or ``sender``, the name it may also be given) looks like in
+#: a message's text. Without ``\u`` escapes in the text, a member of that name shows its
+#: name literally; a string value equal to the name matches too (then the text is encoded
+#: anew: slower, never wrong).
+_SENDER_KEYS = ('"from"', '"sender"')
+
+
+def relay_text(text: str | bytes, message: Offer | Answer | Candidate, sender: str) -> str:
+    """The text that relays ``message`` with ``from`` set to ``sender``, where ``message`` is
+    what :func:`parse_client_message` made of ``text``.
+
+    A relay need not encode what it has just validated: this is the client's own text with
+    ``"from"`` added as its last member, when that text names no ``from`` (or ``sender``) of
+    its own and has no ``\\u`` escape behind which such a name could hide. Otherwise (and for
+    a binary frame) it is the message encoded anew, as
+    ``encode(message.model_copy(update={"sender": sender}))``. Either way the recipient's
+    :func:`parse_server_message` gives the same message; the first keeps the client's
+    spelling (whitespace, the members it gave as null), which the schema accepted."""
+    if isinstance(text, str) and message.sender is None and "\\u" not in text:
+        body = text.rstrip(" \t\n\r")
+        if body.endswith("}") and not any(key in body for key in _SENDER_KEYS):
+            # json.dumps: an id needs no escaping, but the text stays JSON whatever it is.
+            return f'{body[:-1]},"from":{json.dumps(sender)}}}'
+    return encode(message.model_copy(update={"sender": sender}))

@@ -30,6 +30,7 @@ from signaling.schema import (
     encode,
     parse_client_message,
     parse_server_message,
+    relay_text,
 )
 
 CLIENT_SAMPLES: list[ClientMessage] = [
@@ -181,3 +182,94 @@ def test_joined_replays_stored_chat_and_a_clients_id_is_only_a_field() -> None:
     }
     # A client may send an id (the server replaces it); it parses like any chat.
     assert parse_client_message('{"type":"chat","text":"x","id":3}') == Chat(text="x", id=3)
+
+
+def _relayed_as_encoded(message: Offer | Answer | Candidate, sender: str) -> str:
+    return encode(message.model_copy(update={"sender": sender}))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type":"offer","sdp":"v=0\\r\\n"}',
+        '  {"type": "answer", "to": "p-1", "sdp": "v=0\\r\\n"}\r\n ',
+        '{"type":"candidate","to":"p-1","candidate":"","sdp_mid":null,"sdp_mline_index":0}',
+    ],
+)
+def test_a_relay_forwards_the_clients_text_with_from_added(text: str) -> None:
+    message = parse_client_message(text)
+    assert isinstance(message, Offer | Answer | Candidate)
+    relayed = relay_text(text, message, "p-2")
+    assert relayed.startswith(text.rstrip()[:-1])  # the client's own text, not re-encoded
+    assert json.loads(relayed)["from"] == "p-2"
+    assert parse_server_message(relayed) == parse_server_message(
+        _relayed_as_encoded(message, "p-2")
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type":"offer","sdp":"v=0","from":"p-9"}',
+        '{"type":"offer","sdp":"v=0","sender":"p-9"}',
+        '{"type":"offer","sdp":"v=0","from":null}',
+        # The member's name behind an escape: looked for, not decoded.
+        '{"type":"offer","sdp":"v=0","fr\\u006fm":"p-9"}',
+        '{"type":"offer","sdp":"v=0","fr\\u006fm":null}',
+        # A value that only looks like the name: encoded anew all the same.
+        '{"type":"answer","to":"from","sdp":"v=0"}',
+    ],
+)
+def test_a_relay_never_forwards_a_from_the_client_wrote(text: str) -> None:
+    message = parse_client_message(text)
+    assert isinstance(message, Offer | Answer | Candidate)
+    relayed = relay_text(text, message, "p-2")
+    assert relayed == _relayed_as_encoded(message, "p-2")
+    assert json.loads(relayed)["from"] == "p-2"
+
+
+def test_a_relayed_binary_frame_is_encoded_anew() -> None:
+    text = b'{"type":"candidate","to":"p-1","candidate":"c"}'
+    message = parse_client_message(text)
+    assert isinstance(message, Candidate)
+    assert relay_text(text, message, "p-2") == _relayed_as_encoded(message, "p-2")
+
+
+_relay_fields = st.fixed_dictionaries(
+    {"type": st.sampled_from(["offer", "answer", "candidate"])},
+    optional={
+        "to": st.sampled_from(["p-1", "from", "sender", ""]) | st.text(max_size=6),
+        "from": st.sampled_from(["p-9", "p-2"]) | st.none(),
+        "sender": st.sampled_from(["p-9"]) | st.none(),
+        "sdp": st.text(min_size=1, max_size=30),
+        "candidate": st.text(max_size=30) | st.sampled_from(['"from"', "\\u"]),
+        "sdp_mid": st.text(max_size=4) | st.none(),
+        "sdp_mline_index": st.integers(-1, 256) | st.none(),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fields=_relay_fields,
+    ascii_only=st.booleans(),
+    separators=st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")]),
+    padding=st.sampled_from(["", " ", "\r\n", "\t \n"]),
+)
+def test_generated_relays_read_as_the_encoded_message(
+    fields: dict[str, object],
+    ascii_only: bool,
+    separators: tuple[str, str],
+    padding: str,
+) -> None:
+    text = padding + json.dumps(fields, ensure_ascii=ascii_only, separators=separators) + padding
+    try:
+        message = parse_client_message(text)
+    except ProtocolError:
+        return
+    assert isinstance(message, Offer | Answer | Candidate)
+    relayed = relay_text(text, message, "p-2")
+    assert json.loads(relayed)["from"] == "p-2"
+    assert parse_server_message(relayed) == parse_server_message(
+        _relayed_as_encoded(message, "p-2")
+    )
