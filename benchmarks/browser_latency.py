@@ -8,7 +8,8 @@ Koriyama doctor's room in Chromium (Debian's, through Playwright). The page meas
 engineer's overlay shows (clinic_ui/static/js/latency.js, opened with its key, F9: one code
 path, so the overlay and this benchmark read the same figures): each presented frame's stamp
 read at requestVideoFrameCallback against the frame's expected display time (also its
-presentation time and its last packet's arrival), the newest waveform sample drawn on each
+presentation time and its last packet's arrival: last packet -> display is Chromium's own
+share, apart from the gateway's), the newest waveform sample drawn on each
 animation frame against the draw, and the receiver's jitter-buffer and decode shares per
 frame from getStats. Frames are counted once the video arrives at the size asked for (the
 gateway's adaptation starts lower and climbs: the warm-up waits for it).
@@ -105,6 +106,7 @@ class ViewerRun:
     video: Result  # capture -> expected display
     presented: Result  # capture -> presentation (handed to the compositor)
     received: Result  # capture -> the frame's last packet here
+    browser: Result  # the frame's last packet here -> expected display: Chromium's own share
     waveform: Result  # sample -> draw
     jitter_buffer_ms: float | None  # median of the overlay's 5-s figures
     decode_ms: float | None
@@ -163,6 +165,10 @@ def _summarized(size: int, variant: str, got: _Collected) -> ViewerRun:
         received=_result(
             f"{name}: capture->received",
             [f["receivedMs"] for f in frames if f["receivedMs"] is not None],
+        ),
+        browser=_result(
+            f"{name}: received->display",
+            [f["latencyMs"] - f["receivedMs"] for f in frames if f["receivedMs"] is not None],
         ),
         waveform=_result(f"{name}: sample->draw", got.ages),
         jitter_buffer_ms=_median(
@@ -360,13 +366,18 @@ def report(results: list[SizeResult]) -> None:
             f"{base.name:50} {base.samples:5d} {base.median_ms:7.1f} {base.p95_ms:7.1f} "
             f"{base.max_ms:7.1f} {1.0:8.2f}"
         )
-        default = next((v.video for v in result.viewers if v.variant == "default"), None)
+        default_run = next((v for v in result.viewers if v.variant == "default"), None)
         for run in result.viewers:
-            for r in (run.video, run.presented, run.received):
+            for r in (run.video, run.presented, run.received, run.browser):
                 versus = r.median_ms / base.median_ms if base.samples else float("nan")
+                before: Result | None = None
+                if default_run is not None and r is run.video:
+                    before = default_run.video
+                elif default_run is not None and r is run.browser:
+                    before = default_run.browser
                 gain = (
-                    f"{r.median_ms / default.median_ms:9.2f}"
-                    if default is not None and r is run.video and default.samples
+                    f"{r.median_ms / before.median_ms:9.2f}"
+                    if before is not None and before.samples
                     else f"{'':9}"
                 )
                 extra = (
@@ -401,7 +412,10 @@ def _json(results: list[SizeResult]) -> list[dict[str, Any]]:
             "viewers": [
                 {
                     **{k: v for k, v in asdict(v).items() if not isinstance(v, dict)},
-                    **{k: strip(getattr(v, k)) for k in ("video", "presented", "received")},
+                    **{
+                        k: strip(getattr(v, k))
+                        for k in ("video", "presented", "received", "browser")
+                    },
                     "waveform": strip(v.waveform),
                 }
                 for v in r.viewers
