@@ -1,15 +1,18 @@
 """The playout-delay header extension: its 3 bytes, and on the wire between two real aiortc
 peers (the sender's offer names it, the answer accepts it, and every video packet that
-arrives carries min = max = 0)."""
+arrives carries min = max = 0), for video encoded per connection and for the one encode
+shared by every viewer."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiortc import RTCRtpSender
+from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.rtp import HeaderExtensions, unpack_header_extensions
 
 from media.errors import ReceiverUnsupported
@@ -21,9 +24,11 @@ from media.rtc.playout_delay import (
     encode_playout_delay,
     use_playout_delay,
 )
+from media.rtc.shared_encoder import SharedFrames, bind_senders
 from media.rtc.tracks import PipelineVideoTrack
 from media.video.capture import CaptureThread, LatestFrame, SyntheticSource
 from media.video.processing import FrameProcessor, ProcessingSettings
+from runtime.tasks import cancel_and_wait, spawn
 
 
 def test_the_three_bytes_round_trip() -> None:
@@ -95,43 +100,66 @@ def _playout_delays(packet: bytes, extension_id: int) -> list[tuple[int, int]]:
     ]
 
 
-@pytest.mark.slow
-async def test_every_video_packet_carries_min_and_max_zero() -> None:
+@contextlib.asynccontextmanager
+async def _video_track(kind: str) -> AsyncIterator[MediaStreamTrack]:
+    """A stamped synthetic camera as the gateway sends it: encoded per connection by aiortc
+    (``pipeline``), or once for every viewer and only packetised by aiortc (``shared``)."""
     mailbox = LatestFrame(asyncio.get_running_loop())
     capture = CaptureThread(SyntheticSource(320, 240, 30.0), mailbox)
     processor = FrameProcessor(ProcessingSettings(320, 240))
-    sender = MediaPeer([], video=PipelineVideoTrack(mailbox, processor))
-    receiver = MediaPeer([], receive_video=True)
     capture.start()
+    tasks: list[asyncio.Task[None]] = []
     try:
-        offer = await sender.create_offer()
-        offered_id = _extension_id(offer)
-        answer = await receiver.accept_offer(offer)
-        assert _extension_id(answer) == offered_id
-        # What arrives, decrypted, before aiortc parses it: the receiver's DTLS transport.
-        (transceiver,) = receiver.pc.getTransceivers()
-        transport: Any = transceiver.receiver.transport
-        handle = transport._handle_rtp_data
-        packets: list[bytes] = []
-
-        async def capture_rtp(data: bytes, arrival_time_ms: int) -> None:
-            packets.append(data)
-            await handle(data, arrival_time_ms)
-
-        transport._handle_rtp_data = capture_rtp
-        await sender.accept_answer(answer)
-        async with asyncio.timeout(20):
-            while len(packets) < 60:
-                await asyncio.sleep(0.05)
-        delays = [_playout_delays(packet, offered_id) for packet in packets]
-        assert all(found == [(0, 0)] for found in delays), delays[:5]
-        video_sender: Any = sender.pc.getTransceivers()[0].sender
-        written = video_sender._RTCRtpSender__rtp_header_extensions_map
-        assert written.extension_id == offered_id and written.written >= len(packets)
-        frame = await receiver.video_frames.get()  # the extension takes nothing from decoding
-        assert frame.width == 320
+        if kind == "pipeline":
+            yield PipelineVideoTrack(mailbox, processor)
+        else:
+            shared = SharedFrames(mailbox, processor, name="test")
+            tasks.append(spawn(shared.run(), "shared-frames"))
+            yield shared.track()
     finally:
-        await sender.close()
-        await receiver.close()
+        await cancel_and_wait(tasks)
         await capture.stop()
         processor.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["pipeline", "shared"])
+async def test_every_video_packet_carries_min_and_max_zero(kind: str) -> None:
+    async with _video_track(kind) as track:
+        sender = MediaPeer([], video=track)
+        receiver = MediaPeer([], receive_video=True)
+        try:
+            await _carries_the_extension(sender, receiver)
+        finally:
+            await sender.close()
+            await receiver.close()
+
+
+async def _carries_the_extension(sender: MediaPeer, receiver: MediaPeer) -> None:
+    offer = await sender.create_offer()
+    bind_senders(sender.pc)  # a shared track's key frame requests go to its layer
+    offered_id = _extension_id(offer)
+    answer = await receiver.accept_offer(offer)
+    assert _extension_id(answer) == offered_id
+    # What arrives, decrypted, before aiortc parses it: the receiver's DTLS transport.
+    (transceiver,) = receiver.pc.getTransceivers()
+    transport: Any = transceiver.receiver.transport
+    handle = transport._handle_rtp_data
+    packets: list[bytes] = []
+
+    async def capture_rtp(data: bytes, arrival_time_ms: int) -> None:
+        packets.append(data)
+        await handle(data, arrival_time_ms)
+
+    transport._handle_rtp_data = capture_rtp
+    await sender.accept_answer(answer)
+    async with asyncio.timeout(20):
+        while len(packets) < 60:
+            await asyncio.sleep(0.05)
+    delays = [_playout_delays(packet, offered_id) for packet in packets]
+    assert all(found == [(0, 0)] for found in delays), delays[:5]
+    video_sender: Any = sender.pc.getTransceivers()[0].sender
+    written = video_sender._RTCRtpSender__rtp_header_extensions_map
+    assert written.extension_id == offered_id and written.written >= len(packets)
+    frame = await receiver.video_frames.get()  # the extension takes nothing from decoding
+    assert frame.width == 320
