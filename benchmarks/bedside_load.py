@@ -6,9 +6,10 @@ with aiortc encoding for each connection (``per-viewer``, what it replaced) as t
 The gateway runs as its own process (a real ``telemed.gateway.runner.Gateway`` with a
 synthetic 720p room camera and an oximeter simulated on a pty), so the figure is its CPU
 alone: user + system time per second of wall time, as a share of one core, median and p90
-over 1 s windows. The server, the oximeter's simulator and the viewers run in this process:
-each viewer is a doctor's aiortc peer of its own (its own signaling connection) answering
-the gateway's offer. A viewer's frame rate counts the complete frames its marker-bit jitter
+over 1 s windows. The server and the oximeter's simulator run in this process, each viewer in
+a process of its own (one Python process receiving eight 720p streams was itself the
+bottleneck): a doctor's aiortc peer with its own signaling connection, answering the
+gateway's offer. A viewer's frame rate counts the complete frames its marker-bit jitter
 buffer released (frames delivered); the viewers do not decode (aiortc's decoder is replaced
 by a counter here: eight 720p decoders would take a core from the gateway on a 2-core
 machine; ``tests/media/test_shared_encoder.py`` shows the pictures decode). ``--decode``
@@ -127,6 +128,61 @@ class _Viewer:
             await asyncio.sleep(0.1)
 
 
+class _ViewerProcess:
+    """A viewer in a process of its own (so that the viewers' receiving, in Python, is not
+    one process's bottleneck): it prints its frame count twice a second."""
+
+    def __init__(self, base: str, consultation_id: str, decode: bool) -> None:
+        self._argv = ["-m", "benchmarks.bedside_load", "--viewer", base, consultation_id]
+        if decode:
+            self._argv.append("--decode")
+        self._count = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    def frames(self) -> int:
+        return self._count
+
+    async def start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, *self._argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+        )
+        self._reader = spawn(self._read(self._proc), "viewer-counts")
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            word, _, number = line.decode().partition(" ")
+            if word == "frames":
+                self._count = int(number)
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            await cancel_and_wait([self._reader])
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            try:
+                async with asyncio.timeout(20):
+                    await self._proc.wait()
+            except TimeoutError:
+                self._proc.kill()
+                await self._proc.wait()
+
+
+async def _viewer_process(base: str, consultation_id: str) -> None:
+    """The viewer process's own loop (see :class:`_ViewerProcess`)."""
+    viewer = _Viewer(base)
+    running = spawn(viewer.run(consultation_id), "viewer")
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        while not stop.is_set() and not running.done():
+            print(f"frames {viewer.frames()}", flush=True)
+            await asyncio.sleep(0.5)
+    finally:
+        await cancel_and_wait([running])
+
+
 @dataclass
 class Result:
     encoding: str
@@ -157,7 +213,7 @@ def _start_gateway(encoding: Encoding, base: str, consultation_id: str, pty: str
 
 
 async def _measure(
-    pid: int, viewers: list[_Viewer], seconds: float
+    pid: int, viewers: list[_ViewerProcess], seconds: float
 ) -> tuple[list[float], list[float]]:
     shares = []
     frames0 = [v.frames() for v in viewers]
@@ -171,7 +227,7 @@ async def _measure(
     return shares, fps
 
 
-async def run(seconds: float, counts: list[int], settle_s: float) -> list[Result]:
+async def run(seconds: float, counts: list[int], settle_s: float, decode: bool) -> list[Result]:
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = await _setup(Path(tmp))
@@ -195,26 +251,29 @@ async def run(seconds: float, counts: list[int], settle_s: float) -> list[Result
             await doctor.close()
             for encoding in ENCODINGS:
                 gateway = _start_gateway(encoding, base, row.id, link.path)
-                viewers: list[tuple[_Viewer, asyncio.Task[None]]] = []
+                viewers: list[_ViewerProcess] = []
                 try:
                     for count in counts:
                         while len(viewers) < count:
-                            viewer = _Viewer(base)
-                            task = spawn(viewer.run(row.id), f"viewer-{len(viewers)}")
-                            viewers.append((viewer, task))
-                        # Every viewer connected (the gateway's process takes a while to
-                        # start on a loaded machine), then the encoders warmed up.
+                            viewers.append(_ViewerProcess(base, row.id, decode))
+                            await viewers[-1].start()
+                        # Every viewer connected (the processes take a while to start on a
+                        # loaded machine), then the encoders warmed up.
                         async with asyncio.timeout(START_TIMEOUT_S):
-                            while not all(v.frames() > 0 for v, _ in viewers):
+                            while not all(v.frames() > 0 for v in viewers):
                                 await asyncio.sleep(0.2)
                         await asyncio.sleep(settle_s)
-                        cpu, fps = await _measure(gateway.pid, [v for v, _ in viewers], seconds)
+                        cpu, fps = await _measure(gateway.pid, viewers, seconds)
                         results.append(Result(encoding, count, cpu, fps))
                         _print_row(results[-1])
                 finally:
-                    await cancel_and_wait([t for _, t in viewers])
+                    for viewer in viewers:
+                        await viewer.stop()
                     gateway.send_signal(signal.SIGTERM)
-                    await asyncio.to_thread(gateway.wait, 30)
+                    try:
+                        await asyncio.to_thread(gateway.wait, 30)
+                    except subprocess.TimeoutExpired:
+                        gateway.kill()
         finally:
             await cancel_and_wait([simulator])
             server.should_exit = True
@@ -233,15 +292,28 @@ def _print_row(result: Result) -> None:
     )
 
 
+def _per_frame_ms(result: Result) -> float:
+    """Gateway CPU per frame delivered (to any viewer): what a frame costs, whether or not
+    the machine had the CPU to deliver them all."""
+    return 1000 * statistics.median(result.cpu) / max(1e-9, sum(result.fps))
+
+
 def _summary(results: list[Result]) -> None:
-    print("\nshared vs per-viewer, same run (CPU median; fps: the slowest viewer's)")
+    print(
+        "\nshared vs per-viewer, same run: CPU median, CPU per frame delivered, and the"
+        " slowest viewer's fps"
+    )
     by = {(r.encoding, r.viewers): r for r in results}
     for count in sorted({r.viewers for r in results}):
         old, new = by.get(("per-viewer", count)), by.get(("shared", count))
         if old is None or new is None:
             continue
         ratio = statistics.median(new.cpu) / max(1e-9, statistics.median(old.cpu))
-        print(f"{count} viewer(s): CPU x{ratio:.2f}; fps {min(old.fps):.1f} -> {min(new.fps):.1f}")
+        was, now = _per_frame_ms(old), _per_frame_ms(new)
+        print(
+            f"{count} viewer(s): CPU x{ratio:.2f}; {was:.1f} -> {now:.1f} ms a frame"
+            f" (x{now / was:.2f}); fps {min(old.fps):.1f} -> {min(new.fps):.1f}"
+        )
 
 
 async def _gateway(encoding: Encoding, base: str, consultation_id: str, pty: str) -> None:
@@ -279,19 +351,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--viewers", default="1,2,4,8", help="viewer counts, in order")
     parser.add_argument("--decode", action="store_true", help="the viewers decode too")
     parser.add_argument("--gateway", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--viewer", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if os.environ.get("BENCH_VERBOSE") else logging.WARNING)
+    logging.basicConfig(level=logging.WARNING)
     if args.gateway:
         encoding, base, consultation_id, pty = args.gateway
         asyncio.run(_gateway(encoding, base, consultation_id, pty))
         return 0
-    if not args.decode:
-        receiver: Any = aiortc.rtcrtpreceiver
-        receiver.get_decoder = lambda codec: _CountingDecoder()
+    if args.viewer:
+        if not args.decode:
+            receiver: Any = aiortc.rtcrtpreceiver
+            receiver.get_decoder = lambda codec: _CountingDecoder()
+        asyncio.run(_viewer_process(*args.viewer))
+        return 0
     counts = [int(n) for n in args.viewers.split(",")]
     print(f"gateway CPU (one core = 100 %) and fps delivered, {WIDTH}x{HEIGHT} at {FPS} fps")
     print(f"{'encoding':11} {'viewers':>7} {'CPU med':>9} {'p90':>8} {'fps min':>8} {'median':>8}")
-    results = asyncio.run(run(args.seconds, counts, args.settle))
+    results = asyncio.run(run(args.seconds, counts, args.settle, args.decode))
     _summary(results)
     return 0
 
