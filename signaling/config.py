@@ -126,6 +126,9 @@ class ServerOptions(BaseModel):
     #: them counts as coming from the address it names (login limits, sockets per address,
     #: the audit). Empty: the headers are ignored and the peer's own address counts.
     trusted_proxies: tuple[str, ...] = ()
+    #: With a shared hub (``hub_url``): a server process unheard in Redis for this long is
+    #: taken for dead, and its peers are reported gone (``peer-left``, ``server-lost``).
+    hub_liveness_s: float = Field(default=10.0, ge=0.5, le=300)
     #: Shortest password a clinician account may be given.
     password_min_length: int = Field(default=12, ge=8)
     #: The largest DICOM upload (one STOW-RS request: a multi-frame ultrasound or a CT

@@ -29,6 +29,7 @@ from signaling.server import (
 from signaling.server.activity import ActivityRecorder
 from signaling.server.headers import SecurityHeaders
 from signaling.server.hub import Hub
+from signaling.server.hub_redis import RedisHub
 from signaling.server.retention import ImagingRetention, Retention
 from signaling.server.services import Services
 from signaling.server.ws import TransportAbort, websocket_endpoint
@@ -53,10 +54,17 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(config.database_url)
         try:
-            if config.auto_migrate:
-                await db.migrate()
-            await sync_sites(db, config.sites)
-            hub = Hub()
+            async with db.exclusive():  # servers starting together, one at a time
+                if config.auto_migrate:
+                    await db.migrate()
+                await sync_sites(db, config.sites)
+            # In memory (one process), or shared with other processes through Redis.
+            hub = (
+                Hub()
+                if config.hub_url is None
+                else RedisHub(config.hub_url, db, liveness_s=config.hub_liveness_s)
+            )
+            await hub.start()
             activity = ActivityRecorder(db, config.activity_flush_s)
             services = app.state.services = Services(
                 config=config,
@@ -92,6 +100,7 @@ def create_app(
                 await services.stop()
                 await retention.stop()
                 await activity.stop()
+                await hub.stop()
         finally:
             await db.close()
 

@@ -1,7 +1,12 @@
 """Live consultation rooms: who is online where, and delivery of messages between them.
 
-The hub is in-memory and owned by one server process; the database keeps what must survive
-a restart (consultations, members, chat). Each connection has a bounded outbound queue drained
+This hub is in-memory and owned by one server process (the embedded default);
+:class:`signaling.server.hub_redis.RedisHub` (setting ``hub_url``) keeps the same local
+connections and shares rooms, presence and the socket caps with other processes through
+Redis. The database keeps what must survive a restart (consultations, members, chat).
+The WebSocket handler uses the ``async`` methods (:meth:`Hub.open_socket`,
+:meth:`Hub.admit`, :meth:`Hub.join_room`), which a shared hub must await; here they are the
+synchronous ones. Each connection has a bounded outbound queue drained
 by its own writer task, so a slow client never delays the others: when its queue is full it is
 closed (1013, try again later) instead of buffering without limit; a client that has
 stopped reading altogether cannot take even the close frame, and is cut off
@@ -21,11 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from signaling.auth import Principal
+from signaling.errors import SignalingException
 from signaling.schema import (
     CloseCode,
     ConsultationInfo,
@@ -42,6 +50,35 @@ from signaling.schema import (
 
 log = logging.getLogger(__name__)
 _ENDED_REMEMBERED = 4096
+
+
+class HubUnavailable(SignalingException):
+    """The shared hub cannot reach its store (Redis): the socket is closed with 1013 (try
+    again later); its client reconnects, perhaps to another process."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The outcome of :meth:`Hub.open_socket`: ``refused`` 0 when the socket was counted
+    (pass this to :meth:`Hub.close_socket` when it closes), else how many sockets from that
+    address have been refused since one of its sockets last closed."""
+
+    refused: int
+    #: What the hub needs to uncount the socket (a shared hub: the process that counted it).
+    token: str = ""
+
+
+class Member(Protocol):
+    """Someone in a room a message can be given to: a local :class:`Connection`, or (with a
+    shared hub) a peer on another process, or the room's members on other processes."""
+
+    @property
+    def peer_id(self) -> str: ...
+
+    @property
+    def kind(self) -> PrincipalKind: ...
+
+    def send_text(self, text: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -85,6 +122,10 @@ class Connection:
             site=p.site,
             instance=self.instance,
         )
+
+    @property
+    def kind(self) -> PrincipalKind:
+        return self.principal.kind
 
     def send(self, message: Message) -> None:
         self.send_text(encode(message))
@@ -150,6 +191,50 @@ class Hub:
         self._per_address: dict[str, int] = {}
         self._per_account: dict[tuple[PrincipalKind, int], int] = {}
         self._refused_from: dict[str, int] = {}
+
+    # -- what the WebSocket handler calls; a shared hub overrides these ------------------------
+
+    def new_peer_id(self) -> str:
+        """A peer id for a new connection, unique among every process of the hub."""
+        return f"p-{secrets.token_hex(6)}"
+
+    async def start(self) -> None:
+        """Start what the hub owns (nothing here); :meth:`stop` must follow."""
+
+    async def stop(self) -> None:
+        """Stop what :meth:`start` started."""
+
+    @property
+    def backlogged(self) -> bool:
+        """True when the hub's link to other processes is behind: a reader awaits
+        :meth:`drained` before relaying more (backpressure). Never, in memory."""
+        return False
+
+    async def drained(self) -> None:
+        """Return once :attr:`backlogged` is False."""
+
+    async def open_socket(self, host: str, limit: int) -> Admission:
+        """:meth:`open_from`, counted wherever the hub counts."""
+        return Admission(self.open_from(host, limit))
+
+    def close_socket(self, host: str, admission: Admission) -> int:
+        """:meth:`closed_from` for a socket :meth:`open_socket` admitted."""
+        return self.closed_from(host)
+
+    async def admit(self, conn: Connection, per_account: int | None = None) -> bool:
+        """:meth:`register`, the account's sockets counted wherever the hub counts."""
+        return self.register(conn, per_account)
+
+    async def join_room(self, conn: Connection, info: ConsultationInfo) -> list[Peer] | None:
+        """:meth:`join`, with the room's members wherever the hub keeps them."""
+        return self.join(conn, info)
+
+    def to_room(self, consultation_id: str, text: str) -> None:
+        """Give ``text`` to everyone in the consultation's room now."""
+        for member in self.in_room(consultation_id):
+            member.send_text(text)
+
+    # -- the synchronous core ----------------------------------------------------------------
 
     def open_from(self, host: str, limit: int) -> int:
         """Count a new socket from ``host`` (before its ``hello``) unless ``limit`` are open
@@ -243,25 +328,25 @@ class Hub:
         if not room.connections:
             del self._rooms[cid]
 
-    def peer_in_room(self, conn: Connection, peer_id: str) -> Connection | None:
+    def peer_in_room(self, conn: Connection, peer_id: str) -> Member | None:
         """The connection ``peer_id`` when it is in the same room as ``conn``; else None."""
         if conn.consultation_id is None or peer_id == conn.peer_id:
             return None
         room = self._rooms.get(conn.consultation_id)
         return room.connections.get(peer_id) if room else None
 
-    def others(self, conn: Connection) -> list[Connection]:
+    def others(self, conn: Connection) -> Sequence[Member]:
         if conn.consultation_id is None:
             return []
         room = self._rooms[conn.consultation_id]
         return [c for pid, c in room.connections.items() if pid != conn.peer_id]
 
-    def everyone(self, conn: Connection) -> list[Connection]:
+    def everyone(self, conn: Connection) -> Sequence[Member]:
         if conn.consultation_id is None:
             return []
         return list(self._rooms[conn.consultation_id].connections.values())
 
-    def in_room(self, consultation_id: str) -> list[Connection]:
+    def in_room(self, consultation_id: str) -> Sequence[Member]:
         """The connections in the consultation's room now (none when it has no room)."""
         room = self._rooms.get(consultation_id)
         return list(room.connections.values()) if room else []
@@ -270,11 +355,14 @@ class Hub:
         self,
         sites: frozenset[str],
         render: Callable[[Principal], ConsultationSummary | None],
+        consultation_id: str | None = None,
     ) -> int:
         """Send a ``consultation`` message to every connection of ``sites`` (clinicians and
         gateways: a gateway follows its site's consultations by these, not by polling), in a
         room or not, each with ``render(principal)``: the consultation as that principal sees
-        it, or None for one who may not see it. Returns how many connections were told."""
+        it, or None for one who may not see it. Returns how many connections were told here.
+        ``consultation_id``: which consultation (a shared hub has other processes render it
+        for their own connections)."""
         told = 0
         for conn in list(self._connections.values()):
             principal = conn.principal
@@ -305,12 +393,15 @@ class Hub:
                 conn.ended_consultation_id = info.id
             del self._rooms[info.id]
 
-    def end_session(self, session_id: str) -> None:
-        """Close every socket opened with a token of this (now ended) session."""
+    def end_session(self, session_id: str, *, everywhere: bool = True) -> None:
+        """Close every socket opened with a token of this (now ended) session; a shared hub
+        tells its other processes too unless ``everywhere`` is False (each process's session
+        watch finds the session in the database itself)."""
         for conn in self._connections.values():
             if conn.principal.session_id == session_id:
                 conn.request_close(CloseCode.SESSION_EXPIRED, "session ended")
 
     def close_all(self, code: CloseCode, reason: str) -> None:
+        """Close this process's sockets (it is shutting down); other processes keep theirs."""
         for conn in self._connections.values():
             conn.request_close(code, reason)

@@ -162,7 +162,7 @@ class Services:
         def render(principal: Principal) -> ConsultationSummary | None:
             return store.describe(principal, row) if store.may_view(principal, row) else None
 
-        self.hub.publish(frozenset({row.requesting_site, row.consulting_site}), render)
+        self.hub.publish(frozenset({row.requesting_site, row.consulting_site}), render, row.id)
 
     async def record(
         self,

@@ -73,7 +73,7 @@ class SessionWatcher:
             if ended_at is None or session_id in self._seen:
                 continue
             self._seen[session_id] = ended_at
-            self._hub.end_session(session_id)
+            self._hub.end_session(session_id, everywhere=False)
             ended.append(session_id)
         self._since = started - _OVERLAP
         self._seen = {sid: at for sid, at in self._seen.items() if at >= self._since}

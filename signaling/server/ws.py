@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from datetime import UTC, datetime, timedelta
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -66,7 +65,7 @@ from signaling.schema import (
     encode,
     parse_client_message,
 )
-from signaling.server.hub import CloseRequest, Connection
+from signaling.server.hub import CloseRequest, Connection, HubUnavailable
 from signaling.server.services import Services, services_of, source_addr
 from signaling.storage import consultations as store
 from signaling.storage import record
@@ -218,7 +217,12 @@ class WsSession:
     async def run(self) -> None:
         await self.ws.accept()
         host = self.ws.client.host if self.ws.client else "unknown"
-        refused = self.svc.hub.open_from(host, self.svc.config.ws_max_per_address)
+        try:
+            admission = await self.svc.hub.open_socket(host, self.svc.config.ws_max_per_address)
+        except HubUnavailable:
+            await self.ws.close(CloseCode.TRY_AGAIN_LATER, "the server cannot take sockets now")
+            return
+        refused = admission.refused
         if refused:
             limit = self.svc.config.ws_max_per_address
             await self.ws.close(
@@ -237,7 +241,7 @@ class WsSession:
             await self._run()
         finally:
             await self._audit_faults()
-            refused = self.svc.hub.closed_from(host)
+            refused = self.svc.hub.close_socket(host, admission)
             if refused > REFUSALS_AUDITED:
                 # The refusals past the first few, in one row: a flood of attempts cannot
                 # flood the audit chain.
@@ -260,6 +264,14 @@ class WsSession:
             await self._serve()
         except _Closing:
             reason = "closed"
+        except HubUnavailable:
+            # The shared hub lost its store: this socket cannot be served correctly here.
+            reason = "closed"
+            why = "the server's hub is unavailable"
+            if self.conn is not None:
+                self.conn.request_close(CloseCode.TRY_AGAIN_LATER, why)
+            else:
+                await self.ws.close(CloseCode.TRY_AGAIN_LATER, why)
         except WebSocketDisconnect:
             pass
         finally:
@@ -390,10 +402,10 @@ class WsSession:
                 CloseCode.SESSION_EXPIRED if expired else CloseCode.UNAUTHORIZED, str(exc)
             )
             return False
-        peer_id = f"p-{secrets.token_hex(6)}"
+        peer_id = self.svc.hub.new_peer_id()
         conn = Connection(peer_id, principal, self.addr, self.svc.config.ws_send_queue)
         limit = self.svc.config.ws_max_per_account
-        if not self.svc.hub.register(conn, limit):
+        if not await self.svc.hub.admit(conn, limit):
             why = f"too many connections for this account ({limit})"
             await self.svc.record(
                 "ws.connect",
@@ -461,7 +473,12 @@ class WsSession:
     async def _serve(self) -> None:
         conn = self.conn
         assert conn is not None
+        hub = self.svc.hub
         while True:
+            if hub.backlogged:
+                # A shared hub's link to the other processes is behind: this reader waits
+                # (backpressure on this client) rather than queue without bound.
+                await hub.drained()
             try:
                 message = await self._receive(self._idle_remaining(conn.principal))
             except TimeoutError:
@@ -528,7 +545,7 @@ class WsSession:
         if info.state in FINAL_STATES:
             raise ProtocolError(ErrorCode.NOT_ACTIVE, f"consultation is {info.state}", "join")
         await store.record_member(self.svc.db, cid, conn.principal)
-        peers = self.svc.hub.join(conn, info)
+        peers = await self.svc.hub.join_room(conn, info)
         if peers is None:
             raise ProtocolError(ErrorCode.NOT_ACTIVE, "the consultation has ended", "join")
         # The room may change while the database answers: what happens meanwhile is held
@@ -602,9 +619,7 @@ class WsSession:
             )
             raise ProtocolError(ErrorCode.NOT_ACTIVE, str(exc), "chat") from None
         # The room as it is now: conn may have left while the database wrote.
-        outgoing = encode(stored)
-        for member in self.svc.hub.in_room(cid):
-            member.send_text(outgoing)
+        self.svc.hub.to_room(cid, encode(stored))
         await self.svc.record(
             "chat.send",
             conn.principal,
@@ -639,9 +654,7 @@ class WsSession:
                     ErrorCode.NOT_PERMITTED,
                     "only a doctor of the consulting site changes alarm limits",
                 )
-        gateways = [
-            c for c in self.svc.hub.others(conn) if c.principal.kind is PrincipalKind.GATEWAY
-        ]
+        gateways = [c for c in self.svc.hub.others(conn) if c.kind is PrincipalKind.GATEWAY]
         if refusal is None and not gateways:
             refusal = (ErrorCode.UNKNOWN_PEER, "no bedside gateway is in this consultation")
         if refusal is not None:
@@ -665,7 +678,7 @@ class WsSession:
             )
         outgoing = encode(message.model_copy(update={"sender": conn.peer_id}))
         for other in self.svc.hub.others(conn):
-            if other.principal.kind is PrincipalKind.USER:
+            if other.kind is PrincipalKind.USER:
                 other.send_text(outgoing)
 
 

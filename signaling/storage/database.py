@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -88,6 +90,25 @@ class Database:
         """A session in a transaction: committed on success, rolled back on an exception."""
         async with self._queue, self._sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold the start-up lock of this database among the processes of this machine: a
+        lock on a file beside an SQLite database (``<file>.lock``), so that servers started
+        together (``telemed serve --workers N``, or two instances behind a proxy) migrate and
+        sync the sites one after the other, not into each other. Other dialects: no lock
+        (run ``telemed db upgrade`` before starting several servers on PostgreSQL)."""
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        if not path or path == ":memory:":
+            yield
+            return
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # flock blocks: a thread waits for it. Closing the file releases it.
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     async def migrate(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` (idempotent)."""
