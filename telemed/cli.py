@@ -56,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
         "manager or a test binds the port once and hands it over)",
     )
     sub.choices["serve"].add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N server processes on the one port (they share rooms through the Redis of "
+        "the hub_url setting, required when N > 1, and the database)",
+    )
+    sub.choices["serve"].add_argument(
         "--tls-cert",
         type=Path,
         metavar="FILE",
@@ -217,7 +225,17 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             from telemed import serve
 
             try:
-                if args.command == "serve":
+                if args.command == "serve" and args.workers > 1:
+                    serve.serve_workers(
+                        settings,
+                        args.host,
+                        args.port,
+                        args.workers,
+                        serve.worker_args(args.config, args.verbose, args.log_level, args),
+                        fd=args.fd,
+                        https=tls is not None,
+                    )
+                elif args.command == "serve":
                     serve.serve(settings, args.host, args.port, fd=args.fd, tls=tls)
                 else:
                     from telemed import demo

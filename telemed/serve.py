@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import signal
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import uvicorn
 from fastapi import FastAPI
 
 from clinic_ui import STATIC_DIR
 from media.imaging.render import render_frame
+from runtime.tasks import cancel_and_wait
 from signaling.auth import SecretHasher
 from signaling.config import ServerConfig
 from signaling.errors import AccountError
@@ -20,7 +26,20 @@ from signaling.schema import Role
 from signaling.server.app import create_app
 from signaling.storage import accounts
 from signaling.storage.database import Database
-from telemed.settings import Settings
+from telemed.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+#: A worker that ended on its own is started again after this long (it would else spin).
+WORKER_RESTART_S = 1.0
+#: Seconds a worker has to stop after SIGTERM before it is killed.
+WORKER_STOP_S = 15.0
+
+
+class TlsFiles(Protocol):
+    """``serve``'s TLS flags (the parsed command line)."""
+
+    tls_cert: Path | None
+    tls_key: Path | None
 
 
 class ServerStartError(RuntimeError):
@@ -171,6 +190,120 @@ async def _serve_until_stopped(
     url = base_url(host, bound, https=tls is not None)
     print(f"telemed: serving on {url} (Ctrl-C stops)", flush=True)
     await task  # until a signal: uvicorn stops serving, then re-raises it
+
+
+def worker_args(
+    config_file: Path | None, verbose: int, log_level: str | None, tls: TlsFiles
+) -> list[str]:
+    """The command-line options ``serve --workers`` gives each worker (the rest of the
+    settings reach it through the same environment and settings file)."""
+    args = ["--config", str(config_file)] if config_file else []
+    args += ["-v"] * verbose
+    args += ["--log-level", log_level] if log_level else []
+    args.append("serve")
+    args += ["--tls-cert", str(tls.tls_cert)] if tls.tls_cert else []
+    args += ["--tls-key", str(tls.tls_key)] if tls.tls_key else []
+    return args
+
+
+def serve_workers(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    args: list[str],
+    *,
+    fd: int | None = None,
+    https: bool = False,
+) -> None:
+    """``telemed serve --workers N``: N server processes on one listening socket, bound here
+    once (or inherited as ``fd``) and handed to each (``telemed serve --fd``; the kernel
+    spreads the connections among them). They share the database and, through the Redis of
+    ``hub_url`` (required: raises :class:`SettingsError` without it), the rooms. The
+    database is migrated here first. A worker that ends on its own is started again; a
+    signal stops them all. ``args``: :func:`worker_args`."""
+    if settings.hub_url is None:
+        raise SettingsError(
+            f"--workers {workers} needs hub_url (a Redis the workers share rooms through, "
+            'e.g. hub_url = "redis://127.0.0.1:6379/0" or TELEMED_HUB_URL)'
+        )
+    host = host or settings.host
+    if fd is None:
+        try:
+            sock = listening_socket(host, settings.port if port is None else port)
+        except OSError as exc:
+            raise ServerStartError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    else:
+        sock = socket.socket(fileno=fd)
+    with sock:
+        sock.listen(2048)
+        settings.resolved_secret_key()  # written once, here, before the workers read it
+        asyncio.run(_prepare_database(settings.server_config()))
+        url = base_url(host, int(sock.getsockname()[1]), https=https)
+        print(f"telemed: serving on {url} with {workers} workers (Ctrl-C stops)", flush=True)
+        asyncio.run(_run_workers(workers, [*args, "--fd", str(sock.fileno())], sock.fileno()))
+
+
+async def _prepare_database(config: ServerConfig) -> None:
+    db = Database(config.database_url)
+    try:
+        async with db.exclusive():
+            if config.auto_migrate:
+                await db.migrate()
+            await accounts.sync_sites(db, config.sites)
+    finally:
+        await db.close()
+
+
+async def _run_workers(count: int, args: list[str], fd: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with asyncio.TaskGroup() as group:
+            for index in range(count):
+                group.create_task(_worker(index, args, fd, stop), name=f"worker-{index}")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _worker(index: int, args: list[str], fd: int, stop: asyncio.Event) -> None:
+    """Run worker ``index`` until ``stop``; again when it ends on its own."""
+    while not stop.is_set():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "telemed",
+            *args,
+            pass_fds=(fd,),
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        ended = asyncio.ensure_future(proc.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([ended, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait([stopping])
+            if not ended.done():
+                proc.terminate()
+                try:
+                    async with asyncio.timeout(WORKER_STOP_S):
+                        await asyncio.shield(ended)
+                except TimeoutError:
+                    proc.kill()
+                await ended
+        if not stop.is_set():
+            log.error(
+                "worker %d (pid %d) ended with status %s; starting it again",
+                index,
+                proc.pid,
+                proc.returncode,
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WORKER_RESTART_S):
+                    await stop.wait()
 
 
 @dataclass(frozen=True)
