@@ -56,6 +56,7 @@ def _hub(server: LiveServer) -> RedisHub:
     return hub
 
 
+@pytest.mark.cpu
 async def test_a_consultation_across_two_processes(tmp_path: Path) -> None:
     async with two_servers(tmp_path) as (one, two):
         tokens = await _tokens(one)
@@ -118,6 +119,7 @@ def process_differs(a: str, b: str) -> bool:
     return a.split("-")[1] != b.split("-")[1]
 
 
+@pytest.mark.cpu
 async def test_socket_caps_hold_across_processes(tmp_path: Path) -> None:
     async with two_servers(tmp_path, ws_max_per_account=2, ws_max_per_address=3) as (one, two):
         tokens = await _tokens(one)

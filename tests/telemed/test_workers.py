@@ -29,6 +29,7 @@ from tests.redis_server import redis_server
 from tests.signaling.sockets import recv
 
 
+@pytest.mark.cpu
 def test_workers_need_a_shared_hub(tmp_path: Path) -> None:
     done = run_telemed("serve", "--workers", "2", "--port", "0", data_dir=tmp_path)
     assert done.returncode == 2, done.stderr
