@@ -185,3 +185,24 @@ async def test_a_lost_process_peers_are_reported_left(tmp_path: Path) -> None:
         assert room is not None and set(room.members) == {tw_welcome["peer_id"]}
         for ws in (tw, dk):
             await ws.close()
+
+
+@pytest.mark.cpu
+async def test_a_process_that_stops_reports_its_peers_gone_at_once(tmp_path: Path) -> None:
+    """A server that shuts down (SIGTERM) forgets its peers in Redis as it goes: the other
+    process's clients see them leave without waiting out the liveness (five minutes here)."""
+    async with redis_server(tmp_path / "redis") as redis:
+        config = make_config(tmp_path, hub_url=redis.url, hub_liveness_s=300)
+        async with run_server(config) as one:
+            tokens = await _tokens(one)
+            cid = await request_consultation(one, tokens["tw"], "koriyama")
+            await act(one, tokens["dk"], cid, "accept")
+            tw, _ = await connect(one, tokens["tw"])
+            await join(tw, cid)
+            async with run_server(config) as two:
+                dk, dk_welcome = await connect(two, tokens["dk"])
+                await join(dk, cid)
+                await _next(tw, "peer-joined")
+            left = await _next(tw, "peer-left")
+            assert left["peer_id"] == dk_welcome["peer_id"]
+            await tw.close()
