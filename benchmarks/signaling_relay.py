@@ -222,7 +222,12 @@ class Target:
         raise NotImplementedError
 
     async def close(self) -> None:
-        await asyncio.gather(*(ws.close() for ws in self._sockets), return_exceptions=True)
+        async def close(ws: ClientConnection) -> None:
+            await ws.close()
+
+        # A few at a time: each closing socket is audited, and the telemed processes share
+        # one SQLite file.
+        await _bounded([partial(close, ws) for ws in self._sockets], SETUP_CONCURRENCY)
         self._sockets.clear()
         self.pairs.clear()
 
