@@ -227,7 +227,13 @@ async def _measure(
     return shares, fps
 
 
-async def run(seconds: float, counts: list[int], settle_s: float, decode: bool) -> list[Result]:
+async def run(
+    seconds: float,
+    counts: list[int],
+    settle_s: float,
+    decode: bool,
+    encodings: tuple[Encoding, ...] = ENCODINGS,
+) -> list[Result]:
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = await _setup(Path(tmp))
@@ -249,7 +255,7 @@ async def run(seconds: float, counts: list[int], settle_s: float, decode: bool) 
             doctor = SignalingClient(base, UserCredentials("dk", PASSWORD))
             await doctor.consultation_action(row.id, ConsultationAction.ACCEPT)
             await doctor.close()
-            for encoding in ENCODINGS:
+            for encoding in encodings:
                 gateway = _start_gateway(encoding, base, row.id, link.path)
                 viewers: list[_ViewerProcess] = []
                 try:
@@ -350,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="after adding viewers")
     parser.add_argument("--viewers", default="1,2,4,8", help="viewer counts, in order")
     parser.add_argument("--decode", action="store_true", help="the viewers decode too")
+    parser.add_argument(
+        "--encodings", default=",".join(ENCODINGS), help="per-viewer and/or shared, in order"
+    )
     parser.add_argument("--gateway", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--viewer", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -367,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(n) for n in args.viewers.split(",")]
     print(f"gateway CPU (one core = 100 %) and fps delivered, {WIDTH}x{HEIGHT} at {FPS} fps")
     print(f"{'encoding':11} {'viewers':>7} {'CPU med':>9} {'p90':>8} {'fps min':>8} {'median':>8}")
-    results = asyncio.run(run(args.seconds, counts, args.settle, args.decode))
+    encodings = tuple(e for e in ENCODINGS if e in args.encodings.split(","))
+    results = asyncio.run(run(args.seconds, counts, args.settle, args.decode, encodings))
     _summary(results)
     return 0
 
