@@ -50,6 +50,11 @@ async def _next(ws: ClientConnection, kind: str) -> dict[str, Any]:
             return message
 
 
+async def _state(ws: ClientConnection, state: str) -> None:
+    while (await _next(ws, "consultation"))["consultation"]["state"] != state:
+        pass
+
+
 def _hub(server: LiveServer) -> RedisHub:
     hub = server.services.hub
     assert isinstance(hub, RedisHub)
@@ -60,17 +65,22 @@ def _hub(server: LiveServer) -> RedisHub:
 async def test_a_consultation_across_two_processes(tmp_path: Path) -> None:
     async with two_servers(tmp_path) as (one, two):
         tokens = await _tokens(one)
-        cid = await request_consultation(one, tokens["tw"], "koriyama")
-        # A doctor of Koriyama in the lobby of the other process hears of the request.
+        # A doctor of Koriyama in the lobby of the other process hears of the request and
+        # of its acceptance (rendered there from the database: when the process reads the
+        # row after the acceptance, both messages say active).
         dk, _ = await connect(two, tokens["dk"])
         tw, tw_welcome = await connect(one, tokens["tw"])
+        cid = await request_consultation(one, tokens["tw"], "koriyama")
+        assert (await _next(dk, "consultation"))["consultation"]["id"] == cid
         await act(one, tokens["dk"], cid, "accept")
-        assert (await _next(dk, "consultation"))["consultation"]["state"] == "active"
-        assert (await _next(tw, "consultation"))["consultation"]["state"] == "active"
+        await _state(dk, "active")
+        await _state(tw, "active")
 
-        joined_tw = await join(tw, cid)
+        await tw.send(json.dumps({"type": "join", "consultation_id": cid}))
+        joined_tw = await _next(tw, "joined")
         assert [p["peer_id"] for p in joined_tw["peers"]] == [tw_welcome["peer_id"]]
-        joined_dk = await join(dk, cid)
+        await dk.send(json.dumps({"type": "join", "consultation_id": cid}))
+        joined_dk = await _next(dk, "joined")
         peer_ids = {p["peer_id"] for p in joined_dk["peers"]}
         dk_id = next(p for p in peer_ids if p != tw_welcome["peer_id"])
         assert tw_welcome["peer_id"] in peer_ids and len(peer_ids) == 2
