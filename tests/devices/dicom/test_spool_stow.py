@@ -110,7 +110,8 @@ async def test_an_instance_spooled_while_the_forwarder_looks_is_sent_without_the
     spool.forwarder = forwarder
     task = asyncio.create_task(forwarder.run())
     try:
-        assert await asyncio.wait_for(sent.get(), 10) == "c-1"
+        async with asyncio.timeout(10):
+            assert await sent.get() == "c-1"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
