@@ -624,9 +624,13 @@ class RedisHub(Hub):
                 self._key("rooms:", self.process_id),
             )
             peer = conn.peer.model_dump_json()
+            # The same client (account and tab) in the room under an older peer id (its
+            # socket was on a process that died, or has not timed out yet) is replaced: its
+            # peer-left goes out before this join's peer-joined.
+            who = (str(conn.principal.kind), str(conn.principal.id), conn.instance or "")
             answer = await self._call(
                 lambda p: p.evalsha(
-                    self._shas["join"], 4, *keys, conn.peer_id, peer, _ROOM + cid, cid
+                    self._shas["join"], 4, *keys, conn.peer_id, peer, _ROOM + cid, cid, *who
                 )
             )
             if answer is None or room.places.get(conn.peer_id) is not place:

@@ -3,7 +3,9 @@ as one atomic step. Keys and channels start with the prefix the hub passes (``te
 event formats: ``j<seq>\\n<peer JSON>`` (joined), ``l<seq>\\n<peer id>\\n<reason>`` (left).
 
 - ``join`` (members, seq, ended, rooms of the process; peer id, peer JSON, room channel,
-  consultation id): nil when the consultation has ended, else ``{seq, HGETALL members}``.
+  consultation id, kind, principal id, instance): nil when the consultation has ended, else
+  ``{seq, HGETALL members}``. A member of the same kind, principal and (non-empty)
+  instance under another peer id, the same client come back, leaves first (``replaced``).
 - ``leave`` (members, seq, rooms of the process; peer id, channel, reason, consultation id,
   ``1`` when the process has no member left there): the event's number, or 0 when the peer
   was not there.
@@ -18,6 +20,19 @@ event formats: ``j<seq>\\n<peer JSON>`` (joined), ``l<seq>\\n<peer id>\\n<reason
 
 _JOIN = """
 if redis.call('EXISTS', KEYS[3]) == 1 then return false end
+if ARGV[7] ~= '' then
+  for _, entry in ipairs(redis.call('HGETALL', KEYS[1])) do
+    if string.sub(entry, 1, 1) == '{' then
+      local other = cjson.decode(entry)
+      if other.instance == ARGV[7] and other.kind == ARGV[5]
+          and tostring(other.principal_id) == ARGV[6] and other.peer_id ~= ARGV[1] then
+        redis.call('HDEL', KEYS[1], other.peer_id)
+        local gone = redis.call('INCR', KEYS[2])
+        redis.call('PUBLISH', ARGV[3], 'l' .. gone .. '\\n' .. other.peer_id .. '\\nreplaced')
+      end
+    end
+  end
+end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[4])

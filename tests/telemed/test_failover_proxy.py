@@ -458,12 +458,6 @@ async def test_a_killed_process_s_client_comes_back_through_the_other(cluster: C
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shared hub lets a client that moved re-join before its dead process is taken "
-    "for dead (hub_liveness_s): its joined lists its own former peer id, and the others see "
-    "peer-joined before peer-left; a join by an instance already in the room should replace it",
-)
 async def test_the_moved_peer_leaves_before_it_comes_back(cluster: Cluster) -> None:
     """As when one process notices a socket closed: the moved client is told of the other
     member only, not of its own former self, and the other sees it leave, then return."""
