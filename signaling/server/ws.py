@@ -64,6 +64,7 @@ from signaling.schema import (
     Welcome,
     encode,
     parse_client_message,
+    relay_text,
 )
 from signaling.server.hub import CloseRequest, Connection, HubUnavailable
 from signaling.server.services import Services, services_of, source_addr
@@ -89,6 +90,10 @@ FAULTS_AUDITED = 5
 _AUDITED_BY_ACTION = frozenset({ErrorCode.NOT_FOUND, ErrorCode.NOT_MEMBER, ErrorCode.NOT_PERMITTED})
 #: Where :class:`TransportAbort` leaves the function that cuts a connection off.
 ABORT_SCOPE_KEY = "telemed.abort"
+#: A socket's activity is noted for its session at most this often (seconds), and at most a
+#: twentieth of the session's idle timeout: the timeout is minutes, the record is written
+#: every few seconds, and noting it cost a datetime on every relayed message.
+ACTIVITY_MARK_S = 1.0
 
 
 class TransportAbort:
@@ -128,6 +133,8 @@ class WsSession:
         self._clock = svc.clock
         self._bucket = TokenBucket(svc.config.ws_rate_per_s, svc.config.ws_burst, svc.clock)
         self._last_activity = self._clock.monotonic()
+        #: When activity was last noted for the session (see ACTIVITY_MARK_S).
+        self._activity_marked: float | None = None
         # Protocol faults audited so far, and those past FAULTS_AUDITED by code.
         self._faults_seen = 0
         self._faults_unaudited: dict[str, int] = {}
@@ -138,8 +145,9 @@ class WsSession:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    async def _receive(self, timeout: float | None) -> ClientMessage | None:
-        """The next valid client message; None when the client has gone.
+    async def _receive(self, timeout: float | None) -> tuple[ClientMessage, str | bytes] | None:
+        """The next valid client message and its text as received; None when the client
+        has gone.
 
         Raises ``TimeoutError`` and :class:`ProtocolError` (which the caller answers).
         """
@@ -157,7 +165,7 @@ class WsSession:
             )
         if not self._bucket.take():
             raise ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down")
-        return parse_client_message(data, self.svc.config.ws_max_json_depth)
+        return parse_client_message(data, self.svc.config.ws_max_json_depth), data
 
     async def _fault(self, exc: ProtocolError) -> None:
         """Answer a protocol fault, audit it (the first few one by one, the rest counted for
@@ -341,7 +349,7 @@ class WsSession:
         deadline = self._clock.monotonic() + self.svc.config.ws_hello_timeout_s
         while True:
             try:
-                message = await self._receive(max(0.0, deadline - self._clock.monotonic()))
+                received = await self._receive(max(0.0, deadline - self._clock.monotonic()))
             except TimeoutError:
                 await self._close(CloseCode.UNAUTHORIZED, "no hello in time")
                 await self.svc.record(
@@ -351,8 +359,9 @@ class WsSession:
             except ProtocolError as exc:
                 await self._fault(exc)
                 continue
-            if message is None:
+            if received is None:
                 return False
+            message = received[0]
             if not isinstance(message, Hello):
                 await self._send(
                     Error(
@@ -474,32 +483,38 @@ class WsSession:
         conn = self.conn
         assert conn is not None
         hub = self.svc.hub
+        idle = self.svc.idle_timeout(conn.principal)
+        mark_every = min(ACTIVITY_MARK_S, idle.total_seconds() / 20) if idle else ACTIVITY_MARK_S
         while True:
             if hub.backlogged:
                 # A shared hub's link to the other processes is behind: this reader waits
                 # (backpressure on this client) rather than queue without bound.
                 await hub.drained()
             try:
-                message = await self._receive(self._idle_remaining(conn.principal))
+                received = await self._receive(self._idle_remaining(conn.principal))
             except TimeoutError:
                 await self._check_session(conn.principal)
                 continue
             except ProtocolError as exc:
                 await self._fault(exc)
                 continue
-            if message is None:
+            if received is None:
                 return
+            message, text = received
             if not isinstance(message, Ping):
                 # Noted in memory now, written to the database in a batch later: the relay
                 # path never waits for the database.
-                self._last_activity = self._clock.monotonic()
-                self.svc.activity.mark(conn.principal.session_id, self._now())
+                self._last_activity = now = self._clock.monotonic()
+                marked = self._activity_marked
+                if marked is None or now - marked >= mark_every:
+                    self._activity_marked = now
+                    self.svc.activity.mark(conn.principal.session_id, self._now())
             try:
-                await self._handle(conn, message)
+                await self._handle(conn, message, text)
             except ProtocolError as exc:
                 await self._fault(exc)
 
-    async def _handle(self, conn: Connection, message: ClientMessage) -> None:
+    async def _handle(self, conn: Connection, message: ClientMessage, text: str | bytes) -> None:
         match message:
             case Ping(nonce=nonce):
                 conn.send(Pong(nonce=nonce))
@@ -510,7 +525,7 @@ class WsSession:
             case Leave():
                 await self._leave(conn, message)
             case Offer() | Answer() | Candidate():
-                self._relay(conn, message)
+                self._relay(conn, message, text)
             case Chat():
                 await self._chat(conn, message)
             case AlarmAck() | AlarmLimitsChange():
@@ -577,10 +592,14 @@ class WsSession:
             "consultation.leave", conn.principal, self.addr, consultation_id=leave.consultation_id
         )
 
-    def _relay(self, conn: Connection, message: Offer | Answer | Candidate) -> None:
-        """Forward to peers of the same active consultation only; ``from`` is ours to set."""
+    def _relay(
+        self, conn: Connection, message: Offer | Answer | Candidate, text: str | bytes
+    ) -> None:
+        """Forward to peers of the same active consultation only; ``from`` is ours to set.
+        What is forwarded is the client's validated text with ``from`` added, not the
+        message encoded anew (:func:`~signaling.schema.relay_text`)."""
         self._active_room(conn, message.type)
-        outgoing = encode(message.model_copy(update={"sender": conn.peer_id}))
+        outgoing = relay_text(text, message, conn.peer_id)
         if message.to is None:
             for other in self.svc.hub.others(conn):
                 other.send_text(outgoing)
