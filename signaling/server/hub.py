@@ -374,12 +374,17 @@ class Hub:
                 told += 1
         return told
 
+    def _ended_now(self, consultation_id: str) -> None:
+        """Remember that ``consultation_id`` reached a final state (the last few thousand),
+        so a join racing with its close does not recreate its room."""
+        self._ended[consultation_id] = None
+        while len(self._ended) > _ENDED_REMEMBERED:
+            self._ended.popitem(last=False)
+
     def state_changed(self, info: ConsultationInfo, final: bool) -> None:
         """A consultation was accepted/closed/cancelled: tell its room; a final state empties it."""
         if final:
-            self._ended[info.id] = None
-            while len(self._ended) > _ENDED_REMEMBERED:
-                self._ended.popitem(last=False)
+            self._ended_now(info.id)
         room = self._rooms.get(info.id)
         if room is None:
             return

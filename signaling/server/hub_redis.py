@@ -761,9 +761,7 @@ class RedisHub(Hub):
 
     def _state_here(self, info: ConsultationInfo, final: bool) -> None:
         if final:
-            self._ended[info.id] = None
-            while len(self._ended) > _ENDED_REMEMBERED:
-                self._ended.popitem(last=False)
+            self._ended_now(info.id)
         room = self._shared.get(info.id)
         if room is None:
             return
