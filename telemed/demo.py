@@ -13,6 +13,8 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvicorn
+
 from devices.simulation.patient import PatientParameters
 from media.video.processing import ProcessingSettings
 from runtime.tasks import cancel_and_wait, spawn
@@ -93,7 +95,7 @@ async def run_demo(settings: Settings, host: str, port: int, *, lan: bool = Fals
         access = LanAccess(certificate, urls)
     base = base_url(host, bound, https=lan)
     try:
-        await _run_bedside(settings, demo_settings, base, serving, access, ca_file)
+        await _run_bedside(settings, demo_settings, base, server, serving, access, ca_file)
     finally:
         server.should_exit = True
         await asyncio.wait([serving])
@@ -103,6 +105,7 @@ async def _run_bedside(
     settings: Settings,
     demo_settings: Settings,
     base: str,
+    server: uvicorn.Server,
     serving: asyncio.Task[None],
     access: LanAccess | None,
     ca_file: Path | None,
@@ -130,10 +133,20 @@ async def _run_bedside(
         )
         running = spawn(gateway.run(), "gateway")
         _banner(base, demo_settings, access)
+        stopping = spawn(_exit_requested(server), "demo-exit-watch")
         try:
-            await serving  # until ^C: uvicorn stops serving
+            # Until ^C. The bedside stops first, as soon as uvicorn is asked to: its sockets
+            # then close from its side and do not hold the server's shutdown open.
+            await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await cancel_and_wait([running], SignalingError)
+            await cancel_and_wait([running, stopping], SignalingError)
+        await serving
+
+
+async def _exit_requested(server: uvicorn.Server) -> None:
+    """Return once ``server`` has been asked to stop (uvicorn offers a flag, no event)."""
+    while not server.should_exit:  # noqa: ASYNC110 (a flag set by a signal handler)
+        await asyncio.sleep(0.1)
 
 
 async def _request_consultation(base: str, ca_file: Path | None) -> None:

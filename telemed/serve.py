@@ -80,6 +80,10 @@ def uvicorn_config(
         # each cost 6 % of the relay's CPU for bandwidth nobody lacks.
         ws_per_message_deflate=False,
         lifespan="on",
+        # At shutdown uvicorn waits for every connection to close. Over TLS a closing
+        # connection waits for the peer's close_notify, which an idle keep-alive client
+        # never sends: 30 s (asyncio's TLS shutdown timeout) per stop without this bound.
+        timeout_graceful_shutdown=5,
         # A client's address is the peer's own, unless the peer is a proxy the settings
         # trust: then the one it names in X-Forwarded-For (the nearest untrusted hop).
         proxy_headers=bool(config.trusted_proxies),
