@@ -13,7 +13,9 @@ object per message with a ``type`` discriminator:
   ``waveform-history-request`` (a clinician asks for samples the live trace lost in a gap),
   ``hold-frame`` (hold the frame a doctor froze) and ``keep-frame`` (keep a live imaging
   frame as a DICOM Secondary Capture), ``pacs-find`` and
-  ``pacs-pull`` (search the bedside site's PACS, pull a study into the consultation);
+  ``pacs-pull`` (search the bedside site's PACS, pull a study into the consultation),
+  ``latency-report`` (what the engineer's overlay measured) and ``playout-delay`` (the
+  viewer's path needs a jitter buffer: hold frames up to that long);
 - bedside → one viewer: ``waveform-history`` (the samples the bedside kept of that range),
   ``cameras`` (which transceiver carries which camera), ``kept-frame``, ``pacs-studies``,
   ``pacs-pulled`` (the answers to those requests);
@@ -236,6 +238,11 @@ class Sources(_Event):
     chosen_by: str | None = None
 
 
+#: The largest playout delay a viewer may ask for (the extension carries up to 40.95 s; a
+#: consultation is not served live beyond one second).
+MAX_PLAYOUT_DELAY_MS = 1000
+
+
 class VideoState(_Event):
     """Bedside → one viewer: what its video adaptation now sends it, each time that changes
     (and once a connection's video is sent): the full picture, a reduced one because the
@@ -249,6 +256,14 @@ class VideoState(_Event):
     #: The path's estimate for video in bits per second, when one is known.
     estimate_bps: int | None = Field(default=None, ge=0)
     time: float
+    #: The quality layer of the shared encode this viewer is actually sent (``"720p"``,
+    #: ``"360p"``...): during a switch, the old one until the new one's key frame. None
+    #: while paused, or where each viewer has its own encoder.
+    layer: str | None = Field(default=None, max_length=16)
+    #: The largest playout delay the bedside asks this viewer's receiver to hold, in ms
+    #: (RTP playout-delay extension; 0: show each frame at once). Raised on the viewer's
+    #: ``playout-delay`` request.
+    playout_delay_ms: int | None = Field(default=None, ge=0, le=MAX_PLAYOUT_DELAY_MS)
 
 
 #: The most samples one ``waveform-history-request`` may ask for (about 4 min at 500 Hz).
@@ -462,6 +477,20 @@ class LatencyReport(_Event):
     decode_ms: float | None = Field(default=None, ge=0, le=600_000)
 
 
+class PlayoutDelayRequest(_Event):
+    """Viewer → bedside: the viewer's path to ``camera`` (None: every camera of this viewer)
+    loses or delays packets, so hold up to ``max_ms`` in the receiver's jitter buffer (the
+    RTP playout-delay extension's maximum; its minimum stays 0); ``max_ms`` 0 when the path
+    is clean again. ``reason``: what the viewer saw (``loss``, ``jitter``) or ``clear``. The
+    bedside applies it within :data:`MAX_PLAYOUT_DELAY_MS`, at most a few times a minute
+    per viewer, and tells the viewer in its next ``video`` (``playout_delay_ms``)."""
+
+    type: Literal["playout-delay"] = "playout-delay"
+    camera: CameraName | None = None
+    max_ms: int = Field(ge=0, le=MAX_PLAYOUT_DELAY_MS)
+    reason: Literal["loss", "jitter", "clear"]
+
+
 EventMessage = (
     Hello
     | ChannelInfo
@@ -485,6 +514,7 @@ EventMessage = (
     | PacsPull
     | PacsPulled
     | LatencyReport
+    | PlayoutDelayRequest
     | Ping
     | Ack
 )

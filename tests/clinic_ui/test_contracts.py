@@ -97,6 +97,11 @@ BAD = [
     '{"type":"pacs-studies","request":"f1","studies":[{"patient_id":"x"}]}',
     '{"type":"latency-report","video":{"median_ms":-1,"p95_ms":1,"max_ms":1,"count":1}}',
     '{"type":"latency-report","waveform":{"median_ms":1,"p95_ms":1,"max_ms":1,"count":0}}',
+    '{"type":"playout-delay","max_ms":1001,"reason":"loss"}',
+    '{"type":"playout-delay","max_ms":-1,"reason":"loss"}',
+    '{"type":"playout-delay","max_ms":100,"reason":"because"}',
+    '{"type":"playout-delay","reason":"clear"}',
+    '{"type":"video","mode":"full","time":1,"playout_delay_ms":5000}',
     '{"type":"latency-report","camera":"room","decode_ms":"fast"}',
 ]
 

@@ -82,6 +82,11 @@ EXAMPLES: list[events.EventMessage] = [
     events.Sources(primary={"spo2": "monitor-1"}, chosen_by=None),
     events.VideoState(mode="reduced", height=240, fps=10.0, estimate_bps=180_000, time=2.0),
     events.VideoState(mode="paused", time=3.0),
+    events.VideoState(
+        mode="full", height=720, fps=30.0, time=4.0, layer="720p", playout_delay_ms=200
+    ),
+    events.PlayoutDelayRequest(camera="room", max_ms=200, reason="loss"),
+    events.PlayoutDelayRequest(max_ms=0, reason="clear"),
     events.WaveformHistoryRequest(channel=1, first=120_000, count=15_000),
     events.WaveformHistory(
         channel=1,

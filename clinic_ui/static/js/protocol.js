@@ -1291,6 +1291,54 @@ export const EVENTS_SCHEMA = {
       "title": "Ping",
       "type": "object"
     },
+    "PlayoutDelayRequest": {
+      "description": "Viewer \u2192 bedside: the viewer's path to ``camera`` (None: every camera of this viewer)\nloses or delays packets, so hold up to ``max_ms`` in the receiver's jitter buffer (the\nRTP playout-delay extension's maximum; its minimum stays 0); ``max_ms`` 0 when the path\nis clean again. ``reason``: what the viewer saw (``loss``, ``jitter``) or ``clear``. The\nbedside applies it within :data:`MAX_PLAYOUT_DELAY_MS`, at most a few times a minute\nper viewer, and tells the viewer in its next ``video`` (``playout_delay_ms``).",
+      "properties": {
+        "camera": {
+          "anyOf": [
+            {
+              "maxLength": 32,
+              "minLength": 1,
+              "pattern": "^[a-z0-9][a-z0-9_-]*$",
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Camera"
+        },
+        "max_ms": {
+          "maximum": 1000,
+          "minimum": 0,
+          "title": "Max Ms",
+          "type": "integer"
+        },
+        "reason": {
+          "enum": [
+            "loss",
+            "jitter",
+            "clear"
+          ],
+          "title": "Reason",
+          "type": "string"
+        },
+        "type": {
+          "const": "playout-delay",
+          "default": "playout-delay",
+          "title": "Type",
+          "type": "string"
+        }
+      },
+      "required": [
+        "type",
+        "max_ms",
+        "reason"
+      ],
+      "title": "PlayoutDelayRequest",
+      "type": "object"
+    },
     "Quality": {
       "description": "A waveform's signal quality over the last window, 0 (unusable) to 1 (clean).",
       "properties": {
@@ -1434,6 +1482,19 @@ export const EVENTS_SCHEMA = {
           "default": null,
           "title": "Height"
         },
+        "layer": {
+          "anyOf": [
+            {
+              "maxLength": 16,
+              "type": "string"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Layer"
+        },
         "mode": {
           "enum": [
             "full",
@@ -1442,6 +1503,20 @@ export const EVENTS_SCHEMA = {
           ],
           "title": "Mode",
           "type": "string"
+        },
+        "playout_delay_ms": {
+          "anyOf": [
+            {
+              "maximum": 1000,
+              "minimum": 0,
+              "type": "integer"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "default": null,
+          "title": "Playout Delay Ms"
         },
         "time": {
           "title": "Time",
@@ -1591,6 +1666,7 @@ export const EVENTS_SCHEMA = {
       "pacs-pull": "#/$defs/PacsPull",
       "pacs-pulled": "#/$defs/PacsPulled",
       "pacs-studies": "#/$defs/PacsStudies",
+      "playout-delay": "#/$defs/PlayoutDelayRequest",
       "quality": "#/$defs/Quality",
       "source": "#/$defs/SourceChoice",
       "sources": "#/$defs/Sources",
@@ -1667,6 +1743,9 @@ export const EVENTS_SCHEMA = {
     },
     {
       "$ref": "#/$defs/LatencyReport"
+    },
+    {
+      "$ref": "#/$defs/PlayoutDelayRequest"
     },
     {
       "$ref": "#/$defs/Ping"
