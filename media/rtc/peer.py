@@ -10,7 +10,11 @@ have always been offered here; the others sendonly), each adapted to the path on
 (:mod:`media.rtc.adapt`; a diagnostic track with its higher ceiling); :meth:`video_mids`
 says which media id carries which track once the offer is made. A receiver reads every
 video track it is sent: the first into :attr:`video_frames`, each by its media id into
-:attr:`video_frames_by_mid`.
+:attr:`video_frames_by_mid`. Every video packet sent carries the RTP playout-delay
+extension (:mod:`media.rtc.playout_delay`): min = max = 0, render on arrival, until
+:meth:`set_playout_delay` raises a track's maximum for a viewer whose path needs a jitter
+buffer. The ``video`` event tells the viewer what is sent: the adaptation's rung, the shared
+encode's layer and the playout delay in force.
 
 Audio (optional) has one transceiver, whose direction says what each side does: sendrecv
 when this side sends a track and takes the other's (the bedside's sound and the doctor's
@@ -49,11 +53,20 @@ from aiortc.sdp import candidate_from_sdp
 
 from media.rtc.adapt import VideoAdapter
 from media.rtc.bandwidth import apply_target, follow_path
-from media.rtc.events import EventError, EventMessage, VideoState, encode_event, parse_event
+from media.rtc.events import (
+    MAX_PLAYOUT_DELAY_MS,
+    EventError,
+    EventMessage,
+    VideoState,
+    encode_event,
+    parse_event,
+)
 from media.rtc.heartbeat import Heartbeat
 from media.rtc.jitter import MarkerJitterBuffer, use_marker_release
-from media.rtc.playout_delay import use_playout_delay
+from media.rtc.playout_delay import MAX_MS as EXTENSION_MAX_MS
+from media.rtc.playout_delay import PlayoutDelayExtensionsMap, in_units, use_playout_delay
 from media.rtc.reorder import Reorderer
+from media.rtc.shared_encoder import LayerTrack
 from media.rtc.tracks import _CaptureClockTrack
 from media.rtc.wire import WireError, WirePacket, decode, encode
 from runtime.clock import SYSTEM_CLOCK, Clock
@@ -135,7 +148,10 @@ class MediaPeer:
         #: for), with its sender; the first is the one the viewer is told of.
         self.video_adapters: list[tuple[VideoAdapter, RTCRtpSender]] = []
         self._adapt_video = adapt_video
-        self._video_told: tuple[str, int | None, float | None] | None = None
+        self._video_told: tuple[str, int | None, float | None, str | None, int] | None = None
+        #: The playout-delay extension written on each video track's packets, by the
+        #: track's position (media.rtc.playout_delay): min = max = 0 until the viewer asks.
+        self._playout: dict[int, PlayoutDelayExtensionsMap] = {}
         self._stats_due = 0.0
         #: The newest decoded frame from the other side (older ones are dropped, counted):
         #: its first video track's.
@@ -214,8 +230,9 @@ class MediaPeer:
     def _joined(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack) -> None:
         _only_the_codec_of(transceiver, track)
         if track.kind == "video":
-            use_playout_delay(transceiver.sender)  # render on arrival (media.rtc.playout_delay)
             position = next(k for k, v in enumerate(self._videos) if v is track)
+            # Render on arrival until the viewer's path asks for a buffer (set_playout_delay).
+            self._playout[position] = use_playout_delay(transceiver.sender)
             self._video_transceivers[position] = transceiver
             self._adapt(transceiver.sender, track)
 
@@ -239,6 +256,45 @@ class MediaPeer:
         return [
             transceivers[k].mid if k in transceivers else None for k in range(len(self._videos))
         ]
+
+    def set_playout_delay(self, max_ms: int, positions: Sequence[int] | None = None) -> int:
+        """Write playout delay min 0, max ``max_ms`` (rounded up to the extension's 10 ms)
+        on the packets of the video tracks at ``positions`` (in the order the tracks were
+        given; None: every video track sent) from now on, and tell the viewer in the next
+        ``video`` event. Returns the maximum written. Raises ValueError for ``max_ms``
+        outside 0..40950 or a position with no video track sent."""
+        if not 0 <= max_ms <= EXTENSION_MAX_MS:
+            raise ValueError(f"playout delay {max_ms} ms out of range")
+        chosen = list(self._playout) if positions is None else list(positions)
+        missing = [k for k in chosen if k not in self._playout]
+        if missing:
+            raise ValueError(f"no video track sent at position {missing[0]}")
+        written = in_units(max_ms)
+        for position in chosen:
+            self._playout[position].set_delay(0, written)
+        return written
+
+    @property
+    def playout_delay_ms(self) -> int:
+        """The largest playout-delay maximum written on any of our video tracks (0: render
+        on arrival, or no video sent)."""
+        return max((m.max_ms for m in self._playout.values()), default=0)
+
+    def playout_delay_of(self, position: int) -> int | None:
+        """The playout-delay maximum written on the video track at ``position`` (None: no
+        video track sent there)."""
+        extensions = self._playout.get(position)
+        return None if extensions is None else extensions.max_ms
+
+    @property
+    def video_layer(self) -> str | None:
+        """The quality layer of the shared encode the first video track is sending now
+        (``"720p"``): during a switch, the old one until the new one's key frame; None
+        while paused, or for a track encoded per connection."""
+        track = self._videos[0] if self._videos else None
+        if isinstance(track, LayerTrack) and track.layer is not None:
+            return track.layer.spec.name
+        return None
 
     def _transport_alive(self) -> None:
         """Media or RTCP arrived: the path delivers, even if the events channel's heartbeat
@@ -446,7 +502,8 @@ class MediaPeer:
     async def _follow_video(self, now: float) -> None:
         """Feed each adapter what it learns without RTCP (time, the bytes sent), keep each
         encoder on its target, and tell the viewer when what the first track sends changes
-        (the ``video`` event names no camera: the room's picture is what it describes)."""
+        (the ``video`` event names no camera: the room's picture is what it describes; its
+        layer is the first track's, its playout delay the largest on any track)."""
         stats = now >= self._stats_due
         if stats:
             self._stats_due = now + _STATS_S
@@ -459,7 +516,8 @@ class MediaPeer:
             apply_target(sender, adapter)
         adapter = self.video_adapters[0][0]
         rung = adapter.rung
-        told = (str(adapter.mode), rung.height or None, rung.fps or None)
+        layer, delay = self.video_layer, self.playout_delay_ms
+        told = (str(adapter.mode), rung.height or None, rung.fps or None, layer, delay)
         if told != self._video_told and self.channel.readyState == "open":
             height = None
             if rung.height:
@@ -470,10 +528,18 @@ class MediaPeer:
                 fps=rung.fps or None,
                 estimate_bps=adapter.estimate_bps if adapter.congested(now) else None,
                 time=self._clock.time(),
+                layer=layer,
+                playout_delay_ms=min(delay, MAX_PLAYOUT_DELAY_MS),
             )
             if self.send_event(state):
                 self._video_told = told
-                log.info("video to this viewer: %s (%s)", adapter.mode, rung.name)
+                log.info(
+                    "video to this viewer: %s (%s, layer %s, playout delay max %d ms)",
+                    adapter.mode,
+                    rung.name,
+                    layer or "-",
+                    delay,
+                )
 
 
 def _bytes_sent(report: object) -> int | None:

@@ -56,6 +56,12 @@ def encode_playout_delay(min_ms: int, max_ms: int) -> bytes:
     return word.to_bytes(3, "big")
 
 
+def in_units(ms: int) -> int:
+    """``ms`` rounded up to the extension's unit (10 ms) and held within 0..40950 ms: the
+    bound nearest to what was asked that the extension can carry, never below it."""
+    return max(0, min(MAX_MS, -(-ms // UNIT_MS) * UNIT_MS))
+
+
 def decode_playout_delay(data: bytes) -> tuple[int, int]:
     """(min ms, max ms) from the extension's bytes. Raises ValueError unless 3 bytes."""
     if len(data) != 3:
@@ -71,6 +77,8 @@ class PlayoutDelayExtensionsMap(HeaderExtensionsMap):
     def __init__(self, min_ms: int = 0, max_ms: int = 0) -> None:
         super().__init__()
         self._value = encode_playout_delay(min_ms, max_ms)
+        #: The bounds written now (ms).
+        self.min_ms, self.max_ms = min_ms, max_ms
         #: The id negotiated for the extension (None: the other side did not accept it).
         self.extension_id: int | None = None
         #: Packets written with the extension (retransmissions included).
@@ -82,6 +90,7 @@ class PlayoutDelayExtensionsMap(HeaderExtensionsMap):
         jitter-buffer target: a viewer whose link needs a buffer needs a maximum above 0.
         Raises ValueError as :func:`encode_playout_delay`."""
         self._value = encode_playout_delay(min_ms, max_ms)
+        self.min_ms, self.max_ms = min_ms, max_ms
 
     def configure(self, parameters: RTCRtpParameters) -> None:
         super().configure(parameters)

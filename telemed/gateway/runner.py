@@ -48,6 +48,7 @@ from media.rtc.events import (
     Numeric,
     PacsFind,
     PacsPull,
+    PlayoutDelayRequest,
     SourceChoice,
     WaveformHistoryRequest,
     encode_event,
@@ -89,6 +90,7 @@ from telemed.gateway.imaging import GatewayImaging, ImagingConfig, client_send
 from telemed.gateway.keep import GatewayKeep, KeepSource
 from telemed.gateway.pacs_room import PacsRoom
 from telemed.gateway.peers import OPEN_TIMEOUT_S, PeerSet
+from telemed.gateway.playout import GatewayPlayout
 from telemed.gateway.sources import PrimarySources
 from telemed.gateway.vitals import VitalsProcessor
 
@@ -251,6 +253,8 @@ class Gateway:
             },
             self._media_of,
         )
+        #: The playout delay each viewer's path asks for (its own connection's video only).
+        self.playout = GatewayPlayout([camera.spec.name for camera in self.cameras], self._media_of)
 
     def _imaging(self) -> GatewayImaging | None:
         """The DICOM path (telemed.gateway.imaging); its spool and key live under the data
@@ -519,6 +523,8 @@ class Gateway:
             self.keep.request(peer, message)
         elif isinstance(message, HoldFrameRequest):
             self.keep.hold(peer, message)
+        elif isinstance(message, PlayoutDelayRequest):
+            self.playout.request(peer, message)
         elif isinstance(message, LatencyReport):
             if self._latency_reports.take(peer.peer_id):
                 log.info("latency seen by %s (%s): %s", peer.name, peer.site, _latency(message))
