@@ -1,12 +1,15 @@
 // The latency overlay's figures and the receivers' jitter-buffer target
 // (clinic_ui/static/js/latency.js): summaries as the benchmarks take them, the stamp's
-// 32-bit wrap, the target raised on trouble and lowered back when clean, getStats shares.
+// 32-bit wrap, the target raised on trouble and lowered back when clean, getStats shares, and
+// the playout delay the link asks the bedside for (raised on sustained trouble, cleared after
+// clean seconds, never flapping).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  CLEAN_S, JITTER_CLEAN_MS, MAX_TARGET_MS, PresentedCheck, Recent, nextTarget, shares, sinceStamp,
-  summarize,
+  CLEAN_S, CLEAR_AFTER_S, DELAY_STEPS_MS, JITTER_CLEAN_MS, JITTER_TROUBLE_MS, LOSS_TROUBLE, MAX_TARGET_MS,
+  MIN_GAP_S, PlayoutDelayPolicy, PresentedCheck, RESEND_S, Recent, TROUBLE_S, delayFor, nextTarget, shares,
+  sinceStamp, summarize,
 } from "../../clinic_ui/static/js/latency.js";
 
 test("summaries: median, p95 at floor(0.95 n), max and count; none without values", () => {
@@ -88,4 +91,80 @@ test("a stamp ahead of the presented frame's RTP timestamp is a later frame's, n
   assert.equal(check.accept(next(32), 123 + 33 * 33 * 90), true);
   // Without an RTP timestamp nothing can be checked.
   assert.equal(check.accept(9, undefined), true);
+});
+
+// -- the playout delay the link asks the bedside for ----------------------------------------
+
+const CLEAN = { lost: 0, received: 200, jitterMs: 2, rttMs: 1 };
+const LOSSY = { lost: 12, received: 188, jitterMs: 4, rttMs: 1 }; // 6 %
+
+function run(policy, figures, seconds) {
+  const sent = [];
+  for (let k = 0; k < seconds; k++) {
+    const message = policy.step(figures);
+    if (message) sent.push(message);
+  }
+  return sent;
+}
+
+test("the steps follow what was seen: loss, jitter, and twice the jitter plus a round trip", () => {
+  assert.equal(delayFor({ lossFraction: 0.02, jitterMs: 3, rttMs: 10 }), 100);
+  assert.equal(delayFor({ lossFraction: 0.05, jitterMs: 3, rttMs: 10 }), 200);
+  assert.equal(delayFor({ lossFraction: 0.15, jitterMs: 3, rttMs: 10 }), 400);
+  assert.equal(delayFor({ lossFraction: 0, jitterMs: 35, rttMs: 300 }), 200); // rtt only with loss
+  assert.equal(delayFor({ lossFraction: 0.02, jitterMs: 10, rttMs: 150 }), 200); // 170 ms needed
+  assert.equal(delayFor({ lossFraction: 0.5, jitterMs: 900, rttMs: 900 }), DELAY_STEPS_MS.at(-1));
+});
+
+test("a clean link asks for nothing; a second of trouble alone neither", () => {
+  const policy = new PlayoutDelayPolicy();
+  policy.told(0);
+  assert.deepEqual(run(policy, CLEAN, 30), []);
+  for (let k = 0; k < 10; k++) {
+    assert.equal(policy.step(LOSSY), null);
+    assert.equal(policy.step(CLEAN), null);
+  }
+});
+
+test("sustained loss asks for a delay, worse asks for more, and clean seconds clear it once", () => {
+  const policy = new PlayoutDelayPolicy();
+  policy.told(0);
+  assert.equal(policy.step(LOSSY), null);
+  assert.deepEqual(policy.step(LOSSY), { type: "playout-delay", max_ms: 200, reason: "loss" });
+  policy.told(200);
+  // Milder trouble never lowers it; worse raises it, no sooner than MIN_GAP_S after the last.
+  const heavy = { lost: 40, received: 160, jitterMs: 4, rttMs: 1 };
+  const raised = run(policy, heavy, MIN_GAP_S);
+  assert.deepEqual(raised, [{ type: "playout-delay", max_ms: 400, reason: "loss" }]);
+  policy.told(400);
+  assert.deepEqual(run(policy, LOSSY, 20), []);
+  // Clean, but not for long enough: kept (hysteresis); a troubled second starts the count again.
+  assert.deepEqual(run(policy, CLEAN, CLEAR_AFTER_S - 1), []);
+  assert.equal(policy.step(LOSSY), null);
+  assert.deepEqual(run(policy, CLEAN, CLEAR_AFTER_S - 1), []);
+  assert.deepEqual(policy.step(CLEAN), { type: "playout-delay", max_ms: 0, reason: "clear" });
+  policy.told(0);
+  assert.deepEqual(run(policy, CLEAN, 60), []);
+});
+
+test("jitter alone asks too, as jitter", () => {
+  const policy = new PlayoutDelayPolicy();
+  const jittery = { lost: 0, received: 200, jitterMs: JITTER_TROUBLE_MS + 15, rttMs: 80 };
+  assert.deepEqual(run(policy, jittery, TROUBLE_S), [{ type: "playout-delay", max_ms: 200, reason: "jitter" }]);
+  assert.ok(LOSS_TROUBLE < 0.06);
+});
+
+test("the same delay is asked again only when the bedside says another is in force, and slowly", () => {
+  const policy = new PlayoutDelayPolicy();
+  assert.equal(run(policy, LOSSY, TROUBLE_S).length, 1);
+  policy.told(0); // refused (asked too often), or not applied yet
+  assert.deepEqual(run(policy, LOSSY, RESEND_S - TROUBLE_S + 1), []);
+  assert.deepEqual(run(policy, LOSSY, TROUBLE_S), [{ type: "playout-delay", max_ms: 200, reason: "loss" }]);
+  policy.told(200);
+  assert.deepEqual(run(policy, LOSSY, 3 * RESEND_S), []);
+  // A new connection starts at 0: it is told at once what the link needs.
+  policy.connected();
+  assert.deepEqual(run(policy, LOSSY, 3), []); // until its first `video` says
+  policy.told(0);
+  assert.deepEqual(policy.step(LOSSY), { type: "playout-delay", max_ms: 200, reason: "loss" });
 });

@@ -10,8 +10,17 @@
 // back by halves after CLEAN_S clean seconds. Measured (telemed bench browser): while the
 // sender's playout delay has max 0, Chromium renders on arrival and ignores the target (200 ms
 // asked: 1.6 ms per frame in its jitter buffer; without the extension, 175 ms); the target
-// takes effect where the extension is not negotiated, or once the sender raises the maximum
-// (PlayoutDelayExtensionsMap.set_delay: nothing asks it to yet). The overlay says which.
+// takes effect where the extension is not negotiated, or once the sender raises the maximum.
+//
+// So the link asks for that (PlayoutDelayPolicy, one for the bedside link: its cameras share
+// one path): after TROUBLE_S seconds in a row in which the receivers together lost more than
+// LOSS_TROUBLE of their packets or saw jitter above JITTER_TROUBLE_MS, a `playout-delay` with a
+// maximum stepped by what was seen (DELAY_STEPS_MS: 100, 200 or 400 ms, at least twice the
+// jitter plus a round trip when packets were lost), raised further if it worsens, never
+// lowered while troubled; `clear` (max 0) after CLEAR_AFTER_S clean seconds in a row. At most
+// one request per MIN_GAP_S, and the same one again only after RESEND_S when the bedside's
+// `video` says another delay is in force (a new connection starts at 0; the bedside refuses
+// more than a few changes a minute). The overlay shows the delay the bedside says is in force.
 //
 // The overlay (key F9, outside text fields): the bedside stamp (stamp.js, written by
 // media/video/stamp.py with the capture time on the gateway's wall clock) is read from each
@@ -94,6 +103,91 @@ export function nextTarget({ targetMs, cleanS }, { lost, dropped, jitterMs, rttM
   return { targetMs: lower, cleanS: 0 };
 }
 
+/** The playout delays (ms) a poor link asks the bedside for, by how poor it is. */
+export const DELAY_STEPS_MS = [100, 200, 400];
+/** A second is troubled past this fraction of packets lost ... */
+export const LOSS_TROUBLE = 0.01;
+/** ... or this interarrival jitter (ms). */
+export const JITTER_TROUBLE_MS = 20;
+/** Troubled seconds in a row before a delay is asked, and clean ones before it is cleared. */
+export const TROUBLE_S = 2;
+export const CLEAR_AFTER_S = 10;
+/** Seconds between two requests at least, and before the same one is asked again when the
+ *  bedside says another delay is in force. */
+export const MIN_GAP_S = 5;
+export const RESEND_S = 15;
+
+/** The step of DELAY_STEPS_MS for one troubled interval: `{ lossFraction, jitterMs, rttMs }`. */
+export function delayFor({ lossFraction, jitterMs, rttMs }) {
+  const need = 2 * jitterMs + (lossFraction > 0 ? rttMs : 0);
+  let step = 0;
+  if (lossFraction >= 0.10 || jitterMs >= 60) step = 2;
+  else if (lossFraction >= 0.03 || jitterMs >= 30) step = 1;
+  while (step < DELAY_STEPS_MS.length - 1 && DELAY_STEPS_MS[step] < need) step++;
+  return DELAY_STEPS_MS[step];
+}
+
+/** When to ask the bedside for a playout delay, and for how much (the module's comment).
+ *  Pure: `step` takes one interval's figures of the whole link and returns the
+ *  `playout-delay` message to send, or null; `told` takes the delay a `video` says is in
+ *  force; `connected` is called for a new connection (whose delay starts at 0). */
+export class PlayoutDelayPolicy {
+  constructor() {
+    this.askedMs = 0;
+    this.reason = "clear";
+    this.inForceMs = null; // unknown until the bedside's `video` says
+    this.troubledS = 0;
+    this.cleanS = 0;
+    this.sinceSentS = Infinity;
+    this.requests = 0;
+  }
+
+  /** `{ lost, received, jitterMs, rttMs }`: packets lost and received in the interval, the
+   *  worst interarrival jitter, the round trip. */
+  step({ lost, received, jitterMs, rttMs }, intervalS = 1) {
+    this.sinceSentS += intervalS;
+    const lossFraction = lost > 0 ? lost / Math.max(1, lost + received) : 0;
+    const lossy = lossFraction > LOSS_TROUBLE;
+    if (lossy || jitterMs > JITTER_TROUBLE_MS) {
+      this.troubledS += intervalS;
+      this.cleanS = 0;
+    } else {
+      this.cleanS += intervalS;
+      this.troubledS = 0;
+    }
+    let wanted = this.askedMs;
+    let reason = this.reason;
+    if (this.troubledS >= TROUBLE_S) {
+      const step = delayFor({ lossFraction, jitterMs, rttMs });
+      if (step > this.askedMs) {
+        wanted = step;
+        reason = lossy ? "loss" : "jitter";
+      }
+    } else if (this.cleanS >= CLEAR_AFTER_S && this.askedMs > 0) {
+      wanted = 0;
+      reason = "clear";
+    }
+    const changed = wanted !== this.askedMs && this.sinceSentS >= MIN_GAP_S;
+    const unheard = wanted === this.askedMs && this.inForceMs !== null && this.inForceMs !== wanted
+      && this.sinceSentS >= RESEND_S;
+    if (!changed && !unheard) return null;
+    this.askedMs = wanted;
+    this.reason = reason;
+    this.sinceSentS = 0;
+    this.requests += 1;
+    return { type: "playout-delay", max_ms: wanted, reason };
+  }
+
+  told(inForceMs) {
+    this.inForceMs = inForceMs ?? null;
+  }
+
+  connected() {
+    this.inForceMs = null;
+    this.sinceSentS = RESEND_S; // the new connection may be told at once what the link needs
+  }
+}
+
 /** Per-frame shares from two getStats readings of an inbound video stream: jitter buffer
  *  and decode in ms per frame over the interval (null where nothing passed). */
 export function shares(before, after) {
@@ -169,10 +263,14 @@ function setTarget(receiver, ms) {
 }
 
 /** Reads each video receiver's inbound stats once a second and keeps its jitter-buffer
- *  target at the lowest the link allows (the module's comment). */
+ *  target at the lowest the link allows, and asks the bedside for a playout delay when the
+ *  link needs one (the module's comment). `send(message)`: onto the bedside link's events
+ *  channel (false while down). */
 export class ReceiverTuning {
-  constructor(getPc) {
+  constructor(getPc, { send = () => false } = {}) {
     this.getPc = getPc;
+    this.send = send;
+    this.playout = new PlayoutDelayPolicy();
     this.state = new WeakMap(); // receiver -> { targetMs, cleanS, last }
     this.latest = new Map(); // track id -> { stats, targetMs }
     this.rttMs = null;
@@ -195,6 +293,8 @@ export class ReceiverTuning {
     for (const table of [this.latest, this.history]) {
       for (const id of table.keys()) if (!live.has(id)) table.delete(id);
     }
+    // The link's interval, all cameras together (one path): for the playout delay.
+    const link = { lost: 0, received: 0, jitterMs: 0, rttMs: 0, intervalS: 0 };
     for (const receiver of receivers) {
       let state = this.state.get(receiver);
       if (!state) {
@@ -224,12 +324,34 @@ export class ReceiverTuning {
           jitterMs: (inbound.jitter ?? 0) * 1000,
           rttMs: this.rttMs ?? 0,
         };
-        const next = nextTarget(state, interval, (inbound.timestamp - last.timestamp) / 1000 || 1);
+        const intervalS = (inbound.timestamp - last.timestamp) / 1000 || 1;
+        const next = nextTarget(state, interval, intervalS);
         if (next.targetMs !== state.targetMs) setTarget(receiver, next.targetMs);
         Object.assign(state, next);
+        link.lost += interval.lost;
+        link.received += Math.max(0, (inbound.packetsReceived ?? 0) - (last.packetsReceived ?? 0));
+        link.jitterMs = Math.max(link.jitterMs, interval.jitterMs);
+        link.rttMs = interval.rttMs;
+        link.intervalS = Math.max(link.intervalS, intervalS);
       }
       this.latest.set(id, { stats: inbound, targetMs: state.targetMs });
     }
+    if (link.intervalS > 0 && pc.connectionState === "connected") {
+      const request = this.playout.step(link, link.intervalS);
+      if (request && !this.send(request)) {
+        this.playout.sinceSentS = RESEND_S; // not sent (the channel is down): again next tick
+      }
+    }
+  }
+
+  /** The bedside's `video` event: the playout delay it says is in force for us. */
+  video(message) {
+    this.playout.told(message.playout_delay_ms);
+  }
+
+  /** A new connection to the bedside (its `hello`): its playout delay starts afresh. */
+  connected() {
+    this.playout.connected();
   }
 
   /** Whether the playout-delay extension is in the bedside's offer and in our answer. */
@@ -386,6 +508,11 @@ export class LatencyOverlay {
       framesDecoded: latest?.stats.framesDecoded ?? null,
       rttMs: this.tuning.rttMs,
       playoutDelay: this.tuning.playoutDelay(),
+      // The maximum the bedside says it writes for us (null: not told yet), what we asked.
+      playoutDelayMs: this.tuning.playout.inForceMs,
+      playoutAskedMs: this.tuning.playout.askedMs,
+      playoutReason: this.tuning.playout.reason,
+      playoutRequests: this.tuning.playout.requests,
     };
   }
 
@@ -408,15 +535,20 @@ export class LatencyOverlay {
     const summary = (s) => (s
       ? t("latency.summary", { median: ms(s.median_ms), p95: ms(s.p95_ms), max: ms(s.max_ms), count: s.count })
       : t("latency.none"));
+    const negotiated = f.playoutDelay.offered && f.playoutDelay.accepted;
+    const inForce = f.playoutDelayMs ?? 0;
+    const asked = f.playoutAskedMs > 0 || f.playoutRequests > 0
+      ? t("latency.playoutAsked", { max: f.playoutAskedMs, reason: t(`latency.reason.${f.playoutReason}`) })
+      : "";
     const rows = [
       ["video", t("latency.video", { camera: f.camera ?? "" }), summary(f.video)],
       ["shares", t("latency.shares"), t("latency.sharesValue", { jitter: ms(f.jitterBufferMs), decode: ms(f.decodeMs) })],
       ["target", t("latency.target"), t(
-        f.playoutDelay.offered && f.playoutDelay.accepted ? "latency.targetOverridden" : "latency.targetValue",
+        negotiated && inForce === 0 ? "latency.targetOverridden" : "latency.targetValue",
         { target: ms(f.targetMs), rtt: ms(f.rttMs) },
       )],
       ["playout", t("latency.playout"),
-        t(f.playoutDelay.offered && f.playoutDelay.accepted ? "latency.negotiated" : "latency.notNegotiated")],
+        negotiated ? `${t("latency.negotiated", { max: inForce })}${asked}` : t("latency.notNegotiated")],
       ["waveform", t("latency.waveform"), summary(f.waveform)],
     ];
     const list = document.createElement("dl");

@@ -84,7 +84,8 @@ export class Room {
     this.cameras = new CameraTiles({ send: (message) => this.link.sendEvent(message) });
     this.outage = new OutageReview(this.link, this.waveforms); // waveforms kept through a gap
     // The bedside video rendered on arrival, and the engineer's overlay (F9): latency.js.
-    this.tuning = new ReceiverTuning(() => this.link.pc);
+    // It asks the bedside for a playout delay when the link loses or delays packets.
+    this.tuning = new ReceiverTuning(() => this.link.pc, { send: (message) => this.link.sendEvent(message) });
     this.latency = new LatencyOverlay({
       video: $("video"),
       waveforms: this.waveforms,
@@ -123,6 +124,7 @@ export class Room {
       this.alarms.restart();
       this._renderAudioKind();
       this.videoState = null; // a new connection: its adaptation starts afresh
+      this.tuning.connected(); // and its playout delay
       this._renderVideoState();
     });
     this.link.addEventListener("talk", (e) => { $("talk").hidden = !e.detail; });
@@ -172,6 +174,7 @@ export class Room {
         break;
       case "video":
         this.videoState = message;
+        this.tuning.video(message);
         this._renderVideoState();
         break;
       case "cameras":
