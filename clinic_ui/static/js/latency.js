@@ -13,8 +13,9 @@
 // takes effect where the extension is not negotiated, or once the sender raises the maximum.
 //
 // So the link asks for that (PlayoutDelayPolicy, one for the bedside link: its cameras share
-// one path): after TROUBLE_S seconds in a row in which the receivers together lost more than
-// LOSS_TROUBLE of their packets or saw jitter above JITTER_TROUBLE_MS, a `playout-delay` with a
+// one path): after TROUBLE_S seconds in a row in which the receivers together lost (or had to
+// ask again: NACKs) more than LOSS_TROUBLE of their packets or saw jitter above
+// JITTER_TROUBLE_MS (20-30 ms is seen on a loaded loopback: not trouble), a `playout-delay` with a
 // maximum stepped by what was seen (DELAY_STEPS_MS: 100, 200 or 400 ms, at least twice the
 // jitter plus a round trip when packets were lost), raised further if it worsens, never
 // lowered while troubled; `clear` (max 0) after CLEAR_AFTER_S clean seconds in a row. At most
@@ -106,9 +107,9 @@ export function nextTarget({ targetMs, cleanS }, { lost, dropped, jitterMs, rttM
 /** The playout delays (ms) a poor link asks the bedside for, by how poor it is. */
 export const DELAY_STEPS_MS = [100, 200, 400];
 /** A second is troubled past this fraction of packets lost ... */
-export const LOSS_TROUBLE = 0.01;
+export const LOSS_TROUBLE = 0.02;
 /** ... or this interarrival jitter (ms). */
-export const JITTER_TROUBLE_MS = 20;
+export const JITTER_TROUBLE_MS = 40;
 /** Troubled seconds in a row before a delay is asked, and clean ones before it is cleared. */
 export const TROUBLE_S = 2;
 export const CLEAR_AFTER_S = 10;
@@ -142,8 +143,8 @@ export class PlayoutDelayPolicy {
     this.requests = 0;
   }
 
-  /** `{ lost, received, jitterMs, rttMs }`: packets lost and received in the interval, the
-   *  worst interarrival jitter, the round trip. */
+  /** `{ lost, received, jitterMs, rttMs }`: packets lost (or asked for again) and received
+   *  in the interval, the worst interarrival jitter, the round trip. */
   step({ lost, received, jitterMs, rttMs }, intervalS = 1) {
     this.sinceSentS += intervalS;
     const lossFraction = lost > 0 ? lost / Math.max(1, lost + received) : 0;
@@ -271,6 +272,7 @@ export class ReceiverTuning {
     this.getPc = getPc;
     this.send = send;
     this.playout = new PlayoutDelayPolicy();
+    this.lastInterval = null;
     this.state = new WeakMap(); // receiver -> { targetMs, cleanS, last }
     this.latest = new Map(); // track id -> { stats, targetMs }
     this.rttMs = null;
@@ -328,7 +330,10 @@ export class ReceiverTuning {
         const next = nextTarget(state, interval, intervalS);
         if (next.targetMs !== state.targetMs) setTarget(receiver, next.targetMs);
         Object.assign(state, next);
-        link.lost += interval.lost;
+        // A packet Chromium had to ask for again (NACK) is loss the path did, even when its
+        // retransmission made up for it (packetsLost then counts it as received): the frame
+        // waited for it.
+        link.lost += interval.lost + Math.max(0, (inbound.nackCount ?? 0) - (last.nackCount ?? 0));
         link.received += Math.max(0, (inbound.packetsReceived ?? 0) - (last.packetsReceived ?? 0));
         link.jitterMs = Math.max(link.jitterMs, interval.jitterMs);
         link.rttMs = interval.rttMs;
@@ -336,6 +341,7 @@ export class ReceiverTuning {
       }
       this.latest.set(id, { stats: inbound, targetMs: state.targetMs });
     }
+    if (link.intervalS > 0) this.lastInterval = link;
     if (link.intervalS > 0 && pc.connectionState === "connected") {
       const request = this.playout.step(link, link.intervalS);
       if (request && !this.send(request)) {
@@ -506,6 +512,10 @@ export class LatencyOverlay {
       framesDropped: latest?.stats.framesDropped ?? null,
       mismatched: this.probe.presented.mismatched,
       framesDecoded: latest?.stats.framesDecoded ?? null,
+      // The receiver's cumulative jitter-buffer figures (s, frames), for per-frame shares
+      // over any interval a reader chooses.
+      jitterBufferDelayS: latest?.stats.jitterBufferDelay ?? null,
+      jitterBufferEmitted: latest?.stats.jitterBufferEmittedCount ?? null,
       rttMs: this.tuning.rttMs,
       playoutDelay: this.tuning.playoutDelay(),
       // The maximum the bedside says it writes for us (null: not told yet), what we asked.
@@ -513,6 +523,8 @@ export class LatencyOverlay {
       playoutAskedMs: this.tuning.playout.askedMs,
       playoutReason: this.tuning.playout.reason,
       playoutRequests: this.tuning.playout.requests,
+      // The link's last second as the playout delay's policy took it (all receivers).
+      interval: this.tuning.lastInterval ?? null,
     };
   }
 
@@ -537,9 +549,6 @@ export class LatencyOverlay {
       : t("latency.none"));
     const negotiated = f.playoutDelay.offered && f.playoutDelay.accepted;
     const inForce = f.playoutDelayMs ?? 0;
-    const asked = f.playoutAskedMs > 0 || f.playoutRequests > 0
-      ? t("latency.playoutAsked", { max: f.playoutAskedMs, reason: t(`latency.reason.${f.playoutReason}`) })
-      : "";
     const rows = [
       ["video", t("latency.video", { camera: f.camera ?? "" }), summary(f.video)],
       ["shares", t("latency.shares"), t("latency.sharesValue", { jitter: ms(f.jitterBufferMs), decode: ms(f.decodeMs) })],
@@ -547,10 +556,14 @@ export class LatencyOverlay {
         negotiated && inForce === 0 ? "latency.targetOverridden" : "latency.targetValue",
         { target: ms(f.targetMs), rtt: ms(f.rttMs) },
       )],
-      ["playout", t("latency.playout"),
-        negotiated ? `${t("latency.negotiated", { max: inForce })}${asked}` : t("latency.notNegotiated")],
-      ["waveform", t("latency.waveform"), summary(f.waveform)],
+      ["playout", t("latency.playout"), t(negotiated ? "latency.negotiated" : "latency.notNegotiated", { max: inForce })],
     ];
+    if (f.playoutRequests > 0) {
+      rows.push(["asked", t("latency.playoutAsked"), t("latency.playoutAskedValue", {
+        max: f.playoutAskedMs, reason: t(`latency.reason.${f.playoutReason}`),
+      })]);
+    }
+    rows.push(["waveform", t("latency.waveform"), summary(f.waveform)]);
     const list = document.createElement("dl");
     for (const [key, label, value] of rows) {
       const dt = document.createElement("dt");
