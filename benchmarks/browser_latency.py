@@ -49,6 +49,8 @@ from devices.simulation.patient import Patient, PatientParameters
 from devices.simulation.pty_link import PtyLink
 from devices.simulation.registry import SIMULATORS
 from media.rtc import adapt
+from media.rtc.shared_encoder import FrameTiming, SharedFrames
+from media.video.encoder import REALTIME, EncoderSettings, with_settings
 from media.video.processing import ProcessingSettings
 from runtime.tasks import cancel_and_wait, spawn
 from signaling.client import SignalingClient, UserCredentials
@@ -69,6 +71,19 @@ VARIANTS = {
 WINDOW_MS = 5000
 #: How long a viewer may take to get the video at the size asked for.
 WARMUP_TIMEOUT_S = 120.0
+#: Where a frame's time goes, capture to display, in order: each stage's share per frame
+#: (the gateway's stamps, :class:`media.rtc.shared_encoder.FrameTiming`, matched by frame id
+#: with the page's record of the same frame).
+STAGES = (
+    "capture->processed",  # the frames worker, and the hops to the layer
+    "processed->encoding",  # waiting for the layer's encoder thread
+    "encode",  # the encoder's thread: scaling, colour conversion, the codec
+    "encoded->track",  # back on the event loop, handed to the viewer's track
+    "track->sender",  # the sender's recv takes it
+    "sender->received",  # aiortc packetises, SRTP, loopback, Chromium's last packet
+    "received->presented",  # Chromium: jitter buffer, decode, to the compositor
+    "presented->display",  # the compositor's wait for the frame it shows in
+)
 
 _VARIANT_SCRIPT = """
 (([strip, untargeted]) => {
@@ -119,6 +134,11 @@ class ViewerRun:
     mismatched: int
     negotiated: bool
     warmup_s: float
+    #: Each of :data:`STAGES`: its median share per frame (ms; frames the gateway's stamps
+    #: were matched for).
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    #: Frames whose stages were matched.
+    staged: int = 0
 
 
 @dataclass
@@ -133,6 +153,7 @@ class _Collected:
     mismatched: int = 0
     negotiated: bool = True
     warmups: list[float] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
 
 
 @dataclass
@@ -183,7 +204,44 @@ def _summarized(size: int, variant: str, got: _Collected) -> ViewerRun:
         mismatched=got.mismatched,
         negotiated=got.negotiated,
         warmup_s=max(got.warmups, default=0.0),
+        stages_ms={k: statistics.median(v) for k, v in got.stages.items() if v},
+        staged=min((len(v) for v in got.stages.values()), default=0),
     )
+
+
+def _stages(frame: dict[str, Any], timing: FrameTiming) -> dict[str, float]:
+    """One frame's time per stage (ms), from the gateway's stamps and the page's record."""
+    ms = 1000.0
+
+    def since(t: float) -> float:
+        return (t - timing.captured) * ms
+
+    sent = since(timing.sent)
+    return {
+        "capture->processed": since(timing.processed),
+        "processed->encoding": (timing.encode_start - timing.processed) * ms,
+        "encode": (timing.encoded - timing.encode_start) * ms,
+        "encoded->track": (timing.delivered - timing.encoded) * ms,
+        "track->sender": (timing.sent - timing.delivered) * ms,
+        "sender->received": float(frame["receivedMs"]) - sent,
+        "received->presented": float(frame["presentedMs"]) - float(frame["receivedMs"]),
+        "presented->display": float(frame["latencyMs"]) - float(frame["presentedMs"]),
+    }
+
+
+def _match_stages(frames: list[dict[str, Any]], gateway: Gateway | None, got: _Collected) -> None:
+    """Add each frame's stages to ``got`` where the gateway (its room camera, encoded once
+    for every viewer) still holds its timing."""
+    shared = None if gateway is None else gateway.cameras[0].frames
+    if not isinstance(shared, SharedFrames):
+        return
+    timings = {t.frame_id: t for t in list(shared.layers[0].timings)}
+    for frame in frames:
+        timing = timings.get(int(frame["frameId"]))
+        if timing is None or frame["receivedMs"] is None:
+            continue
+        for stage, value in _stages(frame, timing).items():
+            got.stages[stage].append(value)
 
 
 @contextlib.asynccontextmanager
@@ -219,8 +277,11 @@ async def _top_rung_first() -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def _gateway(server: LiveServer, width: int, height: int) -> AsyncIterator[Gateway]:
-    """A gateway reading a simulated oximeter on a pty, with the synthetic camera."""
+async def _gateway(
+    server: LiveServer, width: int, height: int, encoder: EncoderSettings = REALTIME
+) -> AsyncIterator[Gateway]:
+    """A gateway reading a simulated oximeter on a pty, with the synthetic camera encoded
+    with ``encoder``."""
     link = PtyLink()
     oximeter = spawn(
         SIMULATORS["cms50"](link, Patient(PatientParameters(spo2=97.0, heart_rate=72.0))).run(),
@@ -238,6 +299,8 @@ async def _gateway(server: LiveServer, width: int, height: int) -> AsyncIterator
             video=ProcessingSettings(width, height, overlay="Wonju", timezone="Asia/Seoul"),
         )
     )
+    for camera in gateway.cameras:
+        camera.encoder = encoder
     running = spawn(gateway.run(), "bench-gateway")
     try:
         yield gateway
@@ -264,6 +327,7 @@ async def _viewer(
     variant: str,
     seconds: float,
     got: _Collected,
+    gateway: Gateway | None = None,
 ) -> None:
     """One doctor's page, as ``variant`` makes it, measured for ``seconds`` once the video
     arrives at ``size``, into ``got``. Raises TimeoutError when it never does, RuntimeError
@@ -309,6 +373,7 @@ async def _viewer(
                 last = frames[-1]["seq"]
                 seen += frames
                 got.frames += [f for f in frames if f["width"] == width]
+                _match_stages([f for f in frames if f["width"] == width], gateway, got)
             waves = await page.evaluate(f"window.telemedLatency.waveforms({waves_last})")
             if waves:
                 waves_last = waves[-1]["seq"]
@@ -330,7 +395,12 @@ async def _viewer(
 
 
 async def measure(
-    seconds: float, sizes: list[int], variants: list[str], rounds: int, root: Path
+    seconds: float,
+    sizes: list[int],
+    variants: list[str],
+    rounds: int,
+    root: Path,
+    encoder: EncoderSettings = REALTIME,
 ) -> list[SizeResult]:
     """Every size: each variant's viewer in turn (``rounds`` times, the order reversed every
     other round, each round ``seconds``), then aiortc -> aiortc for as long."""
@@ -339,11 +409,13 @@ async def measure(
         for size in sizes:
             width, height = SIZES[size]
             got = {variant: _Collected() for variant in variants}
-            async with _gateway(server, width, height):
+            async with _gateway(server, width, height, encoder) as gateway:
                 for k in range(rounds):
                     for variant in variants if k % 2 == 0 else variants[::-1]:
                         print(f"{size}p Chromium {variant}", file=sys.stderr, flush=True)
-                        await _viewer(browser, server, cid, size, variant, seconds, got[variant])
+                        await _viewer(
+                            browser, server, cid, size, variant, seconds, got[variant], gateway
+                        )
             print(f"{size}p aiortc -> aiortc", file=sys.stderr, flush=True)
             base = await video_latency(width, height, "video/VP8", True, seconds * rounds)
             runs = [_summarized(size, variant, got[variant]) for variant in variants]
@@ -399,6 +471,13 @@ def report(results: list[SizeResult]) -> None:
                 f"{run.frames_dropped}; later frame drawn at the callback {run.mismatched}; "
                 f"warm-up {run.warmup_s:.0f} s"
             )
+            if run.stages_ms:
+                shares = "; ".join(f"{k} {v:.1f}" for k, v in run.stages_ms.items())
+                total = sum(run.stages_ms.values())
+                print(
+                    f"{'':50} stages, median ms per frame ({run.staged} frames; the medians "
+                    f"add to {total:.1f}): {shares}"
+                )
 
 
 def _json(results: list[SizeResult]) -> list[dict[str, Any]]:
@@ -417,6 +496,7 @@ def _json(results: list[SizeResult]) -> list[dict[str, Any]]:
                         for k in ("video", "presented", "received", "browser")
                     },
                     "waveform": strip(v.waveform),
+                    "stages_ms": v.stages_ms,
                 }
                 for v in r.viewers
             ],
@@ -432,15 +512,31 @@ async def run(
     rounds: int,
     json_path: Path | None,
     plot_path: Path | None,
+    encoder: EncoderSettings = REALTIME,
 ) -> list[SizeResult]:
     with tempfile.TemporaryDirectory() as tmp:
-        results = await measure(seconds, sizes, variants, rounds, Path(tmp))
+        results = await measure(seconds, sizes, variants, rounds, Path(tmp), encoder)
     report(results)
     if json_path is not None:
         json_path.write_text(json.dumps(_json(results), indent=2))
     if plot_path is not None:
         plot([r for s in results for r in (s.aiortc, *(v.video for v in s.viewers))], plot_path)
     return results
+
+
+def _encoder(text: str) -> EncoderSettings:
+    """:data:`REALTIME` with ``name=value,...`` changed (values typed as the fields are)."""
+    changes: dict[str, object] = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if not hasattr(REALTIME, name):
+            raise ValueError(f"no setting {name!r}")
+        current = getattr(REALTIME, name)
+        if isinstance(current, bool):
+            changes[name] = value.lower() in ("1", "true", "yes")
+        else:
+            changes[name] = type(current)(value)
+    return with_settings(REALTIME, **changes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,6 +551,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path, help="PNG of the latency distributions")
+    parser.add_argument(
+        "--encoder",
+        default="",
+        help="the gateway's encoder settings changed from the shipped ones, e.g. "
+        "codec=h264,threads=2 or cpu_used=-16 (media.video.encoder.EncoderSettings)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     variants = args.variants.split(",")
@@ -462,7 +564,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("unknown size or variant")
     if args.rounds < 1:
         parser.error("--rounds: at least 1")
-    asyncio.run(run(args.seconds, sizes, variants, args.rounds, args.json, args.plot))
+    try:
+        encoder = _encoder(args.encoder)
+    except (TypeError, ValueError) as exc:
+        parser.error(f"--encoder: {exc}")
+    asyncio.run(run(args.seconds, sizes, variants, args.rounds, args.json, args.plot, encoder))
     return 0
 
 

@@ -2,7 +2,9 @@
 viewer's RTCRtpSender runs it) against the shared encoder's real-time settings and their
 variants, on the same frames in the same run. CPU time of the encoding thread per frame
 (``time.thread_time``, so other processes on a shared machine cost wall time, not this
-figure), median and p95, and the bitrate that came out.
+figure), median and p95; the wall time per frame (what a frame waits for its picture: the
+figure latency is made of, and the only one that counts an encoder's own threads; on a
+shared machine it holds the others' load too); and the bitrate that came out.
 
 Two scenes: ``pattern`` (the gateway's synthetic camera, processed as it is sent: overlay
 and latency stamp) and ``camera`` (a textured moving scene with sensor noise, closer to a
@@ -58,45 +60,56 @@ def camera_frames(width: int, height: int, count: int) -> list[NDArray[np.uint8]
     return frames
 
 
-def run_aiortc(images: list[NDArray[np.uint8]], bitrate: int) -> Iterator[tuple[float, int]]:
+def run_aiortc(images: list[NDArray[np.uint8]], bitrate: int) -> Iterator[tuple[float, float, int]]:
     """aiortc's Vp8Encoder.encode as the sender calls it (bgr24 frame in, payloads out)."""
     encoder = Vp8Encoder()
     encoder.target_bitrate = bitrate
     for k, image in enumerate(images):
-        start = time.thread_time()
+        start, wall = time.thread_time(), time.perf_counter()
         frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts = k * 3000
         frame.time_base = fractions.Fraction(1, 90_000)
         payloads, _ = encoder.encode(frame)
-        yield time.thread_time() - start, sum(len(p) for p in payloads)
+        yield (
+            time.thread_time() - start,
+            time.perf_counter() - wall,
+            sum(len(p) for p in payloads),
+        )
 
 
 def run_shared(
     settings: EncoderSettings, images: list[NDArray[np.uint8]], bitrate: int
-) -> Iterator[tuple[float, int]]:
+) -> Iterator[tuple[float, float, int]]:
     height, width = images[0].shape[:2]
     encoder = PictureEncoder(settings, (width, height))
     for image in images:
-        start = time.thread_time()
+        start, wall = time.thread_time(), time.perf_counter()
         picture = encoder.encode(image, bitrate)
-        yield time.thread_time() - start, 0 if picture is None else len(picture.data)
+        yield (
+            time.thread_time() - start,
+            time.perf_counter() - wall,
+            0 if picture is None else len(picture.data),
+        )
+
+
+Run = Callable[[list[NDArray[np.uint8]], int], Iterator[tuple[float, float, int]]]
 
 
 def measure(
-    run: Callable[[list[NDArray[np.uint8]], int], Iterator[tuple[float, int]]],
-    images: list[NDArray[np.uint8]],
-    bitrate: int,
-) -> tuple[float, float, float]:
-    """Median and p95 ms per frame (the first 10 frames, the encoder's start, left out),
-    and kbit/s at 30 fps."""
+    run: Run, images: list[NDArray[np.uint8]], bitrate: int
+) -> tuple[float, float, float, float, float]:
+    """CPU median and p95 ms per frame, wall median and p95 (the first 10 frames, the
+    encoder's start, left out), and kbit/s at 30 fps."""
     results = list(run(images, bitrate))[10:]
-    times = sorted(1000 * t for t, _ in results)
-    kbps = statistics.mean(n for _, n in results) * 8 * 30 / 1000
-    return statistics.median(times), times[int(0.95 * (len(times) - 1))], kbps
+    times = sorted(1000 * t for t, _, _ in results)
+    walls = sorted(1000 * w for _, w, _ in results)
+    kbps = statistics.mean(n for _, _, n in results) * 8 * 30 / 1000
+    p95 = int(0.95 * (len(times) - 1))
+    return statistics.median(times), times[p95], statistics.median(walls), walls[p95], kbps
 
 
-def variants() -> dict[str, Callable[[list[NDArray[np.uint8]], int], Iterator[tuple[float, int]]]]:
-    def shared(s: EncoderSettings) -> Callable[..., Iterator[tuple[float, int]]]:
+def variants() -> dict[str, Run]:
+    def shared(s: EncoderSettings) -> Run:
         return lambda images, bitrate: run_shared(s, images, bitrate)
 
     return {
@@ -106,25 +119,34 @@ def variants() -> dict[str, Callable[[list[NDArray[np.uint8]], int], Iterator[tu
         "realtime VP8, 2 threads": shared(with_settings(REALTIME, threads=2)),
         "realtime VP8, cpu-used -6": shared(with_settings(REALTIME, cpu_used=-6)),
         "realtime VP8, cpu-used -16": shared(with_settings(REALTIME, cpu_used=-16)),
+        "realtime VP8, cpu-used -16, 2 threads": shared(
+            with_settings(REALTIME, cpu_used=-16, threads=2)
+        ),
         "realtime VP8, denoiser on": shared(with_settings(REALTIME, noise_sensitivity=4)),
         "H.264 x264 ultrafast zerolatency": shared(with_settings(REALTIME, codec="h264")),
+        "H.264 x264 ultrafast, 2 sliced threads": shared(
+            with_settings(REALTIME, codec="h264", threads=2)
+        ),
     }
 
 
-def main(frames: int) -> None:
-    print(f"encode CPU per frame (ms), {frames} frames each; the machine may be shared\n")
-    print(f"{'':48} {'scene':8} {'size':5} {'median':>7} {'p95':>7} {'kbit/s':>7} {'vs aiortc':>9}")
-    for height in (720, 480):
+def main(frames: int, heights: list[int] | None = None) -> None:
+    print(f"encode per frame (ms), {frames} frames each; the machine may be shared\n")
+    print(
+        f"{'':48} {'scene':8} {'size':5} {'cpu med':>7} {'p95':>7} {'wall med':>8} {'p95':>7} "
+        f"{'kbit/s':>7} {'vs aiortc':>9}"
+    )
+    for height in heights or [720, 480]:
         width, _ = SIZES[height]
         for scene, make in (("pattern", pattern_frames), ("camera", camera_frames)):
             images = make(width, height, frames)
             base: float | None = None
             for name, run in variants().items():
-                median, p95, kbps = measure(run, images, BITRATE[height])
+                median, p95, wall, wall_p95, kbps = measure(run, images, BITRATE[height])
                 base = base or median
                 print(
-                    f"{name:48} {scene:8} {height:4}p {median:7.2f} {p95:7.2f} {kbps:7.0f}"
-                    f" {median / base:8.2f}x"
+                    f"{name:48} {scene:8} {height:4}p {median:7.2f} {p95:7.2f} {wall:8.2f} "
+                    f"{wall_p95:7.2f} {kbps:7.0f} {median / base:8.2f}x"
                 )
             print()
 
@@ -134,4 +156,6 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--frames", type=int, default=150)
-    main(parser.parse_args().frames)
+    parser.add_argument("--sizes", default="720,480", help="of 720, 480")
+    args = parser.parse_args()
+    main(args.frames, [int(h) for h in args.sizes.split(",")])

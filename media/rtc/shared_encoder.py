@@ -51,8 +51,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import av
+import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
+from numpy.typing import NDArray
 
 from media.rtc.adapt import (
     DIAGNOSTIC_LADDER,
@@ -65,7 +67,7 @@ from media.rtc.adapt import (
 from media.rtc.bandwidth import route_keyframe_requests
 from media.rtc.tracks import CLOCK_RATE, TIME_BASE, ProcessedFrames, _CaptureClockTrack
 from media.video.capture import CapturedFrame, LatestFrame
-from media.video.encoder import MIME, REALTIME, EncoderSettings, PictureEncoder
+from media.video.encoder import MIME, REALTIME, EncoderSettings, Picture, PictureEncoder
 from media.video.processing import FrameProcessor
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,21 @@ MIN_KEYFRAME_GAP_S = 0.2
 RATE_CHANGE_S = 2.0
 #: How often a waiting track looks at its adapter again (a paused viewer's probe).
 _RECHECK_S = 0.25
+#: Pictures' timings a layer keeps (:attr:`Layer.timings`): about 30 s of one viewer.
+TIMINGS = 1024
+
+
+def _timed_encode(
+    encoder: PictureEncoder,
+    wall: Callable[[], float],
+    image: NDArray[np.uint8],
+    bitrate: int,
+    keyframe: bool,
+) -> tuple[Picture | None, float, float]:
+    """``encoder.encode`` with the wall-clock times it began and ended (in its thread)."""
+    start = wall()
+    picture = encoder.encode(image, bitrate, keyframe)
+    return picture, start, wall()
 
 
 @dataclass(frozen=True)
@@ -120,13 +137,39 @@ def layers_for(width: int, height: int, ladder: tuple[Rung, ...] = LADDER) -> tu
 @dataclass(frozen=True)
 class EncodedFrame:
     """A layer's picture as every viewer of it is sent: the codec's bytes, its RTP time
-    (90 kHz, from the camera's first capture), and whether it is a key frame."""
+    (90 kHz, from the camera's first capture), and whether it is a key frame. ``frame_id``
+    and the wall-clock stamps (s since the epoch, as ``capture_time``) say where the frame's
+    time went: ``processed_at`` the layer had the processed image, ``encode_start`` and
+    ``encoded_at`` its encoder's thread began and ended it."""
 
     data: bytes
     keyframe: bool
     pts: int
     capture_time: float
     layer: Layer
+    frame_id: int = 0
+    processed_at: float = 0.0
+    encode_start: float = 0.0
+    encoded_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    """Where one picture's time went on its way to one viewer's sender, in wall-clock
+    seconds since the epoch: captured, processed (the layer has it), encoding began and
+    ended, handed to the viewer's track (``delivered``), taken by the sender (``sent``:
+    aiortc then packetises, encrypts and sends it at once). Kept for the benchmarks
+    (:attr:`Layer.timings`); what happens after ``sent`` is the receiver's to measure."""
+
+    frame_id: int
+    keyframe: bool
+    size: int
+    captured: float
+    processed: float
+    encode_start: float
+    encoded: float
+    delivered: float
+    sent: float
 
 
 class Layer:
@@ -139,10 +182,14 @@ class Layer:
         settings: EncoderSettings,
         name: str,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
         self.name = name
         self._clock = clock
+        self._wall = wall
+        #: Each picture's way to each viewer's sender, the last :data:`TIMINGS`.
+        self.timings: collections.deque[FrameTiming] = collections.deque(maxlen=TIMINGS)
         self._encoder = PictureEncoder(settings, (spec.width, spec.height))
         self._viewers: set[LayerTrack] = set()
         self._has_viewers = asyncio.Event()
@@ -253,14 +300,15 @@ class Layer:
                     self._end(frames.mailbox.ended_because())
                     return
                 sequence, captured, image = latest
+                processed_at = self._wall()
                 if not self._viewers:
                     continue
                 now = self._clock()
                 force = self._keyframe_due(now)
                 bitrate = self._bitrate(now)
                 try:
-                    picture = await loop.run_in_executor(
-                        executor, self._encoder.encode, image, bitrate, force
+                    picture, started, ended = await loop.run_in_executor(
+                        executor, _timed_encode, self._encoder, self._wall, image, bitrate, force
                     )
                 except Exception:  # a frame the codec cannot take: skip it, go on
                     if not failing:
@@ -283,9 +331,14 @@ class Layer:
                     frames.pts_of(captured),
                     captured.capture_time,
                     self,
+                    captured.frame_id,
+                    processed_at,
+                    started,
+                    ended,
                 )
+                delivered = self._wall()
                 for viewer in list(self._viewers):
-                    viewer.deliver(frame)
+                    viewer.deliver(frame, delivered)
         finally:
             if attached:
                 frames.detach_now()
@@ -372,7 +425,7 @@ class LayerTrack(_CaptureClockTrack):
         self.diagnostic = shared.processor.settings.diagnostic
         #: The codec of what this track gives: the peer offers it alone.
         self.encoded_as = MIME[shared.settings.codec]
-        self._queue: collections.deque[EncodedFrame] = collections.deque()
+        self._queue: collections.deque[tuple[EncodedFrame, float]] = collections.deque()
         self._ready = asyncio.Event()
         #: The layer sent now, and the one being switched to (until its key frame).
         self.layer: Layer | None = None
@@ -392,8 +445,9 @@ class LayerTrack(_CaptureClockTrack):
 
     # -- on the layer's side -------------------------------------------------------------------
 
-    def deliver(self, frame: EncodedFrame) -> None:
-        """A picture of a layer this track is attached to (never waits)."""
+    def deliver(self, frame: EncodedFrame, delivered: float = 0.0) -> None:
+        """A picture of a layer this track is attached to (never waits); ``delivered``: the
+        wall-clock time it was handed over (for :class:`FrameTiming`)."""
         layer = frame.layer
         if layer is self._pending:
             if not frame.keyframe:
@@ -421,7 +475,7 @@ class LayerTrack(_CaptureClockTrack):
                 self._need_keyframe = True
                 self._ask_keyframe = True
                 return
-        self._queue.append(frame)
+        self._queue.append((frame, delivered))
         self._ready.set()
 
     def end(self, reason: str) -> None:
@@ -476,7 +530,7 @@ class LayerTrack(_CaptureClockTrack):
             if self._ended is None:
                 self._follow_adapter()
             if self._queue:
-                return self._packet(self._queue.popleft())
+                return self._packet(*self._queue.popleft())
             if self._ended is not None:
                 self.stop()
                 raise MediaStreamError(self._ended)
@@ -492,7 +546,20 @@ class LayerTrack(_CaptureClockTrack):
             except TimeoutError:
                 pass  # look at the adapter again
 
-    def _packet(self, frame: EncodedFrame) -> av.Packet[Any]:
+    def _packet(self, frame: EncodedFrame, delivered: float) -> av.Packet[Any]:
+        frame.layer.timings.append(
+            FrameTiming(
+                frame.frame_id,
+                frame.keyframe,
+                len(frame.data),
+                frame.capture_time,
+                frame.processed_at,
+                frame.encode_start,
+                frame.encoded_at,
+                delivered,
+                frame.layer._wall(),
+            )
+        )
         packet = av.Packet(frame.data)
         packet.pts = frame.pts
         packet.time_base = TIME_BASE

@@ -41,7 +41,9 @@ class EncoderSettings:
     (0: as aiortc chooses, by picture size and cores); ``noise_sensitivity``: libvpx's
     temporal denoiser (0: off); ``error_resilient``; ``keyframe_interval_s``: the longest
     run without a key frame; ``max_intra_pct``: a key frame's cap in percent of a frame's
-    share of the bitrate (0: none); ``fps``: the frame rate the rate control plans for."""
+    share of the bitrate (0: none); ``fps``: the frame rate the rate control plans for;
+    ``profile``: VP8's version (RFC 6386 9.1: 0 the normal loop filter and six-tap
+    interpolation, 1 the simple loop filter and bilinear, 2 and 3 coarser still)."""
 
     codec: Codec = "vp8"
     cpu_used: int = -12
@@ -52,6 +54,7 @@ class EncoderSettings:
     max_intra_pct: int = 450
     static_thresh: int = 1
     fps: float = 30.0
+    profile: int = 0
     #: x264's preset, for ``codec="h264"``.
     preset: str = "ultrafast"
 
@@ -105,6 +108,7 @@ def _vp8_options(settings: EncoderSettings, bitrate: int) -> dict[str, str]:
         "lag-in-frames": "0",
         "noise-sensitivity": str(settings.noise_sensitivity),
         "static-thresh": str(settings.static_thresh),
+        "profile": str(settings.profile),
     }
     if settings.error_resilient:
         options["error-resilient"] = "default"
@@ -142,8 +146,10 @@ def open_context(
             "level": "31",
             "bufsize": str(bitrate),
             "maxrate": str(bitrate),
-            # Annex B with the parameter sets before every key frame, as aiortc packs it.
-            "x264-params": "repeat-headers=1:sliced-threads=0",
+            # Annex B with the parameter sets before every key frame, as aiortc packs it;
+            # several threads encode slices of one picture (frame threads would each hold
+            # a picture back).
+            "x264-params": f"repeat-headers=1:sliced-threads={int(threads > 1)}",
         }
     return context
 

@@ -114,6 +114,14 @@ async def test_every_viewer_gets_the_one_encode_and_a_new_one_starts_on_a_key_fr
             sent = [v.track.sent for v in viewers]
             assert sum(sent) > 2 * full.encoded - 3 * QUEUE_FRAMES
             assert all(s <= full.encoded for s in sent)
+            # Each picture's way to each sender is stamped, stage after stage, per viewer.
+            timings = list(full.timings)
+            assert len(timings) == sum(sent)
+            for t in timings:
+                assert t.captured <= t.processed <= t.encode_start <= t.encoded
+                assert t.encoded <= t.delivered <= t.sent
+                assert t.size > 0
+            assert {t.frame_id for t in timings if t.keyframe}
             for viewer in viewers:  # decodable, the camera's own frames, in order
                 stamps = [s for s in map(_stamp, viewer.frames[-10:]) if s is not None]
                 assert len(stamps) >= 5
