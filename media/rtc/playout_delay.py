@@ -17,6 +17,11 @@ first packet and keeps the last one it saw, so carrying it on each packet costs 
 receiver joins mid-stream, or an encoder's key frame is not known at packetisation (aiortc's
 map is not told which frame is a key frame).
 
+A viewer whose path loses or delays packets needs a jitter buffer, which a WebRTC receiver
+only keeps while the maximum is above 0: :meth:`PlayoutDelayExtensionsMap.set_delay` raises it
+for one connection (``media.rtc.peer.MediaPeer.set_playout_delay``, on the viewer's
+``playout-delay`` request through the gateway).
+
 This is the one place that reaches into aiortc's sender and its table of extensions. The
 offering side (the gateway offers to every viewer) is covered; an aiortc that *answers* only
 accepts the extension once some sender of the process has called :func:`use_playout_delay`.

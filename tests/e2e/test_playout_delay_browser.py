@@ -68,6 +68,8 @@ async def test_a_lossy_link_asks_for_a_playout_delay_and_buffers(server: LiveSer
         await page.keyboard.press("F9")
         playout = page.locator("#latency-overlay dd[data-figure=playout]")
         await expect(playout).to_have_text("min 0 / max 0 ms, negotiated", timeout=10_000)
+        # The layer of the bedside's shared encode it is sent (a 320x240 camera has one).
+        await expect(page.locator("#latency-overlay dd[data-figure=layer]")).to_have_text("240p")
         async with asyncio.timeout(10):  # the receiver's stats have been read once
             while (await page.evaluate(_FIGURES))["jitterBufferEmitted"] is None:
                 await asyncio.sleep(0.2)

@@ -273,6 +273,7 @@ export class ReceiverTuning {
     this.send = send;
     this.playout = new PlayoutDelayPolicy();
     this.lastInterval = null;
+    this.layer = null;
     this.state = new WeakMap(); // receiver -> { targetMs, cleanS, last }
     this.latest = new Map(); // track id -> { stats, targetMs }
     this.rttMs = null;
@@ -350,9 +351,11 @@ export class ReceiverTuning {
     }
   }
 
-  /** The bedside's `video` event: the playout delay it says is in force for us. */
+  /** The bedside's `video` event: the playout delay it says is in force for us, and the
+   *  layer of its shared encode it sends us (null: paused, or encoded for us alone). */
   video(message) {
     this.playout.told(message.playout_delay_ms);
+    this.layer = message.layer ?? null;
   }
 
   /** A new connection to the bedside (its `hello`): its playout delay starts afresh. */
@@ -523,6 +526,7 @@ export class LatencyOverlay {
       playoutAskedMs: this.tuning.playout.askedMs,
       playoutReason: this.tuning.playout.reason,
       playoutRequests: this.tuning.playout.requests,
+      layer: this.tuning.layer,
       // The link's last second as the playout delay's policy took it (all receivers).
       interval: this.tuning.lastInterval ?? null,
     };
@@ -563,6 +567,7 @@ export class LatencyOverlay {
         max: f.playoutAskedMs, reason: t(`latency.reason.${f.playoutReason}`),
       })]);
     }
+    rows.push(["layer", t("latency.layer"), f.layer ?? "–"]);
     rows.push(["waveform", t("latency.waveform"), summary(f.waveform)]);
     const list = document.createElement("dl");
     for (const [key, label, value] of rows) {
