@@ -11,7 +11,7 @@ says the delay in force (media.rtc.peer). A request that changes nothing is not 
 change is taken at most :data:`BURST` at once and then one per ``1 / CHANGES_PER_S`` s per
 clinician (by identity, across reconnections): a page that flaps must not make every frame's
 timing move. Refusals (no such camera, a ``clear`` with a maximum, too often, no open
-connection) are logged (too often: once per spell) and leave the delay in force as it was,
+connection) are logged, each reason once per spell, and leave the delay in force as it was,
 which the viewer sees in its ``video`` events.
 """
 
@@ -53,8 +53,9 @@ class GatewayPlayout:
         self._cameras = list(cameras)
         self._media_of = media_of
         self._buckets = TokenBuckets(CHANGES_PER_S, BURST, clock)
-        # Who is being refused as asking too often now: logged once per spell.
-        self._refusing: set[str] = set()
+        # Who is being refused now, and why: each reason logged once per spell (a page that
+        # asks in a loop must not fill the log), a spell ending with a change applied.
+        self._refusing: set[tuple[str, str]] = set()
         self.applied = 0
         self.refused = 0
 
@@ -81,12 +82,8 @@ class GatewayPlayout:
         if all(c == wanted for c in sent):
             return None  # in force already: nothing changes, nothing is counted
         if not self._buckets.take(who):
-            self.refused += 1
-            if who not in self._refusing and len(self._refusing) < 1024:
-                self._refusing.add(who)
-                log.warning("playout-delay from %s refused: %s", peer.name, TOO_OFTEN)
-            return TOO_OFTEN
-        self._refusing.discard(who)
+            return self._refuse(peer, message, TOO_OFTEN)
+        self._refusing = {(w, r) for w, r in self._refusing if w != who}
         sent_positions = [k for k, c in zip(targets, current, strict=True) if c is not None]
         written = media.set_playout_delay(message.max_ms, sent_positions)
         self.applied += 1
@@ -102,6 +99,10 @@ class GatewayPlayout:
 
     def _refuse(self, peer: Peer, message: PlayoutDelayRequest, reason: str) -> str:
         self.refused += 1
+        spell = (identity(peer), reason)
+        if spell in self._refusing or len(self._refusing) >= 1024:
+            return reason
+        self._refusing.add(spell)
         log.warning(
             "playout-delay %d ms (%s) from %s refused: %s",
             message.max_ms,

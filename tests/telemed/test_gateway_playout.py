@@ -227,10 +227,14 @@ async def test_changes_are_rate_limited_and_bad_requests_refused_with_a_reason(
         # What the bedside refuses: a camera it does not have, a clear with a maximum.
         clock.advance(60.0)
         wire.ask(100, "loss", camera="xray")
+        wire.ask(100, "loss", camera="xray")
         wire.ask(100, "clear")
-        asked += 2
+        asked += 3
+        assert await wire.answered(asked - 2) == "no camera named 'xray'"
         assert await wire.answered(asked - 1) == "no camera named 'xray'"
         assert await wire.answered(asked) == CLEAR_WITH_MAX
+        no_camera = [r for r in caplog.records if "no camera named" in r.getMessage()]
+        assert len(no_camera) == 1  # each reason once per spell
         # What the contract refuses never reaches the gateway: refused on the channel, said why.
         for text in (
             '{"type":"playout-delay","max_ms":1001,"reason":"loss"}',
@@ -242,4 +246,4 @@ async def test_changes_are_rate_limited_and_bad_requests_refused_with_a_reason(
         assert any("max_ms" in line for line in refused), refused
         assert any("reason" in line for line in refused), refused
         assert wire.bedside.playout_delay_ms == 300 and len(wire.answers) == asked
-        assert wire.playout.applied == 4 and wire.playout.refused == 4
+        assert wire.playout.applied == 4 and wire.playout.refused == 5
