@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -101,6 +102,10 @@ def create_app(
                 await retention.stop()
                 await activity.stop()
                 await hub.stop()
+                # Audit events whose appends were cancelled by the shutdown (a socket's
+                # close audited as uvicorn gave up on it) are written, not dropped.
+                with contextlib.suppress(Exception):  # (a failure is logged by the audit log)
+                    await services.audit.flush()
         finally:
             await db.close()
 

@@ -20,17 +20,21 @@ the last anchor is covered by the chain alone.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, insert, select, update
 
 from signaling.storage.database import Database
 from signaling.storage.models import AuditEventRow, AuditHeadRow, utcnow
 
+log = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
 DetailValue = str | int | float | bool | None
 
@@ -128,65 +132,99 @@ def read_anchors(lines: Iterable[str]) -> list[Anchor]:
     ]
 
 
+_Entry = tuple[AuditEvent, str, "asyncio.Future[int]"]
+
+
 class AuditLog:
     """Appends events and verifies the chain. One instance per process."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
         # Serialises writes within this process; the row lock on audit_head does the same
-        # across processes on PostgreSQL (SQLite has a single writer anyway).
+        # across processes on PostgreSQL, BEGIN IMMEDIATE on SQLite.
         self._lock = asyncio.Lock()
         #: Events waiting for the next write, each with the future of its sequence number.
-        self._pending: list[tuple[AuditEvent, str, asyncio.Future[int]]] = []
+        self._pending: list[_Entry] = []
+        #: The write in progress (awaited by the lock's holder, or by the next one).
+        self._writing: asyncio.Task[list[int]] | None = None
 
     async def append(self, event: AuditEvent) -> int:
         """Append ``event``; returns its sequence number once it is committed.
 
         Group commit: the events appended while a write is in progress are written
         together, in order, in the next transaction, by whichever append takes the lock
-        first. Each is committed before its ``append`` returns, as before, but 500 sockets
-        connecting at once wait for a few commits instead of 500 one after another (a
-        commit is a disk flush on PostgreSQL)."""
+        first. Each is committed before its ``append`` returns, but 500 sockets connecting
+        at once wait for a few commits instead of 500 one after another (a commit is a disk
+        flush on PostgreSQL). On an SQLite file the transaction runs in one go in the
+        database's write thread (:meth:`Database.write`): the write lock is never held
+        across the event loop's turns, and another process holding it past the busy timeout
+        is waited for with backoff.
+
+        Cancelled, the event is still written (by the next append, or :meth:`flush`): an
+        audit row is not lost because its caller went away. A write that fails is logged
+        (how many events, their actions) and raised to every append in its batch."""
         detail_json = json.dumps(dict(event.detail), ensure_ascii=False, sort_keys=True)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        entry = (event, detail_json, future)
-        self._pending.append(entry)
+        self._pending.append((event, detail_json, future))
         try:
             async with self._lock:
                 if not future.done():
-                    batch, self._pending = self._pending, []
-                    await self._write_batch(batch, future)
+                    await self._write_pending()
+            return await future
         except asyncio.CancelledError:
-            if entry in self._pending:
-                self._pending.remove(entry)  # not written: nobody is to write it now
+            # Pending, being written or written: either way nobody waits for it now.
+            if future.done() and not future.cancelled():
+                future.exception()  # (retrieved: a failure was logged by _settle)
+            future.cancel()
             raise
-        return future.result()
 
-    async def _write_batch(
-        self, batch: list[tuple[AuditEvent, str, asyncio.Future[int]]], own: asyncio.Future[int]
-    ) -> None:
-        """Write ``batch`` in one transaction and settle every future in it. Cancelled
-        (the caller's task), the others' events go back to the front of the queue for the
-        next append to write; a database error is every one's."""
-        try:
-            seqs = await self._write(batch)
-        except asyncio.CancelledError:
-            self._pending[:0] = [e for e in batch if e[2] is not own]
-            raise
-        except Exception as exc:
-            for _, _, future in batch:
-                if future is not own:
-                    future.set_exception(exc)
-            raise
-        for (_, _, future), seq in zip(batch, seqs, strict=True):
-            future.set_result(seq)
+    async def flush(self) -> None:
+        """Write what is pending (events whose appends were cancelled) and wait for a write
+        in progress. Call before the database is closed. A failure is logged, not raised."""
+        async with self._lock:
+            await self._write_pending()
 
-    async def _write(self, batch: list[tuple[AuditEvent, str, asyncio.Future[int]]]) -> list[int]:
+    async def _write_pending(self) -> None:
+        """Write every pending event in one transaction; call with the lock held. The
+        write is a task of its own that settles the events' futures when it ends: cancelled
+        meanwhile, the caller leaves it running (a write in a thread cannot be stopped, and
+        a batch half known would be written twice or lost), and the next caller waits for
+        it before writing, so the chain keeps the order of the appends."""
+        if self._writing is not None:
+            await asyncio.wait([self._writing])
+            self._writing = None
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        write = self._writing = asyncio.create_task(self._write(batch), name="audit-write")
+        write.add_done_callback(functools.partial(self._settle, batch))
+        await asyncio.wait([write])
+        self._writing = None
+
+    @staticmethod
+    def _settle(batch: list[_Entry], write: asyncio.Task[list[int]]) -> None:
+        error: BaseException | None = (
+            asyncio.CancelledError() if write.cancelled() else write.exception()
+        )
+        if error is not None:
+            actions = ",".join(sorted({event.action for event, _, _ in batch}))
+            log.error("audit: %d events NOT written (%s): %r", len(batch), actions, error)
+        for i, (_, _, future) in enumerate(batch):
+            if future.done():
+                continue  # its append was cancelled: nobody waits for it
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(write.result()[i])
+
+    async def _write(self, batch: list[_Entry]) -> list[int]:
+        items = [(event, detail_json) for event, detail_json, _ in batch]
+        if self._db.writes_in_thread:
+            return await self._db.write(functools.partial(_write_sqlite, items))
         async with self._db.session() as session:
             if self._db.dialect == "sqlite":
-                # A write first takes SQLite's write lock (waiting for it as long as the busy
-                # timeout allows), so the head read next is the latest even when another
-                # process appends too; a read first would race, and its write fail.
+                # (An SQLite database without a file of its own.) A write first takes the
+                # write lock, so the head read next is the latest.
                 await session.execute(
                     update(AuditHeadRow)
                     .where(AuditHeadRow.id == 1)
@@ -198,35 +236,12 @@ class AuditLog:
             if head is None:
                 head = AuditHeadRow(id=1, last_seq=0, last_hash=GENESIS_HASH)
                 session.add(head)
-            seqs: list[int] = []
-            seq, prev = head.last_seq, head.last_hash
-            for event, detail_json, _ in batch:
-                seq += 1
-                at = utcnow()
-                digest = chain_hash(prev, seq, at, event, detail_json)
-                session.add(
-                    AuditEventRow(
-                        seq=seq,
-                        at=at,
-                        actor_kind=event.actor_kind,
-                        actor_id=event.actor_id,
-                        actor_name=event.actor_name,
-                        role=event.role,
-                        site=event.site,
-                        action=event.action,
-                        consultation_id=event.consultation_id,
-                        source_addr=event.source_addr,
-                        outcome=event.outcome,
-                        detail=detail_json,
-                        prev_hash=prev,
-                        hash=digest,
-                    )
-                )
-                seqs.append(seq)
-                prev = digest
-            head.last_seq = seq
-            head.last_hash = prev
-        return seqs
+            rows = _chained(head.last_seq, head.last_hash, items)
+            session.add_all(AuditEventRow(**row) for row in rows)
+            if rows:
+                head.last_seq = rows[-1]["seq"]
+                head.last_hash = rows[-1]["hash"]
+        return [row["seq"] for row in rows]
 
     async def head(self) -> Anchor:
         """The chain's head now, to be kept outside the database."""
@@ -319,3 +334,58 @@ def _check_row(row: AuditEventRow, expected_seq: int, prev: str) -> VerifyReport
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _chained(seq: int, prev: str, items: list[tuple[AuditEvent, str]]) -> list[dict[str, Any]]:
+    """The rows of ``items`` following event ``seq`` whose hash is ``prev``, in order."""
+    rows: list[dict[str, Any]] = []
+    for event, detail_json in items:
+        seq += 1
+        at = utcnow()
+        digest = chain_hash(prev, seq, at, event, detail_json)
+        rows.append(
+            {
+                "seq": seq,
+                "at": at,
+                "actor_kind": event.actor_kind,
+                "actor_id": event.actor_id,
+                "actor_name": event.actor_name,
+                "role": event.role,
+                "site": event.site,
+                "action": event.action,
+                "consultation_id": event.consultation_id,
+                "source_addr": event.source_addr,
+                "outcome": event.outcome,
+                "detail": detail_json,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    return rows
+
+
+def _write_sqlite(items: list[tuple[AuditEvent, str]], connection: Connection) -> list[int]:
+    """Append ``items`` in ``connection``'s transaction (its BEGIN IMMEDIATE holds SQLite's
+    write lock, so the head read is the latest of every process). Runs in a worker thread:
+    the hashing too."""
+    head = connection.execute(
+        select(AuditHeadRow.last_seq, AuditHeadRow.last_hash).where(AuditHeadRow.id == 1)
+    ).first()
+    seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
+    rows = _chained(seq, prev, items)
+    if not rows:
+        return []
+    connection.execute(insert(AuditEventRow), rows)
+    last_seq, last_hash = rows[-1]["seq"], rows[-1]["hash"]
+    if head is None:
+        connection.execute(
+            insert(AuditHeadRow).values(id=1, last_seq=last_seq, last_hash=last_hash)
+        )
+    else:
+        connection.execute(
+            update(AuditHeadRow)
+            .where(AuditHeadRow.id == 1)
+            .values(last_seq=last_seq, last_hash=last_hash)
+        )
+    return [int(row["seq"]) for row in rows]
