@@ -6,10 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from devices.errors import RecordError
-from devices.recordings import read_record
-from media.waveform.qrs import QrsDetector
-
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     waveform = sub.add_parser("waveform", help="waveform processing on recordings")
@@ -23,6 +19,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: the QRS detector pulls in SciPy, seconds that every other command would
+    # otherwise spend at start-up.
+    from devices.errors import RecordError
+    from devices.recordings import read_record
+    from media.waveform.qrs import QrsDetector
+
     try:
         record = read_record(args.record)
     except (RecordError, OSError) as exc:
