@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +33,15 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 SECRET = "test-secret-key-0123456789abcdef-0123456789"
 TEST_HASH_COST = HashCost(time_cost=1, memory_kib=64, parallelism=1)
 PASSWORD = "correct horse battery"
+
+
+@functools.cache
+def client_tls() -> ssl.SSLContext:
+    """httpx's default client context (verify against its CA bundle), made once for the run:
+    pass it as ``verify=`` to a client made per request. Each client otherwise loads the CA
+    bundle anew, tens of milliseconds of CPU and most of a request to a local server (the
+    property tests over HTTP make hundreds of clients)."""
+    return httpx.create_ssl_context()
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> ServerConfig:
@@ -65,7 +76,7 @@ class LiveServer:
         return await accounts.add_gateway(self.services.db, name, site, key, self.services.hasher)
 
     async def token(self, username: str, password: str = PASSWORD) -> str:
-        async with httpx.AsyncClient(base_url=self.base_url) as http:
+        async with httpx.AsyncClient(base_url=self.base_url, verify=client_tls()) as http:
             response = await http.post(
                 "/api/auth/login", json={"username": username, "password": password}
             )

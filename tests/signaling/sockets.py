@@ -11,7 +11,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from signaling.schema import PROTOCOL_VERSION, Role
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, client_tls
 
 
 def auth(token: str) -> dict[str, str]:
@@ -55,7 +55,7 @@ async def api(
     headers: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30, verify=client_tls()) as http:
         return await http.request(
             method, path, headers={**auth(token), **(headers or {})}, **kwargs
         )
