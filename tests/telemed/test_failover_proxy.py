@@ -19,12 +19,10 @@ import functools
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -51,7 +49,9 @@ from signaling.storage import accounts
 from signaling.storage.database import Database
 from telemed import tls
 from telemed.settings import Settings
+from tests import nginx
 from tests.helpers import SECRET, TEST_HASH_COST, eventually
+from tests.processes import listening, port_of, start_serve
 from tests.redis_server import redis_server
 
 # Four processes (Redis, two servers, nginx): a few seconds to start; the reconnection is
@@ -68,17 +68,6 @@ USERS = {
 LIVENESS_S = "2.0"
 
 
-def _nginx() -> str:
-    path = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the failover test: nginx is missing (scripts/bootstrap)")
-        pytest.skip("nginx is not installed (scripts/bootstrap installs it)")
-    return path
-
-
 def doc_block(language: str) -> str:
     """The first ``language`` code block of docs/deployment.md."""
     match = re.search(rf"```{language}\n(.*?)```", DOC.read_text(), re.S)
@@ -90,18 +79,6 @@ def _replace(text: str, old: str, new: str) -> str:
     """``text`` with ``old`` replaced; ``old`` must be there (the document changed if not)."""
     assert old in text, f"docs/deployment.md no longer has {old!r}"
     return text.replace(old, new)
-
-
-def _listening() -> socket.socket:
-    """A socket listening on a port of 127.0.0.1 the kernel picked, to hand to a process."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
-
-
-def _port(sock: socket.socket) -> int:
-    return int(sock.getsockname()[1])
 
 
 async def _seed(data_dir: Path) -> None:
@@ -152,7 +129,7 @@ class Cluster:
 
 
 def _start(
-    tmp_path: Path, redis_url: str, cert: tls.DemoCertificate, nginx: str
+    tmp_path: Path, redis_url: str, cert: tls.DemoCertificate, nginx_path: str
 ) -> tuple[list[subprocess.Popen[bytes]], list[int], str]:
     """Starts the two servers and nginx (in that order in the list returned), with the
     server ports and nginx's HTTPS address. Every port is bound here and handed over: the
@@ -168,42 +145,23 @@ def _start(
         "TELEMED_SERVER__HUB_LIVENESS_S": LIVENESS_S,
     }
     procs: list[subprocess.Popen[bytes]] = []
-    socks = [_listening(), _listening(), _listening()]
-    ports = [_port(s) for s in socks]
+    socks = [listening(), listening(), listening()]
+    ports = [port_of(s) for s in socks]
     try:
         for sock in socks[:2]:
-            with open(tmp_path / f"server-{_port(sock)}.log", "wb") as log:
+            with open(tmp_path / f"server-{port_of(sock)}.log", "wb") as log:
                 procs.append(
-                    subprocess.Popen(
-                        [
-                            *(sys.executable, "-m", "telemed"),
-                            *("--config", str(tmp_path / "telemed.toml")),
-                            *("serve", "--fd", str(sock.fileno())),
-                        ],
-                        env=env,
-                        pass_fds=(sock.fileno(),),
-                        stdout=subprocess.DEVNULL,
-                        stderr=log,
-                    )
+                    start_serve(sock, env=env, config=tmp_path / "telemed.toml", stderr=log)
                 )
         https = socks[2]
-        (tmp_path / "telemed-site.conf").write_text(_nginx_site(https, cert, ports[:2]))
-        conf = _nginx_conf(tmp_path)
         procs.append(
-            subprocess.Popen(
-                [
-                    nginx,
-                    "-p",
-                    str(tmp_path),
-                    "-e",
-                    str(tmp_path / "nginx-error.log"),
-                    "-c",
-                    str(conf),
-                ],
-                env={**os.environ, "NGINX": f"{https.fileno()};"},
-                pass_fds=(https.fileno(),),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,  # its error log has it all
+            nginx.start(  # its error log has it all
+                nginx_path,
+                tmp_path,
+                _nginx_site(https, cert, ports[:2]),
+                main=f"worker_processes 1;\nerror_log {tmp_path}/nginx-error.log notice;",
+                http=f"access_log {tmp_path}/nginx-access.log;",
+                inherited=https,
             )
         )
     except BaseException:
@@ -218,38 +176,13 @@ def _start(
 
 def _nginx_site(https: socket.socket, cert: tls.DemoCertificate, ports: list[int]) -> str:
     site = doc_block("nginx")
-    site = _replace(site, "listen 443 ssl;", f"listen 127.0.0.1:{_port(https)} ssl;")
+    site = _replace(site, "listen 443 ssl;", f"listen 127.0.0.1:{port_of(https)} ssl;")
     site = _replace(site, "listen [::]:443 ssl;", "")
     site = _replace(site, "/etc/ssl/telemed/fullchain.pem", str(cert.cert_file))
     site = _replace(site, "/etc/ssl/telemed/privkey.pem", str(cert.key_file))
     for documented, port in zip((8001, 8002), ports, strict=True):
         site = _replace(site, f"server 127.0.0.1:{documented} ", f"server 127.0.0.1:{port} ")
     return site
-
-
-def _nginx_conf(tmp_path: Path) -> Path:
-    temp = tmp_path / "nginx-temp"
-    temp.mkdir()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        f"""
-daemon off;
-worker_processes 1;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/nginx-error.log notice;
-events {{ worker_connections 256; }}
-http {{
-    access_log {tmp_path}/nginx-access.log;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    include {tmp_path}/telemed-site.conf;
-}}
-"""
-    )
-    return conf
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -264,13 +197,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    nginx = _nginx()
+    nginx_path = nginx.binary("failover")
     cert = await asyncio.to_thread(
         tls.demo_certificate, tmp_path / "tls", ["127.0.0.1", "localhost"]
     )
     await _seed(tmp_path / "data")
     async with redis_server(tmp_path / "redis") as redis:
-        procs, ports, url = await asyncio.to_thread(_start, tmp_path, redis.url, cert, nginx)
+        procs, ports, url = await asyncio.to_thread(_start, tmp_path, redis.url, cert, nginx_path)
         try:
             for proc, port in zip(procs, ports, strict=False):
                 await _wait_until_serving(f"http://127.0.0.1:{port}/healthz", proc, "telemed")

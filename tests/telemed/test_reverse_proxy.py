@@ -15,11 +15,9 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,9 @@ from signaling.storage import accounts
 from signaling.storage.database import Database
 from telemed import tls
 from telemed.settings import Settings
+from tests import nginx
 from tests.helpers import SECRET, TEST_HASH_COST
+from tests.processes import listening, port_of, start_serve
 
 # Two processes: nginx and the server (~5 s to start); nothing timed.
 pytestmark = [pytest.mark.slow, pytest.mark.cpu]
@@ -43,17 +43,6 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "### TLS and a reverse proxy"
 USER, PASSWORD = "doctor.proxy", "proxy-test-password-doctor"
 TOO_MANY_CONNECTIONS = 4429
-
-
-def _nginx() -> str:
-    path = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the reverse-proxy test: nginx is missing (scripts/bootstrap)")
-        pytest.skip("nginx is not installed (scripts/bootstrap installs it)")
-    return path
 
 
 def readme_block(language: str) -> str:
@@ -115,16 +104,14 @@ async def _wait_until_serving(url: str, proc: subprocess.Popen[bytes], what: str
 
 @pytest.fixture
 async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
-    nginx = _nginx()
+    nginx_path = nginx.binary("reverse-proxy")
     cert = tls.demo_certificate(tmp_path / "tls", ["127.0.0.1", "localhost"])
     await _seed(tmp_path / "data")
 
     # The server, with the README's settings, on a socket bound here.
     (tmp_path / "telemed.toml").write_text(readme_block("toml"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server_port = sock.getsockname()[1]
+    sock = listening(64)
+    server_port = port_of(sock)
     env = {
         **os.environ,
         "TELEMED_DATA_DIR": str(tmp_path / "data"),
@@ -133,20 +120,7 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
         # One socket per address: which address the server counts is then visible.
         "TELEMED_SERVER__WS_MAX_PER_ADDRESS": "1",
     }
-    try:
-        server = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "telemed"),
-                *("--config", str(tmp_path / "telemed.toml")),
-                *("serve", "--fd", str(sock.fileno())),
-            ],
-            env=env,
-            pass_fds=(sock.fileno(),),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-    finally:
-        sock.close()
+    server = start_serve(sock, env=env, config=tmp_path / "telemed.toml", stderr=subprocess.PIPE)
 
     # nginx with the README's site configuration, ports and files made local.
     https_port, http_port = _free_port(), _free_port()
@@ -158,34 +132,12 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     site = _replace(site, "/etc/ssl/telemed/fullchain.pem", str(cert.cert_file))
     site = _replace(site, "/etc/ssl/telemed/privkey.pem", str(cert.key_file))
     site = _replace(site, "http://127.0.0.1:8000", f"http://127.0.0.1:{server_port}")
-    (tmp_path / "telemed-site.conf").write_text(site)
-    temp = tmp_path / "nginx-temp"
-    temp.mkdir()
-    (tmp_path / "nginx.conf").write_text(
-        f"""
-daemon off;
-master_process off;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/nginx-error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    include {tmp_path}/telemed-site.conf;
-}}
-"""
-    )
-    proxy = subprocess.Popen(
-        [
-            *(nginx, "-p", str(tmp_path)),
-            *("-e", str(tmp_path / "nginx-error.log")),
-            *("-c", str(tmp_path / "nginx.conf")),
-        ],
-        stdout=subprocess.DEVNULL,
+    proxy = nginx.start(
+        nginx_path,
+        tmp_path,
+        site,
+        main=f"master_process off;\nerror_log {tmp_path}/nginx-error.log warn;",
+        http="access_log off;",
         stderr=subprocess.PIPE,
     )
     try:

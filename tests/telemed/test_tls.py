@@ -32,6 +32,7 @@ from telemed import tls
 from telemed.serve import base_url
 from telemed.settings import Settings, SettingsError
 from tests.helpers import SECRET, TEST_HASH_COST
+from tests.processes import listening, port_of, start_serve
 
 USER, PASSWORD = "doctor.tls", "tls-test-password-doctor"
 GATEWAY, GATEWAY_KEY = "gateway.tls", "tls-test-gateway-key-0123456789"
@@ -86,31 +87,15 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
         "TELEMED_SECRET_KEY": SECRET,
         "TELEMED_LOG_LEVEL": "warning",
     }
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "telemed",
-                "serve",
-                "--fd",
-                str(sock.fileno()),
-                "--tls-cert",
-                str(cert.cert_file),
-                "--tls-key",
-                str(cert.key_file),
-            ],
-            env=env,
-            pass_fds=(sock.fileno(),),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-    finally:
-        sock.close()
+    sock = listening(64)
+    port = port_of(sock)
+    proc = start_serve(
+        sock,
+        *("--tls-cert", str(cert.cert_file), "--tls-key", str(cert.key_file)),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()  # printed once it serves

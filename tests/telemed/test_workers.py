@@ -8,9 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,7 @@ from signaling.schema import PROTOCOL_VERSION, Role
 from signaling.storage import accounts
 from signaling.storage.database import Database, sqlite_url
 from tests.helpers import PASSWORD, SECRET, TEST_HASH_COST, eventually, run_telemed
+from tests.processes import listening, port_of, start_serve
 from tests.redis_server import redis_server
 from tests.signaling.sockets import recv
 
@@ -52,28 +50,9 @@ async def _workers(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[str, i
         "TELEMED_SERVER__HUB_LIVENESS_S": "4",
         "TELEMED_LOG_LEVEL": "warning",
     }
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "telemed",
-                "serve",
-                "--workers",
-                "2",
-                "--fd",
-                str(sock.fileno()),
-            ],
-            env=env,
-            pass_fds=(sock.fileno(),),
-            stdout=subprocess.DEVNULL,
-        )
-    finally:
-        sock.close()
+    sock = listening()
+    port = port_of(sock)
+    proc = start_serve(sock, "--workers", "2", env=env)
     base = f"http://127.0.0.1:{port}"
     try:
 
