@@ -493,8 +493,16 @@ async def relay(
             if world.api:
                 # Every consultation before any socket: each one made is pushed to every
                 # socket of its sites, which would pile up unread on the sockets connected.
+                started = time.perf_counter()
                 await world.login()
                 await world.consult(max(counts))
+                # Each consultation is two HTTP requests that write the shared SQLite file
+                # (created, accepted, audited): the setup's longest part at 2,000.
+                print(
+                    f"# {max(counts)} consultations made in {time.perf_counter() - started:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
             for n in sorted(counts):
                 started = time.perf_counter()
                 if world.api:
