@@ -115,7 +115,8 @@ def variants() -> dict[str, Run]:
     return {
         "aiortc VP8 (per viewer today)": run_aiortc,
         "aiortc's settings, this encoder": shared(AIORTC),
-        "realtime VP8 (shared: cpu-used -12, 1 thread)": shared(REALTIME),
+        "realtime VP8 (shared: cpu-used -12, 1 thread, v1)": shared(REALTIME),
+        "realtime VP8, version 0 (profile 0)": shared(with_settings(REALTIME, profile=0)),
         "realtime VP8, 2 threads": shared(with_settings(REALTIME, threads=2)),
         "realtime VP8, cpu-used -6": shared(with_settings(REALTIME, cpu_used=-6)),
         "realtime VP8, cpu-used -16": shared(with_settings(REALTIME, cpu_used=-16)),
