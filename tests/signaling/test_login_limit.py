@@ -17,7 +17,14 @@ import pytest_asyncio
 
 from signaling.auth import SecretHasher
 from signaling.schema import Role
-from tests.helpers import PASSWORD, TEST_HASH_COST, LiveServer, make_config, run_server
+from tests.helpers import (
+    PASSWORD,
+    TEST_HASH_COST,
+    LiveServer,
+    client_tls,
+    make_config,
+    run_server,
+)
 
 
 class CountingHasher(SecretHasher):
@@ -49,7 +56,7 @@ async def live(tmp_path: Path, db_url: str) -> AsyncIterator[LiveServer]:
 
 
 async def _guess(base_url: str, username: str, password: str) -> int:
-    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, verify=client_tls()) as http:
         response = await http.post(
             "/api/auth/login", json={"username": username, "password": password}
         )
