@@ -79,6 +79,7 @@ async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
 
 
 @pytest.mark.slow  # a real server with its accounts: several seconds on two loaded cores
+@pytest.mark.cpu  # nothing timed: what is kept and how, waited for with eventually
 async def test_a_kept_frame_with_consent_lands_in_the_consultation_as_captured(
     bedside: Bedside,
 ) -> None:
@@ -112,6 +113,7 @@ async def test_a_kept_frame_with_consent_lands_in_the_consultation_as_captured(
 
 
 @pytest.mark.slow  # a real server with its accounts: several seconds on two loaded cores
+@pytest.mark.cpu  # nothing timed: what is kept and how, waited for with eventually
 async def test_without_consent_a_frame_is_deidentified_and_burned_in_text_refused(
     bedside: Bedside,
 ) -> None:
