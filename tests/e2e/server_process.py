@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import SECRET
+from tests.processes import start_serve
 
 
 class ServerProcess:
@@ -57,16 +58,8 @@ class ServerProcess:
     async def start(self) -> None:
         """Start serving (on the port of the first start) and wait until it answers."""
         sock = self._listening_socket()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "telemed", "serve", "--fd", str(sock.fileno())],
-                env=self.env,
-                pass_fds=(sock.fileno(),),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        finally:
-            sock.close()  # the server holds its own copy
+        # The server holds its own copy of the socket; start_serve closes this one.
+        self.proc = start_serve(sock, env=self.env, stderr=subprocess.DEVNULL)
         async with httpx.AsyncClient() as http:
             for _ in range(300):
                 try:
